@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod algebra;
+pub mod formats;
 mod id;
 mod map;
 mod rangeset;

@@ -1,0 +1,1 @@
+//! Text and JSON formats of ID maps and subordinate-id files.
