@@ -86,26 +86,36 @@ impl<'de> Deserialize<'de> for IdMap {
     }
 }
 
-/// Index of the last element `<= key` in a sorted slice, or `None`.
+/// Lanes compared at once when counting starts; the sorted start arrays are padded to a multiple.
+const LANES: usize = 8;
+
+/// Index of the last start `<= key`, or `None`, in a sorted, `u32::MAX`-padded array of starts.
+///
+/// `key` must not be `u32::MAX` (no extent can hold it), so padding never counts. A branch-free
+/// binary search over blocks of `LANES` starts picks one block, which is then counted with a
+/// compare-and-sum the compiler vectorises; no branch depends on the data.
 #[inline(always)]
 fn last_le(starts: &[u32], key: u32) -> Option<usize> {
-    let mut len = starts.len();
-    if len == 0 {
-        return None;
-    }
+    debug_assert!(starts.len() % LANES == 0 && key != u32::MAX);
     let mut base = 0usize;
+    let mut len = starts.len() / LANES;
     while len > 1 {
         let half = len / 2;
-        // Written so the compiler emits a conditional move, not a branch.
-        base = if starts[base + half] <= key { base + half } else { base };
+        // Arithmetic rather than `if`, so it compiles to a conditional move, not a branch.
+        base += (starts[(base + half) * LANES] <= key) as usize * half;
         len -= half;
     }
-    if starts[base] <= key {
-        Some(base)
-    } else {
-        None
-    }
+    let lanes: &[u32; LANES] = starts.get(base * LANES..base * LANES + LANES)?.try_into().ok()?;
+    let rank = lanes.iter().map(|&s| (s <= key) as u32).sum::<u32>() as usize;
+    rank.checked_sub(1).map(|r| base * LANES + r)
 }
+
+fn padded(starts: impl Iterator<Item = u32>, n: usize) -> Vec<u32> {
+    let mut v: Vec<u32> = starts.collect();
+    v.resize(n.div_ceil(LANES) * LANES, u32::MAX);
+    v
+}
+
 
 /// Why a set of extents is not a map, as the kernel's `map_write` parse loop judges it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -192,9 +202,11 @@ impl IdMap {
         fwd.sort_unstable_by_key(|e| e.first);
         let mut rev = written.clone();
         rev.sort_unstable_by_key(|e| e.lower_first);
+        let fwd_first = padded(fwd.iter().map(|e| e.first), fwd.len());
+        let rev_lower = padded(rev.iter().map(|e| e.lower_first), rev.len());
         Self {
-            fwd_first: fwd.iter().map(|e| e.first).collect(),
-            rev_lower: rev.iter().map(|e| e.lower_first).collect(),
+            fwd_first,
+            rev_lower,
             written,
             fwd,
             rev,
@@ -243,6 +255,14 @@ impl IdMap {
     /// The extent whose upper range holds `id`.
     #[inline]
     pub fn extent_down(&self, id: u32) -> Option<&Extent> {
+        if let [e] = self.fwd.as_slice() {
+            // One extent (the common case): a single wrapping compare covers `id < first` too,
+            // since `first + count` never passes 4294967295.
+            return (id.wrapping_sub(e.first) < e.count).then_some(e);
+        }
+        if id == u32::MAX || self.fwd.is_empty() {
+            return None;
+        }
         let i = last_le(&self.fwd_first, id)?;
         let e = &self.fwd[i];
         (id - e.first < e.count).then_some(e)
@@ -251,6 +271,12 @@ impl IdMap {
     /// The extent whose lower range holds `id`.
     #[inline]
     pub fn extent_up(&self, id: u32) -> Option<&Extent> {
+        if let [e] = self.rev.as_slice() {
+            return (id.wrapping_sub(e.lower_first) < e.count).then_some(e);
+        }
+        if id == u32::MAX || self.rev.is_empty() {
+            return None;
+        }
         let i = last_le(&self.rev_lower, id)?;
         let e = &self.rev[i];
         (id - e.lower_first < e.count).then_some(e)
