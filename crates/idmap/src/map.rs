@@ -145,7 +145,7 @@ impl std::fmt::Display for ExtentRule {
             ExtentRule::ZeroOrWrap => f.write_str("count is zero or the range wraps past 4294967295"),
             ExtentRule::Overlap { with, lower } => write!(
                 f,
-                "its {} range overlaps extent {} ",
+                "its {} range overlaps extent {}",
                 if *lower { "lower (parent)" } else { "upper (namespace)" },
                 with + 1
             ),

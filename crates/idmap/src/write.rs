@@ -120,6 +120,15 @@ impl WriteRule {
         }
     }
 
+    /// Where in the text the refusal points: (line, column), when it points anywhere.
+    pub fn position(&self) -> Option<(usize, Option<usize>)> {
+        match self {
+            WriteRule::Parse { at, .. } => Some((at.line, Some(at.column))),
+            WriteRule::Extent { line, .. } | WriteRule::NotMappedInParent { line, .. } => Some((*line, None)),
+            _ => None,
+        }
+    }
+
     /// The kernel function where the check lives.
     pub fn kernel_function(&self) -> &'static str {
         match self {
@@ -142,10 +151,10 @@ impl std::fmt::Display for WriteRule {
             WriteRule::TooLong { len } => write!(f, "the write is {len} bytes; it must be under 4096"),
             WriteRule::AlreadyWritten => f.write_str("the map was already written; a map is written once"),
             WriteRule::NoCapSysAdminInTarget => f.write_str("the opener lacks CAP_SYS_ADMIN in the target namespace"),
-            WriteRule::Parse { at, what } => write!(f, "line {}, column {}: {what}", at.line, at.column),
-            WriteRule::Extent { line, extent, why } => match extent {
-                Some(e) => write!(f, "line {line}: extent \"{e}\": {why}"),
-                None => write!(f, "line {line}: {why}"),
+            WriteRule::Parse { what, .. } => write!(f, "{what}"),
+            WriteRule::Extent { extent, why, .. } => match extent {
+                Some(e) => write!(f, "extent \"{e}\": {why}"),
+                None => write!(f, "{why}"),
             },
             WriteRule::RootMapNeedsSetfcap { own_namespace: true } => f.write_str(
                 "mapping parent id 0 in one's own namespace needs the creator to have held CAP_SETFCAP when it created the namespace",
@@ -157,9 +166,9 @@ impl std::fmt::Display for WriteRule {
                 f,
                 "writer and opener both need {cap} in the parent namespace (the unprivileged case does not apply: {unprivileged_case})"
             ),
-            WriteRule::NotMappedInParent { line, extent } => write!(
+            WriteRule::NotMappedInParent { extent, .. } => write!(
                 f,
-                "line {line}: lower range {}..={} of extent \"{extent}\" is not inside one extent of the parent's map",
+                "lower range {}..={} of extent \"{extent}\" is not inside one extent of the parent's map",
                 extent.lower_first,
                 extent.lower_last()
             ),
