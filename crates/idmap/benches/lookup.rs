@@ -18,8 +18,9 @@ fn xorshift(state: &mut u64) -> u64 {
 
 /// `n` extents of 1000 ids with 24-id gaps, written in shuffled order (as a map may be).
 fn make_map(n: usize, rng: &mut u64) -> Vec<Extent> {
-    let mut v: Vec<Extent> =
-        (0..n as u32).map(|i| Extent::new(i * 1024, 100_000 + i * 1024, 1000)).collect();
+    let mut v: Vec<Extent> = (0..n as u32)
+        .map(|i| Extent::new(i * 1024, 100_000 + i * 1024, 1000))
+        .collect();
     for i in (1..v.len()).rev() {
         let j = (xorshift(rng) % (i as u64 + 1)) as usize;
         v.swap(i, j);
@@ -70,13 +71,20 @@ fn main() {
     // `cargo test --benches` runs benches with --bench absent; keep that quick.
     let quick = !std::env::args().any(|a| a == "--bench");
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    println!("{:>8} {:>14} {:>14} {:>10}", "extents", "IdMap ns/op", "linear ns/op", "speedup");
+    println!(
+        "{:>8} {:>14} {:>14} {:>10}",
+        "extents", "IdMap ns/op", "linear ns/op", "speedup"
+    );
     for n in [1usize, 5, 6, 64, 340] {
         let extents = make_map(n, &mut rng);
         let map = IdMap::new(extents.clone()).expect("valid map");
         let qs = queries(&extents, &mut rng);
         for &q in &qs {
-            assert_eq!(map.map_down(q), linear_down(&extents, q), "disagreement at {q}");
+            assert_eq!(
+                map.map_down(q),
+                linear_down(&extents, q),
+                "disagreement at {q}"
+            );
         }
         if quick {
             continue;

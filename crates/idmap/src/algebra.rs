@@ -61,7 +61,10 @@ impl IdMap {
             while lower <= end {
                 let p = parent
                     .extent_down(lower as u32)
-                    .ok_or(Error::UnmappedInParent { id: lower as u32, extent: *e })?;
+                    .ok_or(Error::UnmappedInParent {
+                        id: lower as u32,
+                        extent: *e,
+                    })?;
                 let piece_end = end.min(p.upper_last());
                 let count = piece_end - lower + 1;
                 out.push(Extent::new(id as u32, lower as u32, count as u32));
@@ -78,7 +81,10 @@ impl IdMap {
     /// The inverse map: lower ids become upper ids. Valid because both sides are disjoint.
     pub fn invert(&self) -> IdMap {
         IdMap::from_checked(
-            self.extents().iter().map(|e| Extent::new(e.lower_first, e.first, e.count)).collect(),
+            self.extents()
+                .iter()
+                .map(|e| Extent::new(e.lower_first, e.first, e.count))
+                .collect(),
         )
     }
 
@@ -112,10 +118,15 @@ fn split_by(a: &IdMap, b: &IdMap, r: IdRange) -> Vec<Overlap> {
     let mut out = Vec::new();
     let mut k = r.start as u64;
     while k <= r.end as u64 {
-        let (Some(ea), Some(eb)) = (a.extent_up(k as u32), b.extent_up(k as u32)) else { break };
+        let (Some(ea), Some(eb)) = (a.extent_up(k as u32), b.extent_up(k as u32)) else {
+            break;
+        };
         let end = (r.end as u64).min(ea.lower_last()).min(eb.lower_last());
         out.push(Overlap {
-            kernel: IdRange { start: k as u32, end: end as u32 },
+            kernel: IdRange {
+                start: k as u32,
+                end: end as u32,
+            },
             first_in_a: (k - ea.lower_first as u64 + ea.first as u64) as u32,
             first_in_b: (k - eb.lower_first as u64 + eb.first as u64) as u32,
         });
@@ -161,7 +172,10 @@ impl NsChain {
                 IdMap::from_checked(
                     k.extents()
                         .iter()
-                        .map(|e| Extent { lower_first: parent.map_up(e.lower_first).unwrap_or(INVALID_ID), ..*e })
+                        .map(|e| Extent {
+                            lower_first: parent.map_up(e.lower_first).unwrap_or(INVALID_ID),
+                            ..*e
+                        })
                         .collect(),
                 )
             };
@@ -186,7 +200,9 @@ impl NsChain {
 
     fn kernel_map_ref(&self) -> &IdMap {
         static IDENTITY: std::sync::OnceLock<IdMap> = std::sync::OnceLock::new();
-        self.kernel.last().unwrap_or_else(|| IDENTITY.get_or_init(IdMap::identity))
+        self.kernel
+            .last()
+            .unwrap_or_else(|| IDENTITY.get_or_init(IdMap::identity))
     }
 
     /// The namespace's map in kernel ids.
@@ -216,7 +232,9 @@ impl NsChain {
 
     /// An id of this namespace as each level sees it, from the initial namespace (level 0) down.
     pub fn views(&self, id: u32) -> Vec<Option<u32>> {
-        let Some(k) = self.to_kernel(id) else { return vec![None; self.level() + 1] };
+        let Some(k) = self.to_kernel(id) else {
+            return vec![None; self.level() + 1];
+        };
         let mut v = vec![Some(k)];
         v.extend(self.kernel.iter().map(|m| m.map_up(k)));
         v

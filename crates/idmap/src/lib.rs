@@ -19,8 +19,8 @@ pub use id::{IdKind, Kgid, Kuid, INVALID_ID, MAX_BASE_EXTENTS, MAX_EXTENTS, OVER
 pub use map::{Extent, ExtentRule, IdMap};
 pub use rangeset::{IdRange, IdRangeSet};
 pub use write::{
-    judge_write, parse_write, AcceptedWrite, Errno, OpenerNs, ParseRule, Position, WriteContext, WriteRule,
-    MAX_WRITE_BYTES,
+    judge_write, parse_write, AcceptedWrite, Errno, OpenerNs, ParseRule, Position, WriteContext,
+    WriteRule, MAX_WRITE_BYTES,
 };
 
 /// Errors of this crate.

@@ -22,7 +22,11 @@ pub struct Extent {
 impl Extent {
     /// A new extent (not validated).
     pub const fn new(first: u32, lower_first: u32, count: u32) -> Self {
-        Self { first, lower_first, count }
+        Self {
+            first,
+            lower_first,
+            count,
+        }
     }
 
     /// The last id of the upper range, computed without wrap-around.
@@ -105,7 +109,10 @@ fn last_le(starts: &[u32], key: u32) -> Option<usize> {
         base += (starts[(base + half) * LANES] <= key) as usize * half;
         len -= half;
     }
-    let lanes: &[u32; LANES] = starts.get(base * LANES..base * LANES + LANES)?.try_into().ok()?;
+    let lanes: &[u32; LANES] = starts
+        .get(base * LANES..base * LANES + LANES)?
+        .try_into()
+        .ok()?;
     let rank = lanes.iter().map(|&s| (s <= key) as u32).sum::<u32>() as usize;
     rank.checked_sub(1).map(|r| base * LANES + r)
 }
@@ -115,7 +122,6 @@ fn padded(starts: impl Iterator<Item = u32>, n: usize) -> Vec<u32> {
     v.resize(n.div_ceil(LANES) * LANES, u32::MAX);
     v
 }
-
 
 /// Why a set of extents is not a map, as the kernel's `map_write` parse loop judges it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -141,12 +147,20 @@ pub enum ExtentRule {
 impl std::fmt::Display for ExtentRule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ExtentRule::ReservedId => f.write_str("4294967295 is reserved and cannot start an extent"),
-            ExtentRule::ZeroOrWrap => f.write_str("count is zero or the range wraps past 4294967295"),
+            ExtentRule::ReservedId => {
+                f.write_str("4294967295 is reserved and cannot start an extent")
+            }
+            ExtentRule::ZeroOrWrap => {
+                f.write_str("count is zero or the range wraps past 4294967295")
+            }
             ExtentRule::Overlap { with, lower } => write!(
                 f,
                 "its {} range overlaps extent {}",
-                if *lower { "lower (parent)" } else { "upper (namespace)" },
+                if *lower {
+                    "lower (parent)"
+                } else {
+                    "upper (namespace)"
+                },
                 with + 1
             ),
             ExtentRule::TooMany => write!(f, "a map holds at most {MAX_EXTENTS} extents"),
@@ -160,7 +174,9 @@ pub(crate) fn check_extent(before: &[Extent], e: &Extent) -> Result<(), ExtentRu
     if e.first == INVALID_ID || e.lower_first == INVALID_ID {
         return Err(ExtentRule::ReservedId);
     }
-    if e.first.wrapping_add(e.count) <= e.first || e.lower_first.wrapping_add(e.count) <= e.lower_first {
+    if e.first.wrapping_add(e.count) <= e.first
+        || e.lower_first.wrapping_add(e.count) <= e.lower_first
+    {
         return Err(ExtentRule::ZeroOrWrap);
     }
     // mappings_overlap: inclusive intervals, upper then lower, per earlier extent.
@@ -168,12 +184,18 @@ pub(crate) fn check_extent(before: &[Extent], e: &Extent) -> Result<(), ExtentRu
         let (a0, a1) = (e.first as u64, e.upper_last());
         let (b0, b1) = (p.first as u64, p.upper_last());
         if a0 <= b1 && b0 <= a1 {
-            return Err(ExtentRule::Overlap { with: i, lower: false });
+            return Err(ExtentRule::Overlap {
+                with: i,
+                lower: false,
+            });
         }
         let (a0, a1) = (e.lower_first as u64, e.lower_last());
         let (b0, b1) = (p.lower_first as u64, p.lower_last());
         if a0 <= b1 && b0 <= a1 {
-            return Err(ExtentRule::Overlap { with: i, lower: true });
+            return Err(ExtentRule::Overlap {
+                with: i,
+                lower: true,
+            });
         }
     }
     Ok(())
@@ -185,13 +207,25 @@ impl IdMap {
     pub fn new(extents: impl Into<Vec<Extent>>) -> Result<Self, Error> {
         let extents = extents.into();
         if extents.is_empty() {
-            return Err(Error::Extent { index: 0, extent: None, rule: ExtentRule::Empty });
+            return Err(Error::Extent {
+                index: 0,
+                extent: None,
+                rule: ExtentRule::Empty,
+            });
         }
         for (i, e) in extents.iter().enumerate() {
             if i >= MAX_EXTENTS {
-                return Err(Error::Extent { index: i, extent: Some(*e), rule: ExtentRule::TooMany });
+                return Err(Error::Extent {
+                    index: i,
+                    extent: Some(*e),
+                    rule: ExtentRule::TooMany,
+                });
             }
-            check_extent(&extents[..i], e).map_err(|rule| Error::Extent { index: i, extent: Some(*e), rule })?;
+            check_extent(&extents[..i], e).map_err(|rule| Error::Extent {
+                index: i,
+                extent: Some(*e),
+                rule,
+            })?;
         }
         Ok(Self::from_checked(extents))
     }

@@ -23,7 +23,10 @@ impl IdRange {
             return None;
         }
         let end = start as u64 + len - 1;
-        (end <= u32::MAX as u64).then(|| Self { start, end: end as u32 })
+        (end <= u32::MAX as u64).then(|| Self {
+            start,
+            end: end as u32,
+        })
     }
 
     /// Number of ids (up to 2^32).
@@ -77,7 +80,12 @@ impl IdRangeSet {
 
     /// Every id `0..=4294967295`.
     pub fn full() -> Self {
-        Self { ranges: vec![IdRange { start: 0, end: u32::MAX }] }
+        Self {
+            ranges: vec![IdRange {
+                start: 0,
+                end: u32::MAX,
+            }],
+        }
     }
 
     /// The union of any ranges, in any order, overlapping or not.
@@ -87,7 +95,9 @@ impl IdRangeSet {
         let mut out: Vec<IdRange> = Vec::with_capacity(v.len());
         for r in v {
             match out.last_mut() {
-                Some(last) if r.start as u64 <= last.end as u64 + 1 => last.end = last.end.max(r.end),
+                Some(last) if r.start as u64 <= last.end as u64 + 1 => {
+                    last.end = last.end.max(r.end)
+                }
                 _ => out.push(r),
             }
         }
@@ -122,7 +132,8 @@ impl IdRangeSet {
 
     /// Whether every id of `range` is in the set.
     pub fn contains_range(&self, range: IdRange) -> bool {
-        self.find(range.start).is_some_and(|i| self.ranges[i].end >= range.end)
+        self.find(range.start)
+            .is_some_and(|i| self.ranges[i].end >= range.end)
     }
 
     /// Whether any id of `range` is in the set.
@@ -133,12 +144,16 @@ impl IdRangeSet {
 
     /// Add a range.
     pub fn insert(&mut self, range: IdRange) {
-        *self = self.union(&IdRangeSet { ranges: vec![range] });
+        *self = self.union(&IdRangeSet {
+            ranges: vec![range],
+        });
     }
 
     /// Remove a range.
     pub fn remove(&mut self, range: IdRange) {
-        *self = self.difference(&IdRangeSet { ranges: vec![range] });
+        *self = self.difference(&IdRangeSet {
+            ranges: vec![range],
+        });
     }
 
     /// Ids in either set.
@@ -178,7 +193,10 @@ impl IdRangeSet {
             while k < other.ranges.len() && other.ranges[k].start as u64 <= end {
                 let o = other.ranges[k];
                 if o.start as u64 > start {
-                    out.push(IdRange { start: start as u32, end: o.start - 1 });
+                    out.push(IdRange {
+                        start: start as u32,
+                        end: o.start - 1,
+                    });
                 }
                 start = o.end as u64 + 1;
                 if start > end {
@@ -187,7 +205,10 @@ impl IdRangeSet {
                 k += 1;
             }
             if start <= end {
-                out.push(IdRange { start: start as u32, end: end as u32 });
+                out.push(IdRange {
+                    start: start as u32,
+                    end: end as u32,
+                });
             }
         }
         IdRangeSet { ranges: out }
@@ -212,7 +233,7 @@ impl IdRangeSet {
             if r.start > hi {
                 break;
             }
-            if start + size - 1 <= end {
+            if start.checked_add(size - 1).is_some_and(|last| last <= end) {
                 return Some(start as u32);
             }
         }

@@ -38,7 +38,9 @@ pub enum ParseRule {
 impl std::fmt::Display for ParseRule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            ParseRule::ExpectedSpaceAfterNumber => "expected a decimal number followed by whitespace",
+            ParseRule::ExpectedSpaceAfterNumber => {
+                "expected a decimal number followed by whitespace"
+            }
             ParseRule::TrailingJunk => "unexpected text after the third number",
             ParseRule::EmptyLine => "empty line (only one trailing newline is allowed)",
         })
@@ -114,9 +116,10 @@ impl WriteRule {
             | WriteRule::RootMapNeedsSetfcap { .. }
             | WriteRule::NotPermitted { .. }
             | WriteRule::NotMappedInParent { .. } => Errno::EPERM,
-            WriteRule::NonZeroOffset | WriteRule::TooLong { .. } | WriteRule::Parse { .. } | WriteRule::Extent { .. } => {
-                Errno::EINVAL
-            }
+            WriteRule::NonZeroOffset
+            | WriteRule::TooLong { .. }
+            | WriteRule::Parse { .. }
+            | WriteRule::Extent { .. } => Errno::EINVAL,
         }
     }
 
@@ -124,7 +127,9 @@ impl WriteRule {
     pub fn position(&self) -> Option<(usize, Option<usize>)> {
         match self {
             WriteRule::Parse { at, .. } => Some((at.line, Some(at.column))),
-            WriteRule::Extent { line, .. } | WriteRule::NotMappedInParent { line, .. } => Some((*line, None)),
+            WriteRule::Extent { line, .. } | WriteRule::NotMappedInParent { line, .. } => {
+                Some((*line, None))
+            }
             _ => None,
         }
     }
@@ -132,7 +137,9 @@ impl WriteRule {
     /// The kernel function where the check lives.
     pub fn kernel_function(&self) -> &'static str {
         match self {
-            WriteRule::InitNamespace | WriteRule::OpenerNotInNamespaceOrParent => "proc_uid_map_write",
+            WriteRule::InitNamespace | WriteRule::OpenerNotInNamespaceOrParent => {
+                "proc_uid_map_write"
+            }
             WriteRule::RootMapNeedsSetfcap { .. } => "verify_root_map",
             WriteRule::NotPermitted { .. } => "new_idmap_permitted",
             _ => "map_write",
@@ -230,7 +237,13 @@ pub fn parse_write(text: &[u8]) -> Result<Vec<Extent>, WriteRule> {
             None => (rest, None),
         };
         let mut pos = 0usize;
-        let err = |pos: usize, what| WriteRule::Parse { at: Position { line: line_no, column: pos + 1 }, what };
+        let err = |pos: usize, what| WriteRule::Parse {
+            at: Position {
+                line: line_no,
+                column: pos + 1,
+            },
+            what,
+        };
         let skip = |mut p: usize| {
             while p < line.len() && kernel_isspace(line[p]) {
                 p += 1;
@@ -249,7 +262,14 @@ pub fn parse_write(text: &[u8]) -> Result<Vec<Extent>, WriteRule> {
         pos = skip(pos);
         let (first, p) = number(pos);
         if !at_space(p) {
-            return Err(err(p, if line.is_empty() { ParseRule::EmptyLine } else { ParseRule::ExpectedSpaceAfterNumber }));
+            return Err(err(
+                p,
+                if line.is_empty() {
+                    ParseRule::EmptyLine
+                } else {
+                    ParseRule::ExpectedSpaceAfterNumber
+                },
+            ));
         }
         let (lower_first, p) = number(skip(p));
         if !at_space(p) {
@@ -263,10 +283,22 @@ pub fn parse_write(text: &[u8]) -> Result<Vec<Extent>, WriteRule> {
         if p != line.len() {
             return Err(err(p, ParseRule::TrailingJunk));
         }
-        let e = Extent { first, lower_first, count };
-        check_extent(&extents, &e).map_err(|rule| WriteRule::Extent { line: line_no, extent: Some(e), why: rule })?;
+        let e = Extent {
+            first,
+            lower_first,
+            count,
+        };
+        check_extent(&extents, &e).map_err(|rule| WriteRule::Extent {
+            line: line_no,
+            extent: Some(e),
+            why: rule,
+        })?;
         if extents.len() + 1 == MAX_EXTENTS && next.is_some() {
-            return Err(WriteRule::Extent { line: line_no + 1, extent: None, why: ExtentRule::TooMany });
+            return Err(WriteRule::Extent {
+                line: line_no + 1,
+                extent: None,
+                why: ExtentRule::TooMany,
+            });
         }
         extents.push(e);
         match next {
@@ -384,24 +416,43 @@ pub fn judge_write(ctx: &WriteContext, text: &[u8]) -> Result<AcceptedWrite, Wri
     }
     let extents = parse_write(text)?;
     if extents.is_empty() {
-        return Err(WriteRule::Extent { line: 1, extent: None, why: ExtentRule::Empty });
+        return Err(WriteRule::Extent {
+            line: 1,
+            extent: None,
+            why: ExtentRule::Empty,
+        });
     }
     permitted(ctx, &extents)?;
     let mut kernel = Vec::with_capacity(extents.len());
     for (i, e) in extents.iter().enumerate() {
         match ctx.parent_map.map_range_down(e.lower_first, e.count) {
-            Some(lower) => kernel.push(Extent { lower_first: lower, ..*e }),
-            None => return Err(WriteRule::NotMappedInParent { line: i + 1, extent: *e }),
+            Some(lower) => kernel.push(Extent {
+                lower_first: lower,
+                ..*e
+            }),
+            None => {
+                return Err(WriteRule::NotMappedInParent {
+                    line: i + 1,
+                    extent: *e,
+                })
+            }
         }
     }
-    Ok(AcceptedWrite { written: IdMap::from_checked(extents), kernel: IdMap::from_checked(kernel) })
+    Ok(AcceptedWrite {
+        written: IdMap::from_checked(extents),
+        kernel: IdMap::from_checked(kernel),
+    })
 }
 
 /// `new_idmap_permitted` with `verify_root_map`.
 fn permitted(ctx: &WriteContext, extents: &[Extent]) -> Result<(), WriteRule> {
     if ctx.kind == IdKind::Uid && extents.iter().any(|e| e.lower_first == 0) {
         let own = ctx.opener_ns == OpenerNs::Target;
-        let ok = if own { ctx.parent_could_setfcap } else { ctx.opener_cap_setfcap_in_parent };
+        let ok = if own {
+            ctx.parent_could_setfcap
+        } else {
+            ctx.opener_cap_setfcap_in_parent
+        };
         if !ok {
             return Err(WriteRule::RootMapNeedsSetfcap { own_namespace: own });
         }
@@ -431,6 +482,9 @@ fn permitted(ctx: &WriteContext, extents: &[Extent]) -> Result<(), WriteRule> {
     if ctx.writer_cap_setid_in_parent && ctx.opener_cap_setid_in_parent {
         Ok(())
     } else {
-        Err(WriteRule::NotPermitted { cap, unprivileged_case: why_not_unprivileged })
+        Err(WriteRule::NotPermitted {
+            cap,
+            unprivileged_case: why_not_unprivileged,
+        })
     }
 }
