@@ -1,0 +1,89 @@
+//! An exact, pure model of the Linux kernel's (mainline 6.x) permission decisions across user
+//! namespaces.
+//!
+//! A [`World`] holds the user-namespace tree (with ID maps from [`credns_idmap`]), tasks with
+//! full credentials ([`Cred`]: real/effective/saved/fs ids as kernel ids, supplementary
+//! groups, the five capability sets, securebits), superblocks with their owning namespace,
+//! mounts (optionally idmapped, `nosuid`, `noexec`, `ro`) and inodes with owner, group, mode
+//! and POSIX access ACLs. [`World::op`] performs an [`Op`] as a task and returns an
+//! [`Outcome`]: `Allowed`, `Denied(errno)` or `Unknown(reason)`, with a trace naming every
+//! kernel rule consulted and every id translated. Successful operations change the world
+//! (a `chown` changes the owner, a `setuid` the credentials, an `unshare` adds a namespace).
+//!
+//! Nothing here makes a syscall or does I/O; [`Scenario::parse`] only parses the text it is
+//! given. The real kernel is the reference: where its answer depends on something the model
+//! does not know, the answer is [`Verdict::Unknown`].
+//!
+//! ```
+//! use credns_model::{Scenario, Verdict};
+//! let s = Scenario::parse(r#"
+//! [[namespace]]
+//! name = "ns1"
+//! owner = 1000
+//! uid_map = "0 1000 1"
+//! gid_map = "0 1000 1"
+//!
+//! [[process]]
+//! name = "host"
+//! uid = 1000
+//!
+//! [[process]]
+//! name = "nsroot"
+//! ns = "ns1"
+//! uid = 0
+//!
+//! [[op]]
+//! by = "host"
+//! op = "kill"
+//! target = "nsroot"
+//! expect = "allowed"
+//! "#, "doc.toml").unwrap();
+//! let reports = s.run();
+//! assert!(reports.iter().all(|r| r.matches()));
+//! assert_eq!(reports[0].outcome.result, Verdict::Allowed);
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod capability;
+mod caps;
+mod errno;
+mod ops;
+mod outcome;
+mod scenario;
+mod vfs;
+mod world;
+
+pub use capability::has_ns_capability;
+pub use caps::{Cap, CapSet, CAP_LAST_CAP};
+pub use errno::Errno;
+pub use ops::{MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
+pub use outcome::{Outcome, Output, Step, StepVerdict, Values, Verdict};
+pub use scenario::{Expect, OpReport, Scenario};
+pub use vfs::{Vfsgid, Vfsuid, MAY_EXEC, MAY_READ, MAY_WRITE};
+pub use world::{
+    normalise, path_components, validate_acl, Acl, AclEntry, AclTag, Cred, Inode, InodeRef,
+    MntIdmap, Mount, MountOptions, MountRef, NsRef, SbRef, SuperBlock, Task, TaskRef, UserNs,
+    World, GENERIC_PERMISSION_FS, SECURE_KEEP_CAPS, SECURE_NOROOT, SECURE_NO_SETUID_FIXUP, S_IFDIR,
+    S_IFMT, S_IFREG, S_ISGID, S_ISUID, S_ISVTX,
+};
+
+/// Errors of this crate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A scenario file is malformed or refers to something that does not exist.
+    #[error("{source_name}:{line}:{column}: {message}")]
+    Scenario {
+        /// The file (or other source) name.
+        source_name: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What was wrong.
+        message: String,
+    },
+    /// A world-building call was given something inconsistent.
+    #[error("{0}")]
+    Model(String),
+}

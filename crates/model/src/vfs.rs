@@ -1,0 +1,625 @@
+//! Idmapped mounts (fs/mnt_idmapping.c), path walk and permission checks (fs/namei.c,
+//! fs/posix_acl.c).
+
+use credns_idmap::{Kgid, Kuid};
+
+use crate::caps::Cap;
+use crate::errno::Errno;
+use crate::outcome::Tracer;
+use crate::world::{AclTag, Cred, InodeRef, MntIdmap, MountRef, NsRef, World, S_IRWXG, S_IXUGO};
+
+/// `MAY_EXEC`.
+pub const MAY_EXEC: u32 = 1;
+/// `MAY_WRITE`.
+pub const MAY_WRITE: u32 = 2;
+/// `MAY_READ`.
+pub const MAY_READ: u32 = 4;
+
+/// Why a decision stopped: an errno, or something the model does not know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Errno(Errno),
+    Unknown(String),
+}
+
+impl From<Errno> for Stop {
+    fn from(e: Errno) -> Stop {
+        Stop::Errno(e)
+    }
+}
+
+pub(crate) type Check = Result<(), Stop>;
+
+/// An id as it appears through a mount (`vfsuid_t`); its value is in kernel-id space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vfsuid(pub Kuid);
+
+/// `vfsgid_t`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vfsgid(pub Kgid);
+
+impl Vfsuid {
+    /// `vfsuid_valid`.
+    pub fn is_valid(self) -> bool {
+        self.0.is_valid()
+    }
+    /// `vfsuid_eq_kuid`: valid and equal.
+    pub fn eq_kuid(self, k: Kuid) -> bool {
+        self.is_valid() && self.0 == k
+    }
+    pub(crate) fn show(self) -> String {
+        if self.is_valid() {
+            self.0 .0.to_string()
+        } else {
+            "INVALID".into()
+        }
+    }
+}
+
+impl Vfsgid {
+    /// `vfsgid_valid`.
+    pub fn is_valid(self) -> bool {
+        self.0.is_valid()
+    }
+    /// `vfsgid_eq_kgid`.
+    pub fn eq_kgid(self, k: Kgid) -> bool {
+        self.is_valid() && self.0 == k
+    }
+    pub(crate) fn show(self) -> String {
+        if self.is_valid() {
+            self.0 .0.to_string()
+        } else {
+            "INVALID".into()
+        }
+    }
+}
+
+pub(crate) fn mode_str(mode: u32) -> String {
+    format!("{:04o}", mode & 0o7777)
+}
+
+pub(crate) fn mask_str(mask: u32) -> String {
+    let mut s = String::new();
+    s.push(if mask & MAY_READ != 0 { 'r' } else { '-' });
+    s.push(if mask & MAY_WRITE != 0 { 'w' } else { '-' });
+    s.push(if mask & MAY_EXEC != 0 { 'x' } else { '-' });
+    s
+}
+
+/// The result of walking a path.
+#[derive(Clone, Debug)]
+pub(crate) struct Walk {
+    /// The mount and inode of the last component, if it exists.
+    pub(crate) target: Option<(MountRef, InodeRef)>,
+    /// The directory holding the last component, and its mount.
+    pub(crate) parent: (MountRef, InodeRef),
+}
+
+impl World {
+    pub(crate) fn idmap_name(&self, idmap: &MntIdmap) -> String {
+        match idmap {
+            MntIdmap::Nop => "nop_mnt_idmap".into(),
+            MntIdmap::Mapped { from, .. } => format!("idmap of \"{}\"", self.ns(*from).name),
+        }
+    }
+
+    /// `make_vfsuid(idmap, fs_userns, kuid)`.
+    pub fn make_vfsuid(&self, idmap: &MntIdmap, fs_ns: NsRef, k: Kuid) -> Vfsuid {
+        match idmap {
+            MntIdmap::Nop => Vfsuid(k),
+            MntIdmap::Mapped { uid_map, .. } => {
+                let u = if fs_ns == self.init_ns() {
+                    Some(k.0)
+                } else {
+                    self.from_kuid(fs_ns, k)
+                };
+                match u.and_then(|u| uid_map.map_down(u)) {
+                    Some(v) => Vfsuid(Kuid(v)),
+                    None => Vfsuid(Kuid::INVALID),
+                }
+            }
+        }
+    }
+
+    /// `make_vfsgid`.
+    pub fn make_vfsgid(&self, idmap: &MntIdmap, fs_ns: NsRef, k: Kgid) -> Vfsgid {
+        match idmap {
+            MntIdmap::Nop => Vfsgid(k),
+            MntIdmap::Mapped { gid_map, .. } => {
+                let u = if fs_ns == self.init_ns() {
+                    Some(k.0)
+                } else {
+                    self.from_kgid(fs_ns, k)
+                };
+                match u.and_then(|u| gid_map.map_down(u)) {
+                    Some(v) => Vfsgid(Kgid(v)),
+                    None => Vfsgid(Kgid::INVALID),
+                }
+            }
+        }
+    }
+
+    /// `from_vfsuid(idmap, fs_userns, vfsuid)`: back to the kernel id stored in the inode.
+    pub fn from_vfsuid(&self, idmap: &MntIdmap, fs_ns: NsRef, v: Vfsuid) -> Kuid {
+        match idmap {
+            MntIdmap::Nop => v.0,
+            MntIdmap::Mapped { uid_map, .. } => {
+                let Some(u) = (if v.is_valid() {
+                    uid_map.map_up(v.0 .0)
+                } else {
+                    None
+                }) else {
+                    return Kuid::INVALID;
+                };
+                if fs_ns == self.init_ns() {
+                    Kuid(u)
+                } else {
+                    self.make_kuid(fs_ns, u)
+                }
+            }
+        }
+    }
+
+    /// `from_vfsgid`.
+    pub fn from_vfsgid(&self, idmap: &MntIdmap, fs_ns: NsRef, v: Vfsgid) -> Kgid {
+        match idmap {
+            MntIdmap::Nop => v.0,
+            MntIdmap::Mapped { gid_map, .. } => {
+                let Some(u) = (if v.is_valid() {
+                    gid_map.map_up(v.0 .0)
+                } else {
+                    None
+                }) else {
+                    return Kgid::INVALID;
+                };
+                if fs_ns == self.init_ns() {
+                    Kgid(u)
+                } else {
+                    self.make_kgid(fs_ns, u)
+                }
+            }
+        }
+    }
+
+    /// `i_uid_into_vfsuid(idmap, inode)`.
+    pub fn i_uid_into_vfsuid(&self, idmap: &MntIdmap, ino: InodeRef) -> Vfsuid {
+        let i = self.inode(ino);
+        self.make_vfsuid(idmap, self.sb(i.sb).user_ns, i.uid)
+    }
+
+    /// `i_gid_into_vfsgid(idmap, inode)`.
+    pub fn i_gid_into_vfsgid(&self, idmap: &MntIdmap, ino: InodeRef) -> Vfsgid {
+        let i = self.inode(ino);
+        self.make_vfsgid(idmap, self.sb(i.sb).user_ns, i.gid)
+    }
+
+    /// `vfsuid_has_mapping(ns, vfsuid)`.
+    pub fn vfsuid_has_mapping(&self, ns: NsRef, v: Vfsuid) -> bool {
+        v.is_valid() && self.kuid_has_mapping(ns, v.0)
+    }
+
+    /// `vfsgid_has_mapping(ns, vfsgid)`.
+    pub fn vfsgid_has_mapping(&self, ns: NsRef, v: Vfsgid) -> bool {
+        v.is_valid() && self.kgid_has_mapping(ns, v.0)
+    }
+
+    /// Record the translation of an inode's owner and group through a mount.
+    pub(crate) fn trace_inode_ids(
+        &self,
+        t: &mut Tracer,
+        idmap: &MntIdmap,
+        ino: InodeRef,
+        what: &str,
+    ) -> (Vfsuid, Vfsgid) {
+        let i = self.inode(ino);
+        let sbns = self.sb(i.sb).user_ns;
+        let vu = self.i_uid_into_vfsuid(idmap, ino);
+        let vg = self.i_gid_into_vfsgid(idmap, ino);
+        t.info(
+            "i_uid_into_vfsuid",
+            format!(
+                "{what}: stored owner and group through the mount's {}",
+                self.idmap_name(idmap)
+            ),
+            vec![
+                ("i_uid", self.show_uid(i.uid)),
+                ("i_gid", self.show_gid(i.gid)),
+                (
+                    "on_disk",
+                    format!(
+                        "{}:{}",
+                        self.show_in(sbns, i.uid.0, true),
+                        self.show_in(sbns, i.gid.0, false)
+                    ),
+                ),
+                ("s_user_ns", self.ns(sbns).name.clone()),
+                ("vfsuid", vu.show()),
+                ("vfsgid", vg.show()),
+            ],
+        );
+        (vu, vg)
+    }
+
+    /// `inode_permission(idmap, inode, mask)`.
+    pub(crate) fn inode_permission(
+        &self,
+        t: &mut Tracer,
+        cred: &Cred,
+        m: MountRef,
+        ino: InodeRef,
+        mask: u32,
+    ) -> Check {
+        let f = "inode_permission";
+        let mnt = self.mount(m);
+        let i = self.inode(ino);
+        let sb = self.sb(i.sb);
+        t.info(
+            f,
+            format!(
+                "{} on an inode of \"{}\" mode {}",
+                mask_str(mask),
+                sb.name,
+                mode_str(i.mode)
+            ),
+            vec![],
+        );
+        t.nested(|t| {
+            if mask & MAY_WRITE != 0 {
+                if sb.read_only && (i.is_reg() || i.is_dir()) {
+                    t.fail("sb_permission", "write to a read-only filesystem", vec![("sb", sb.name.clone())]);
+                    return Err(Errno::EROFS.into());
+                }
+                if i.immutable {
+                    t.fail(f, "write to an immutable inode", vec![]);
+                    return Err(Errno::EPERM.into());
+                }
+                let (vu, vg) = self.trace_inode_ids(t, &mnt.idmap, ino, "HAS_UNMAPPED_ID");
+                let ok = vu.is_valid() && vg.is_valid();
+                t.check(ok, f, "writing needs the inode's owner and group valid through the mount (HAS_UNMAPPED_ID)", vec![]);
+                if !ok {
+                    return Err(Errno::EACCES.into());
+                }
+            }
+            if !crate::world::GENERIC_PERMISSION_FS.contains(&sb.fs_type.as_str()) {
+                let why = format!("filesystem type \"{}\" is not modelled (it may have its own ->permission)", sb.fs_type);
+                t.step("do_inode_permission", why.clone(), vec![], crate::outcome::StepVerdict::Unknown);
+                return Err(Stop::Unknown(why));
+            }
+            self.generic_permission(t, cred, m, ino, mask)
+        })
+    }
+
+    /// `generic_permission`.
+    pub(crate) fn generic_permission(
+        &self,
+        t: &mut Tracer,
+        cred: &Cred,
+        m: MountRef,
+        ino: InodeRef,
+        mask: u32,
+    ) -> Check {
+        let f = "generic_permission";
+        let idmap = &self.mount(m).idmap;
+        let i = self.inode(ino);
+        match self.acl_permission_check(t, cred, m, ino, mask) {
+            Err(Stop::Errno(Errno::EACCES)) => {}
+            other => return other,
+        }
+        if i.is_dir() {
+            if mask & MAY_WRITE == 0 {
+                t.info(
+                    f,
+                    "directory without write: CAP_DAC_READ_SEARCH overrides",
+                    vec![],
+                );
+                if t.nested(|t| {
+                    self.capable_wrt_inode_uidgid(t, cred, idmap, ino, Cap::DAC_READ_SEARCH)
+                }) {
+                    return Ok(());
+                }
+            }
+            t.info(f, "directory: CAP_DAC_OVERRIDE overrides", vec![]);
+            if t.nested(|t| self.capable_wrt_inode_uidgid(t, cred, idmap, ino, Cap::DAC_OVERRIDE)) {
+                return Ok(());
+            }
+            t.fail(f, "no override applies", vec![]);
+            return Err(Errno::EACCES.into());
+        }
+        let mask = mask & (MAY_READ | MAY_WRITE | MAY_EXEC);
+        if mask == MAY_READ {
+            t.info(f, "read only: CAP_DAC_READ_SEARCH overrides", vec![]);
+            if t.nested(|t| {
+                self.capable_wrt_inode_uidgid(t, cred, idmap, ino, Cap::DAC_READ_SEARCH)
+            }) {
+                return Ok(());
+            }
+        }
+        if mask & MAY_EXEC == 0 || i.mode & S_IXUGO != 0 {
+            t.info(
+                f,
+                "CAP_DAC_OVERRIDE overrides (no exec wanted, or some x bit is set)",
+                vec![],
+            );
+            if t.nested(|t| self.capable_wrt_inode_uidgid(t, cred, idmap, ino, Cap::DAC_OVERRIDE)) {
+                return Ok(());
+            }
+        } else {
+            t.fail(
+                f,
+                "exec of a file with no x bit at all: CAP_DAC_OVERRIDE cannot override",
+                vec![("mode", mode_str(i.mode))],
+            );
+        }
+        t.fail(f, "no override applies", vec![]);
+        Err(Errno::EACCES.into())
+    }
+
+    /// `acl_permission_check`.
+    fn acl_permission_check(
+        &self,
+        t: &mut Tracer,
+        cred: &Cred,
+        m: MountRef,
+        ino: InodeRef,
+        mask: u32,
+    ) -> Check {
+        let f = "acl_permission_check";
+        let idmap = &self.mount(m).idmap;
+        let i = self.inode(ino);
+        let sb = self.sb(i.sb);
+        let want = mask & 7;
+        let mut mode = i.mode;
+        let has_acl = sb.posix_acl && i.acl.is_some();
+        if (want * 0o111) & !mode == 0 && !has_acl {
+            t.pass(
+                f,
+                "every class (owner, group, other) grants the request and there is no ACL",
+                vec![("want", mask_str(want)), ("mode", mode_str(mode))],
+            );
+            return Ok(());
+        }
+        let (vu, vg) = self.trace_inode_ids(t, idmap, ino, "owner check");
+        if vu.eq_kuid(cred.fsuid) {
+            let ok = want & !(mode >> 6) & 7 == 0;
+            t.check(
+                ok,
+                f,
+                "the caller's fsuid owns the inode: the owner bits alone decide",
+                vec![
+                    ("fsuid", cred.fsuid.0.to_string()),
+                    ("want", mask_str(want)),
+                    ("owner_bits", mask_str((mode >> 6) & 7)),
+                ],
+            );
+            return if ok {
+                Ok(())
+            } else {
+                Err(Errno::EACCES.into())
+            };
+        }
+        t.info(
+            f,
+            "not the owner",
+            vec![("vfsuid", vu.show()), ("fsuid", cred.fsuid.0.to_string())],
+        );
+        if sb.posix_acl && mode & S_IRWXG != 0 {
+            if let Some(r) = self.posix_acl_permission(t, cred, m, ino, want) {
+                return r;
+            }
+        }
+        if want & (mode ^ (mode >> 3)) != 0 {
+            if t.nested(|t| self.vfsgid_in_group_p(t, cred, vg, "the inode's group")) {
+                mode >>= 3;
+                let ok = want & !mode & 7 == 0;
+                t.check(
+                    ok,
+                    f,
+                    "in the inode's group: the group bits decide",
+                    vec![("want", mask_str(want)), ("group_bits", mask_str(mode & 7))],
+                );
+                return if ok {
+                    Ok(())
+                } else {
+                    Err(Errno::EACCES.into())
+                };
+            }
+        } else {
+            t.info(
+                f,
+                "group and other bits agree for the request; group membership not consulted",
+                vec![],
+            );
+        }
+        let ok = want & !mode & 7 == 0;
+        t.check(
+            ok,
+            f,
+            "the other bits decide",
+            vec![("want", mask_str(want)), ("other_bits", mask_str(mode & 7))],
+        );
+        if ok {
+            Ok(())
+        } else {
+            Err(Errno::EACCES.into())
+        }
+    }
+
+    /// `check_acl` + `posix_acl_permission`. `None` when the inode has no ACL (-EAGAIN).
+    fn posix_acl_permission(
+        &self,
+        t: &mut Tracer,
+        cred: &Cred,
+        m: MountRef,
+        ino: InodeRef,
+        want: u32,
+    ) -> Option<Check> {
+        let f = "posix_acl_permission";
+        let idmap = &self.mount(m).idmap;
+        let i = self.inode(ino);
+        let acl = i.acl.as_ref()?;
+        let fs_ns = self.sb(i.sb).user_ns;
+        t.info(
+            "check_acl",
+            "the inode has an access ACL",
+            vec![("entries", acl.0.len().to_string())],
+        );
+        let r = t.nested(|t| {
+            let mut found = false;
+            let entries = &acl.0;
+            let mut matched: Option<(usize, bool)> = None; // (index, apply mask)
+            for (idx, e) in entries.iter().enumerate() {
+                match e.tag {
+                    AclTag::UserObj => {
+                        let vu = self.i_uid_into_vfsuid(idmap, ino);
+                        if vu.eq_kuid(cred.fsuid) {
+                            t.pass(f, "user:: entry matches the caller's fsuid", vec![]);
+                            matched = Some((idx, false));
+                            break;
+                        }
+                    }
+                    AclTag::User => {
+                        let k = Kuid(e.id.unwrap_or(u32::MAX));
+                        let vu = self.make_vfsuid(idmap, fs_ns, k);
+                        let hit = vu.eq_kuid(cred.fsuid);
+                        t.info(
+                            f,
+                            format!("user:{}: entry through the mount", self.show_in(fs_ns, k.0, true)),
+                            vec![("e_uid", self.show_uid(k)), ("vfsuid", vu.show()), ("fsuid", cred.fsuid.0.to_string()), ("match", hit.to_string())],
+                        );
+                        if hit {
+                            matched = Some((idx, true));
+                            break;
+                        }
+                    }
+                    AclTag::GroupObj | AclTag::Group => {
+                        let vg = if e.tag == AclTag::GroupObj {
+                            self.i_gid_into_vfsgid(idmap, ino)
+                        } else {
+                            self.make_vfsgid(idmap, fs_ns, Kgid(e.id.unwrap_or(u32::MAX)))
+                        };
+                        let label = if e.tag == AclTag::GroupObj { "group::".to_string() } else { format!("group:{}:", self.show_in(fs_ns, e.id.unwrap_or(u32::MAX), false)) };
+                        if self.in_group_p(cred, vg.0) && vg.is_valid() {
+                            found = true;
+                            let enough = e.perm & want == want;
+                            t.info(f, format!("{label} entry: the caller is in the group"), vec![("vfsgid", vg.show()), ("perm", mask_str(e.perm)), ("want", mask_str(want)), ("grants", enough.to_string())]);
+                            if enough {
+                                matched = Some((idx, true));
+                                break;
+                            }
+                        } else {
+                            t.info(f, format!("{label} entry: the caller is not in the group"), vec![("vfsgid", vg.show())]);
+                        }
+                    }
+                    AclTag::Mask => {}
+                    AclTag::Other => {
+                        if found {
+                            t.fail(f, "a group entry matched but none grants the request; other:: is not consulted", vec![]);
+                            return Err(Errno::EACCES.into());
+                        }
+                        t.info(f, "no user or group entry matched: other:: decides", vec![]);
+                        matched = Some((idx, false));
+                        break;
+                    }
+                }
+            }
+            let Some((idx, use_mask)) = matched else {
+                t.fail(f, "malformed ACL", vec![]);
+                return Err(Errno::EIO.into());
+            };
+            let e = entries[idx];
+            if use_mask {
+                if let Some(mk) = entries[idx + 1..].iter().find(|x| x.tag == AclTag::Mask) {
+                    let ok = e.perm & mk.perm & want == want;
+                    t.check(ok, f, "the entry's permissions limited by mask::", vec![("perm", mask_str(e.perm)), ("mask", mask_str(mk.perm)), ("want", mask_str(want))]);
+                    return if ok { Ok(()) } else { Err(Errno::EACCES.into()) };
+                }
+            }
+            let ok = e.perm & want == want;
+            t.check(ok, f, "the entry's permissions", vec![("perm", mask_str(e.perm)), ("want", mask_str(want))]);
+            if ok {
+                Ok(())
+            } else {
+                Err(Errno::EACCES.into())
+            }
+        });
+        Some(r)
+    }
+
+    /// Walk an absolute path: `may_lookup` (MAY_EXEC) on every directory that holds a
+    /// component, crossing into mounts. The last component may be missing.
+    pub(crate) fn path_walk(&self, t: &mut Tracer, cred: &Cred, path: &str) -> Result<Walk, Stop> {
+        let f = "link_path_walk";
+        let Some(comps) = crate::world::path_components(path) else {
+            t.fail(
+                f,
+                "the model only takes absolute paths without . or ..",
+                vec![("path", path.into())],
+            );
+            return Err(Errno::ENOENT.into());
+        };
+        let Some(root) = self.mounts.iter().rposition(|m| m.path == "/") else {
+            t.fail(f, "nothing is mounted at /", vec![]);
+            return Err(Errno::ENOENT.into());
+        };
+        let mut m = MountRef(root);
+        let mut cur = self.mount(m).root;
+        let mut parent = (m, cur);
+        let mut here = String::new();
+        let n = comps.len();
+        if n == 0 {
+            return Ok(Walk {
+                target: Some((m, cur)),
+                parent,
+            });
+        }
+        for (k, c) in comps.iter().enumerate() {
+            let dir = if here.is_empty() {
+                "/".to_string()
+            } else {
+                here.clone()
+            };
+            if !self.inode(cur).is_dir() {
+                t.fail(f, format!("\"{dir}\" is not a directory"), vec![]);
+                return Err(Errno::ENOTDIR.into());
+            }
+            t.info(
+                "may_lookup",
+                format!("search permission on \"{dir}\" to look up \"{c}\""),
+                vec![],
+            );
+            t.nested(|t| self.inode_permission(t, cred, m, cur, MAY_EXEC))?;
+            parent = (m, cur);
+            here = format!("{here}/{c}");
+            if let Some(i) = self.mounts.iter().rposition(|mm| mm.path == here) {
+                m = MountRef(i);
+                cur = self.mount(m).root;
+                t.info(
+                    f,
+                    format!(
+                        "\"{here}\" is a mount point: continue on filesystem \"{}\"",
+                        self.sb(self.mount(m).sb).name
+                    ),
+                    vec![],
+                );
+                continue;
+            }
+            match self.inode(cur).children.get(*c) {
+                Some(next) => cur = *next,
+                None if k + 1 == n => {
+                    return Ok(Walk {
+                        target: None,
+                        parent,
+                    });
+                }
+                None => {
+                    t.fail(f, format!("\"{here}\" does not exist"), vec![]);
+                    return Err(Errno::ENOENT.into());
+                }
+            }
+        }
+        Ok(Walk {
+            target: Some((m, cur)),
+            parent,
+        })
+    }
+}

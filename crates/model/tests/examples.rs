@@ -1,0 +1,47 @@
+//! Parse and run every shipped example; every expectation must hold.
+
+use credns_model::Scenario;
+
+fn run_file(name: &str) -> usize {
+    let path = format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("example readable");
+    let s = Scenario::parse(&text, name).unwrap_or_else(|e| panic!("{e}"));
+    let reports = s.run();
+    let bad: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.matches())
+        .map(|r| r.to_string())
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{name}: expectations failed:\n{}",
+        bad.join("\n\n")
+    );
+    assert!(
+        reports.iter().all(|r| r.matched.is_some()),
+        "{name}: every op has an expectation"
+    );
+    reports.len()
+}
+
+#[test]
+fn every_example_holds() {
+    let dir = format!("{}/examples", env!("CARGO_MANIFEST_DIR"));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 3);
+    for n in names {
+        let count = run_file(&n);
+        assert!(count > 0, "{n} has operations");
+    }
+}
+
+#[test]
+fn seed000() {
+    run_file("seed000_kill_and_files.toml");
+}

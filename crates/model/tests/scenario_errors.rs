@@ -1,0 +1,69 @@
+//! Scenario parse errors name the file, the line, the column and what was wrong.
+
+use credns_model::{Error, Scenario};
+
+fn err(text: &str) -> (usize, usize, String) {
+    match Scenario::parse(text, "bad.toml") {
+        Err(Error::Scenario {
+            source_name,
+            line,
+            column,
+            message,
+        }) => {
+            assert_eq!(source_name, "bad.toml");
+            (line, column, message)
+        }
+        other => panic!("expected a scenario error, got {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_process_name() {
+    let (line, col, msg) = err("[[process]]\nname = \"a\"\nuid = 0\n\n[[op]]\nby = \"a\"\nop = \"kill\"\ntarget = \"bob\"\n");
+    assert_eq!((line, col), (8, 10));
+    assert!(msg.contains("no process called \"bob\""), "{msg}");
+}
+
+#[test]
+fn toml_syntax_error_has_position() {
+    let (line, _, msg) = err("[[process]]\nname = \"a\"\nuid = \n");
+    assert_eq!(line, 3, "{msg}");
+}
+
+#[test]
+fn unknown_field_is_rejected() {
+    let (line, _, msg) = err("[[process]]\nname = \"a\"\nuid = 0\ncolour = 1\n");
+    assert_eq!(line, 4, "{msg}");
+    assert!(msg.contains("colour"), "{msg}");
+}
+
+#[test]
+fn field_not_taken_by_op() {
+    let (line, _, msg) = err("[[process]]\nname = \"a\"\nuid = 0\n\n[[op]]\nby = \"a\"\nop = \"chmod\"\npath = \"/x\"\nmode = \"0644\"\nsignal = 9\n");
+    assert_eq!(line, 10);
+    assert!(msg.contains("does not take `signal`"), "{msg}");
+}
+
+#[test]
+fn unmapped_process_id_is_explained() {
+    let (line, _, msg) = err("[[namespace]]\nname = \"n\"\nowner = 1000\n\n[[process]]\nname = \"a\"\nns = \"n\"\nuid = 0\n");
+    assert_eq!(line, 8);
+    assert!(
+        msg.contains("not mapped") && msg.contains("kernel:N"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn bad_map_and_bad_expect() {
+    let (line, _, msg) = err("[[namespace]]\nname = \"n\"\nowner = 1000\nuid_map = \"0 1000 0\"\n");
+    assert_eq!(line, 4, "{msg}");
+    let (line, _, msg) = err("[[process]]\nname = \"a\"\nuid = 0\n\n[[op]]\nby = \"a\"\nop = \"getids\"\nexpect = \"maybe\"\n");
+    assert_eq!(line, 8, "{msg}");
+}
+
+#[test]
+fn display_includes_location() {
+    let e = Scenario::parse("[[op]]\nby = \"x\"\nop = \"getids\"\n", "f.toml").unwrap_err();
+    assert!(e.to_string().starts_with("f.toml:2:6: "), "{e}");
+}
