@@ -101,7 +101,9 @@ pub fn run(cmd: MapCommand) -> Result<ExitCode> {
 fn read_input(path: &PathBuf) -> Result<(String, Vec<u8>)> {
     if path.as_os_str() == "-" {
         let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf).context("reading standard input")?;
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading standard input")?;
         Ok(("<stdin>".into(), buf))
     } else {
         let buf = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -114,7 +116,8 @@ fn parse_kernel_map(name: &str, text: &[u8]) -> Result<IdMap> {
     if text.iter().all(u8::is_ascii_whitespace) {
         return Ok(IdMap::empty());
     }
-    let extents = credns_idmap::parse_write(text).map_err(|rule| anyhow::anyhow!("{name}: {}", located(&rule)))?;
+    let extents = credns_idmap::parse_write(text)
+        .map_err(|rule| anyhow::anyhow!("{name}: {}", located(&rule)))?;
     IdMap::new(extents).with_context(|| format!("{name}: not a valid map"))
 }
 
@@ -134,7 +137,9 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         let (uid, gid) = spec
             .split_once(':')
             .and_then(|(u, g)| Some((u.parse::<u32>().ok()?, g.parse::<u32>().ok()?)))
-            .with_context(|| format!("--unprivileged {spec:?}: expected UID:GID, two decimal numbers"))?;
+            .with_context(|| {
+                format!("--unprivileged {spec:?}: expected UID:GID, two decimal numbers")
+            })?;
         // A process that unshared its own namespace: owner, full caps inside, none in the parent.
         ctx.opener_ns = OpenerNs::Target;
         ctx.owner = Kuid(uid);
@@ -181,7 +186,11 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if verdict.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if verdict.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// A namespace named on the command line, as a kernel map (lower ids in the reader's numbering).
@@ -192,29 +201,44 @@ struct NsSpec {
 
 fn ns_spec(procfs: &ProcFs, spec: &str, kind: IdKind) -> Result<NsSpec> {
     if spec == "host" {
-        return Ok(NsSpec { label: "the host (initial namespace)".into(), map: IdMap::identity() });
+        return Ok(NsSpec {
+            label: "the host (initial namespace)".into(),
+            map: IdMap::identity(),
+        });
     }
     if let Some(list) = spec.strip_prefix("map:") {
         let mut text = String::new();
         for (i, ext) in list.split(',').enumerate() {
             let f: Vec<&str> = ext.split(':').collect();
             if f.len() != 3 {
-                bail!("{spec:?}: extent {} {ext:?}: expected FIRST:LOWER:COUNT", i + 1);
+                bail!(
+                    "{spec:?}: extent {} {ext:?}: expected FIRST:LOWER:COUNT",
+                    i + 1
+                );
             }
             text.push_str(&f.join(" "));
             text.push('\n');
         }
         let map = parse_kernel_map(spec, text.as_bytes())?;
-        return Ok(NsSpec { label: format!("map {list}"), map });
+        return Ok(NsSpec {
+            label: format!("map {list}"),
+            map,
+        });
     }
     if let Ok(pid) = spec.parse::<i32>() {
         let pid = Pid(pid);
         let map = procfs.read_map(pid, kind)?;
         let ns = procfs.userns(pid)?;
-        return Ok(NsSpec { label: format!("pid {pid} ({ns})"), map });
+        return Ok(NsSpec {
+            label: format!("pid {pid} ({ns})"),
+            map,
+        });
     }
     let (name, text) = read_input(&PathBuf::from(spec))?;
-    Ok(NsSpec { label: name.clone(), map: parse_kernel_map(&name, &text)? })
+    Ok(NsSpec {
+        label: name.clone(),
+        map: parse_kernel_map(&name, &text)?,
+    })
 }
 
 fn translate(a: TranslateArgs) -> Result<ExitCode> {
@@ -240,7 +264,11 @@ fn translate(a: TranslateArgs) -> Result<ExitCode> {
             (Some(k), Some(r)) => println!("{kind} {} in {} is kernel {kind} {k}, which is {kind} {r} in {}", a.id, from.label, to.label),
         }
     }
-    Ok(if result.is_some() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if result.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 #[derive(serde::Serialize)]
@@ -260,7 +288,10 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
     let pid = if a.pid == "self" {
         Pid(std::process::id() as i32)
     } else {
-        Pid(a.pid.parse().with_context(|| format!("{:?}: expected a process id or `self`", a.pid))?)
+        Pid(a
+            .pid
+            .parse()
+            .with_context(|| format!("{:?}: expected a process id or `self`", a.pid))?)
     };
     let status = procfs.status(pid)?;
     let chain = credns_sys::userns_ancestry(&procfs, pid)?;
@@ -272,7 +303,11 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
         let (seen, uid_map, gid_map) = if i == 0 {
             (None, Some(IdMap::identity()), Some(IdMap::identity()))
         } else if i == depth {
-            (Some(pid.0), Some(procfs.read_map(pid, IdKind::Uid)?), Some(procfs.read_map(pid, IdKind::Gid)?))
+            (
+                Some(pid.0),
+                Some(procfs.read_map(pid, IdKind::Uid)?),
+                Some(procfs.read_map(pid, IdKind::Gid)?),
+            )
         } else {
             match procfs.find_pid_in_userns(*ns)? {
                 Some(p) => (
@@ -283,7 +318,10 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
                 None => (None, None, None),
             }
         };
-        let view = |m: &Option<IdMap>, ids: [u32; 4]| m.as_ref().map(|m| ids.map(|k| m.map_up_munged(k, OVERFLOW_ID)));
+        let view = |m: &Option<IdMap>, ids: [u32; 4]| {
+            m.as_ref()
+                .map(|m| ids.map(|k| m.map_up_munged(k, OVERFLOW_ID)))
+        };
         levels.push(Level {
             level: i,
             userns: ns.to_string(),
@@ -299,10 +337,23 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("pid {} ({}): {} user namespace level{} below this reader's", pid, status.name, depth, if depth == 1 { "" } else { "s" });
+    println!(
+        "pid {} ({}): {} user namespace level{} below this reader's",
+        pid,
+        status.name,
+        depth,
+        if depth == 1 { "" } else { "s" }
+    );
     let mut table = Table::new();
     table.load_preset(UTF8_BORDERS_ONLY);
-    table.set_header(vec!["level", "user namespace", "uid_map (first lower count)", "gid_map", "uid r/e/s/fs", "gid r/e/s/fs"]);
+    table.set_header(vec![
+        "level",
+        "user namespace",
+        "uid_map (first lower count)",
+        "gid_map",
+        "uid r/e/s/fs",
+        "gid r/e/s/fs",
+    ]);
     for l in &levels {
         let map_text = |m: &Option<IdMap>| match m {
             Some(_) if l.level == 0 => "(the reader's own ids)".to_string(),
@@ -316,7 +367,13 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
         };
         table.add_row(vec![
             l.level.to_string(),
-            format!("{}{}", l.userns, l.seen_through_pid.map(|p| format!(" (pid {p})")).unwrap_or_default()),
+            format!(
+                "{}{}",
+                l.userns,
+                l.seen_through_pid
+                    .map(|p| format!(" (pid {p})"))
+                    .unwrap_or_default()
+            ),
             map_text(&l.uid_map),
             map_text(&l.gid_map),
             ids(&l.uids),

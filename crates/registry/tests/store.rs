@@ -1,0 +1,348 @@
+//! The durable store: what is committed survives reopening (and SIGKILL), what is not
+//! committed never appears, and reopening rebuilds the same state.
+
+use credns_idmap::{IdRange, IdRangeSet};
+use credns_registry::{
+    AllocId, AllocRequest, Allocation, Error, HighRequest, HighWindow, Lease, LiveUserNs, Origin,
+    Policy, RegisterRequest, Registry, Selector, Window,
+};
+
+fn r(a: u32, b: u32) -> IdRange {
+    IdRange { start: a, end: b }
+}
+
+fn policy() -> Policy {
+    Policy {
+        high: HighWindow {
+            enabled: true,
+            ..HighWindow::default()
+        },
+        ..Policy::default()
+    }
+}
+
+fn named(n: &str) -> AllocRequest {
+    AllocRequest::new(Lease::name(n), 0)
+}
+
+fn snapshot(reg: &Registry) -> (Vec<Allocation>, Vec<IdRange>, Vec<IdRange>) {
+    (
+        reg.list().cloned().collect(),
+        reg.allocator().free_extents(Window::Main),
+        reg.allocator().free_extents(Window::High),
+    )
+}
+
+#[test]
+fn committed_allocations_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.redb");
+    let before = {
+        let mut reg = Registry::open(&path, policy()).unwrap();
+        reg.set_clock(|| 1_700_000_000);
+        let a = reg.allocate(&named("web").label("nginx")).unwrap();
+        let ns = Lease::UserNs {
+            dev: 4,
+            ino: 4_026_532_999,
+            created_ns: 1_700_000_000_123_456_789,
+        };
+        let b = reg
+            .allocate(
+                &AllocRequest::new(ns, 1000)
+                    .size(2_000_000)
+                    .high(HighRequest::Default),
+            )
+            .unwrap();
+        let c = reg
+            .register(&RegisterRequest::new(
+                Lease::name("podman-abc"),
+                0,
+                r(100_000, 165_535),
+            ))
+            .unwrap();
+        assert_eq!(c.origin, Origin::Registered);
+        assert_eq!(a.created, 1_700_000_000);
+        assert_eq!(b.uid.len(), 2_000_000);
+        snapshot(&reg)
+    };
+    let reg = Registry::open(&path, policy()).unwrap();
+    assert_eq!(snapshot(&reg), before);
+    assert_eq!(
+        reg.get(&Selector::Name("web".into()))
+            .unwrap()
+            .label
+            .as_deref(),
+        Some("nginx")
+    );
+    assert_eq!(reg.allocator().usage(1000).ids, 2_000_000 + 65_535);
+}
+
+#[test]
+fn ids_are_never_reused_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.redb");
+    let last = {
+        let mut reg = Registry::open(&path, Policy::default()).unwrap();
+        reg.allocate(&named("a")).unwrap();
+        let b = reg.allocate(&named("b")).unwrap();
+        reg.release(&Selector::Id(b.id)).unwrap();
+        b.id
+    };
+    let mut reg = Registry::open(&path, Policy::default()).unwrap();
+    let c = reg.allocate(&named("c")).unwrap();
+    assert!(c.id > last, "{} after {}", c.id, last);
+    // The released range is reused, the id is not.
+    assert_eq!(c.uid.start, 589_824);
+}
+
+#[test]
+fn an_uncommitted_allocation_never_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.redb");
+    let mut reg = Registry::open(&path, Policy::default()).unwrap();
+    let kept = reg.allocate(&named("kept")).unwrap();
+    let before = snapshot(&reg);
+    {
+        let mut t = reg.begin().unwrap();
+        let ghost = t.allocate(&named("ghost")).unwrap();
+        let ghost2 = t.allocate(&named("ghost2")).unwrap();
+        assert_ne!(ghost.uid, ghost2.uid, "a batch sees its own allocations");
+        t.release(&Selector::Name("kept".into())).unwrap();
+        assert!(t.allocator().get(&Selector::Name("ghost".into())).is_some());
+        assert!(t.allocator().get(&Selector::Name("kept".into())).is_none());
+        // Dropped without commit.
+    }
+    assert_eq!(snapshot(&reg), before, "memory rolled back");
+    drop(reg);
+    let mut reg = Registry::open(&path, Policy::default()).unwrap();
+    assert_eq!(snapshot(&reg), before, "nothing reached the disk");
+    assert!(reg.get(&Selector::Name("ghost".into())).is_none());
+    // The ghost's id was never committed, so it may be handed out again; its range certainly is.
+    let next = reg.allocate(&named("next")).unwrap();
+    assert_eq!(next.uid.start, kept.uid.end + 1);
+}
+
+#[test]
+fn a_batch_commits_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.redb");
+    let mut reg = Registry::open(&path, Policy::default()).unwrap();
+    let mut t = reg.begin().unwrap();
+    for i in 0..500 {
+        t.allocate(&named(&format!("c{i}"))).unwrap();
+    }
+    // A refused step leaves the transaction usable.
+    assert!(matches!(
+        t.allocate(&named("bad").size(0)),
+        Err(Error::InvalidSize { .. })
+    ));
+    t.commit().unwrap();
+    let before = snapshot(&reg);
+    drop(reg);
+    let reg = Registry::open(&path, Policy::default()).unwrap();
+    assert_eq!(reg.allocator().len(), 500);
+    assert_eq!(snapshot(&reg), before);
+}
+
+#[test]
+fn idempotent_allocate_does_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.redb");
+    let mut reg = Registry::open(&path, Policy::default()).unwrap();
+    let a = reg.allocate(&named("x")).unwrap();
+    assert_eq!(reg.allocate(&named("x").size(12)).unwrap(), a);
+    assert_eq!(reg.list().count(), 1);
+}
+
+#[test]
+fn reap_releases_dead_namespaces_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.redb");
+    let mut reg = Registry::open(&path, Policy::default()).unwrap();
+    let ns = |ino, c| {
+        AllocRequest::new(
+            Lease::UserNs {
+                dev: 4,
+                ino,
+                created_ns: c,
+            },
+            1000,
+        )
+    };
+    let alive = reg.allocate(&ns(1, 10)).unwrap();
+    let dead = reg.allocate(&ns(2, 20)).unwrap();
+    let reused = reg.allocate(&ns(3, 30)).unwrap();
+    reg.allocate(&named("stable")).unwrap();
+    let live = [
+        LiveUserNs {
+            dev: 4,
+            ino: 1,
+            created_ns: Some(10),
+        },
+        LiveUserNs {
+            dev: 4,
+            ino: 3,
+            created_ns: Some(31),
+        },
+    ];
+    let reaped: Vec<AllocId> = reg.reap(&live).unwrap().into_iter().map(|a| a.id).collect();
+    assert_eq!(reaped, vec![dead.id, reused.id]);
+    assert!(reg.reap(&live).unwrap().is_empty());
+    drop(reg);
+    let reg = Registry::open(&path, Policy::default()).unwrap();
+    let left: Vec<AllocId> = reg.list().map(|a| a.id).collect();
+    assert_eq!(left.len(), 2);
+    assert!(left.contains(&alive.id));
+    let e = Registry::open(&path, Policy::default()).unwrap_err();
+    assert!(
+        matches!(e, Error::Db(_)),
+        "a second open while one is live is refused: {e}"
+    );
+    let sel = Selector::UserNs {
+        dev: 4,
+        ino: 2,
+        created_ns: 20,
+    };
+    assert!(reg.get(&sel).is_none());
+}
+
+#[test]
+fn release_by_each_selector_and_unknown_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reg = Registry::open(dir.path().join("r.redb"), Policy::default()).unwrap();
+    let a = reg.allocate(&named("a")).unwrap();
+    let ns = Lease::UserNs {
+        dev: 1,
+        ino: 2,
+        created_ns: 3,
+    };
+    reg.allocate(&AllocRequest::new(ns.clone(), 0)).unwrap();
+    let c = reg.allocate(&named("c")).unwrap();
+    assert_eq!(reg.release(&Selector::Name("a".into())).unwrap().id, a.id);
+    assert_eq!(reg.release(&Selector::from(&ns)).unwrap().lease, ns);
+    assert_eq!(reg.release(&Selector::Id(c.id)).unwrap().id, c.id);
+    assert!(matches!(
+        reg.release(&Selector::Id(c.id)),
+        Err(Error::UnknownId(_))
+    ));
+    assert!(matches!(
+        reg.release(&Selector::Name("a".into())),
+        Err(Error::UnknownName(_))
+    ));
+    assert!(matches!(
+        reg.release(&Selector::from(&ns)),
+        Err(Error::UnknownUserNs {
+            dev: 1,
+            ino: 2,
+            created_ns: 3
+        })
+    ));
+    assert!(reg.list().next().is_none());
+}
+
+#[test]
+fn corrupt_records_are_reported_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.redb");
+    let a = {
+        let mut reg = Registry::open(&path, Policy::default()).unwrap();
+        reg.allocate(&named("a")).unwrap()
+    };
+    {
+        // Write a second record over the same range behind the registry's back.
+        let db = redb::Database::create(&path).unwrap();
+        let w = db.begin_write().unwrap();
+        {
+            let mut t = w
+                .open_table(redb::TableDefinition::<u64, &[u8]>::new("allocations"))
+                .unwrap();
+            let mut b = a.clone();
+            b.id = AllocId(a.id.0 + 100);
+            b.lease = Lease::name("b");
+            t.insert(b.id.0, serde_json::to_vec(&b).unwrap().as_slice())
+                .unwrap();
+        }
+        w.commit().unwrap();
+    }
+    let e = Registry::open(&path, Policy::default()).unwrap_err();
+    assert!(matches!(e, Error::Corrupt(_)), "{e}");
+}
+
+#[test]
+fn exclusions_and_live_maps_are_applied_after_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.redb");
+    let mut reg = Registry::open(&path, Policy::default()).unwrap();
+    reg.observe_live(IdRangeSet::from_ranges([r(524_288, 524_288 + 65_535)]));
+    let a = reg.allocate(&named("a")).unwrap();
+    assert_eq!(a.uid.start, 589_824);
+    drop(reg);
+    // Live maps are not stored: after a reopen the caller supplies a fresh scan.
+    let mut reg = Registry::open(&path, Policy::default()).unwrap();
+    assert!(reg.allocator().is_free(524_288));
+    reg.observe_live(IdRangeSet::from_ranges([r(524_288, 524_288)]));
+    assert!(!reg.allocator().is_free(524_288));
+    assert_eq!(reg.allocate(&named("b")).unwrap().uid.start, 655_360);
+}
+
+/// A child process allocates, reports each returned allocation, opens a transaction with one
+/// more allocation and reports it, then waits; the parent kills it with SIGKILL (no destructors,
+/// no commit). Everything reported as allocated must be in the database; the uncommitted one
+/// must not.
+#[test]
+fn allocations_survive_sigkill() {
+    use std::io::{BufRead, BufReader, Write};
+    const CHILD: &str = "CREDNS_REGISTRY_KILL_CHILD";
+    if let Ok(path) = std::env::var(CHILD) {
+        let mut reg = Registry::open(&path, Policy::default()).unwrap();
+        let mut out = std::io::stdout().lock();
+        for i in 0..5 {
+            let a = reg.allocate(&named(&format!("n{i}"))).unwrap();
+            writeln!(out, "ALLOCATED {} {}", a.id.0, a.uid.start).unwrap();
+            out.flush().unwrap();
+        }
+        let mut t = reg.begin().unwrap();
+        let ghost = t.allocate(&named("ghost")).unwrap();
+        writeln!(out, "GHOST {}", ghost.uid.start).unwrap();
+        out.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        std::process::exit(3);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.redb");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "allocations_survive_sigkill",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, &path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reported: Vec<(u64, u32)> = Vec::new();
+    let mut ghost = false;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(i) = line.find("ALLOCATED ") {
+            let mut f = line[i + "ALLOCATED ".len()..].split(' ');
+            reported.push((
+                f.next().unwrap().parse().unwrap(),
+                f.next().unwrap().parse().unwrap(),
+            ));
+        } else if line.contains("GHOST ") {
+            ghost = true;
+            break;
+        }
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(ghost, "the child reached its uncommitted allocation");
+    assert_eq!(reported.len(), 5);
+    let reg = Registry::open(&path, Policy::default()).unwrap();
+    let stored: Vec<(u64, u32)> = reg.list().map(|a| (a.id.0, a.uid.start)).collect();
+    assert_eq!(stored, reported);
+    assert!(reg.get(&Selector::Name("ghost".into())).is_none());
+}
