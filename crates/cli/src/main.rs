@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod map_cmd;
+mod sim_cmd;
 
 /// Identity for Linux containers: ID maps, user namespaces, idmapped mounts and keyrings.
 #[derive(Debug, Parser)]
@@ -19,18 +20,30 @@ enum Command {
     /// Check, translate and show user-namespace ID maps.
     #[command(subcommand)]
     Map(map_cmd::MapCommand),
+    /// Run scenario files through the model of the kernel's rules, explaining each decision.
+    Sim(sim_cmd::SimArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Map(cmd) => map_cmd::run(cmd),
+        Command::Sim(args) => sim_cmd::run(args),
     };
     match result {
         Ok(code) => code,
+        // A reader that went away (`credns sim … | head`) is not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("credns: error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
