@@ -33,3 +33,12 @@ if [ "${CI:-}" = true ]; then export CREDNS_REQUIRE_ALL=1; fi
 
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked --no-fail-fast
+
+# The fuzz targets (their own workspace): they must build, and every seed must replay cleanly.
+cargo build --manifest-path fuzz/Cargo.toml --locked --bins
+for seeds in fuzz/seeds/*/; do
+  target=$(basename "$seeds")
+  "fuzz/target/debug/$target" -runs=0 "$seeds" >/dev/null 2>&1 ||
+    { echo "fuzz target $target fails on its seeds: fuzz/target/debug/$target $seeds" >&2; exit 1; }
+done
+echo "fuzz targets: every seed replayed"
