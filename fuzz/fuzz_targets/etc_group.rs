@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
             for g in &groups {
                 assert!(g.line >= 1 && g.line <= lines);
                 assert!(g.gid < u32::MAX);
-                assert!(text.split('\n').nth(g.line - 1).unwrap().starts_with(&g.name));
+                assert!(text
+                    .split('\n')
+                    .nth(g.line - 1)
+                    .unwrap()
+                    .starts_with(&g.name));
             }
         }
         Err(e) => assert!(e.to_string().starts_with("group:"), "{e}"),

@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
             for u in &users {
                 assert!(u.line >= 1 && u.line <= lines);
                 assert!(u.uid < u32::MAX && u.gid < u32::MAX);
-                assert!(text.split('\n').nth(u.line - 1).unwrap().starts_with(&u.name));
+                assert!(text
+                    .split('\n')
+                    .nth(u.line - 1)
+                    .unwrap()
+                    .starts_with(&u.name));
             }
         }
         Err(e) => assert!(e.to_string().starts_with("passwd:"), "{e}"),

@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     };
     match Scenario::parse(text, "fuzz.toml") {
         Err(Error::Scenario { line, column, .. }) => {
-            assert!(line >= 1 && line <= text.lines().count().max(1) + 1, "line {line}");
+            assert!(
+                line >= 1 && line <= text.lines().count().max(1) + 1,
+                "line {line}"
+            );
             assert!(column >= 1, "column {column}");
         }
         Err(Error::Model(_)) => {}
