@@ -16,6 +16,7 @@
 
 mod child;
 mod helper;
+pub mod mount;
 mod ns;
 mod procfs;
 
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 pub use child::{
     write_fd, Actor, CapSets, HelperIds, Ids, RemoteFd, UnshareOptions, UsernsChild, WriteHow,
 };
+pub use mount::{unmount, DetachedMount, FsType, MappingUserns, MountRequirement};
 pub use ns::{userns_ancestry, NsId, UserNsFd};
 pub use procfs::{ProcFs, ProcStatus};
 /// Open flags for [`UsernsChild::open`] (`open(2)`'s `O_*`).
@@ -134,6 +136,22 @@ pub enum Error {
         op: &'static str,
         /// The errno it reported (or that talking to it gave).
         #[source]
+        errno: Errno,
+    },
+    /// A mount step failed: names the source, its filesystem and the kernel requirement.
+    #[error("{}", mount::mount_display(op, tree, target, fs_type, requirement, *errno))]
+    Mount {
+        /// The system call.
+        op: &'static str,
+        /// The source tree.
+        tree: PathBuf,
+        /// Where it was being attached, for `move_mount`.
+        target: Option<PathBuf>,
+        /// The source's filesystem.
+        fs_type: FsType,
+        /// The requirement that failed, when the errno and context tell.
+        requirement: Option<MountRequirement>,
+        /// The kernel's answer.
         errno: Errno,
     },
     /// An argument the helper protocol cannot carry.
