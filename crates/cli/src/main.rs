@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod map_cmd;
+mod mount_cmd;
 
 /// Identity for Linux containers: ID maps, user namespaces, idmapped mounts and keyrings.
 #[derive(Debug, Parser)]
@@ -19,12 +20,14 @@ enum Command {
     /// Check, translate and show user-namespace ID maps.
     #[command(subcommand)]
     Map(map_cmd::MapCommand),
+    Mount(mount_cmd::MountArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Map(cmd) => map_cmd::run(cmd),
+        Command::Mount(a) => mount_cmd::run(a),
     };
     match result {
         Ok(code) => code,
