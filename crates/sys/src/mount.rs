@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use credns_idmap::{IdKind, IdMap};
 use rustix::mount::{MoveMountFlags, OpenTreeFlags, UnmountFlags};
 
-use crate::{Actor, Errno, Error, UnshareOptions, UserNsFd, UsernsChild};
+#[cfg(doc)]
+use crate::UsernsChild;
+use crate::{Actor, Errno, Error, UserNsFd};
 
 /// `MOUNT_ATTR_RDONLY` (`mount_setattr(2)`).
 const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
@@ -159,8 +161,6 @@ pub struct DetachedMount {
     source: PathBuf,
     fs_type: FsType,
     recursive: bool,
-    /// The source mount was idmapped already (its mountinfo options say "idmapped").
-    source_idmapped: bool,
     /// This clone has been given an idmap.
     idmapped: Cell<bool>,
 }
@@ -184,13 +184,11 @@ impl DetachedMount {
                 syscall_req(errno, "open_tree"),
             )
         })?;
-        let source_idmapped = mount_is_idmapped(source).unwrap_or(false);
         Ok(DetachedMount {
             fd,
             source: source.to_owned(),
             fs_type,
             recursive,
-            source_idmapped,
             idmapped: Cell::new(false),
         })
     }
@@ -218,7 +216,9 @@ impl DetachedMount {
         self.setattr(&attr).map_err(|errno| {
             let req = match errno {
                 Errno::INVAL => Some(MountRequirement::FsAllowIdmap(self.fs_type.clone())),
-                Errno::PERM if self.idmapped.get() || self.source_idmapped => {
+                Errno::PERM
+                    if self.idmapped.get() || mount_is_idmapped(&self.source).unwrap_or(false) =>
+                {
                     Some(MountRequirement::NotAlreadyIdmapped)
                 }
                 Errno::PERM if matches!(userns.parent(), Ok(None)) => {
@@ -351,12 +351,97 @@ pub fn mount_is_idmapped(path: &Path) -> Result<bool, Error> {
     }))
 }
 
-/// A user namespace made only to carry an idmap: a helper unshares it, the caller (which needs
-/// CAP_SETUID and CAP_SETGID, as the writer of a multi-id map from the parent namespace) writes
-/// its maps, "deny"s setgroups first, takes the nsfs fd, and ends the helper. Nothing of it
-/// runs afterwards; the fd alone keeps the namespace alive.
+/// A user namespace made only to carry an idmap. A child process is cloned straight into a new
+/// user namespace (`clone3(2)` with `CLONE_NEWUSER`) and does nothing but wait; the caller
+/// (which needs CAP_SETUID and CAP_SETGID, as the writer of a multi-id map from the parent
+/// namespace) writes the namespace's maps, opens its nsfs file, and kills and reaps the child.
+/// Nothing of it runs afterwards: the fd alone keeps the namespace alive.
+///
+/// This is [`UsernsChild`] cut down to what an idmap needs: no socket protocol and no setup
+/// steps, which makes it several times cheaper (the idmapped-mount benchmark counts it).
 #[derive(Debug)]
 pub struct MappingUserns;
+
+/// `struct clone_args` (`CLONE_ARGS_SIZE_VER0`, 64 bytes).
+#[repr(C)]
+#[derive(Debug, Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+}
+
+/// The waiting child: killed with SIGKILL and reaped on drop.
+#[derive(Debug)]
+struct Holder {
+    pid: crate::Pid,
+    pidfd: OwnedFd,
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL);
+        if let Some(p) = self.pid.to_rustix() {
+            while let Err(Errno::INTR) =
+                rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty())
+            {
+            }
+        }
+    }
+}
+
+fn spawn_holder() -> Result<Holder, Error> {
+    let parent = rustix::process::getpid().as_raw_nonzero().get();
+    let mut pidfd: libc::c_int = -1;
+    let args = CloneArgs {
+        flags: (libc::CLONE_NEWUSER | libc::CLONE_PIDFD) as u64,
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM is a fork: the child gets a copy of the address space and
+    // runs only the raw system calls below before it is killed or exits; the kernel writes the
+    // pidfd into `pidfd`, which outlives the call, and reads `args` (a live #[repr(C)] struct of
+    // the size passed).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r < 0 {
+        return Err(Error::Sys {
+            op: "clone3(CLONE_NEWUSER)",
+            errno: crate::last_errno(),
+        });
+    }
+    if r == 0 {
+        // The child, possibly forked from a multithreaded process: raw system calls only.
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        // SAFETY: getppid has no arguments. If the parent died before the prctl, exit now.
+        if unsafe { libc::getppid() } != parent {
+            // SAFETY: _exit ends the process without running the parent's atexit handlers.
+            unsafe { libc::_exit(0) };
+        }
+        loop {
+            // SAFETY: pause has no arguments; the child waits here for SIGKILL.
+            unsafe { libc::pause() };
+        }
+    }
+    // SAFETY: on success clone3 stored a new pidfd that nothing else owns.
+    let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd) };
+    Ok(Holder {
+        pid: crate::Pid(r as i32),
+        pidfd,
+    })
+}
 
 impl MappingUserns {
     /// A namespace with `uid_map` and `gid_map` (kernel form: lower ids are the caller's
@@ -364,24 +449,26 @@ impl MappingUserns {
     /// side the id seen through the mount.
     #[allow(clippy::new_ret_no_self)]
     pub fn new(uid_map: &IdMap, gid_map: &IdMap) -> Result<UserNsFd, Error> {
-        let child = UsernsChild::spawn(&UnshareOptions::new())?;
+        let holder = spawn_holder()?;
+        let procfs = crate::ProcFs::new();
         for (kind, map) in [(IdKind::Uid, uid_map), (IdKind::Gid, gid_map)] {
+            let path = procfs.map_path(holder.pid, kind);
             let text = map.to_write_format();
-            child
-                .write_map(Actor::Caller, kind, text.as_bytes())?
+            Actor::Caller
+                .write_file(&path, text.as_bytes(), crate::WriteHow::Write)?
                 .map_err(|errno| Error::Path {
                     op: if kind == IdKind::Uid {
                         "write uid_map"
                     } else {
                         "write gid_map"
                     },
-                    path: child.map_path(kind),
+                    path,
                     errno,
                 })?;
         }
-        let fd = child.userns_fd()?;
-        // Ending the helper (kill and reap) leaves the namespace to the fd alone.
-        drop(child);
+        let fd = UserNsFd::open(&procfs, holder.pid)?;
+        // Killing and reaping the child leaves the namespace to the fd alone.
+        drop(holder);
         Ok(fd)
     }
 }
