@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
+# The idmapped-mount tests make ext4, btrfs and xfs filesystems on loop devices.
+command -v mkfs.ext4 >/dev/null || need_pkgs+=(e2fsprogs)
+command -v mkfs.btrfs >/dev/null || need_pkgs+=(btrfs-progs)
+command -v mkfs.xfs >/dev/null || need_pkgs+=(xfsprogs)
 if ((${#need_pkgs[@]})) && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
 fi

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 pub use child::{
     write_fd, Actor, CapSets, HelperIds, Ids, RemoteFd, UnshareOptions, UsernsChild, WriteHow,
 };
-pub use mount::{unmount, DetachedMount, FsType, MappingUserns, MountRequirement};
+pub use mount::{unmount, DetachedMount, FsType, MappingUserns, MountFailure, MountRequirement};
 pub use ns::{userns_ancestry, NsId, UserNsFd};
 pub use procfs::{ProcFs, ProcStatus};
 /// Open flags for [`UsernsChild::open`] (`open(2)`'s `O_*`).
@@ -139,21 +139,8 @@ pub enum Error {
         errno: Errno,
     },
     /// A mount step failed: names the source, its filesystem and the kernel requirement.
-    #[error("{}", mount::mount_display(op, tree, target, fs_type, requirement, *errno))]
-    Mount {
-        /// The system call.
-        op: &'static str,
-        /// The source tree.
-        tree: PathBuf,
-        /// Where it was being attached, for `move_mount`.
-        target: Option<PathBuf>,
-        /// The source's filesystem.
-        fs_type: FsType,
-        /// The requirement that failed, when the errno and context tell.
-        requirement: Option<MountRequirement>,
-        /// The kernel's answer.
-        errno: Errno,
-    },
+    #[error("{0}")]
+    Mount(Box<MountFailure>),
     /// An argument the helper protocol cannot carry.
     #[error("{0}")]
     Invalid(String),

@@ -291,8 +291,8 @@ impl DetachedMount {
                 e => syscall_req(e, "move_mount"),
             };
             let mut e = mount_error("move_mount", &self.source, &self.fs_type, errno, req);
-            if let Error::Mount { target: t, .. } = &mut e {
-                *t = Some(target.to_owned());
+            if let Error::Mount(m) = &mut e {
+                m.target = Some(target.to_owned());
             }
             e
         })
@@ -484,32 +484,49 @@ fn mount_error(
     errno: Errno,
     requirement: Option<MountRequirement>,
 ) -> Error {
-    Error::Mount {
+    Error::Mount(Box::new(MountFailure {
         op,
-        tree: source.to_owned(),
+        source: source.to_owned(),
         target: None,
         fs_type: fs_type.clone(),
         requirement,
         errno,
-    }
+    }))
 }
 
-/// The text of [`Error::Mount`].
-pub(crate) fn mount_display(
-    op: &str,
-    source: &Path,
-    target: &Option<PathBuf>,
-    fs_type: &FsType,
-    requirement: &Option<MountRequirement>,
-    errno: Errno,
-) -> String {
-    let mut s = format!("{op} {} ({fs_type})", source.display());
-    if let Some(t) = target {
-        s.push_str(&format!(" onto {}", t.display()));
+/// What [`Error::Mount`] carries: the step, the source and its filesystem, the requirement that
+/// failed when the errno and context tell, and the kernel's answer.
+#[derive(Debug)]
+pub struct MountFailure {
+    /// The system call.
+    pub op: &'static str,
+    /// The source tree.
+    pub source: PathBuf,
+    /// Where it was being attached, for `move_mount`.
+    pub target: Option<PathBuf>,
+    /// The source's filesystem.
+    pub fs_type: FsType,
+    /// The requirement that failed, when known.
+    pub requirement: Option<MountRequirement>,
+    /// The kernel's answer.
+    pub errno: Errno,
+}
+
+impl std::fmt::Display for MountFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} ({})",
+            self.op,
+            self.source.display(),
+            self.fs_type
+        )?;
+        if let Some(t) = &self.target {
+            write!(f, " onto {}", t.display())?;
+        }
+        if let Some(r) = &self.requirement {
+            write!(f, ": {r}")?;
+        }
+        write!(f, ": {}", crate::errno_display(self.errno))
     }
-    if let Some(r) = requirement {
-        s.push_str(&format!(": {r}"));
-    }
-    s.push_str(&format!(": {}", crate::errno_display(errno)));
-    s
 }

@@ -353,14 +353,11 @@ fn refusals_name_the_filesystem_and_the_requirement() {
         )
     };
     assert_eq!(twice.to_string(), already(src));
-    assert!(matches!(
-        twice,
-        Error::Mount {
-            errno: Errno::PERM,
-            requirement: Some(MountRequirement::NotAlreadyIdmapped),
-            ..
-        }
-    ));
+    let Error::Mount(m) = &twice else {
+        panic!("{twice:?}")
+    };
+    assert_eq!(m.errno, Errno::PERM);
+    assert_eq!(m.requirement, Some(MountRequirement::NotAlreadyIdmapped));
     let dst = fs.mount_point("dst");
     d.attach(&dst).unwrap();
     let _g = MountGuard(dst.clone());
@@ -385,17 +382,15 @@ fn refusals_name_the_filesystem_and_the_requirement() {
         .unwrap()
         .set_idmap(&ns)
         .unwrap_err();
-    assert!(matches!(
-        &e,
-        Error::Mount {
-            errno: Errno::INVAL,
-            requirement: Some(MountRequirement::FsAllowIdmap(FsType {
-                name: Some("ramfs"),
-                ..
-            })),
-            ..
-        }
-    ));
+    let Error::Mount(m) = &e else { panic!("{e:?}") };
+    assert_eq!(m.errno, Errno::INVAL);
+    assert_eq!(
+        m.requirement,
+        Some(MountRequirement::FsAllowIdmap(FsType::from_magic(
+            0x8584_58F6
+        )))
+    );
+    assert_eq!(m.fs_type.name, Some("ramfs"));
 
     // The initial user namespace maps nothing: EPERM.
     let init = UserNsFd::open_path(Path::new("/proc/self/ns/user")).unwrap();
