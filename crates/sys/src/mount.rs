@@ -342,13 +342,19 @@ pub fn mount_is_idmapped(path: &Path) -> Result<bool, Error> {
         path: info.to_owned(),
         errno: Errno::from_io_error(&e).unwrap_or(Errno::IO),
     })?;
-    let id = stx.stx_mnt_id.to_string();
-    Ok(text.lines().any(|line| {
+    Ok(mountinfo_idmapped(&text, stx.stx_mnt_id))
+}
+
+/// Whether the `/proc/PID/mountinfo` line of mount `mnt_id` lists "idmapped" among its
+/// per-mount options (the sixth field, `proc(5)`).
+fn mountinfo_idmapped(text: &str, mnt_id: u64) -> bool {
+    let id = mnt_id.to_string();
+    text.lines().any(|line| {
         let mut f = line.split(' ');
         f.next() == Some(id.as_str())
             && f.nth(4)
                 .is_some_and(|o| o.split(',').any(|o| o == "idmapped"))
-    }))
+    })
 }
 
 /// A user namespace made only to carry an idmap. A child process is cloned straight into a new
@@ -528,5 +534,33 @@ impl std::fmt::Display for MountFailure {
             write!(f, ": {r}")?;
         }
         write!(f, ": {}", crate::errno_display(self.errno))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_options_of_the_right_mount() {
+        let text = "22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
+                    412 22 0:55 / /mnt rw,relatime,idmapped shared:2 - tmpfs none rw\n\
+                    413 22 0:56 / /idmapped rw shared:3 - tmpfs idmapped rw\n";
+        assert!(mountinfo_idmapped(text, 412));
+        assert!(!mountinfo_idmapped(text, 22));
+        // "idmapped" as a source or a superblock option is not the mount's option.
+        assert!(!mountinfo_idmapped(text, 413));
+        assert!(!mountinfo_idmapped(text, 41));
+        assert!(!mountinfo_idmapped("", 412));
+    }
+
+    #[test]
+    fn fs_type_names() {
+        assert_eq!(FsType::from_magic(0xEF53).to_string(), "ext4");
+        assert_eq!(FsType::from_magic(0x1234).to_string(), "type 0x1234");
+        assert_eq!(
+            MountRequirement::FsAllowIdmap(FsType::from_magic(0x9FA0)).to_string(),
+            "filesystem proc does not support idmapped mounts (FS_ALLOW_IDMAP)"
+        );
     }
 }
