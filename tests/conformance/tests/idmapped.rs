@@ -1,5 +1,5 @@
 //! Idmapped mounts, differentially: on tmpfs, ext4, btrfs and xfs, generated cases (random mount
-//! idmaps of one to three extents, files with random on-disk owners and modes, callers with
+//! idmaps of one to three extents, some read-only, files with random on-disk owners and modes, callers with
 //! random credentials on the host or in a container namespace) are run on the kernel and in
 //! `credns_model`: stat results through the idmapped and the original mount, open for reading
 //! and for writing, and file creation (outcome and the new file's on-disk owner) must agree.
@@ -40,13 +40,20 @@ struct FileSpec {
 enum Who {
     /// A host process with these kuids; `root` keeps every capability.
     Host { uid: u32, gid: u32, root: bool },
-    /// A process in a container namespace with `map` (both uid and gid), as uid/gid there;
-    /// capabilities only as its namespace's root.
-    Container { map: String, uid: u32, gid: u32 },
+    /// A process in a container namespace with `map` (both uid and gid), as uid/gid there,
+    /// with supplementary `groups` (namespace ids); capabilities only as its namespace's root.
+    Container {
+        map: String,
+        uid: u32,
+        gid: u32,
+        groups: Vec<u32>,
+    },
 }
 
 struct Case {
     idmap: Vec<Extent>,
+    /// The idmapped mount is read-only (`MOUNT_ATTR_RDONLY`).
+    read_only: bool,
     files: Vec<FileSpec>,
     callers: Vec<Who>,
 }
@@ -176,13 +183,24 @@ fn gen_case(rng: &mut Rng) -> Case {
                 } else {
                     inside(uid)
                 };
-                Who::Container { map, uid, gid }
+                let groups = if rng.chance(1, 2) {
+                    vec![inside(pick_owner(rng, &files).gid)]
+                } else {
+                    vec![]
+                };
+                Who::Container {
+                    map,
+                    uid,
+                    gid,
+                    groups,
+                }
             }
         };
         callers.push(who);
     }
     Case {
         idmap,
+        read_only: rng.chance(1, 5),
         files,
         callers,
     }
@@ -190,9 +208,10 @@ fn gen_case(rng: &mut Rng) -> Case {
 
 fn describe(kind: FsKind, case_no: usize, c: &Case) -> String {
     let mut s = format!(
-        "filesystem {} case {case_no}\n  mount idmap (on-disk -> kuid): {}\n  files (on-disk):\n",
+        "filesystem {} case {case_no}\n  mount idmap (on-disk -> kuid): {}{}\n  files (on-disk):\n",
         kind.name(),
-        map_text(&c.idmap).trim_end().replace('\n', ", ")
+        map_text(&c.idmap).trim_end().replace('\n', ", "),
+        if c.read_only { " (read-only)" } else { "" }
     );
     for f in &c.files {
         let _ = writeln!(
@@ -242,6 +261,7 @@ fn model(kind: FsKind, c: &Case) -> World {
         MountOptions {
             idmap: Some(mapns),
             subdir: Some("/case".into()),
+            read_only: c.read_only,
             ..MountOptions::default()
         },
     )
@@ -254,7 +274,12 @@ fn model(kind: FsKind, c: &Case) -> World {
                 Kgid(*gid),
                 if *root { CapSet::FULL } else { CapSet::EMPTY },
             ),
-            Who::Container { map, uid, gid } => {
+            Who::Container {
+                map,
+                uid,
+                gid,
+                groups,
+            } => {
                 let ns = w
                     .add_userns(&format!("ct{i}"), init, Kuid(0), Kgid(0))
                     .unwrap();
@@ -267,7 +292,9 @@ fn model(kind: FsKind, c: &Case) -> World {
                 } else {
                     CapSet::EMPTY
                 };
-                Cred::new(ns, ku, kg, caps)
+                let mut cred = Cred::new(ns, ku, kg, caps);
+                cred.groups = groups.iter().map(|g| w.make_kgid(ns, *g)).collect();
+                cred
             }
         };
         let t = w.add_task(&format!("c{i}"), cred).unwrap();
@@ -299,7 +326,12 @@ fn spawn(who: &Who) -> UsernsChild {
             ..UnshareOptions::default()
         })
         .unwrap(),
-        Who::Container { map, uid, gid } => {
+        Who::Container {
+            map,
+            uid,
+            gid,
+            groups,
+        } => {
             let c = UsernsChild::spawn(&UnshareOptions::new()).unwrap();
             for k in [IdKind::Uid, IdKind::Gid] {
                 c.write_map(Actor::Caller, k, map.as_bytes())
@@ -309,7 +341,7 @@ fn spawn(who: &Who) -> UsernsChild {
             let ids = Ids {
                 uid: *uid,
                 gid: *gid,
-                groups: Some(vec![]),
+                groups: Some(groups.clone()),
             };
             c.set_creds(Some(&ids), (*uid != 0).then_some(CapSets::NONE))
                 .unwrap()
@@ -365,6 +397,9 @@ fn run_case(kind: FsKind, fs: &ScratchFs, case_no: usize, c: &Case, out: &mut Ru
     let ns = MappingUserns::new(&m, &m).unwrap();
     let tree = DetachedMount::clone_tree(&dir, false).unwrap();
     tree.set_idmap(&ns).unwrap();
+    if c.read_only {
+        tree.set_read_only().unwrap();
+    }
     tree.attach(&idm).unwrap();
     let _guard = MountGuard(idm.clone());
 
