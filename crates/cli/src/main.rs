@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod map_cmd;
 mod sim_cmd;
+mod mount_cmd;
 
 /// Identity for Linux containers: ID maps, user namespaces, idmapped mounts and keyrings.
 #[derive(Debug, Parser)]
@@ -22,6 +23,7 @@ enum Command {
     Map(map_cmd::MapCommand),
     /// Run scenario files through the model of the kernel's rules, explaining each decision.
     Sim(sim_cmd::SimArgs),
+    Mount(mount_cmd::MountArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Map(cmd) => map_cmd::run(cmd),
         Command::Sim(args) => sim_cmd::run(args),
+        Command::Mount(a) => mount_cmd::run(a),
     };
     match result {
         Ok(code) => code,

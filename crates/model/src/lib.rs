@@ -64,8 +64,8 @@ pub use vfs::{Vfsgid, Vfsuid, MAY_EXEC, MAY_READ, MAY_WRITE};
 pub use world::{
     normalise, path_components, validate_acl, Acl, AclEntry, AclTag, Cred, Inode, InodeRef,
     MntIdmap, Mount, MountOptions, MountRef, NsRef, SbRef, SuperBlock, Task, TaskRef, UserNs,
-    World, GENERIC_PERMISSION_FS, SECURE_KEEP_CAPS, SECURE_NOROOT, SECURE_NO_SETUID_FIXUP, S_IFDIR,
-    S_IFMT, S_IFREG, S_ISGID, S_ISUID, S_ISVTX,
+    World, FS_ALLOW_IDMAP, GENERIC_PERMISSION_FS, SECURE_KEEP_CAPS, SECURE_NOROOT,
+    SECURE_NO_SETUID_FIXUP, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, S_ISUID, S_ISVTX,
 };
 
 /// Errors of this crate.

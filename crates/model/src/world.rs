@@ -371,6 +371,24 @@ pub const GENERIC_PERMISSION_FS: &[&str] = &[
     "ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "f2fs", "vfat", "erofs", "squashfs",
 ];
 
+/// Filesystem types that may be idmapped (`FS_ALLOW_IDMAP`; `can_idmap_mount` refuses others
+/// with EINVAL). tmpfs, ext4, btrfs and xfs are checked against the kernel (and proc, sysfs,
+/// ramfs and overlay refused); the others are from the kernel sources.
+pub const FS_ALLOW_IDMAP: &[&str] = &[
+    "ext2",
+    "ext3",
+    "ext4",
+    "xfs",
+    "btrfs",
+    "tmpfs",
+    "f2fs",
+    "vfat",
+    "msdos",
+    "erofs",
+    "squashfs",
+    "hugetlbfs",
+];
+
 /// Split an absolute path into components; `None` if it is not absolute or has `.`/`..`.
 pub fn path_components(path: &str) -> Option<Vec<&str>> {
     let rest = path.strip_prefix('/')?;
@@ -761,6 +779,13 @@ impl World {
         }
         let idmap = match opts.idmap {
             None => MntIdmap::Nop,
+            Some(_) if !FS_ALLOW_IDMAP.contains(&self.sb(sb).fs_type.as_str()) => {
+                // can_idmap_mount: EINVAL for a type without FS_ALLOW_IDMAP.
+                return Err(Error::Model(format!(
+                    "filesystem {} does not support idmapped mounts (FS_ALLOW_IDMAP)",
+                    self.sb(sb).fs_type
+                )));
+            }
             Some(ns) => MntIdmap::Mapped {
                 from: ns,
                 uid_map: self.ns(ns).uid_map.clone(),

@@ -16,6 +16,7 @@
 
 mod child;
 mod helper;
+pub mod mount;
 mod ns;
 mod procfs;
 
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 pub use child::{
     write_fd, Actor, CapSets, HelperIds, Ids, RemoteFd, UnshareOptions, UsernsChild, WriteHow,
 };
+pub use mount::{unmount, DetachedMount, FsType, MappingUserns, MountFailure, MountRequirement};
 pub use ns::{userns_ancestry, NsId, UserNsFd};
 pub use procfs::{ProcFs, ProcStatus};
 /// Open flags for [`UsernsChild::open`] (`open(2)`'s `O_*`).
@@ -136,6 +138,9 @@ pub enum Error {
         #[source]
         errno: Errno,
     },
+    /// A mount step failed: names the source, its filesystem and the kernel requirement.
+    #[error("{0}")]
+    Mount(Box<MountFailure>),
     /// An argument the helper protocol cannot carry.
     #[error("{0}")]
     Invalid(String),
