@@ -45,6 +45,25 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// Record a trace step only when the tracer is on: `tr!(t.info(f, text, values))`. The
+/// arguments (formatted text, value lists) are not evaluated when it is off; `tr!(t.check(ok, …))`
+/// still yields `ok`.
+macro_rules! tr {
+    ($t:ident . check ( $ok:expr , $($rest:tt)* )) => {{
+        let ok: bool = $ok;
+        if $t.on {
+            $t.check(ok, $($rest)*)
+        } else {
+            ok
+        }
+    }};
+    ($t:ident . $m:ident ( $($args:tt)* )) => {
+        if $t.on {
+            $t.$m($($args)*)
+        }
+    };
+}
+
 mod capability;
 mod caps;
 mod errno;

@@ -399,6 +399,26 @@ pub fn path_components(path: &str) -> Option<Vec<&str>> {
     Some(comps)
 }
 
+/// Whether `path` is already normal: absolute, no empty, `.` or `..` component, no trailing
+/// `/` (but for `/` itself), so that `normalise(path)` would return it unchanged.
+pub(crate) fn is_normal_path(path: &str) -> bool {
+    let b = path.as_bytes();
+    if b == b"/" {
+        return true;
+    }
+    if b.first() != Some(&b'/') || b.last() == Some(&b'/') {
+        return false;
+    }
+    // Every component starts after a '/': none may be empty, "." or "..".
+    b.iter().enumerate().all(|(i, &c)| {
+        c != b'/'
+            || !matches!(
+                &b[i + 1..],
+                [b'/', ..] | [b'.', b'/', ..] | [b'.'] | [b'.', b'.', b'/', ..] | [b'.', b'.']
+            )
+    })
+}
+
 /// Normalise an absolute path (`//a/b/` → `/a/b`).
 pub fn normalise(path: &str) -> Option<String> {
     let comps = path_components(path)?;
