@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod map_cmd;
+mod oci_cmd;
+mod run_cmd;
 
 /// Identity for Linux containers: ID maps, user namespaces, idmapped mounts and keyrings.
 #[derive(Debug, Parser)]
@@ -19,15 +21,26 @@ enum Command {
     /// Check, translate and show user-namespace ID maps.
     #[command(subcommand)]
     Map(map_cmd::MapCommand),
+    /// Run a command in new user and mount namespaces with an allocated ID range.
+    Run(run_cmd::RunArgs),
+    /// Fill an OCI bundle's uidMappings/gidMappings from an allocation named after the bundle.
+    Oci(oci_cmd::OciArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Map(cmd) => map_cmd::run(cmd),
+        Command::Run(args) => run_cmd::run(args),
+        Command::Oci(args) => oci_cmd::run(args),
     };
     match result {
         Ok(code) => code,
+        Err(e) if e.is::<run_cmd::ChildFailed>() => {
+            let f = e.downcast_ref::<run_cmd::ChildFailed>().expect("checked");
+            eprintln!("credns run: {f}");
+            ExitCode::from(f.exit_code())
+        }
         Err(e) => {
             eprintln!("credns: error: {e:#}");
             ExitCode::from(2)

@@ -15,6 +15,7 @@
 //! that does not parse) are [`Error`]s.
 
 mod child;
+pub mod container;
 mod helper;
 mod ns;
 mod procfs;
@@ -133,6 +134,15 @@ pub enum Error {
         /// What it was doing.
         op: &'static str,
         /// The errno it reported (or that talking to it gave).
+        #[source]
+        errno: Errno,
+    },
+    /// A step of a container's setup (or its `execve`) failed in the child.
+    #[error("{what}: {}", errno_display(*errno))]
+    Container {
+        /// What the child was doing.
+        what: String,
+        /// The kernel's answer.
         #[source]
         errno: Errno,
     },
