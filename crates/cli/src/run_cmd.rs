@@ -4,7 +4,8 @@
 //! Order of work: the container's first process is cloned and waits; the range is allocated
 //! (durably: the record is on disk before any id of it is used); the parent writes the maps; the
 //! child takes its ids and execs. A name lease (`--name`) is kept after exit; a namespace lease
-//! is released after exit once no process is left in the namespace.
+//! is released after exit once no process of the container is left (this process is their
+//! subreaper, so it knows without scanning /proc).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,9 @@ use credns_registry::{
     parse_group, parse_passwd, AllocRequest, Allocation, Exclusions, Lease, Policy, Registry,
     Selector,
 };
-use credns_sys::container::{process_start_ns, Container, ContainerSpec};
+use credns_sys::container::{
+    become_subreaper, descendants_remain, process_start_ns, Container, ContainerSpec,
+};
 use credns_sys::{Errno, ProcFs};
 
 /// The registry database root uses when no daemon runs.
@@ -193,6 +196,9 @@ fn run_with(source: &mut dyn RangeSource, args: &RunArgs, spec: ContainerSpec) -
         Some(n) => Some(source.acquire(&Lease::name(n.clone()), args.size)?),
         None => None,
     };
+    if named.is_none() {
+        become_subreaper()?;
+    }
     let mut c = Container::spawn(&spec).context("creating the container's namespaces")?;
     let ns = c.userns_fd().id()?;
     let (alloc, ns_lease) = match named {
@@ -219,17 +225,18 @@ fn run_with(source: &mut dyn RangeSource, args: &RunArgs, spec: ContainerSpec) -
         }
     };
     if let Some(lease) = &ns_lease {
-        // The container is reaped and our namespace fd closed: release unless something else
-        // still lives in the namespace (a daemon's reaper releases it later).
-        match ProcFs::new().find_pid_in_userns(ns)? {
-            None => {
-                source.release(lease)?;
-            }
-            Some(pid) => eprintln!(
-                "credns run: {ns} still has processes (pid {pid}); allocation {} stays until \
-                 it is reaped",
+        // This process is the subreaper of the container's processes: when none is left, no
+        // process of the namespace is (barring a process that joined it from outside with
+        // setns(2)), and the lease is released. Otherwise the namespace lives on and so does
+        // the lease, until a reaper finds the namespace gone.
+        if descendants_remain()? {
+            eprintln!(
+                "credns run: processes of {ns} outlive the command; allocation {} stays until \
+                 the namespace is reaped",
                 alloc.id
-            ),
+            );
+        } else {
+            source.release(lease)?;
         }
     }
     let code = status.map_or(1, |s| s.code());

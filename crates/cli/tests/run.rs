@@ -303,3 +303,33 @@ fn bad_input_is_refused_with_a_clear_error() {
         .get(&Selector::Name("x".into()))
         .is_none());
 }
+
+#[test]
+fn namespace_lease_stays_while_processes_outlive_the_command() {
+    if !needs_root("namespace_lease_stays_while_processes_outlive_the_command") {
+        return;
+    }
+    let env = Env::new();
+    // The shell exits at once; its background child lives on in the namespace.
+    let out = env.run(&["--", "sh", "-c", "sleep 1 >/dev/null 2>&1 &"]);
+    assert_eq!(out.status.code(), Some(0));
+    let allocs = allocations(&env.dir.path().join("registry.redb"));
+    assert_eq!(allocs.len(), 1, "{allocs:?}");
+    assert!(
+        matches!(allocs[0].lease, Lease::UserNs { .. }),
+        "{allocs:?}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("credns run: processes of user:[")
+            && err.ends_with(&format!(
+                "] outlive the command; allocation {} stays until the namespace is reaped\n",
+                allocs[0].id
+            )),
+        "{err}"
+    );
+    // With a pid namespace the kernel kills them with its pid 1: released.
+    let env = Env::new();
+    ok(&env.run(&["--pid", "--", "sh", "-c", "sleep 5 >/dev/null 2>&1 &"]));
+    assert_eq!(allocations(&env.dir.path().join("registry.redb")), vec![]);
+}

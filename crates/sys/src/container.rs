@@ -552,6 +552,41 @@ impl Drop for IgnoreInteractive {
     }
 }
 
+/// Make the calling process the reaper of its orphaned descendants
+/// (`PR_SET_CHILD_SUBREAPER`, `prctl(2)`): a container's processes that outlive its first
+/// process become the caller's children, so [`descendants_remain`] can tell whether any is
+/// left without scanning `/proc`.
+#[doc(alias = "PR_SET_CHILD_SUBREAPER")]
+pub fn become_subreaper() -> Result<(), Error> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).map_err(|errno| {
+        Error::Sys {
+            op: "prctl(PR_SET_CHILD_SUBREAPER)",
+            errno,
+        }
+    })
+}
+
+/// Reap the caller's children that have exited and tell whether any child is still alive
+/// (`waitpid(2)` with `WNOHANG` until it answers "none exited" or `ECHILD`). After
+/// [`become_subreaper`] and [`Container::wait`], `false` means no process forked from the
+/// container is left.
+pub fn descendants_remain() -> Result<bool, Error> {
+    loop {
+        match rustix::process::wait(rustix::process::WaitOptions::NOHANG) {
+            Ok(Some(_)) => continue,
+            Ok(None) => return Ok(true),
+            Err(Errno::CHILD) => return Ok(false),
+            Err(Errno::INTR) => continue,
+            Err(errno) => {
+                return Err(Error::Sys {
+                    op: "waitpid",
+                    errno,
+                })
+            }
+        }
+    }
+}
+
 fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|errno| Error::Sys { op: "pipe2", errno })
