@@ -61,13 +61,12 @@ fn main() {
             // SAFETY: as above.
             && unsafe { libc::read(go[0], b.as_mut_ptr().cast(), 1) } == 1;
         if ok && step {
-            // SAFETY: plain id-changing calls, then execv with NUL-terminated strings and a
-            // null-terminated array built before the fork.
-            unsafe {
-                libc::setresgid(0, 0, 0);
-                libc::setresuid(0, 0, 0);
-                libc::execv(prog.as_ptr(), argv.as_ptr());
-            }
+            // SAFETY: plain id-changing call.
+            unsafe { libc::setresgid(0, 0, 0) };
+            // SAFETY: as above.
+            unsafe { libc::setresuid(0, 0, 0) };
+            // SAFETY: NUL-terminated strings and a null-terminated array built before the fork.
+            unsafe { libc::execv(prog.as_ptr(), argv.as_ptr()) };
         }
         // SAFETY: ends the child without running the parent's code.
         unsafe { libc::_exit(127) };
