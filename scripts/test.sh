@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
 command -v crun >/dev/null || need_pkgs+=(crun)
-[ -x /bin/busybox ] && ! grep -q ld-linux /bin/busybox || need_pkgs+=(busybox-static)
+dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 if ((${#need_pkgs[@]})) && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
 fi
