@@ -174,7 +174,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Some(u) => parse_user(u)?,
         None => (0, 0),
     };
-    if let Some(root) = &args.rootfs {
+    let rootfs = match &args.rootfs {
+        Some(r) => {
+            Some(std::fs::canonicalize(r).with_context(|| format!("--rootfs {}", r.display()))?)
+        }
+        None => None,
+    };
+    if let Some(root) = &rootfs {
         for d in ["proc", "dev"] {
             if !root.join(d).is_dir() {
                 bail!("--rootfs {}: no {d} directory in it", root.display());
@@ -186,7 +192,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     spec.uid = uid;
     spec.gid = gid;
     spec.new_pid = args.pid;
-    spec.rootfs = args.rootfs.clone();
+    spec.rootfs = rootfs;
     run_with(&mut store, &args, spec)
 }
 

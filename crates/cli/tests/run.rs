@@ -333,3 +333,24 @@ fn namespace_lease_stays_while_processes_outlive_the_command() {
     ok(&env.run(&["--pid", "--", "sh", "-c", "sleep 5 >/dev/null 2>&1 &"]));
     assert_eq!(allocations(&env.dir.path().join("registry.redb")), vec![]);
 }
+
+#[test]
+fn no_fd_of_the_caller_reaches_the_command() {
+    if !needs_root("no_fd_of_the_caller_reaches_the_command") {
+        return;
+    }
+    let env = Env::new();
+    let store = env.store();
+    // fd 7 is open without close-on-exec in credns; the command must not see it.
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "exec 7</etc/passwd; exec \"$0\" run --store \"$1\" -- sh -c 'ls /proc/$$/fd'",
+        ])
+        .arg(env!("CARGO_BIN_EXE_credns"))
+        .arg(&store)
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), "0\n1\n2\n");
+}

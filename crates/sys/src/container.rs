@@ -334,6 +334,10 @@ impl Container {
             });
         }
         if ret == 0 {
+            // The parent's ends: without closing its copy of `go_w` the child would never see
+            // end-of-file when the parent dies.
+            close_raw(go_w.as_raw_fd());
+            close_raw(err_r.as_raw_fd());
             child_main(
                 &prep,
                 argv_ptrs.as_ptr(),
@@ -636,6 +640,14 @@ pub fn process_start_ns(procfs: &ProcFs, pid: Pid) -> Result<u64, Error> {
 // ---------------------------------------------------------------------------------------------
 // The child. Raw system calls on `Prepared` only.
 
+/// `close(2)` of a raw fd in the child, whose `OwnedFd` copies are never dropped (it ends in
+/// execve or _exit).
+fn close_raw(fd: RawFd) {
+    // SAFETY: `fd` is open in this process (inherited through the clone) and nothing in the
+    // child uses it afterwards.
+    unsafe { libc::close(fd) };
+}
+
 fn report(err: BorrowedFd<'_>, step: u32, errno: Errno, index: usize) -> ! {
     let mut rec = [0u8; 16];
     rec[0..4].copy_from_slice(&step.to_ne_bytes());
@@ -693,6 +705,17 @@ fn child_main(
     rustix::thread::set_thread_res_gid(g, g, g).unwrap_or_else(|e| fail(STEP_SETRESGID, e, 0));
     let u = Uid::from_raw(p.uid);
     rustix::thread::set_thread_res_uid(u, u, u).unwrap_or_else(|e| fail(STEP_SETRESUID, e, 0));
+    // No fd of the caller beyond stdin, stdout and stderr may reach the command (a host
+    // directory fd would be a way out of the rootfs): close-on-exec for all of them.
+    // SAFETY: close_range takes plain integers and only sets flags on this process's fds.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        )
+    };
     // Die with the parent (armed after the id changes, which clear it, prctl(2)).
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .unwrap_or_else(|e| fail(STEP_PDEATHSIG, e, 0));
@@ -725,7 +748,10 @@ fn attach(fd: RawFd, target: &CStr) -> Result<(), Errno> {
         rustix::fs::CWD,
         target,
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    )
+    )?;
+    // Attached: the fd is of no further use, and the command must not inherit it.
+    close_raw(fd);
+    Ok(())
 }
 
 fn setup_rootfs(p: &Prepared, r: &RootfsPaths, err: BorrowedFd<'_>) {
