@@ -162,6 +162,17 @@ fn inner() {
             times: Vec::new(),
         },
         Case {
+            label: "credns spawn path alone (Container, no registry)",
+            argv: vec![
+                floor.display().to_string(),
+                s("--container"),
+                s(HOST_START),
+                s(COUNT),
+                s("/bin/true"),
+            ],
+            times: Vec::new(),
+        },
+        Case {
             label: "credns run -- /bin/true (namespace lease)",
             argv: vec![
                 credns.clone(),
@@ -188,6 +199,23 @@ fn inner() {
             times: Vec::new(),
         },
     ];
+    // The registry on tmpfs: everything but the cost of fsync.
+    let shm = tempfile::tempdir_in("/dev/shm").ok();
+    if let Some(shm) = &shm {
+        let shm_store = shm.path().join("registry.redb").display().to_string();
+        cases.push(Case {
+            label: "credns run -- /bin/true (registry on tmpfs)",
+            argv: vec![
+                credns.clone(),
+                s("run"),
+                s("--store"),
+                shm_store,
+                s("--"),
+                s("/bin/true"),
+            ],
+            times: Vec::new(),
+        });
+    }
     // Warm up (page cache, the registry file) and check every command works.
     for c in &cases {
         for _ in 0..10 {

@@ -3,8 +3,10 @@
 //! CLONE_NEWUSER and says so on a pipe; the parent writes the child's uid_map and gid_map and
 //! says go; the child execs the program; the parent waits (`user_namespaces(7)`).
 //!
-//! Usage: `userns_floor HOST_START COUNT PROGRAM [ARGS...]` (maps 0..COUNT onto HOST_START..).
-//! Run as root. Used by `crates/cli/benches/run.rs`; no allocation, no registry.
+//! Usage: `userns_floor [--container] HOST_START COUNT PROGRAM [ARGS...]` (maps 0..COUNT onto
+//! HOST_START..). Run as root. Used by `crates/cli/benches/run.rs`; no allocation, no registry.
+//! With `--container` the same is done through `credns_sys::container::Container` (clone into
+//! user and mount namespaces, maps, start, wait), to measure credns's spawn path alone.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -15,7 +17,11 @@ fn die(what: &str) -> ! {
 }
 
 fn main() {
-    let args: Vec<_> = std::env::args_os().collect();
+    let mut args: Vec<_> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "--container") {
+        args.remove(1);
+        container(&args);
+    }
     if args.len() < 4 {
         eprintln!("usage: userns_floor HOST_START COUNT PROGRAM [ARGS...]");
         std::process::exit(2);
@@ -98,4 +104,23 @@ fn main() {
         128 + libc::WTERMSIG(status)
     };
     std::process::exit(code)
+}
+
+fn container(args: &[std::ffi::OsString]) -> ! {
+    use credns_sys::container::{Container, ContainerSpec};
+    let start: u32 = args[1]
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .expect("HOST_START");
+    let count: u32 = args[2]
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .expect("COUNT");
+    let map =
+        credns_idmap::IdMap::new(vec![credns_idmap::Extent::new(0, start, count)]).expect("map");
+    let spec = ContainerSpec::new(args[3..].to_vec());
+    let mut c = Container::spawn(&spec).expect("spawn");
+    c.write_maps(&map, &map).expect("maps");
+    c.start().expect("start");
+    std::process::exit(c.wait().expect("wait").code())
 }
