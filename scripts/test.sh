@@ -9,13 +9,15 @@ cd "$(dirname "$0")/.."
 declare -A pkg_for=(
   [unshare]=util-linux [losetup]=util-linux [setfacl]=acl [keyctl]=keyutils
   [newuidmap]=uidmap [crun]=crun [mkfs.ext4]=e2fsprogs [mkfs.btrfs]=btrfs-progs
-  [mkfs.xfs]=xfsprogs [busybox]=busybox-static [hyperfine]=hyperfine
+  [mkfs.xfs]=xfsprogs [hyperfine]=hyperfine
 )
 need_pkgs=()
 for cmd in "${!pkg_for[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/sbin:/usr/sbin" command -v "$cmd" >/dev/null 2>&1 ||
     need_pkgs+=("${pkg_for[$cmd]}")
 done
+# The run and oci tests build root filesystems from the static busybox.
+dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "installing: ${need_pkgs[*]}"

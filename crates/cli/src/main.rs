@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 
 mod map_cmd;
 mod mount_cmd;
+mod oci_cmd;
+mod run_cmd;
 mod sim_cmd;
 
 /// Identity for Linux containers: ID maps, user namespaces, idmapped mounts and keyrings.
@@ -24,6 +26,10 @@ enum Command {
     /// Run scenario files through the model of the kernel's rules, explaining each decision.
     Sim(sim_cmd::SimArgs),
     Mount(mount_cmd::MountArgs),
+    /// Run a command in new user and mount namespaces with an allocated ID range.
+    Run(run_cmd::RunArgs),
+    /// Fill an OCI bundle's uidMappings/gidMappings from an allocation named after the bundle.
+    Oci(oci_cmd::OciArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,11 +38,18 @@ fn main() -> ExitCode {
         Command::Map(cmd) => map_cmd::run(cmd),
         Command::Sim(args) => sim_cmd::run(args),
         Command::Mount(a) => mount_cmd::run(a),
+        Command::Run(args) => run_cmd::run(args),
+        Command::Oci(args) => oci_cmd::run(args),
     };
     match result {
         Ok(code) => code,
         // A reader that went away (`credns sim … | head`) is not an error.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.is::<run_cmd::ChildFailed>() => {
+            let f = e.downcast_ref::<run_cmd::ChildFailed>().expect("checked");
+            eprintln!("credns run: {f}");
+            ExitCode::from(f.exit_code())
+        }
         Err(e) => {
             eprintln!("credns: error: {e:#}");
             ExitCode::from(2)

@@ -15,6 +15,7 @@
 //! that does not parse) are [`Error`]s.
 
 mod child;
+pub mod container;
 mod helper;
 pub mod mount;
 mod ns;
@@ -141,6 +142,15 @@ pub enum Error {
     /// A mount step failed: names the source, its filesystem and the kernel requirement.
     #[error("{0}")]
     Mount(Box<MountFailure>),
+    /// A step of a container's setup (or its `execve`) failed in the child.
+    #[error("{what}: {}", errno_display(*errno))]
+    Container {
+        /// What the child was doing.
+        what: String,
+        /// The kernel's answer.
+        #[source]
+        errno: Errno,
+    },
     /// An argument the helper protocol cannot carry.
     #[error("{0}")]
     Invalid(String),
