@@ -18,6 +18,7 @@ mod child;
 mod helper;
 pub mod mount;
 mod ns;
+pub mod probe;
 mod procfs;
 
 use std::path::PathBuf;
