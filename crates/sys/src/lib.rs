@@ -19,6 +19,7 @@ pub mod container;
 mod helper;
 pub mod mount;
 mod ns;
+pub mod probe;
 mod procfs;
 
 use std::path::PathBuf;
