@@ -16,7 +16,10 @@
 
 mod child;
 mod helper;
+pub mod maps;
 mod ns;
+pub mod peer;
+pub mod pidfd;
 mod procfs;
 
 use std::path::PathBuf;
