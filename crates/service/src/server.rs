@@ -209,7 +209,7 @@ fn dispatch(
     caller: Caller,
     method: &str,
     params: &Value,
-    fds: &mut Vec<Option<OwnedFd>>,
+    fds: &mut [Option<OwnedFd>],
 ) -> Result<Value, ErrorReply> {
     let (iface, name) = method.rsplit_once('.').unwrap_or(("", method));
     match iface {

@@ -215,7 +215,7 @@ impl Service {
             });
             for (_, dev, ino, stamp) in &leases {
                 if (n.id.dev, n.id.ino) == (*dev, *ino)
-                    && n.oldest_start_ns.is_none_or(|o| o <= *stamp)
+                    && n.oldest_start_ns.map_or(true, |o| o <= *stamp)
                 {
                     live.push(RegLiveNs {
                         dev: *dev,
@@ -365,7 +365,7 @@ impl Service {
         caller: Caller,
         method: &str,
         params: &Value,
-        fds: &mut Vec<Option<OwnedFd>>,
+        fds: &mut [Option<OwnedFd>],
     ) -> Result<Value, ErrorReply> {
         let empty = Map::new();
         let p = match params {
@@ -545,20 +545,15 @@ impl Service {
             }
             let key = userns.id().map(|i| (i.dev, i.ino)).unwrap_or_default();
             let mut w = lock(&self.inner.watches);
-            if !w.ns.contains_key(&key) {
-                let Lease::UserNs { created_ns, .. } = a.lease else {
-                    unreachable!("userns lease")
-                };
-                w.ns.insert(
-                    key,
-                    NsWatch {
-                        alloc: a.id,
-                        created_ns,
-                        _userns: Some(userns),
-                        pidfds: HashMap::new(),
-                    },
-                );
-            }
+            let Lease::UserNs { created_ns, .. } = a.lease else {
+                unreachable!("userns lease")
+            };
+            w.ns.entry(key).or_insert_with(|| NsWatch {
+                alloc: a.id,
+                created_ns,
+                _userns: Some(userns),
+                pidfds: HashMap::new(),
+            });
             self.add_pidfd(&mut w, key, member);
         }
         Ok(json!({ "allocation": AllocationInfo::from(&a) }))

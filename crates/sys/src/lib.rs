@@ -21,6 +21,7 @@ mod ns;
 pub mod peer;
 pub mod pidfd;
 mod procfs;
+pub mod signal;
 
 use std::path::PathBuf;
 
