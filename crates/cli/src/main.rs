@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod map_cmd;
+mod registry_cmd;
 
 /// Identity for Linux containers: ID maps, user namespaces, idmapped mounts and keyrings.
 #[derive(Debug, Parser)]
@@ -19,12 +20,15 @@ enum Command {
     /// Check, translate and show user-namespace ID maps.
     #[command(subcommand)]
     Map(map_cmd::MapCommand),
+    #[command(flatten)]
+    Registry(registry_cmd::RegistryCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Map(cmd) => map_cmd::run(cmd),
+        Command::Registry(cmd) => registry_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,
