@@ -645,6 +645,11 @@ impl Service {
         if let Lease::UserNs { dev, ino, .. } = a.lease {
             let mut w = lock(&self.inner.watches);
             self.unwatch(&mut w, (dev, ino));
+            drop(w);
+            // Released while its namespace may still live: whatever that namespace still maps
+            // stays out of the pool until a later scan finds it gone.
+            let scan = self.scan();
+            reg.observe_live(Self::live_ids(&scan));
         }
         Ok(json!({ "allocation": AllocationInfo::from(&a) }))
     }
