@@ -146,6 +146,10 @@ fn ensure_store_dir(store: &Path) -> Result<()> {
 fn serve(a: ServeArgs) -> Result<ExitCode> {
     // Before any thread exists, so that every thread has them blocked.
     let signals = TermSignals::block()?;
+    // Before the store: a running daemon holds its lock, and this is the clearer message.
+    if std::os::unix::net::UnixStream::connect(&a.at.socket).is_ok() {
+        return Err(credns_service::Error::SocketInUse(a.at.socket.clone()).into());
+    }
     ensure_store_dir(&a.at.store)?;
     let mut cfg = Config::new(&a.at.store);
     cfg.policy = load_policy(&a.at.policy)?;
