@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use credns_sys::peer::{recv_with_fds, send_with_fds};
 use serde_json::{json, Map, Value};
 
-use crate::wire::{AllocationInfo, ErrorReply, HolderInfo, Range, INTERFACE};
+use crate::wire::{
+    next_message, request_text, AllocationInfo, ErrorReply, HolderInfo, Range, Request, INTERFACE,
+};
 use crate::Error;
 
 /// Names an allocation for [`Client::release`] and [`Client::show`].
@@ -82,8 +84,12 @@ impl Client {
         parameters: Value,
         fds: &[BorrowedFd<'_>],
     ) -> Result<Value, Error> {
-        let mut msg = serde_json::to_vec(&json!({ "method": method, "parameters": parameters }))
-            .map_err(|e| Error::Protocol(e.to_string()))?;
+        let mut msg = request_text(&Request {
+            method: method.to_string(),
+            parameters,
+            oneway: false,
+            more: false,
+        });
         msg.push(0);
         self.send_raw(&msg, fds)?;
         let reply = self.recv_raw()?;
@@ -112,9 +118,8 @@ impl Client {
         let mut chunk = vec![0u8; 64 * 1024];
         let mut fds: Vec<OwnedFd> = Vec::new();
         loop {
-            if let Some(end) = self.buf.iter().position(|b| *b == 0) {
-                let msg: Vec<u8> = self.buf.drain(..=end).collect();
-                return Ok(msg[..end].to_vec());
+            if let Some(msg) = next_message(&mut self.buf) {
+                return Ok(msg);
             }
             let n = recv_with_fds(self.stream.as_fd(), &mut chunk, &mut fds)?;
             if n == 0 {

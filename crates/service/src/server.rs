@@ -5,11 +5,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use credns_sys::peer::{peer_cred, recv_with_fds, send_with_fds};
+use credns_sys::peer::{peer_cred, recv_with_fds, send_with_fds, MAX_FDS};
 use serde_json::{json, Value};
 
 use crate::service::{Caller, Service};
-use crate::wire::{reply_text, ErrorReply, IDL, INTERFACE, SERVICE_IDL};
+use crate::wire::{
+    malformed, next_message, parse_request, reply_text, ErrorReply, IDL, INTERFACE, SERVICE_IDL,
+};
 use crate::Error;
 
 /// Where the daemon listens unless told otherwise.
@@ -131,10 +133,9 @@ pub(crate) fn serve_connection(svc: &Service, stream: UnixStream) {
     let mut fds: Vec<OwnedFd> = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        while let Some(end) = buf.iter().position(|b| *b == 0) {
-            let msg: Vec<u8> = buf.drain(..=end).collect();
+        while let Some(msg) = next_message(&mut buf) {
             let taken: Vec<Option<OwnedFd>> = fds.drain(..).map(Some).collect();
-            match handle(svc, caller, &msg[..end], taken) {
+            match handle(svc, caller, &msg, taken) {
                 Handled::Reply(r) => {
                     if send(&stream, &reply_text(&r)).is_err() {
                         return;
@@ -148,10 +149,17 @@ pub(crate) fn serve_connection(svc: &Service, stream: UnixStream) {
             }
         }
         if buf.len() > MAX_MESSAGE {
-            let r = ErrorReply::registry(
-                "MalformedRequest",
-                json!({"reason": format!("message longer than {MAX_MESSAGE} bytes without a NUL terminator")}),
-            );
+            let r = malformed(format!(
+                "message longer than {MAX_MESSAGE} bytes without a NUL terminator"
+            ));
+            let _ = send(&stream, &reply_text(&Err(r)));
+            return;
+        }
+        if fds.len() > 4 * MAX_FDS {
+            let r = malformed(format!(
+                "{} file descriptors sent without a request to use them",
+                fds.len()
+            ));
             let _ = send(&stream, &reply_text(&Err(r)));
             return;
         }
@@ -175,29 +183,13 @@ enum Handled {
     Close(ErrorReply),
 }
 
-fn malformed(reason: impl Into<String>) -> Handled {
-    let reason = reason.into();
-    Handled::Close(ErrorReply::registry(
-        "MalformedRequest",
-        json!({"reason": reason, "message": format!("malformed request: {reason}")}),
-    ))
-}
-
 fn handle(svc: &Service, caller: Caller, msg: &[u8], mut fds: Vec<Option<OwnedFd>>) -> Handled {
-    let v: Value = match serde_json::from_slice(msg) {
-        Ok(v) => v,
-        Err(e) => return malformed(format!("not JSON: {e}")),
+    let req = match parse_request(msg) {
+        Ok(r) => r,
+        Err(e) => return Handled::Close(e),
     };
-    let Some(obj) = v.as_object() else {
-        return malformed("not a JSON object");
-    };
-    let Some(method) = obj.get("method").and_then(Value::as_str) else {
-        return malformed("no string \"method\"");
-    };
-    let params = obj.get("parameters").cloned().unwrap_or(Value::Null);
-    let oneway = obj.get("oneway").and_then(Value::as_bool).unwrap_or(false);
-    let r = dispatch(svc, caller, method, &params, &mut fds);
-    if oneway {
+    let r = dispatch(svc, caller, &req.method, &req.parameters, &mut fds);
+    if req.oneway {
         Handled::Oneway
     } else {
         Handled::Reply(r)

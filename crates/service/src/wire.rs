@@ -3,7 +3,7 @@
 
 use credns_registry::{Allocation, Holder, Lease, Origin, Part};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 /// The interface name.
 pub const INTERFACE: &str = "io.credns.Registry";
@@ -432,4 +432,74 @@ pub fn reply_text(r: &Result<Value, ErrorReply>) -> Vec<u8> {
         Err(e) => json!({ "error": e.error, "parameters": e.parameters }),
     };
     serde_json::to_vec(&v).expect("JSON values serialize")
+}
+
+/// A request as it arrives: `{"method": ..., "parameters": {...}, "oneway": ..., "more": ...}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    /// The fully qualified method (`io.credns.Registry.Allocate`).
+    pub method: String,
+    /// Its parameters (`null` when absent).
+    pub parameters: Value,
+    /// No reply wanted.
+    pub oneway: bool,
+    /// The caller accepts several replies (this interface always sends one).
+    pub more: bool,
+}
+
+/// `io.credns.Registry.MalformedRequest` for `reason`.
+pub fn malformed(reason: impl Into<String>) -> ErrorReply {
+    let reason = reason.into();
+    ErrorReply::registry(
+        "MalformedRequest",
+        json!({"reason": reason, "message": format!("malformed request: {reason}")}),
+    )
+}
+
+/// Parse one message (without its NUL). Anything but a JSON object with a string `method`
+/// (and, if present, boolean `oneway`/`more`) is a `MalformedRequest`.
+pub fn parse_request(msg: &[u8]) -> Result<Request, ErrorReply> {
+    let v: Value = serde_json::from_slice(msg).map_err(|e| malformed(format!("not JSON: {e}")))?;
+    let Value::Object(mut obj) = v else {
+        return Err(malformed("not a JSON object"));
+    };
+    let method = match obj.remove("method") {
+        Some(Value::String(m)) => m,
+        _ => return Err(malformed("no string \"method\"")),
+    };
+    let flag = |obj: &Map<String, Value>, k: &str| match obj.get(k) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(malformed(format!("\"{k}\" is not a boolean"))),
+    };
+    Ok(Request {
+        oneway: flag(&obj, "oneway")?,
+        more: flag(&obj, "more")?,
+        parameters: obj.remove("parameters").unwrap_or(Value::Null),
+        method,
+    })
+}
+
+/// The JSON text of a request (without the terminating NUL).
+pub fn request_text(r: &Request) -> Vec<u8> {
+    let mut m = Map::new();
+    m.insert("method".into(), Value::String(r.method.clone()));
+    if !r.parameters.is_null() {
+        m.insert("parameters".into(), r.parameters.clone());
+    }
+    if r.oneway {
+        m.insert("oneway".into(), Value::Bool(true));
+    }
+    if r.more {
+        m.insert("more".into(), Value::Bool(true));
+    }
+    serde_json::to_vec(&Value::Object(m)).expect("JSON values serialize")
+}
+
+/// Take the first complete message (up to its NUL, which is dropped) off the front of `buf`.
+pub fn next_message(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let end = buf.iter().position(|b| *b == 0)?;
+    let mut msg: Vec<u8> = buf.drain(..=end).collect();
+    msg.pop();
+    Some(msg)
 }
