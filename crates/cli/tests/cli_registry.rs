@@ -238,3 +238,54 @@ fn without_a_daemon_an_unprivileged_user_is_told_why() {
         "{err}"
     );
 }
+
+#[test]
+fn alloc_for_a_process_namespace_writes_its_maps_and_dies_with_it() {
+    if !is_root("alloc_for_a_process_namespace_writes_its_maps_and_dies_with_it") {
+        return;
+    }
+    use credns_sys::{ProcFs, UnshareOptions, UsernsChild};
+    let e = Env::new();
+    let d = e.serve(&[]);
+    let child = UsernsChild::spawn(&UnshareOptions::new()).unwrap();
+    let pid = child.pid().to_string();
+    let a = json(&e.run(&[
+        "alloc",
+        "--userns",
+        &pid,
+        "--write-maps",
+        "--size",
+        "1000",
+        "--json",
+    ]));
+    let start = a["uid"]["start"].as_u64().unwrap();
+    let map = ProcFs::new()
+        .read_map_text(child.pid(), credns_idmap::IdKind::Uid)
+        .unwrap();
+    assert_eq!(
+        map.split_whitespace().collect::<Vec<_>>(),
+        vec!["0".to_string(), start.to_string(), "1000".to_string()]
+    );
+    let w = json(&e.run(&["who", &(start + 999).to_string(), "--json"]));
+    let kinds: Vec<&str> = w["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["allocation", "namespace"]);
+    // A second time: the maps are written once only.
+    let o = e.run(&["alloc", "--userns", &pid, "--write-maps", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    drop(child);
+    let t0 = Instant::now();
+    while json(&e.run(&["list", "--json"])) != serde_json::json!([]) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "lease of a dead namespace kept"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = d.terminate();
+    assert!(out.status.success());
+}
