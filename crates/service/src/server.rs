@@ -1,7 +1,7 @@
 //! The listening socket: one thread per connection, requests answered in order.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
@@ -50,7 +50,17 @@ impl Server {
                 )?;
             }
         }
-        if path.exists() {
+        if let Ok(meta) = std::fs::symlink_metadata(&path) {
+            if !meta.file_type().is_socket() {
+                return Err(Error::Io {
+                    op: "bind",
+                    path,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "exists and is not a socket; not replacing it",
+                    ),
+                });
+            }
             if UnixStream::connect(&path).is_ok() {
                 return Err(Error::SocketInUse(path));
             }

@@ -259,3 +259,42 @@ fn exhausted_pool_and_taken_ranges_are_refused_without_a_write() {
     assert_eq!(c2.uid, a.uid);
     assert!(c2.id > a.id, "ids are never reused");
 }
+
+#[test]
+fn bind_replaces_a_stale_socket_but_nothing_else() {
+    use credns_service::{Config, Server, Service};
+    let dir = common::open_tempdir();
+    let cfg = Config {
+        store: dir.path().join("r.redb"),
+        policy: Policy::default(),
+        procfs: credns_sys::ProcFs::new(),
+        etc: None,
+    };
+    let svc = Service::open(&cfg).unwrap();
+    // A regular file where the socket should go is left alone.
+    let file = dir.path().join("not-a-socket");
+    std::fs::write(&file, "keep me").unwrap();
+    let e = Server::bind(&file, svc.clone()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "bind {}: exists and is not a socket; not replacing it",
+            file.display()
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+    // A socket nobody listens on is stale and replaced.
+    let sock = dir.path().join("sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let server = Server::bind(&sock, svc.clone()).unwrap();
+    // A live one is refused.
+    let e = Server::bind(&sock, svc).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: another daemon is already listening there",
+            sock.display()
+        )
+    );
+    drop(server);
+}
