@@ -242,9 +242,12 @@ impl Service {
                 .iter()
                 .find(|n| (n.id.dev, n.id.ino) == key)
                 .and_then(|n| {
-                    n.pids
-                        .iter()
-                        .find_map(|p| UserNsFd::open(&self.inner.procfs, *p).ok())
+                    // A pid reused since the scan opens another namespace: check.
+                    n.pids.iter().find_map(|p| {
+                        UserNsFd::open(&self.inner.procfs, *p)
+                            .ok()
+                            .filter(|fd| fd.id().is_ok_and(|i| (i.dev, i.ino) == key))
+                    })
                 });
             w.ns.insert(
                 key,
