@@ -12,6 +12,8 @@
 //! File descriptors (a user namespace, a pidfd) travel with a request by `SCM_RIGHTS`;
 //! parameters name them by index (`userNamespaceFileDescriptor: 0`), as systemd does.
 
+#![warn(missing_docs)]
+
 mod client;
 mod server;
 mod service;
