@@ -14,7 +14,7 @@ use credns_registry::{
 };
 use credns_sys::maps::{scan_user_namespaces, write_userns_maps, LiveUserNs};
 use credns_sys::pidfd::{ExitWatcher, PidFd};
-use credns_sys::{NsId, Pid, ProcFs, UserNsFd};
+use credns_sys::{userns_ancestry, NsId, Pid, ProcFs, UserNsFd};
 use serde_json::{json, Map, Value};
 
 use crate::wire::{AllocationInfo, ErrorReply, HolderInfo, Range};
@@ -225,6 +225,23 @@ impl Service {
                 }
             }
         }
+        // Ancestors of live namespaces are alive too (their creation stamps are unknown here,
+        // so they keep every lease with their dev and inode).
+        for n in &scan {
+            if let Ok(chain) = userns_ancestry(&self.inner.procfs, n.pids[0]) {
+                for a in chain
+                    .iter()
+                    .skip(1)
+                    .filter(|a| Some(**a) != self.inner.own_ns)
+                {
+                    live.push(RegLiveNs {
+                        dev: a.dev,
+                        ino: a.ino,
+                        created_ns: None,
+                    });
+                }
+            }
+        }
         reg.reap(&live)?;
         let mut w = lock(&self.inner.watches);
         let mut gone = Vec::new();
@@ -238,17 +255,13 @@ impl Service {
                 continue;
             };
             let key = (dev, ino);
-            let userns = scan
+            let ns = NsId { dev, ino };
+            let pids: Vec<Pid> = scan
                 .iter()
-                .find(|n| (n.id.dev, n.id.ino) == key)
-                .and_then(|n| {
-                    // A pid reused since the scan opens another namespace: check.
-                    n.pids.iter().find_map(|p| {
-                        UserNsFd::open(&self.inner.procfs, *p)
-                            .ok()
-                            .filter(|fd| fd.id().is_ok_and(|i| (i.dev, i.ino) == key))
-                    })
-                });
+                .filter(|n| n.id == ns || self.lives_in(n.pids[0], ns))
+                .map(|n| n.pids[0])
+                .collect();
+            let userns = self.open_ns(key, &pids);
             w.ns.insert(
                 key,
                 NsWatch {
@@ -272,6 +285,20 @@ impl Service {
     }
 
     /// Open pidfds for every process now in namespace `key` and watch them; false if none.
+    /// Whether `pid` lives in `ns` or in a namespace nested below it: a nested namespace keeps
+    /// its ancestors alive, and its processes' ids lie in the ancestors' ranges.
+    fn lives_in(&self, pid: Pid, ns: NsId) -> bool {
+        let procfs = &self.inner.procfs;
+        match procfs.userns(pid) {
+            Ok(id) if id == ns => true,
+            Ok(id) if Some(id) == self.inner.own_ns => false,
+            Ok(_) => userns_ancestry(procfs, pid).is_ok_and(|a| a.contains(&ns)),
+            Err(_) => false,
+        }
+    }
+
+    /// Open pidfds for every process now in namespace `key` or below it and watch them; false
+    /// if there is none.
     fn watch_members(&self, w: &mut Watches, key: NsKey) -> bool {
         let procfs = &self.inner.procfs;
         let ns = NsId {
@@ -280,20 +307,34 @@ impl Service {
         };
         let mut found = false;
         for pid in procfs.pids().unwrap_or_default() {
-            if procfs.userns(pid).ok() != Some(ns) {
+            if !self.lives_in(pid, ns) {
                 continue;
             }
             let Ok(pidfd) = PidFd::open(pid) else {
                 continue;
             };
-            // The pid could have been reused between the stat and pidfd_open: check again.
-            if procfs.userns(pid).ok() != Some(ns) || pidfd.has_exited().unwrap_or(true) {
+            // The pid could have been reused between the check and pidfd_open: check again.
+            if !self.lives_in(pid, ns) || pidfd.has_exited().unwrap_or(true) {
                 continue;
             }
             self.add_pidfd(w, key, pidfd);
             found = true;
         }
         found
+    }
+
+    /// An nsfs fd of namespace `key` through one of `pids` (in it or below it).
+    fn open_ns(&self, key: NsKey, pids: &[Pid]) -> Option<UserNsFd> {
+        pids.iter().find_map(|p| {
+            let mut fd = UserNsFd::open(&self.inner.procfs, *p).ok()?;
+            for _ in 0..64 {
+                if fd.id().is_ok_and(|i| (i.dev, i.ino) == key) {
+                    return Some(fd);
+                }
+                fd = fd.parent().ok()??;
+            }
+            None
+        })
     }
 
     fn add_pidfd(&self, w: &mut Watches, key: NsKey, pidfd: PidFd) {

@@ -151,3 +151,82 @@ fn a_lease_older_than_every_process_of_its_inode_is_a_reused_inode() {
     assert_eq!(left[0]["uid"]["start"], 2_000_000);
     assert_eq!(left[0]["lease"]["userNamespace"]["createdNs"], started);
 }
+
+#[test]
+fn a_namespace_with_only_nested_processes_is_alive() {
+    use std::io::{BufRead, Write};
+    use std::process::{Command, Stdio};
+    if !common::needs_root("a_namespace_with_only_nested_processes_is_alive") {
+        return;
+    }
+    let dir = common::open_tempdir();
+    let cfg = config(dir.path());
+    let root = Caller {
+        uid: 0,
+        pid: Pid::this(),
+    };
+    // Namespace A (unshare maps root to itself), and inside it a nested namespace B whose
+    // process outlives every process of A.
+    let mut outer = Command::new("unshare")
+        .args([
+            "-U",
+            "--map-root-user",
+            "sh",
+            "-c",
+            "unshare -U sleep 120 & echo $!; read x",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(outer.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let inner = Pid(line.trim().parse().unwrap());
+    struct Kill(Pid);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            if let Some(p) = rustix::process::Pid::from_raw(self.0.as_raw()) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+            }
+        }
+    }
+    let inner_guard = Kill(inner);
+    let outer_pid = Pid(outer.id() as i32);
+    // Wait (bounded) until the inner process is in its own namespace below A.
+    let procfs = ProcFs::new();
+    let a = procfs.userns(outer_pid).unwrap();
+    let t0 = Instant::now();
+    while procfs.userns(inner).map_or(true, |b| b == a) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "nested namespace not created"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    {
+        let svc = Service::open(&cfg).unwrap();
+        let ns = credns_sys::UserNsFd::open(&procfs, outer_pid).unwrap();
+        let mut fds = vec![Some(ns.into_owned_fd())];
+        let params = json!({"userNamespaceFileDescriptor": 0, "uid": {"start": 3_000_000, "end": 3_000_099}});
+        svc.call(root, "Register", &params, &mut fds).unwrap();
+    }
+    // A's only process exits; B's lives on.
+    outer.stdin.take().unwrap().write_all(b"\n").unwrap();
+    outer.wait().unwrap();
+    let svc = Service::open(&cfg).unwrap();
+    assert_eq!(leases(&svc).len(), 1, "A is alive while B lives");
+    drop(svc);
+    drop(inner_guard);
+    let t0 = Instant::now();
+    while procfs.userns(inner).is_ok() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "nested process did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let svc = Service::open(&cfg).unwrap();
+    assert_eq!(leases(&svc).len(), 0, "A died with B");
+}
