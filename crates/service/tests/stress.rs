@@ -74,23 +74,16 @@ fn thirty_two_clients_never_overlap() {
         std::thread::spawn(move || {
             let mut c = credns_service::Client::connect(&socket).unwrap();
             let procfs = ProcFs::new();
+            let snapshot = || -> HashMap<i32, Range> { ns_pids.lock().unwrap().clone() };
             while !done.load(Ordering::Relaxed) {
-                let listed = c.list().unwrap();
-                let mut rs: Vec<(Range, String)> = listed
-                    .iter()
-                    .map(|a| (a.uid, format!("#{}", a.id)))
-                    .collect();
-                disjoint(rs.clone());
-                // Live maps of the test's namespaces: each overlaps no allocation but its own.
-                let pids: Vec<(i32, Range)> = ns_pids
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .map(|(p, r)| (*p, *r))
-                    .collect();
-                for (pid, own) in pids {
+                // Namespaces registered both before the live maps are read and after the list
+                // is taken were alive, with their maps, throughout: the list must agree with
+                // their live maps.
+                let before = snapshot();
+                let mut live_maps = Vec::new();
+                for (pid, own) in &before {
                     for kind in [IdKind::Uid, IdKind::Gid] {
-                        let Ok(m) = procfs.read_map(Pid(pid), kind) else {
+                        let Ok(m) = procfs.read_map(Pid(*pid), kind) else {
                             continue;
                         };
                         for e in m.extents() {
@@ -98,20 +91,38 @@ fn thirty_two_clients_never_overlap() {
                                 start: e.lower_first,
                                 end: e.lower_first + (e.count - 1),
                             };
-                            if live != own && ns_pids.lock().unwrap().get(&pid) != Some(&own) {
-                                continue; // the process died and its pid was reused meanwhile
-                            }
-                            assert_eq!(live, own, "pid {pid}'s {kind:?} map");
-                            for (r, who) in &rs {
-                                assert!(
-                                    !r.overlaps(&live) || *r == live,
-                                    "live map of pid {pid} ({live}) overlaps {who} {r}"
-                                );
-                            }
+                            live_maps.push((*pid, *own, kind, live));
                         }
                     }
-                    rs.push((own, format!("namespace of pid {pid}")));
                 }
+                let listed = c.list().unwrap();
+                let after = snapshot();
+                let mut rs: Vec<(Range, String)> = listed
+                    .iter()
+                    .map(|a| (a.uid, format!("#{}", a.id)))
+                    .collect();
+                disjoint(rs.clone());
+                for (pid, own, kind, live) in live_maps {
+                    if after.get(&pid) != Some(&own) {
+                        continue; // it died (and its pid may have been reused) meanwhile
+                    }
+                    assert_eq!(live, own, "pid {pid}'s {kind:?} map");
+                    for (r, who) in &rs {
+                        assert!(
+                            !r.overlaps(&live) || *r == live,
+                            "live map of pid {pid} ({live}) overlaps {who} {r}"
+                        );
+                    }
+                    if kind == IdKind::Uid {
+                        rs.push((own, format!("namespace of pid {pid}")));
+                    }
+                }
+                // Distinct live namespaces never overlap each other either.
+                disjoint(
+                    rs.into_iter()
+                        .filter(|(_, w)| w.starts_with("namespace"))
+                        .collect(),
+                );
                 checks.fetch_add(1, Ordering::Relaxed);
             }
         })
