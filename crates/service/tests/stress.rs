@@ -21,6 +21,8 @@ use credns_sys::{Pid, ProcFs, UnshareOptions, UsernsChild};
 const CLIENTS: u64 = 32;
 const CYCLES: u64 = 10_000;
 const NS_CLIENTS: u64 = 2;
+/// Allocate/release cycles of each namespace client.
+const NS_CYCLES: u64 = 100;
 
 /// Ranges held right now, by first id: (last id, holder).
 #[derive(Default)]
@@ -133,7 +135,14 @@ fn thirty_two_clients_never_overlap() {
             let (socket, held, ns_pids) = (s.socket.clone(), held.clone(), ns_pids.clone());
             std::thread::spawn(move || {
                 let mut c = credns_service::Client::connect(&socket).unwrap();
-                let n = CYCLES / CLIENTS + u64::from(t < CYCLES % CLIENTS);
+                // Namespace cycles fork a process each: fewer of them, the rest spread over the others.
+                let plain = (CYCLES - NS_CLIENTS * NS_CYCLES) / (CLIENTS - NS_CLIENTS);
+                let extra = (CYCLES - NS_CLIENTS * NS_CYCLES) % (CLIENTS - NS_CLIENTS);
+                let n = if t < NS_CLIENTS {
+                    NS_CYCLES
+                } else {
+                    plain + u64::from(t - NS_CLIENTS < extra)
+                };
                 let sizes = [1u64, 1000, 65_536, 100_000];
                 for i in 0..n {
                     let size = sizes[((t + i) % 4) as usize];
@@ -195,8 +204,8 @@ fn thirty_two_clients_never_overlap() {
         std::thread::sleep(Duration::from_millis(20));
     }
     println!(
-        "{cycles} allocate/release cycles by {CLIENTS} clients ({} with namespaces) in {took:?}; {} snapshot checks",
-        NS_CLIENTS,
+        "{cycles} allocate/release cycles by {CLIENTS} clients ({NS_CLIENTS} with namespaces, {} namespace cycles) in {took:?}; {} snapshot checks",
+        NS_CLIENTS * NS_CYCLES,
         checks.load(Ordering::Relaxed)
     );
 }
