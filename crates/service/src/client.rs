@@ -75,6 +75,11 @@ impl Client {
         })
     }
 
+    /// Connect to the daemon's default socket, [`DEFAULT_SOCKET`](crate::DEFAULT_SOCKET).
+    pub fn connect_default() -> Result<Self, Error> {
+        Self::connect(crate::DEFAULT_SOCKET)
+    }
+
     /// Call `method` (fully qualified, e.g. `io.credns.Registry.List`) with `parameters` and
     /// `fds` sent along by `SCM_RIGHTS`; the reply's parameters, or the daemon's error as
     /// [`Error::Remote`].
