@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod map_cmd;
 mod mount_cmd;
 mod oci_cmd;
+mod registry_cmd;
 mod run_cmd;
 mod sim_cmd;
 
@@ -30,6 +31,8 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Fill an OCI bundle's uidMappings/gidMappings from an allocation named after the bundle.
     Oci(oci_cmd::OciArgs),
+    #[command(flatten)]
+    Registry(registry_cmd::RegistryCommand),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Mount(a) => mount_cmd::run(a),
         Command::Run(args) => run_cmd::run(args),
         Command::Oci(args) => oci_cmd::run(args),
+        Command::Registry(cmd) => registry_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

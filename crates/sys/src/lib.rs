@@ -17,10 +17,14 @@
 mod child;
 pub mod container;
 mod helper;
+pub mod maps;
 pub mod mount;
 mod ns;
+pub mod peer;
+pub mod pidfd;
 pub mod probe;
 mod procfs;
+pub mod signal;
 
 use std::path::PathBuf;
 
