@@ -280,7 +280,7 @@ impl World {
                     return Err(Errno::EACCES.into());
                 }
             }
-            if !crate::world::GENERIC_PERMISSION_FS.contains(&sb.fs_type.as_str()) {
+            if !sb.generic_permission {
                 let why = format!("filesystem type \"{}\" is not modelled (it may have its own ->permission)", sb.fs_type);
                 tr!(t.step("do_inode_permission", why.clone(), vec![], crate::outcome::StepVerdict::Unknown));
                 return Err(Stop::Unknown(why));

@@ -281,8 +281,11 @@ impl Inode {
 pub struct SuperBlock {
     /// Name used in scenarios and traces.
     pub name: String,
-    /// Filesystem type (`ext4`, `tmpfs`, …). Types with their own `->permission` are answered `Unknown`.
+    /// Filesystem type (`ext4`, `tmpfs`, …), fixed by [`World::add_superblock`]. Types with
+    /// their own `->permission` are answered `Unknown`.
     pub fs_type: String,
+    /// `fs_type` decides by `generic_permission` (asked on every inode walked, so kept here).
+    pub(crate) generic_permission: bool,
     /// `s_user_ns`: the namespace the on-disk ids are relative to.
     pub user_ns: NsRef,
     /// `SB_RDONLY`.
@@ -370,6 +373,26 @@ impl Default for World {
 pub const GENERIC_PERMISSION_FS: &[&str] = &[
     "ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "f2fs", "vfat", "erofs", "squashfs",
 ];
+
+/// Whether a filesystem of this type decides permissions by `generic_permission` (it is in
+/// [`GENERIC_PERMISSION_FS`]); a `match` rather than a scan of the list, as it is asked on
+/// every inode of every path walked.
+pub(crate) fn uses_generic_permission(fs_type: &str) -> bool {
+    matches!(
+        fs_type,
+        "ext2"
+            | "ext3"
+            | "ext4"
+            | "xfs"
+            | "btrfs"
+            | "tmpfs"
+            | "ramfs"
+            | "f2fs"
+            | "vfat"
+            | "erofs"
+            | "squashfs"
+    )
+}
 
 /// Filesystem types that may be idmapped (`FS_ALLOW_IDMAP`; `can_idmap_mount` refuses others
 /// with EINVAL). tmpfs, ext4, btrfs and xfs are checked against the kernel (and proc, sysfs,
@@ -762,6 +785,7 @@ impl World {
         self.superblocks.push(SuperBlock {
             name: name.into(),
             fs_type: fs_type.into(),
+            generic_permission: uses_generic_permission(fs_type),
             user_ns,
             read_only: false,
             posix_acl: true,
@@ -977,4 +1001,19 @@ pub fn validate_acl(acl: &Acl) -> Result<(), Error> {
         return Err(Error::Model("ACL permissions are rwx bits (0..=7)".into()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod fs_type_tests {
+    use super::*;
+
+    #[test]
+    fn generic_permission_match_is_the_list() {
+        for t in GENERIC_PERMISSION_FS {
+            assert!(uses_generic_permission(t), "{t}");
+        }
+        for t in ["overlay", "nfs", "fuse", "proc", "EXT4", ""] {
+            assert!(!uses_generic_permission(t), "{t}");
+        }
+    }
 }
