@@ -9,6 +9,7 @@ mod mount_cmd;
 mod oci_cmd;
 mod registry_cmd;
 mod run_cmd;
+mod run_daemon;
 mod sim_cmd;
 
 /// Identity for Linux containers: ID maps, user namespaces, idmapped mounts and keyrings.

@@ -31,11 +31,11 @@ pub const DEFAULT_STORE: &str = "/var/lib/credns/registry.redb";
 pub struct RunArgs {
     /// Ids to allocate (default: the policy's, 65536).
     #[arg(long)]
-    size: Option<u64>,
+    pub(crate) size: Option<u64>,
     /// Lease the range to this name: it is kept after the command exits and reused next time.
     /// Without it the range is leased to the new user namespace and released when it dies.
     #[arg(long)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Also make a pid namespace: the command is its pid 1.
     #[arg(long)]
     pid: bool,
@@ -46,6 +46,9 @@ pub struct RunArgs {
     /// `dev` directories.
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
+    /// The registry daemon's socket: used when a daemon answers there.
+    #[arg(long, value_name = "PATH", default_value = credns_service::DEFAULT_SOCKET)]
+    socket: PathBuf,
     /// The registry database (used directly, as root, when no daemon runs).
     #[arg(long, value_name = "PATH", default_value = DEFAULT_STORE)]
     store: PathBuf,
@@ -155,6 +158,13 @@ fn host_exclusions() -> Result<Exclusions> {
     Ok(ex)
 }
 
+/// Whether this process's effective uid is 0.
+fn euid_is_root() -> bool {
+    ProcFs::new()
+        .status(credns_sys::Pid::this())
+        .is_ok_and(|s| s.uid[1] == 0)
+}
+
 fn parse_user(s: &str) -> Result<(u32, u32)> {
     let num = |v: &str| -> Result<u32> {
         v.parse::<u32>()
@@ -187,12 +197,25 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             }
         }
     }
-    let mut store = DirectStore::open(&args.store)?;
+    let root = euid_is_root();
+    if !root && rootfs.is_some() {
+        bail!("--rootfs needs root (its mounts are prepared with privileges over the host's filesystems)");
+    }
     let mut spec = ContainerSpec::new(args.cmd.clone());
     spec.uid = uid;
     spec.gid = gid;
     spec.new_pid = args.pid;
     spec.rootfs = rootfs;
+    if let Some(client) = crate::run_daemon::connect(&args.socket) {
+        return crate::run_daemon::run(client, &args, spec, root);
+    }
+    if !root {
+        bail!(
+            "no credns daemon answers at {}; start `credns serve` as root, or run as root",
+            args.socket.display()
+        );
+    }
+    let mut store = DirectStore::open(&args.store)?;
     run_with(&mut store, &args, spec)
 }
 
