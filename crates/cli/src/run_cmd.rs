@@ -1,7 +1,8 @@
 //! `credns run`: run a command in a new user namespace (and mount namespace, optionally a pid
 //! namespace and a root filesystem) with an allocated ID range.
 //!
-//! Order of work: the container's first process is cloned and waits; the range is allocated
+//! When a daemon answers on `--socket`, the work goes through it (run_daemon.rs); otherwise root
+//! uses the registry directly, as follows. Order of work: the container's first process is cloned and waits; the range is allocated
 //! (durably: the record is on disk before any id of it is used); the parent writes the maps; the
 //! child takes its ids and execs. A name lease (`--name`) is kept after exit; a namespace lease
 //! is released after exit once no process of the container is left (this process is their
@@ -83,7 +84,8 @@ impl DirectStore {
             .uid[1];
         if owner != 0 {
             bail!(
-                "using the registry {} directly needs root (no daemon support yet)",
+                "using the registry {} directly needs root; without root, run through \
+                 the daemon (`credns serve`)",
                 path.display()
             );
         }
@@ -94,8 +96,8 @@ impl DirectStore {
         let mut reg = match Registry::open(path, Policy::default()) {
             Ok(r) => r,
             Err(credns_registry::Error::Db(redb::Error::DatabaseAlreadyOpen)) => bail!(
-                "the registry {} is locked by another process (a credns daemon?); \
-                 running through the daemon is not supported yet",
+                "the registry {} is locked by another process (a credns daemon? give its \
+                 socket with --socket)",
                 path.display()
             ),
             Err(e) => {
@@ -184,6 +186,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Some(u) => parse_user(u)?,
         None => (0, 0),
     };
+    let root = euid_is_root();
+    if !root && args.rootfs.is_some() {
+        bail!("--rootfs needs root (its mounts are prepared with privileges over the host's filesystems)");
+    }
     let rootfs = match &args.rootfs {
         Some(r) => {
             Some(std::fs::canonicalize(r).with_context(|| format!("--rootfs {}", r.display()))?)
@@ -196,10 +202,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 bail!("--rootfs {}: no {d} directory in it", root.display());
             }
         }
-    }
-    let root = euid_is_root();
-    if !root && rootfs.is_some() {
-        bail!("--rootfs needs root (its mounts are prepared with privileges over the host's filesystems)");
     }
     let mut spec = ContainerSpec::new(args.cmd.clone());
     spec.uid = uid;
