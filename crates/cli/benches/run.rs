@@ -4,6 +4,10 @@
 //! * util-linux `unshare --user --map-users=… --map-groups=… /bin/true` (maps written by
 //!   shadow's setuid `newuidmap`/`newgidmap`, which need a /etc/subuid and /etc/subgid line).
 //!
+//! The credns rows: the spawn path alone, `credns run` on the registry opened directly (on disk
+//! and on tmpfs), and `credns run` through a `credns serve` started by this program on a
+//! temporary socket and store (the daemon allocates, fsyncs and writes the maps).
+//!
 //! `cargo bench -p credns --bench run` as root. Every command is a fresh process started by this
 //! program; rounds interleave the commands so machine noise hits them alike. Figures are the
 //! median and mean wall time per run; ratios are of medians. `CREDNS_BENCH_RUNS` sets the runs
@@ -129,6 +133,47 @@ fn mean(v: &[Duration]) -> Duration {
     v.iter().sum::<Duration>() / v.len() as u32
 }
 
+/// A `credns serve` on a socket and store under a temporary directory, stopped with SIGTERM
+/// when dropped.
+struct Daemon {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(credns: &str, dir: &Path) -> Self {
+        let socket = dir.join("daemon/io.credns.Registry");
+        let child = Command::new(credns)
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--store")
+            .arg(dir.join("daemon/registry.redb"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting credns serve");
+        let t0 = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "credns serve did not answer on {}",
+                socket.display()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Daemon { child, socket }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
 fn inner() {
     let runs: usize = std::env::var("CREDNS_BENCH_RUNS")
         .ok()
@@ -216,6 +261,21 @@ fn inner() {
             times: Vec::new(),
         });
     }
+    // Through a daemon (its own store beside the direct one): the client clones, the daemon
+    // allocates durably and writes the maps, and reaps the lease when the namespace dies.
+    let daemon = Daemon::start(&credns, dir.path());
+    cases.push(Case {
+        label: "credns run via daemon -- /bin/true (namespace lease)",
+        argv: vec![
+            credns.clone(),
+            s("run"),
+            s("--socket"),
+            daemon.socket.display().to_string(),
+            s("--"),
+            s("/bin/true"),
+        ],
+        times: Vec::new(),
+    });
     // Warm up (page cache, the registry file) and check every command works.
     for c in &cases {
         for _ in 0..10 {
