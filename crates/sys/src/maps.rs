@@ -15,7 +15,7 @@ use credns_idmap::{IdKind, IdMap};
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::ns::{NsId, UserNsFd};
-use crate::pidfd::{start_time_ns_of, PidFd};
+use crate::pidfd::{boot_time, start_time_ns_since, PidFd};
 use crate::{Errno, Error, Pid, ProcFs};
 
 /// Write `uid_map` then `gid_map` of `userns`, through `/proc/PID` of `member`, a process
@@ -146,12 +146,29 @@ pub struct LiveUserNs {
 /// Every user namespace some process of `procfs` lives in, with its processes and maps.
 /// Processes that vanish mid-scan are skipped.
 pub fn scan_user_namespaces(procfs: &ProcFs) -> Result<Vec<LiveUserNs>, Error> {
+    scan(procfs, true)
+}
+
+/// [`scan_user_namespaces`] without start times (`oldest_start_ns` is `None`): the maps and
+/// processes only, for a caller that needs the ids live maps use and not the namespaces' ages.
+/// It reads no `/proc/PID/stat`.
+pub fn scan_user_namespace_maps(procfs: &ProcFs) -> Result<Vec<LiveUserNs>, Error> {
+    scan(procfs, false)
+}
+
+fn scan(procfs: &ProcFs, start_times: bool) -> Result<Vec<LiveUserNs>, Error> {
     let mut by_ns: BTreeMap<NsId, (Vec<Pid>, Option<u64>)> = BTreeMap::new();
+    // Once per scan: without it, start times are unknown (the scan stays conservative).
+    let btime = if start_times {
+        boot_time(procfs).ok()
+    } else {
+        None
+    };
     for pid in procfs.pids()? {
         let Ok(id) = procfs.userns(pid) else { continue };
         let e = by_ns.entry(id).or_default();
         e.0.push(pid);
-        if let Ok(t) = start_time_ns_of(procfs, pid) {
+        if let Some(Ok(t)) = btime.map(|b| start_time_ns_since(procfs, pid, b)) {
             e.1 = Some(e.1.map_or(t, |o: u64| o.min(t)));
         }
     }

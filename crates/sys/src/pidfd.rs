@@ -134,7 +134,7 @@ fn start_ticks(stat: &str) -> Option<u64> {
 }
 
 /// `btime` of `/proc/stat`: boot time in seconds since the epoch.
-fn boot_time(procfs: &ProcFs) -> Result<u64, Error> {
+pub(crate) fn boot_time(procfs: &ProcFs) -> Result<u64, Error> {
     let path = procfs.root().join("stat");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::Path {
         op: "read",
@@ -170,6 +170,12 @@ fn clock_ticks() -> u64 {
 /// The start time, in nanoseconds since the epoch, of `pid` as `/proc/PID/stat` tells it (no
 /// pidfd check; for scans, where a vanished or reused pid only makes the answer conservative).
 pub fn start_time_ns_of(procfs: &ProcFs, pid: Pid) -> Result<u64, Error> {
+    start_time_ns_since(procfs, pid, boot_time(procfs)?)
+}
+
+/// [`start_time_ns_of`] with `btime` already read (a scan reads `/proc/stat` once, not once per
+/// process: the kernel formats every CPU's and interrupt's counters for each read).
+pub(crate) fn start_time_ns_since(procfs: &ProcFs, pid: Pid, btime: u64) -> Result<u64, Error> {
     let path = procfs.pid_path(pid).join("stat");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::Path {
         op: "read",
@@ -181,7 +187,7 @@ pub fn start_time_ns_of(procfs: &ProcFs, pid: Pid) -> Result<u64, Error> {
         line: 1,
         message: "no starttime (field 22)".into(),
     })?;
-    Ok(ticks_to_epoch_ns(boot_time(procfs)?, ticks))
+    Ok(ticks_to_epoch_ns(btime, ticks))
 }
 
 /// An `epoll(7)` set of pidfds: [`wait`](Self::wait) returns the tokens of processes that

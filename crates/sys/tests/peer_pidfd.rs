@@ -5,7 +5,7 @@ use std::io::{Read, Seek, Write};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use credns_sys::maps::scan_user_namespaces;
+use credns_sys::maps::{scan_user_namespace_maps, scan_user_namespaces};
 use credns_sys::peer::{peer_cred, recv_with_fds, send_with_fds, MAX_FDS};
 use credns_sys::pidfd::{start_time_ns_of, ExitWatcher, PidFd};
 use credns_sys::{Pid, ProcFs, UnshareOptions, UsernsChild};
@@ -106,7 +106,23 @@ fn the_scan_finds_a_new_namespace_with_its_process() {
         .expect("the namespace is listed");
     assert_eq!(n.pids, vec![child.pid()]);
     assert!(n.uid_map.extents().is_empty(), "no map written yet");
-    assert!(n.oldest_start_ns.is_some());
+    let start = n.oldest_start_ns.expect("a start time");
+    assert_eq!(
+        start,
+        PidFd::open(child.pid())
+            .unwrap()
+            .start_time_ns(&ProcFs::new())
+            .unwrap()
+    );
+    // The maps-only scan: the same namespace and processes, no start times.
+    let maps = scan_user_namespace_maps(&ProcFs::new()).unwrap();
+    let m = maps
+        .iter()
+        .find(|m| m.id == id)
+        .expect("the namespace is listed");
+    assert_eq!(m.pids, n.pids);
+    assert_eq!(m.uid_map, n.uid_map);
+    assert_eq!(m.oldest_start_ns, None);
 }
 
 #[test]
