@@ -12,7 +12,9 @@ use credns_registry::{
     parse_group, parse_passwd, AllocId, AllocRequest, Allocation, Exclusions, HighRequest, Lease,
     LiveUserNs as RegLiveNs, Policy, QuotaLimit, RegisterRequest, Registry, Selector,
 };
-use credns_sys::maps::{scan_user_namespaces, write_userns_maps, LiveUserNs};
+use credns_sys::maps::{
+    scan_user_namespace_maps, scan_user_namespaces, write_userns_maps, LiveUserNs,
+};
 use credns_sys::pidfd::{ExitWatcher, PidFd};
 use credns_sys::{userns_ancestry, NsId, Pid, ProcFs, UserNsFd};
 use serde_json::{json, Map, Value};
@@ -165,8 +167,16 @@ impl Service {
         lock(&self.inner.reg)
     }
 
-    fn scan(&self) -> Vec<LiveUserNs> {
-        let mut v = scan_user_namespaces(&self.inner.procfs).unwrap_or_default();
+    /// Live user namespaces other than the daemon's own; with the start times of their
+    /// processes only if `ages` (the start-up reap needs them; the ids of live maps do not).
+    fn scan(&self, ages: bool) -> Vec<LiveUserNs> {
+        let procfs = &self.inner.procfs;
+        let scanned = if ages {
+            scan_user_namespaces(procfs)
+        } else {
+            scan_user_namespace_maps(procfs)
+        };
+        let mut v = scanned.unwrap_or_default();
         v.retain(|n| Some(n.id) != self.inner.own_ns);
         v
     }
@@ -192,7 +202,7 @@ impl Service {
     /// was created after the leased one died, so all its processes started later); the
     /// registry still never hands out ids a live map uses, whatever the leases say.
     fn reap_and_watch(&self) -> Result<(), Error> {
-        let scan = self.scan();
+        let scan = self.scan(true);
         let mut reg = lock(&self.inner.reg);
         reg.observe_live(Self::live_ids(&scan));
         let leases: Vec<(AllocId, u64, u64, u64)> = reg
@@ -398,8 +408,11 @@ impl Service {
         if reg.get(&Selector::Id(n.alloc)).is_some() {
             reg.release(&Selector::Id(n.alloc))?;
         }
-        let scan = self.scan();
-        reg.observe_live(Self::live_ids(&scan));
+        // The /proc scan runs without the registry: allocations meanwhile need not wait for
+        // it. Their ranges are recorded, so a scan that misses their fresh maps loses nothing.
+        drop(reg);
+        let live = Self::live_ids(&self.scan(false));
+        lock(&self.inner.reg).observe_live(live);
         Ok(())
     }
 
@@ -692,7 +705,7 @@ impl Service {
             drop(w);
             // Released while its namespace may still live: whatever that namespace still maps
             // stays out of the pool until a later scan finds it gone.
-            let scan = self.scan();
+            let scan = self.scan(false);
             reg.observe_live(Self::live_ids(&scan));
         }
         Ok(json!({ "allocation": AllocationInfo::from(&a) }))
@@ -736,7 +749,7 @@ impl Service {
                 })
                 .collect()
         };
-        for n in self.scan() {
+        for n in self.scan(false) {
             let maps = |m: &credns_idmap::IdMap| {
                 m.extents().iter().any(|e| {
                     e.lower_first as u64 <= id as u64
