@@ -151,6 +151,22 @@ impl Registry {
         Ok(a)
     }
 
+    /// Release, committed without waiting for the disk (redb's `Durability::None`): the
+    /// release reaches the disk with the next durable commit, and a crash before that undoes
+    /// it. Only for a lease that a restart releases again by itself: a user-namespace lease
+    /// whose namespace is dead ([`reap`](Self::reap) at start). Never for a release a caller
+    /// is told is done.
+    pub fn release_unsynced(&mut self, sel: &Selector) -> Result<Allocation, Error> {
+        let mut t = self.begin()?;
+        t.wtx
+            .as_mut()
+            .expect("open until commit")
+            .set_durability(Durability::None)?;
+        let a = t.release(sel)?;
+        t.commit()?;
+        Ok(a)
+    }
+
     /// Release, in one commit, every user-namespace lease whose namespace is not in `live`
     /// (see [`Allocator::dead_leases`]); returns what was released.
     pub fn reap(&mut self, live: &[LiveUserNs]) -> Result<Vec<Allocation>, Error> {

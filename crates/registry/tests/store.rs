@@ -346,3 +346,50 @@ fn allocations_survive_sigkill() {
     assert_eq!(stored, reported);
     assert!(reg.get(&Selector::Name("ghost".into())).is_none());
 }
+
+/// `release_unsynced`: a process that dies (no clean close) after it loses the release — the
+/// allocation is back on reopening, as for a crash before the next durable commit — unless a
+/// durable commit followed, which carries the release to the disk with it.
+#[test]
+fn an_unsynced_release_reaches_the_disk_with_the_next_durable_commit() {
+    const CHILD: &str = "CREDNS_REGISTRY_UNSYNCED_CHILD";
+    if let Ok(spec) = std::env::var(CHILD) {
+        let (path, then_commit) = spec.split_once('|').unwrap();
+        let mut reg = Registry::open(path, Policy::default()).unwrap();
+        let a = reg.allocate(&named("a")).unwrap();
+        reg.release_unsynced(&Selector::Id(a.id)).unwrap();
+        assert!(reg.get(&Selector::Id(a.id)).is_none());
+        if then_commit == "commit" {
+            reg.allocate(&named("b")).unwrap();
+        }
+        // Exit without dropping the registry: no clean close.
+        std::process::exit(0);
+    }
+    for then_commit in ["none", "commit"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.redb");
+        let st = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "an_unsynced_release_reaches_the_disk_with_the_next_durable_commit",
+                "--test-threads=1",
+            ])
+            .env(CHILD, format!("{}|{then_commit}", path.display()))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "{st:?}");
+        let reg = Registry::open(&path, Policy::default()).unwrap();
+        let names: Vec<String> = reg
+            .list()
+            .map(|a| match &a.lease {
+                Lease::Name(n) => n.clone(),
+                l => panic!("unexpected lease {l:?}"),
+            })
+            .collect();
+        match then_commit {
+            "none" => assert_eq!(names, vec!["a".to_string()], "the release was lost"),
+            _ => assert_eq!(names, vec!["b".to_string()], "the release is durable"),
+        }
+    }
+}
