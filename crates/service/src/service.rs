@@ -406,7 +406,10 @@ impl Service {
         let n = w.ns.remove(&key).expect("present");
         drop(w);
         if reg.get(&Selector::Id(n.alloc)).is_some() {
-            reg.release(&Selector::Id(n.alloc))?;
+            // No fsync of its own: lost in a crash, the release is made again at start, where
+            // every lease of a dead namespace is reaped. It reaches the disk with the next
+            // allocation, which is durable before its range is used.
+            reg.release_unsynced(&Selector::Id(n.alloc))?;
         }
         // The /proc scan runs without the registry: allocations meanwhile need not wait for
         // it. Their ranges are recorded, so a scan that misses their fresh maps loses nothing.
