@@ -233,6 +233,21 @@ fn id_prints_root_inside() {
         let o = env.run(unprivileged, &["run", "--socket", env.socket(), "--", "id"]);
         let out = ok(&o);
         assert!(out.starts_with("uid=0(root) gid=0(root)"), "{out}");
+        // The daemon (privileged over the parent namespace) wrote gid_map with setgroups left
+        // "allow", so the child's setgroups(2) worked even for an unprivileged caller.
+        let o = env.run(
+            unprivileged,
+            &[
+                "run",
+                "--socket",
+                env.socket(),
+                "--",
+                "sh",
+                "-c",
+                "cat /proc/self/setgroups; id -G",
+            ],
+        );
+        assert_eq!(ok(&o), "allow\n0\n");
     }
 }
 
