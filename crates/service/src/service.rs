@@ -389,18 +389,38 @@ impl Service {
     }
 
     fn on_exit(&self, token: u64) -> Result<(), Error> {
+        // The exited process's watch goes; while other known processes of the namespace live,
+        // nothing else is to be done.
+        let key = {
+            let mut w = lock(&self.inner.watches);
+            let Some(key) = w.tokens.remove(&token) else {
+                return Ok(());
+            };
+            let Some(n) = w.ns.get_mut(&key) else {
+                return Ok(());
+            };
+            if let Some(p) = n.pidfds.remove(&token) {
+                let _ = self.inner.watcher.remove(&p);
+            }
+            if !n.pidfds.is_empty() {
+                return Ok(());
+            }
+            key
+        };
+        // One /proc scan, made without holding the registry (allocations meanwhile need not wait
+        // for it), serves both to look for processes of the namespace not yet watched and for
+        // the ids live maps use. A scan that misses fresh maps of a new allocation loses
+        // nothing: that range is recorded.
+        let scan = self.scan(false);
         let mut reg = lock(&self.inner.reg);
         let mut w = lock(&self.inner.watches);
-        let Some(key) = w.tokens.remove(&token) else {
-            return Ok(());
-        };
-        let Some(n) = w.ns.get_mut(&key) else {
-            return Ok(());
-        };
-        if let Some(p) = n.pidfds.remove(&token) {
-            let _ = self.inner.watcher.remove(&p);
+        match w.ns.get(&key) {
+            // Released (and unwatched) meanwhile, or a new member was handed in with a request.
+            None => return Ok(()),
+            Some(n) if !n.pidfds.is_empty() => return Ok(()),
+            Some(_) => {}
         }
-        if !n.pidfds.is_empty() || self.watch_members(&mut w, key) {
+        if self.watch_scanned(&mut w, key, &scan) {
             return Ok(());
         }
         let n = w.ns.remove(&key).expect("present");
@@ -411,12 +431,42 @@ impl Service {
             // allocation, which is durable before its range is used.
             reg.release_unsynced(&Selector::Id(n.alloc))?;
         }
-        // The /proc scan runs without the registry: allocations meanwhile need not wait for
-        // it. Their ranges are recorded, so a scan that misses their fresh maps loses nothing.
-        drop(reg);
-        let live = Self::live_ids(&self.scan(false));
-        lock(&self.inner.reg).observe_live(live);
+        reg.observe_live(Self::live_ids(&scan));
         Ok(())
+    }
+
+    /// As [`watch_members`](Self::watch_members), but only among the processes of `scan`: those
+    /// of namespace `key` and of namespaces nested below it (the ancestry is asked once per
+    /// namespace, not once per process). Each is checked again after its pidfd is open.
+    fn watch_scanned(&self, w: &mut Watches, key: NsKey, scan: &[LiveUserNs]) -> bool {
+        let procfs = &self.inner.procfs;
+        let ns = NsId {
+            dev: key.0,
+            ino: key.1,
+        };
+        let mut found = false;
+        for n in scan {
+            let inside = n.id == ns
+                || n.pids
+                    .iter()
+                    .find_map(|p| userns_ancestry(procfs, *p).ok())
+                    .is_some_and(|a| a.contains(&ns));
+            if !inside {
+                continue;
+            }
+            for &pid in &n.pids {
+                let Ok(pidfd) = PidFd::open(pid) else {
+                    continue;
+                };
+                // The pid could have been reused since the scan: check again.
+                if !self.lives_in(pid, ns) || pidfd.has_exited().unwrap_or(true) {
+                    continue;
+                }
+                self.add_pidfd(w, key, pidfd);
+                found = true;
+            }
+        }
+        found
     }
 
     /// Run one method for `caller`. `fds` are the descriptors that came with the request.
