@@ -292,8 +292,8 @@ fn bad_input_is_refused_with_a_clear_error() {
     assert_eq!(
         stderr(&out),
         format!(
-            "credns: error: the registry {} is locked by another process (a credns daemon?); \
-             running through the daemon is not supported yet\n",
+            "credns: error: the registry {} is locked by another process (a credns daemon? \
+             give its socket with --socket)\n",
             store.display()
         )
     );
