@@ -682,6 +682,15 @@ impl World {
         let parent = n
             .parent
             .ok_or_else(|| Error::Model("the initial namespace's maps cannot be set".into()))?;
+        // map_write refuses a write of a page or more: no namespace can have such a map.
+        if text.len() >= 4096 {
+            return Err(Error::Model(format!(
+                "{} map of \"{}\" is {} bytes; the kernel takes a map of at most 4095 bytes in one write (map_write)",
+                if uid { "uid" } else { "gid" },
+                n.name,
+                text.len()
+            )));
+        }
         let extents = credns_idmap::parse_write(text.as_bytes()).map_err(|e| {
             Error::Model(format!(
                 "{} map of \"{}\": {e}",
