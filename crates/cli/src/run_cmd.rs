@@ -251,6 +251,8 @@ struct PendingMount {
     /// `None`: the rootfs; else where it is attached.
     target: Option<PathBuf>,
     read_only: bool,
+    /// The option it came from, for errors.
+    what: String,
 }
 
 /// Check the volumes against the host and the rootfs and clone their trees (and the rootfs's)
@@ -262,11 +264,12 @@ fn clone_trees(rootfs: Option<&Path>, volumes: &[String]) -> Result<Vec<PendingM
         .collect::<Result<Vec<_>>>()?;
     let mut out = Vec::with_capacity(specs.len() + 1);
     if let Some(root) = rootfs {
+        let what = format!("--rootfs {}", root.display());
         out.push(PendingMount {
-            tree: DetachedMount::clone_tree(root, true)
-                .with_context(|| format!("--rootfs {}", root.display()))?,
+            tree: DetachedMount::clone_tree(root, true).with_context(|| what.clone())?,
             target: None,
             read_only: false,
+            what,
         });
     }
     for (i, (v, text)) in specs.iter().zip(volumes).enumerate() {
@@ -289,11 +292,12 @@ fn clone_trees(rootfs: Option<&Path>, volumes: &[String]) -> Result<Vec<PendingM
                 );
             }
         }
+        let what = format!("--volume {text:?}");
         out.push(PendingMount {
-            tree: DetachedMount::clone_tree(&src, true)
-                .with_context(|| format!("--volume {text:?}"))?,
+            tree: DetachedMount::clone_tree(&src, true).with_context(|| what.clone())?,
             target: Some(v.dst.clone()),
             read_only: v.read_only,
+            what,
         });
     }
     Ok(out)
@@ -390,9 +394,9 @@ fn run_with(
             let idmap = MappingUserns::new(&alloc.uid_map()?, &alloc.gid_map()?)
                 .context("making the idmap's user namespace")?;
             for m in mounts.drain(..) {
-                m.tree.set_idmap(&idmap)?;
+                m.tree.set_idmap(&idmap).with_context(|| m.what.clone())?;
                 if m.read_only {
-                    m.tree.set_read_only()?;
+                    m.tree.set_read_only().with_context(|| m.what.clone())?;
                 }
                 let fd = OwnedFd::from(m.tree);
                 match m.target {
@@ -511,3 +515,91 @@ impl std::fmt::Display for ChildFailed {
 }
 
 impl std::error::Error for ChildFailed {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn err(s: &str) -> String {
+        parse_volume(s).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn volume_syntax() {
+        assert_eq!(
+            parse_volume("/srv/data:/data").unwrap(),
+            VolumeSpec {
+                src: "/srv/data".into(),
+                dst: "/data".into(),
+                read_only: false
+            }
+        );
+        assert!(parse_volume("rel/dir:/data:ro").unwrap().read_only);
+        assert!(!parse_volume("a:/b:rw").unwrap().read_only);
+        assert_eq!(
+            err("/srv"),
+            "--volume \"/srv\": no DST (expected SRC:DST[:ro])"
+        );
+        assert_eq!(
+            err("/srv:"),
+            "--volume \"/srv:\": empty DST (expected SRC:DST[:ro])"
+        );
+        assert_eq!(
+            err(":/data"),
+            "--volume \":/data\": empty SRC (expected SRC:DST[:ro])"
+        );
+        assert_eq!(
+            err("/srv:data"),
+            "--volume \"/srv:data\": DST \"data\" is not an absolute path"
+        );
+        assert_eq!(
+            err("/srv:/data/../etc"),
+            "--volume \"/srv:/data/../etc\": DST \"/data/../etc\" contains \"..\""
+        );
+        assert_eq!(
+            err("/srv:/data:rx"),
+            "--volume \"/srv:/data:rx\": unknown option \"rx\" (expected ro or rw)"
+        );
+        assert_eq!(
+            err("/srv:/data:ro:x"),
+            "--volume \"/srv:/data:ro:x\": unknown option \"ro:x\" (expected ro or rw)"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn well_formed_volumes_round_trip(
+            src in "[^:\\x00]{1,20}",
+            dst in "(/[a-z.]{1,6}){1,4}",
+            opt in prop::option::of(prop::bool::ANY),
+        ) {
+            prop_assume!(!dst.split('/').any(|c| c == ".."));
+            let text = match opt {
+                None => format!("{src}:{dst}"),
+                Some(true) => format!("{src}:{dst}:ro"),
+                Some(false) => format!("{src}:{dst}:rw"),
+            };
+            let v = parse_volume(&text).unwrap();
+            prop_assert_eq!(v.src, PathBuf::from(&src));
+            prop_assert_eq!(v.dst, PathBuf::from(&dst));
+            prop_assert_eq!(v.read_only, opt == Some(true));
+        }
+
+        #[test]
+        fn accepted_volumes_are_safe(text in "[a-z/.:]{0,24}") {
+            match parse_volume(&text) {
+                Ok(v) => {
+                    prop_assert!(!v.src.as_os_str().is_empty());
+                    prop_assert!(v.dst.is_absolute());
+                    prop_assert!(!v.dst.components().any(|c| c == Component::ParentDir));
+                    prop_assert!(text.matches(':').count() <= 2);
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    prop_assert!(msg.starts_with(&format!("--volume {text:?}: ")), "{}", msg);
+                }
+            }
+        }
+    }
+}
