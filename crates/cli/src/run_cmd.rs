@@ -285,10 +285,21 @@ fn clone_trees(rootfs: Option<&Path>, volumes: &[String]) -> Result<Vec<PendingM
                 ),
                 None => (v.dst.clone(), String::new()),
             };
-            if std::fs::symlink_metadata(&at).is_err() {
+            let Ok(resolved) = std::fs::canonicalize(&at) else {
                 bail!(
                     "--volume {text:?}: DST {} does not exist{where_}",
                     v.dst.display()
+                );
+            };
+            // The container attaches the volume before it switches root, where an absolute
+            // symlink of the image points into the host's tree.
+            if let Some(root) = rootfs.filter(|r| !resolved.starts_with(r)) {
+                bail!(
+                    "--volume {text:?}: DST {} resolves to {}, outside the rootfs {} (a symlink \
+                     in the image?)",
+                    v.dst.display(),
+                    resolved.display(),
+                    root.display()
                 );
             }
         }

@@ -406,7 +406,16 @@ fn bad_volumes_are_refused_before_the_registry_is_opened() {
             format!("{d}:/nowhere"),
             format!("--volume \"{d}:/nowhere\": DST /nowhere does not exist in the rootfs {image}"),
         ),
+        (
+            format!("{d}:/host-etc"),
+            format!(
+                "--volume \"{d}:/host-etc\": DST /host-etc resolves to /etc, outside the rootfs \
+                 {image} (a symlink in the image?)"
+            ),
+        ),
     ];
+    // An absolute symlink of the image: inside the container it would name the image's /etc.
+    std::os::unix::fs::symlink("/etc", env.image.join("host-etc")).unwrap();
     for (volume, msg) in cases {
         let out = env.run(&[
             "--name", "x", "--rootfs", image, "--volume", &volume, "--", "true",
@@ -415,4 +424,27 @@ fn bad_volumes_are_refused_before_the_registry_is_opened() {
         assert_eq!(stderr(&out), format!("credns: error: {msg}\n"));
         assert!(!env.store().exists(), "{volume}: the registry was created");
     }
+}
+
+#[test]
+fn volume_without_rootfs_is_attached_in_the_containers_namespace_only() {
+    let t = "volume_without_rootfs_is_attached_in_the_containers_namespace_only";
+    let Some(env) = Env::new(t) else { return };
+    let Some(fs) = scratch(t, FsKind::Tmpfs) else {
+        return;
+    };
+    let dst = fs.mount_point("dst");
+    let vol = format!("{}:{}", fs.root().display(), dst.display());
+    let script = format!(
+        "stat -c '%n %u %g' {0}/owned0 {0}/owned1000; touch {0}/new",
+        dst.display()
+    );
+    let out = ok(&env.run(&["--volume", &vol, "--", "sh", "-c", &script]));
+    assert_eq!(
+        out,
+        format!("{0}/owned0 0 0\n{0}/owned1000 1000 1000\n", dst.display())
+    );
+    assert_eq!(owner(&fs.root().join("new")), (0, 0));
+    // Nothing of it on the host's tree.
+    assert_eq!(std::fs::read_dir(&dst).unwrap().count(), 0);
 }
