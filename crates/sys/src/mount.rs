@@ -299,6 +299,14 @@ impl DetachedMount {
     }
 }
 
+impl From<DetachedMount> for OwnedFd {
+    /// The clone's fd, e.g. to hand to a process that attaches it in another mount namespace
+    /// (`ExtraMount` of [`ContainerSpec`](crate::container::ContainerSpec)).
+    fn from(m: DetachedMount) -> OwnedFd {
+        m.fd
+    }
+}
+
 impl AsFd for DetachedMount {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
