@@ -403,19 +403,7 @@ impl Container {
                     path: path.clone(),
                     errno,
                 })?;
-            // The kernel takes a map in one write(2).
-            let n = rustix::io::write(&fd, text.as_bytes()).map_err(|errno| Error::Path {
-                op: "write",
-                path: path.clone(),
-                errno,
-            })?;
-            if n != text.len() {
-                return Err(Error::Path {
-                    op: "write (short)",
-                    path,
-                    errno: Errno::IO,
-                });
-            }
+            crate::maps::write_map_text(&fd, path, &text)?;
         }
         Ok(())
     }
