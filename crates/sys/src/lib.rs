@@ -16,6 +16,7 @@
 
 mod child;
 mod helper;
+pub mod keys;
 mod ns;
 mod procfs;
 
