@@ -1005,10 +1005,12 @@ impl World {
                         );
                         return Err(Errno::ENOKEY.into());
                     }
-                    Liveness::Pending => return Err(Stop::Unknown(format!(
+                    Liveness::Pending => {
+                        return Err(Stop::Unknown(format!(
                         "{} is only linked from unreferenced keyrings awaiting garbage collection",
                         self.key_show(k)
-                    ))),
+                    )))
+                    }
                 }
                 t.info(
                     f,

@@ -549,13 +549,12 @@ fn setns_user(pid: Pid) -> Result<(), Errno> {
     }
     // SAFETY: fd is an open namespace descriptor.
     let r = unsafe { libc::setns(fd, libc::CLONE_NEWUSER) };
-    let e = last_errno();
+    let e = if r < 0 { Some(last_errno()) } else { None };
     // SAFETY: fd is ours and closed once.
     unsafe { libc::close(fd) };
-    if r < 0 {
-        Err(e)
-    } else {
-        Ok(())
+    match e {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 
@@ -703,10 +702,14 @@ impl KeyActor {
 
 impl Drop for KeyActor {
     fn drop(&mut self) {
-        // Closing the command pipe makes the actor exit.
+        // Other actors forked later may hold copies of our pipe ends, so end it with SIGKILL
+        // rather than waiting for EOF; its thread and process keyrings go with it.
         self.cmds = None;
-        let mut status = 0;
-        // SAFETY: waits for our own child.
-        unsafe { libc::waitpid(self.pid.0, &mut status, 0) };
+        // SAFETY: signals and reaps our own child.
+        unsafe {
+            libc::kill(self.pid.0, libc::SIGKILL);
+            let mut status = 0;
+            libc::waitpid(self.pid.0, &mut status, 0);
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod diff;
 pub mod gen;
+pub mod keys_gen;
 pub mod observe;
 
 use credns_idmap::{IdKind, IdMap};
