@@ -862,6 +862,48 @@ impl World {
         Err(ret.unwrap_or(err))
     }
 
+    /// `look_up_user_keyrings`: the caller's user and user-session keyrings in its namespace,
+    /// created if missing. Existing ones are found by searching the namespace's register
+    /// (possessed), so each must grant the caller SEARCH; the kernel answers ENOKEY otherwise
+    /// (observed on 6.18: after `setperm @u` drops SEARCH, `@u` and `@us` both give ENOKEY).
+    fn look_up_user_keyrings(
+        &mut self,
+        t: &mut Tracer,
+        task: TaskRef,
+    ) -> Result<(KeyRef, KeyRef), Stop> {
+        let f = "look_up_user_keyrings";
+        let c = self.task(task).cred.clone();
+        if let Some(&(u, us)) = self.keys.user_keyrings.get(&(c.user_ns, c.uid)) {
+            for k in [u, us] {
+                let ok = t.nested(|t| self.key_task_permission(t, task, k, true, KeyNeed::Search));
+                if !ok {
+                    t.fail(
+                        f,
+                        format!(
+                            "{} is not found in the register without SEARCH",
+                            self.key_show(k)
+                        ),
+                        vec![],
+                    );
+                    return Err(Errno::ENOKEY.into());
+                }
+            }
+            return Ok((u, us));
+        }
+        let r = self
+            .user_keyrings(c.user_ns, c.uid)
+            .map_err(|e| Stop::Unknown(e.to_string()))?;
+        t.info(
+            f,
+            format!("created {} and {}", self.key_show(r.0), self.key_show(r.1)),
+            vec![
+                ("ns", self.ns(c.user_ns).name.clone()),
+                ("ruid", c.uid.0.to_string()),
+            ],
+        );
+        Ok(r)
+    }
+
     /// `lookup_user_key(id, flags, need)`: the key and whether the reference is possessed.
     pub(crate) fn lookup_user_key(
         &mut self,
@@ -914,8 +956,7 @@ impl World {
                             Some(s) if !(uid_ring && create) => s,
                             _ => {
                                 let c = self.task(task).cred.clone();
-                                let (_, us) =
-                                    self.user_keyrings(c.user_ns, c.uid).map_err(model)?;
+                                let (_, us) = self.look_up_user_keyrings(t, task)?;
                                 let s = if create {
                                     let s = self.alloc_key(
                                         None,
@@ -947,7 +988,7 @@ impl World {
                     }
                     KeySpec::User | KeySpec::UserSession => {
                         let c = self.task(task).cred.clone();
-                        let (u, us) = self.user_keyrings(c.user_ns, c.uid).map_err(model)?;
+                        let (u, us) = self.look_up_user_keyrings(t, task)?;
                         let k = if *spec == KeySpec::User { u } else { us };
                         t.info(
                             f,
