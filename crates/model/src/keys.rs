@@ -733,21 +733,16 @@ impl World {
             return Err(Miss::Err(Errno::EACCES));
         }
         let mut result = Miss::Again;
-        // The top keyring itself is compared first; a same-index keyring that is not the one
-        // sought ends the search of this keyring (the iterator's "skipped" return).
-        if self.index_eq(root, m) {
-            if !self.matches(root, m) {
-                t.info(
-                    "search_nested_keyrings",
-                    "the top keyring has the index key sought but does not match: stop",
-                    vec![],
-                );
-                return Err(result);
-            }
-            if t.nested(|t| self.key_task_permission(t, task, root, possessed, KeyNeed::Search)) {
-                return Ok(root);
-            }
-            result = Miss::Err(Errno::EACCES);
+        // The top keyring itself is compared first. A same-index keyring that is not the one
+        // sought is just not a match (the search goes on into its contents); the top keyring
+        // already passed the SEARCH check above, so a match is found.
+        if self.matches(root, m) {
+            t.pass(
+                "search_nested_keyrings",
+                format!("the top keyring {} is the key sought", self.key_show(root)),
+                vec![("possessed", possessed.to_string())],
+            );
+            return Ok(root);
         }
         match self.search_nested(t, task, root, possessed, m, 0, &mut result) {
             Some(k) => Ok(k),
