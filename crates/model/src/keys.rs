@@ -1214,15 +1214,15 @@ impl World {
             }
             Err(u) => return Err(u),
         };
-        if !self.key_task_permission(t, task, k, possessed, KeyNeed::Read) {
-            if !t.check(
+        if !self.key_task_permission(t, task, k, possessed, KeyNeed::Read)
+            && !t.check(
                 possessed,
                 f,
                 "no READ permission: a possessed key (found with SEARCH) may still be read",
                 vec![],
-            ) {
-                return Err(Errno::EACCES.into());
-            }
+            )
+        {
+            return Err(Errno::EACCES.into());
         }
         let key = self.key(k);
         let v = match key.ktype {

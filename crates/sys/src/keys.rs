@@ -516,8 +516,11 @@ fn raw_pipe() -> Result<(OwnedFd, OwnedFd), Error> {
             errno: last_errno(),
         });
     }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    // SAFETY: the descriptor was just created and is owned by nobody else.
+    let r = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as above.
+    let w = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    Ok((r, w))
 }
 
 fn set_ids(uid: u32, gid: u32, groups: &[u32]) -> Result<(), Errno> {
@@ -705,11 +708,10 @@ impl Drop for KeyActor {
         // Other actors forked later may hold copies of our pipe ends, so end it with SIGKILL
         // rather than waiting for EOF; its thread and process keyrings go with it.
         self.cmds = None;
-        // SAFETY: signals and reaps our own child.
-        unsafe {
-            libc::kill(self.pid.0, libc::SIGKILL);
-            let mut status = 0;
-            libc::waitpid(self.pid.0, &mut status, 0);
-        }
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(self.pid.0, libc::SIGKILL) };
+        let mut status = 0;
+        // SAFETY: reaps our own child; `status` is a live int.
+        unsafe { libc::waitpid(self.pid.0, &mut status, 0) };
     }
 }

@@ -135,6 +135,9 @@ pub enum GenOp {
     GetId(&'static str, bool),
 }
 
+/// Owner kuid, group kgid and mask of a thread or process keyring.
+pub type RingAttrs = (u32, u32, u32);
+
 /// A whole case.
 #[derive(Clone, Debug)]
 pub struct Case {
@@ -148,7 +151,7 @@ pub struct Case {
     pub session_perm: u32,
     /// Owner kuid/kgid and mask of each actor's thread and process keyrings (thread keyrings
     /// follow the actor's fsuid/fsgid).
-    pub ring_attrs: Vec<((u32, u32, u32), (u32, u32, u32))>,
+    pub ring_attrs: Vec<(RingAttrs, RingAttrs)>,
     /// Setup keys in creation order.
     pub keys: Vec<GenKey>,
     /// Operations: (actor index, op).
@@ -246,7 +249,7 @@ impl Case {
         c.session_perm = if r.chance(1, 3) {
             0x3f03_0000
         } else {
-            random_perm(r) | 0x0800_0000 * (r.chance(3, 4) as u32)
+            random_perm(r) | (0x0800_0000 * (r.chance(3, 4) as u32))
         };
         for a in 0..c.actors.len() {
             let ku = c.actors[a].kuid(&c);

@@ -296,8 +296,7 @@ fn compare(
                             return Err(format!("the kernel's key is {n}, the model's {label}"))
                         }
                         None if matches!(op, GenOp::GetId(..))
-                            || (matches!(op, GenOp::AddKey { .. })
-                                && known.contains(&label) == false) =>
+                            || (matches!(op, GenOp::AddKey { .. }) && !known.contains(&label)) =>
                         {
                             names.insert(&label, *s);
                         }
