@@ -476,9 +476,15 @@ fn declare_key(c: &Ctx, w: &mut World, kspan: Range<usize>, k: &RawKey) -> Resul
         (None, Some(t)) => w.task(t).cred.user_ns,
         (None, None) => w.init_ns(),
     };
+    // A key placed in another declared keyring defaults to that keyring's owner and group.
+    let parent_key = at
+        .iter()
+        .filter(|a| !a.contains(':'))
+        .find_map(|a| w.key_by_name(a.trim()));
     let uid = match (&k.owner, first_proc) {
         (Some(v), _) => Kuid(resolve_id(c, w, v, ns, true, "owner")?),
         (None, Some(t)) => w.task(t).cred.fsuid,
+        (None, None) if parent_key.is_some() => w.key(parent_key.expect("checked")).uid,
         (None, None) => {
             return Err(c.err(kspan, format!("key \"{name}\" needs an `owner`")));
         }
@@ -487,6 +493,7 @@ fn declare_key(c: &Ctx, w: &mut World, kspan: Range<usize>, k: &RawKey) -> Resul
         (Some(v), _) if matches!(v.get_ref(), RawId::Num(-1)) => Kgid::INVALID,
         (Some(v), _) => Kgid(resolve_id(c, w, v, ns, false, "group")?),
         (None, Some(t)) => w.task(t).cred.fsgid,
+        (None, None) if parent_key.is_some() => w.key(parent_key.expect("checked")).gid,
         (None, None) => {
             return Err(c.err(
                 kspan,
