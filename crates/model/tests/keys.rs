@@ -623,3 +623,88 @@ fn thread_keyring_follows_fsuid() {
     assert!(o[1].consulted("key_fsuid_changed"));
     assert_eq!(out(&o[2], "desc"), "keyring;5;0;3f010000;_tid");
 }
+
+// ---------------------------------------------------------------- properties
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn world(place: &str, owner: u32, group: u32, perm: u32) -> String {
+        format!(
+            r#"
+[[process]]
+name = "me"
+uid = 1000
+groups = [50]
+
+[[process]]
+name = "other"
+uid = 3000
+
+[[key]]
+name = "k"
+at = "{place}"
+owner = {owner}
+group = {group}
+perm = "{perm:#010x}"
+payload = "x"
+"#
+        )
+    }
+
+    proptest! {
+        /// Possession only adds permissions: whatever a process may do to a key it does not
+        /// possess (the key sits in another process's keyring), it may do when the key sits in
+        /// its own process keyring.
+        #[test]
+        fn possession_never_takes_a_permission_away(
+            perm in any::<u32>().prop_map(|p| p & 0x3f3f_3f3f),
+            owner in prop::sample::select(vec![1000u32, 1001, 3000]),
+            group in prop::sample::select(vec![1000u32, 50, 7]),
+            op in prop::sample::select(vec![
+                "op = \"keyctl_read\"\nkey = \"k\"",
+                "op = \"keyctl_describe\"\nkey = \"k\"",
+                "op = \"keyctl_update\"\nkey = \"k\"\npayload = \"y\"",
+                "op = \"keyctl_setperm\"\nkey = \"k\"\nperm = \"0\"",
+                "op = \"keyctl_link\"\nkey = \"k\"\nkeyring = \"@t\"",
+            ]),
+        ) {
+            let by = format!("by = \"me\"\n{op}");
+            let far = last(&world("other:process", owner, group, perm), &[&by]);
+            let near = last(&world("me:process", owner, group, perm), &[&by]);
+            prop_assert!(!matches!(far.result, Verdict::Unknown(_)), "{}", far);
+            if far.is_allowed() {
+                prop_assert!(near.is_allowed(), "allowed unpossessed but not possessed:\n{}\n{}", far, near);
+            }
+            // Only EACCES separates them.
+            if let Verdict::Denied(e) = near.result {
+                prop_assert_eq!(far.result, Verdict::Denied(e));
+            }
+        }
+
+        /// Any `[[key]]` table either parses or names a line and column inside the text; runs
+        /// never panic.
+        #[test]
+        fn key_tables_parse_or_point_at_the_error(
+            ty in prop::sample::select(vec!["user", "keyring", "big_key", ""]),
+            at in prop::sample::select(vec!["me:thread", "me:user", "init:1000:user", "nope", "me:bogus", "x:y:z:w"]),
+            perm in prop::sample::select(vec!["0x3f010000", "3f", "0xzz", "-1"]),
+            owner in prop::sample::select(vec!["1000", "\"kernel:5\"", "\"ns:1\"", "-3"]),
+        ) {
+            let text = format!(
+                "[[process]]\nname = \"me\"\nuid = 1000\n\n[[key]]\nname = \"k\"\ntype = \"{ty}\"\nat = \"{at}\"\nperm = \"{perm}\"\nowner = {owner}\n\n[[op]]\nby = \"me\"\nop = \"keyctl_describe\"\nkey = \"k\"\n"
+            );
+            match Scenario::parse(&text, "p.toml") {
+                Ok(s) => {
+                    let _ = s.run();
+                }
+                Err(credns_model::Error::Scenario { line, column, .. }) => {
+                    prop_assert!(line >= 1 && line <= text.lines().count() + 1);
+                    prop_assert!(column >= 1);
+                }
+                Err(e) => prop_assert!(false, "not a positioned error: {e}"),
+            }
+        }
+    }
+}
