@@ -1349,10 +1349,8 @@ impl World {
         let (kr, _) = self.lookup_user_key(t, task, keyring, true, KeyNeed::Write)?;
         let (k, _) = self.lookup_user_key(t, task, key, true, KeyNeed::Link)?;
         if !self.key(kr).is_keyring() {
-            return Err(Stop::Unknown(format!(
-                "linking into {}, which is not a keyring",
-                self.key_show(kr)
-            )));
+            t.fail(f, format!("{} is not a keyring", self.key_show(kr)), vec![]);
+            return Err(Errno::ENOTDIR.into());
         }
         if self.key(k).is_keyring() {
             // keyring_detect_cycle: is the destination reachable from the key?

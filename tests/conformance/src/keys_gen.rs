@@ -392,7 +392,8 @@ impl Case {
         if r.chance(1, 40) {
             return GenRef::Bogus;
         }
-        let pool = if keyring {
+        // Now and then a user key where a keyring is expected (ENOTDIR paths).
+        let pool = if keyring && !r.chance(1, 8) {
             self.keyring_names()
         } else {
             self.names()
