@@ -368,6 +368,63 @@ fn compare(
     }
 }
 
+/// Run a case on both sides; the index of the first op where they disagree (`None` if they
+/// agree up to the end or to a model Unknown), with the kernel's answers.
+fn first_mismatch(case: &Case) -> (Option<usize>, Vec<Option<String>>) {
+    let Ok(scenario) = Scenario::parse(&case.to_toml(&[], usize::MAX), "minimise") else {
+        return (None, Vec::new());
+    };
+    let reports = scenario.run();
+    let Ok((answers, mut names)) = run_kernel(case) else {
+        return (None, Vec::new());
+    };
+    let expects: Vec<Option<String>> = answers.iter().map(expect_text).collect();
+    let known: Vec<String> = names
+        .by_name
+        .keys()
+        .cloned()
+        .chain(case.ops.iter().filter_map(|(_, o)| match o {
+            GenOp::AddKey { name, .. } => Some(name.clone()),
+            _ => None,
+        }))
+        .collect();
+    for (i, ((_, op), (rep, ans))) in case
+        .ops
+        .iter()
+        .zip(reports.iter().zip(&answers))
+        .enumerate()
+    {
+        if ans.is_none() {
+            continue;
+        }
+        if matches!(rep.outcome.result, Verdict::Unknown(_)) {
+            return (None, expects);
+        }
+        if compare(&mut names, &known, op, &rep.outcome, ans).is_err() {
+            return (Some(i), expects);
+        }
+    }
+    (None, expects)
+}
+
+/// Drop every op before the failing one that is not needed for the mismatch to stay.
+fn minimise(case: &Case, failing: usize) -> (Case, Vec<Option<String>>) {
+    let mut min = case.clone();
+    min.ops.truncate(failing + 1);
+    let mut j = 0;
+    while j + 1 < min.ops.len() {
+        let mut trial = min.clone();
+        trial.ops.remove(j);
+        if first_mismatch(&trial).0 == Some(trial.ops.len() - 1) {
+            min = trial;
+        } else {
+            j += 1;
+        }
+    }
+    let (_, expects) = first_mismatch(&min);
+    (min, expects)
+}
+
 #[test]
 fn keys_model_matches_kernel() {
     if !needs_root("keys_model_matches_kernel") {
@@ -409,7 +466,6 @@ fn keys_model_matches_kernel() {
                 _ => None,
             }))
             .collect();
-        let expects: Vec<Option<String>> = answers.iter().map(expect_text).collect();
         for (i, ((_, op), (rep, ans))) in case
             .ops
             .iter()
@@ -445,11 +501,14 @@ fn keys_model_matches_kernel() {
                         .or_default() += 1
                 }
                 Err(why) => {
+                    let (min, min_expects) = minimise(&case, i);
                     t.failures.push(format!(
-                        "MISMATCH case {id} op #{i} ({}): {why}\n--- model trace:\n{}\n--- scenario (kernel answers as expectations):\n{}",
+                        "MISMATCH case {id} op #{i} ({}): {why}\n--- model trace:\n{}\n--- minimal scenario ({} of the case's {} ops; the kernel's answers as expectations):\n{}",
                         rep.text,
                         rep.outcome,
-                        case.to_toml(&expects, i + 1)
+                        min.ops.len(),
+                        i + 1,
+                        min.to_toml(&min_expects, usize::MAX)
                     ));
                     break;
                 }
