@@ -383,12 +383,14 @@ enum Cmd {
         gid: u32,
         groups: Vec<u32>,
     },
+    SetFsuid(u32),
 }
 
 fn encode(c: &Cmd) -> String {
     match c {
         Cmd::Unshare => "unshare".into(),
         Cmd::Setns(p) => format!("setns {p}"),
+        Cmd::SetFsuid(u) => format!("fsuid {u}"),
         Cmd::SetIds { uid, gid, groups } => format!(
             "ids {uid} {gid} {}",
             if groups.is_empty() {
@@ -451,6 +453,7 @@ fn decode(line: &str) -> Option<Cmd> {
     match *w.first()? {
         "unshare" => Some(Cmd::Unshare),
         "setns" => Some(Cmd::Setns(Pid(n(1)? as i32))),
+        "fsuid" => Some(Cmd::SetFsuid(n(1)? as u32)),
         "ids" => Some(Cmd::SetIds {
             uid: n(1)? as u32,
             gid: n(2)? as u32,
@@ -543,6 +546,20 @@ fn set_ids(uid: u32, gid: u32, groups: &[u32]) -> Result<(), Errno> {
     Ok(())
 }
 
+fn set_fsuid(uid: u32) -> Result<(), Errno> {
+    // setfsuid(2) reports no error: it returns the previous fsuid. Ask again (with -1, which
+    // changes nothing) to see whether the change took.
+    // SAFETY: integer argument only.
+    unsafe { libc::syscall(libc::SYS_setfsuid, uid) };
+    // SAFETY: integer argument only; -1 is never a valid id, so nothing changes.
+    let now = unsafe { libc::syscall(libc::SYS_setfsuid, u32::MAX) } as u32;
+    if now == uid {
+        Ok(())
+    } else {
+        Err(Errno::PERM)
+    }
+}
+
 fn setns_user(pid: Pid) -> Result<(), Errno> {
     let path = cstring(&format!("/proc/{pid}/ns/user"))?;
     // SAFETY: a NUL-terminated path; the descriptor is closed below.
@@ -583,6 +600,7 @@ fn actor_main(cmds: OwnedFd, replies: OwnedFd) -> ! {
                 }
             }
             Some(Cmd::Setns(p)) => setns_user(p).map(|_| KeyReply::Done),
+            Some(Cmd::SetFsuid(u)) => set_fsuid(u).map(|_| KeyReply::Done),
             Some(Cmd::SetIds { uid, gid, groups }) => {
                 set_ids(uid, gid, &groups).map(|_| KeyReply::Done)
             }
@@ -686,6 +704,12 @@ impl KeyActor {
             "set ids",
         )
         .map(|r| r.map(|_| ()))
+    }
+
+    /// `setfsuid(2)` to this id of its namespace (EPERM if it did not take).
+    pub fn set_fsuid(&mut self, uid: u32) -> Result<Result<(), Errno>, Error> {
+        self.send(&Cmd::SetFsuid(uid), "setfsuid")
+            .map(|r| r.map(|_| ()))
     }
 
     /// Write the actor's `uid_map` and `gid_map` (from this process, as `user_namespaces(7)`

@@ -30,6 +30,8 @@ pub struct GenActor {
     pub gid: u32,
     /// Supplementary groups in its namespace.
     pub groups: Vec<u32>,
+    /// A filesystem uid set after the ids (root actors only: setfsuid needs CAP_SETUID).
+    pub fsuid: Option<u32>,
     /// It has a thread keyring (named "<name>_t").
     pub thread: bool,
     /// It has a process keyring (named "<name>_p").
@@ -163,6 +165,10 @@ impl GenActor {
     pub fn kuid(&self, c: &Case) -> u32 {
         self.ns.map(|n| c.namespaces[n].base).unwrap_or(0) + self.uid
     }
+    /// Its kernel fsuid (what key permissions compare).
+    pub fn fskuid(&self, c: &Case) -> u32 {
+        self.ns.map(|n| c.namespaces[n].base).unwrap_or(0) + self.fsuid.unwrap_or(self.uid)
+    }
     /// Its kernel gid.
     pub fn kgid(&self, c: &Case) -> u32 {
         self.ns.map(|n| c.namespaces[n].base).unwrap_or(0) + self.gid
@@ -218,6 +224,11 @@ impl Case {
                 uid,
                 gid,
                 groups,
+                fsuid: if uid == 0 && r.chance(1, 3) {
+                    Some(r.pick(&[1000u32, 1001]))
+                } else {
+                    None
+                },
                 thread: r.chance(1, 2),
                 process: r.chance(1, 2),
             });
@@ -236,6 +247,7 @@ impl Case {
         let mut gids: Vec<u32> = vec![0, 1000, 1001, 1002];
         for a in &c.actors {
             uids.push(a.kuid(&c));
+            uids.push(a.fskuid(&c));
             gids.push(a.kgid(&c));
             for g in &a.groups {
                 gids.push(a.ns.map(|n| c.namespaces[n].base).unwrap_or(0) + g);
@@ -252,7 +264,7 @@ impl Case {
             random_perm(r) | (0x0800_0000 * (r.chance(3, 4) as u32))
         };
         for a in 0..c.actors.len() {
-            let ku = c.actors[a].kuid(&c);
+            let ku = c.actors[a].fskuid(&c);
             let kg = c.actors[a].kgid(&c);
             let tp = if r.chance(1, 3) {
                 0x3f01_0000
@@ -503,6 +515,9 @@ impl Case {
                 "uid = {}\ngid = {}\ngroups = {:?}\n",
                 a.uid, a.gid, a.groups
             ));
+            if let Some(f) = a.fsuid {
+                s.push_str(&format!("fsuid = {f}\n"));
+            }
         }
         let install: Vec<String> = self
             .actors

@@ -163,6 +163,9 @@ fn run_kernel(c: &Case) -> Result<(Vec<KernelAnswer>, Names), String> {
             }
         }
         must("set ids", actors[i].set_ids(a.uid, a.gid, &a.groups))?;
+        if let Some(f) = a.fsuid {
+            must("setfsuid", actors[i].set_fsuid(f))?;
+        }
     }
     let mut answers = Vec::new();
     for (by, op) in &c.ops {
