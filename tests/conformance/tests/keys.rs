@@ -483,13 +483,12 @@ fn keys_model_matches_kernel() {
                 continue;
             }
             if let Verdict::Unknown(why) = &rep.outcome.result {
-                let short: String = why
-                    .split(": ")
-                    .last()
-                    .unwrap_or(why)
-                    .chars()
-                    .filter(|c| !c.is_ascii_digit())
-                    .collect();
+                // Group reasons: the key's name and serial left out.
+                let tail = why.split(": ").last().unwrap_or(why);
+                let short = match (tail.starts_with('"'), tail.find(") ")) {
+                    (true, Some(p)) => format!("KEY {}", &tail[p + 2..]),
+                    _ => tail.to_string(),
+                };
                 *t.unknown
                     .entry(format!("{} — {short}", op_name(op)))
                     .or_default() += 1;
