@@ -1,17 +1,46 @@
 #!/usr/bin/env bash
-# Every test of credns, on a fresh machine. Run as root: the differential tests use real user
-# namespaces, and in CI (CI=true) nothing may skip.
+# Every test of credns, on a fresh machine. Run as root: the differential tests create real user
+# namespaces, loop devices, filesystems, idmapped mounts and keys, and in CI (CI=true) nothing may
+# skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# What the tests use from Debian, by the command that shows it is there.
+declare -A pkg_for=(
+  [unshare]=util-linux [losetup]=util-linux [setfacl]=acl [keyctl]=keyutils
+  [newuidmap]=uidmap [crun]=crun [mkfs.ext4]=e2fsprogs [mkfs.btrfs]=btrfs-progs
+  [mkfs.xfs]=xfsprogs [hyperfine]=hyperfine
+)
 need_pkgs=()
-command -v unshare >/dev/null || need_pkgs+=(util-linux)
-if ((${#need_pkgs[@]})) && [ "$(id -u)" = 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+for cmd in "${!pkg_for[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/sbin:/usr/sbin" command -v "$cmd" >/dev/null 2>&1 ||
+    need_pkgs+=("${pkg_for[$cmd]}")
+done
+# The run and oci tests build root filesystems from the static busybox.
+dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
+if ((${#need_pkgs[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing: ${need_pkgs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      $(printf '%s\n' "${need_pkgs[@]}" | sort -u) >/dev/null
+  else
+    echo "missing (install as root): ${need_pkgs[*]}" >&2
+  fi
 fi
+export PATH="$PATH:/sbin:/usr/sbin"
 
 # In CI a test that would skip for want of root or a kernel feature fails instead.
 if [ "${CI:-}" = true ]; then export CREDNS_REQUIRE_ALL=1; fi
 
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked --no-fail-fast
+
+# The fuzz targets (their own workspace): they must build, and every seed must replay cleanly.
+cargo build --manifest-path fuzz/Cargo.toml --locked --bins
+for seeds in fuzz/seeds/*/; do
+  target=$(basename "$seeds")
+  "fuzz/target/debug/$target" -runs=0 "$seeds" >/dev/null 2>&1 ||
+    { echo "fuzz target $target fails on its seeds: fuzz/target/debug/$target $seeds" >&2; exit 1; }
+done
+echo "fuzz targets: every seed replayed"

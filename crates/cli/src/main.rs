@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod map_cmd;
+mod mount_cmd;
+mod oci_cmd;
+mod registry_cmd;
+mod run_cmd;
+mod sim_cmd;
 
 /// Identity for Linux containers: ID maps, user namespaces, idmapped mounts and keyrings.
 #[derive(Debug, Parser)]
@@ -19,18 +24,46 @@ enum Command {
     /// Check, translate and show user-namespace ID maps.
     #[command(subcommand)]
     Map(map_cmd::MapCommand),
+    /// Run scenario files through the model of the kernel's rules, explaining each decision.
+    Sim(sim_cmd::SimArgs),
+    Mount(mount_cmd::MountArgs),
+    /// Run a command in new user and mount namespaces with an allocated ID range.
+    Run(run_cmd::RunArgs),
+    /// Fill an OCI bundle's uidMappings/gidMappings from an allocation named after the bundle.
+    Oci(oci_cmd::OciArgs),
+    #[command(flatten)]
+    Registry(registry_cmd::RegistryCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Map(cmd) => map_cmd::run(cmd),
+        Command::Sim(args) => sim_cmd::run(args),
+        Command::Mount(a) => mount_cmd::run(a),
+        Command::Run(args) => run_cmd::run(args),
+        Command::Oci(args) => oci_cmd::run(args),
+        Command::Registry(cmd) => registry_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,
+        // A reader that went away (`credns sim … | head`) is not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.is::<run_cmd::ChildFailed>() => {
+            let f = e.downcast_ref::<run_cmd::ChildFailed>().expect("checked");
+            eprintln!("credns run: {f}");
+            ExitCode::from(f.exit_code())
+        }
         Err(e) => {
             eprintln!("credns: error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

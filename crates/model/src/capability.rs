@@ -19,7 +19,7 @@ impl World {
             let n = self.ns(ns);
             if ns == cns {
                 let ok = cred.cap_effective.has(cap);
-                return t.check(
+                return tr!(t.check(
                     ok,
                     f,
                     format!(
@@ -31,47 +31,47 @@ impl World {
                         ("ns", n.name.clone()),
                         ("cap_effective", cred.cap_effective.to_string()),
                     ],
-                );
+                ));
             }
             let cn = self.ns(cns);
             if n.level <= cn.level {
-                t.fail(
+                tr!(t.fail(
                     f,
                     format!(
                         "{cap} in \"{}\": not the credentials' namespace \"{}\" nor a descendant of it (capabilities never apply upward or sideways)",
                         n.name, cn.name
                     ),
                     vec![("cap", cap.name()), ("ns", n.name.clone()), ("ns_level", n.level.to_string()), ("cred_ns", cn.name.clone()), ("cred_level", cn.level.to_string())],
-                );
+                ));
                 return false;
             }
             if n.parent == Some(cns) && n.owner == cred.euid {
-                t.pass(
+                tr!(t.pass(
                     f,
                     format!(
                         "{cap} in \"{}\": the credentials' euid owns \"{}\" and live in its parent \"{}\", so they have every capability there",
                         self.ns(target).name, n.name, cn.name
                     ),
                     vec![("cap", cap.name()), ("ns", n.name.clone()), ("owner", n.owner.0.to_string()), ("euid", cred.euid.0.to_string())],
-                );
+                ));
                 return true;
             }
-            t.info(
+            tr!(t.info(
                 f,
                 format!("\"{}\" is below the credentials' namespace and not owned by them from its parent; go to its parent", n.name),
                 vec![("ns", n.name.clone()), ("owner", n.owner.0.to_string()), ("euid", cred.euid.0.to_string())],
-            );
+            ));
             ns = n.parent.expect("a namespace above level 0 has a parent");
         }
     }
 
     /// `ns_capable(ns, cap)` for the given credentials.
     pub(crate) fn ns_capable(&self, t: &mut Tracer, cred: &Cred, ns: NsRef, cap: Cap) -> bool {
-        t.info(
+        tr!(t.info(
             "ns_capable",
             format!("needs {cap} in \"{}\"", self.ns(ns).name),
             vec![],
-        );
+        ));
         t.nested(|t| self.cap_capable(t, cred, ns, cap))
     }
 
@@ -89,7 +89,7 @@ impl World {
         let uok = self.vfsuid_has_mapping(ns, vu);
         let gok = self.vfsgid_has_mapping(ns, vg);
         let n = &self.ns(ns).name;
-        t.check(
+        tr!(t.check(
             uok && gok,
             "privileged_wrt_inode_uidgid",
             format!("the inode's owner and group must both be mapped in \"{n}\""),
@@ -99,7 +99,7 @@ impl World {
                 ("vfsgid", vg.show()),
                 ("gid_in_ns", self.show_in(ns, vg.0 .0, false)),
             ],
-        )
+        ))
     }
 
     /// `capable_wrt_inode_uidgid(idmap, inode, cap)`: `cap` in the caller's own namespace and
@@ -113,11 +113,11 @@ impl World {
         ino: InodeRef,
         cap: Cap,
     ) -> bool {
-        t.info(
+        tr!(t.info(
             "capable_wrt_inode_uidgid",
             format!("needs {cap} in the caller's own namespace and the inode's ids mapped there"),
             vec![],
-        );
+        ));
         t.nested(|t| {
             self.ns_capable(t, cred, cred.user_ns, cap)
                 && self.privileged_wrt_inode_uidgid(t, cred.user_ns, idmap, ino)
@@ -135,20 +135,20 @@ impl World {
         let f = "inode_owner_or_capable";
         let vu = self.i_uid_into_vfsuid(idmap, ino);
         if vu.eq_kuid(cred.fsuid) {
-            t.pass(
+            tr!(t.pass(
                 f,
                 "the caller's fsuid owns the inode",
                 vec![("vfsuid", vu.show()), ("fsuid", cred.fsuid.0.to_string())],
-            );
+            ));
             return true;
         }
         let mapped = self.vfsuid_has_mapping(cred.user_ns, vu);
-        t.check(
+        tr!(t.check(
             mapped,
             f,
             format!("not the owner; the owner must be mapped in the caller's namespace \"{}\" for CAP_FOWNER to apply", self.ns(cred.user_ns).name),
             vec![("vfsuid", vu.show()), ("fsuid", cred.fsuid.0.to_string())],
-        );
+        ));
         if !mapped {
             return false;
         }
@@ -169,7 +169,7 @@ impl World {
         what: &str,
     ) -> bool {
         let ok = vg.is_valid() && self.in_group_p(cred, vg.0);
-        t.check(
+        tr!(t.check(
             ok,
             "in_group_p",
             format!("{what} is the caller's fsgid or one of its supplementary groups"),
@@ -178,7 +178,7 @@ impl World {
                 ("fsgid", cred.fsgid.0.to_string()),
                 ("groups", show_groups(&cred.groups)),
             ],
-        );
+        ));
         ok
     }
 
@@ -191,11 +191,11 @@ impl World {
         ino: InodeRef,
         vg: Vfsgid,
     ) -> bool {
-        t.info(
+        tr!(t.info(
             "in_group_or_capable",
             "in the group, or CAP_FSETID over the inode",
             vec![],
-        );
+        ));
         t.nested(|t| {
             self.vfsgid_in_group_p(t, cred, vg, "the group")
                 || self.capable_wrt_inode_uidgid(t, cred, idmap, ino, Cap::FSETID)

@@ -47,6 +47,25 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// Record a trace step only when the tracer is on: `tr!(t.info(f, text, values))`. The
+/// arguments (formatted text, value lists) are not evaluated when it is off; `tr!(t.check(ok, …))`
+/// still yields `ok`.
+macro_rules! tr {
+    ($t:ident . check ( $ok:expr , $($rest:tt)* )) => {{
+        let ok: bool = $ok;
+        if $t.on {
+            $t.check(ok, $($rest)*)
+        } else {
+            ok
+        }
+    }};
+    ($t:ident . $m:ident ( $($args:tt)* )) => {
+        if $t.on {
+            $t.$m($($args)*)
+        }
+    };
+}
+
 mod capability;
 mod caps;
 mod errno;
@@ -72,8 +91,8 @@ pub use vfs::{Vfsgid, Vfsuid, MAY_EXEC, MAY_READ, MAY_WRITE};
 pub use world::{
     normalise, path_components, validate_acl, Acl, AclEntry, AclTag, Cred, Inode, InodeRef,
     MntIdmap, Mount, MountOptions, MountRef, NsRef, SbRef, SuperBlock, Task, TaskRef, UserNs,
-    World, GENERIC_PERMISSION_FS, SECURE_KEEP_CAPS, SECURE_NOROOT, SECURE_NO_SETUID_FIXUP, S_IFDIR,
-    S_IFMT, S_IFREG, S_ISGID, S_ISUID, S_ISVTX,
+    World, FS_ALLOW_IDMAP, GENERIC_PERMISSION_FS, SECURE_KEEP_CAPS, SECURE_NOROOT,
+    SECURE_NO_SETUID_FIXUP, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, S_ISUID, S_ISVTX,
 };
 
 /// Errors of this crate.

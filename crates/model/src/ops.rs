@@ -309,19 +309,33 @@ impl World {
         }
     }
 
+    /// Perform `op` as `task` like [`World::op`], without recording a trace: the same rules,
+    /// in the same order, with nothing formatted. For questions asked many times ("which of
+    /// these processes may write this file").
+    pub fn decide(&mut self, task: TaskRef, op: &Op) -> (Verdict, Option<Output>) {
+        let mut t = Tracer::off();
+        match self.dispatch(&mut t, task, op) {
+            Ok(o) => (Verdict::Allowed, o),
+            Err(Stop::Errno(e)) => (Verdict::Denied(e), None),
+            Err(Stop::Unknown(why)) => (Verdict::Unknown(why), None),
+        }
+    }
+
     /// Decide `op` as `task` without changing the world.
     pub fn check(&self, task: TaskRef, op: &Op) -> Outcome {
         self.clone().op(task, op)
     }
 
     fn dispatch(&mut self, t: &mut Tracer, task: TaskRef, op: &Op) -> OpResult {
-        let name = self.task(task).name.clone();
-        let ns = self.ns(self.task(task).cred.user_ns).name.clone();
-        t.info(
+        tr!(t.info(
             "task",
-            format!("\"{name}\" in namespace \"{ns}\""),
+            format!(
+                "\"{}\" in namespace \"{}\"",
+                self.task(task).name,
+                self.ns(self.task(task).cred.user_ns).name
+            ),
             self.cred_values(task),
-        );
+        ));
         match op {
             Op::Open { path, read, write } => self.op_open(t, task, path, *read, *write),
             Op::Access {
@@ -348,11 +362,11 @@ impl World {
             Op::WriteSetgroups { target, text } => self.op_write_setgroups(t, task, *target, text),
             Op::Setns { ns } => self.op_setns(t, task, *ns),
             Op::SetNoNewPrivs => {
-                t.pass(
+                tr!(t.pass(
                     "prctl",
                     "PR_SET_NO_NEW_PRIVS needs no privilege and cannot be undone",
                     vec![],
-                );
+                ));
                 self.tasks[task.0].no_new_privs = true;
                 Ok(None)
             }
@@ -447,7 +461,7 @@ impl World {
             v.push(("CapBnd", format!("{:016x}", c.cap_bset.bits())));
             v.push(("CapAmb", format!("{:016x}", c.cap_ambient.bits())));
         }
-        t.info(
+        tr!(t.info(
             "from_kuid_munged",
             format!(
                 "kernel ids shown in \"{}\" (unmapped ids show as {})",
@@ -464,7 +478,7 @@ impl World {
                     format!("{}/{}/{}/{}", c.gid.0, c.egid.0, c.sgid.0, c.fsgid.0),
                 ),
             ],
-        );
+        ));
         out(v)
     }
 
@@ -480,7 +494,7 @@ impl World {
         match w.target {
             Some(x) => Ok(x),
             None => {
-                t.fail("lookup", format!("\"{path}\" does not exist"), vec![]);
+                tr!(t.fail("lookup", format!("\"{path}\" does not exist"), vec![]));
                 Err(Errno::ENOENT.into())
             }
         }
@@ -491,7 +505,7 @@ impl World {
         let mnt = self.mount(m);
         let sb = self.sb(mnt.sb);
         let ro = mnt.read_only || sb.read_only;
-        t.check(
+        tr!(t.check(
             !ro,
             "mnt_want_write",
             format!("the mount at \"{}\" must be writable", mnt.path),
@@ -499,7 +513,7 @@ impl World {
                 ("mnt_ro", mnt.read_only.to_string()),
                 ("sb_ro", sb.read_only.to_string()),
             ],
-        );
+        ));
         if ro {
             Err(Errno::EROFS.into())
         } else {
@@ -526,14 +540,14 @@ impl World {
         }
         let i = self.inode(ino);
         if i.is_dir() && acc & MAY_WRITE != 0 {
-            t.fail(
+            tr!(t.fail(
                 "may_open",
                 "a directory cannot be opened for writing",
                 vec![],
-            );
+            ));
             return Err(Errno::EISDIR.into());
         }
-        t.info("may_open", format!("open for {}", mask_str(acc)), vec![]);
+        tr!(t.info("may_open", format!("open for {}", mask_str(acc)), vec![]));
         t.nested(|t| self.inode_permission(t, &cred, m, ino, acc))?;
         if acc & MAY_WRITE != 0 {
             self.mnt_want_write(t, m)?;
@@ -550,59 +564,68 @@ impl World {
         eaccess: bool,
     ) -> OpResult {
         if mode & !7 != 0 {
-            t.fail(
+            tr!(t.fail(
                 "do_faccessat",
                 "mode has bits other than R_OK|W_OK|X_OK",
                 vec![("mode", mode.to_string())],
-            );
+            ));
             return Err(Errno::EINVAL.into());
         }
         let mut cred = self.task(task).cred.clone();
         if !eaccess {
             cred.fsuid = cred.uid;
             cred.fsgid = cred.gid;
-            let mut v = vec![
-                ("fsuid", cred.fsuid.0.to_string()),
-                ("fsgid", cred.fsgid.0.to_string()),
-            ];
-            if !cred.issecure(SECURE_NO_SETUID_FIXUP) {
-                let root = self.make_kuid(cred.user_ns, 0);
+            let fixup = !cred.issecure(SECURE_NO_SETUID_FIXUP);
+            let root = self.make_kuid(cred.user_ns, 0);
+            if fixup {
                 if root.is_valid() && cred.uid == root {
                     cred.cap_effective = cred.cap_permitted;
                 } else {
                     cred.cap_effective = CapSet::EMPTY;
                 }
-                v.push((
-                    "root_uid",
-                    if root.is_valid() {
-                        root.0.to_string()
-                    } else {
-                        "INVALID".into()
-                    },
-                ));
-                v.push(("cap_effective", cred.cap_effective.to_string()));
             }
-            t.info("access_override_creds", "access() checks with the real uid/gid; the effective set is the permitted set for the namespace's root, else empty", v);
+            tr!(t.info(
+                "access_override_creds",
+                "access() checks with the real uid/gid; the effective set is the permitted set for the namespace's root, else empty",
+                {
+                    let mut v = vec![
+                        ("fsuid", cred.fsuid.0.to_string()),
+                        ("fsgid", cred.fsgid.0.to_string()),
+                    ];
+                    if fixup {
+                        v.push((
+                            "root_uid",
+                            if root.is_valid() {
+                                root.0.to_string()
+                            } else {
+                                "INVALID".into()
+                            },
+                        ));
+                        v.push(("cap_effective", cred.cap_effective.to_string()));
+                    }
+                    v
+                }
+            ));
         }
         let (m, ino) = self.walk_existing(t, &cred, path)?;
         let i = self.inode(ino);
         if mode & MAY_EXEC != 0 && i.is_reg() && self.mount(m).noexec {
-            t.fail(
+            tr!(t.fail(
                 "do_faccessat",
                 "X_OK on a regular file of a noexec mount",
                 vec![],
-            );
+            ));
             return Err(Errno::EACCES.into());
         }
         t.nested(|t| self.inode_permission(t, &cred, m, ino, mode))?;
         if mode & MAY_WRITE != 0 {
             let ro = self.mount(m).read_only || self.sb(self.mount(m).sb).read_only;
-            t.check(
+            tr!(t.check(
                 !ro,
                 "do_faccessat",
                 "W_OK also reports a read-only mount",
                 vec![],
-            );
+            ));
             if ro {
                 return Err(Errno::EROFS.into());
             }
@@ -620,7 +643,7 @@ impl World {
             && kg.is_valid()
             && self.kuid_has_mapping(fs_ns, ku)
             && self.kgid_has_mapping(fs_ns, kg);
-        t.check(
+        tr!(t.check(
             ok,
             "fsuidgid_has_mapping",
             format!(
@@ -634,7 +657,7 @@ impl World {
                 ("mapped_fsuid", self.show_uid(ku)),
                 ("mapped_fsgid", self.show_gid(kg)),
             ],
-        );
+        ));
         (ok, ku, kg)
     }
 
@@ -651,16 +674,16 @@ impl World {
         let w = self.path_walk(t, &cred, path)?;
         let f = if dir { "may_create" } else { "may_o_create" };
         if w.target.is_some() {
-            t.fail(
+            tr!(t.fail(
                 if dir { "filename_create" } else { "do_open" },
                 format!("\"{path}\" already exists"),
                 vec![],
-            );
+            ));
             return Err(Errno::EEXIST.into());
         }
         let (pm, pdir) = w.parent;
         self.mnt_want_write(t, pm)?;
-        t.info(f, "may the caller create in the directory?", vec![]);
+        tr!(t.info(f, "may the caller create in the directory?", vec![]));
         let (ok, ku, kg) = t.nested(|t| self.fsuidgid_has_mapping(t, &cred, pm));
         if !ok {
             return Err(Errno::EOVERFLOW.into());
@@ -673,17 +696,17 @@ impl World {
         if !dir && m & (S_ISGID | S_IXGRP) == (S_ISGID | S_IXGRP) && d.mode & S_ISGID != 0 {
             let (_, dvg) = self.trace_inode_ids(t, &idmap, pdir, "directory group");
             let keep = t.nested(|t| self.in_group_or_capable(t, &cred, &idmap, pdir, dvg));
-            t.check(keep, "mode_strip_sgid", "a setgid+group-exec file in a setgid directory keeps S_ISGID only for a group member or CAP_FSETID", vec![]);
+            tr!(t.check(keep, "mode_strip_sgid", "a setgid+group-exec file in a setgid directory keeps S_ISGID only for a group member or CAP_FSETID", vec![]));
             if !keep {
                 m &= !S_ISGID;
             }
         }
         m &= !umask;
-        t.info(
+        tr!(t.info(
             "vfs_prepare_mode",
             "apply the umask",
             vec![("umask", format!("{umask:04o}")), ("mode", mode_str(m))],
-        );
+        ));
         // inode_init_owner
         let (gid, how) = if d.mode & S_ISGID != 0 {
             if dir {
@@ -694,7 +717,7 @@ impl World {
             (kg, "group from the caller's fsgid (mapped_fsgid)")
         };
         let sbns = self.sb(d.sb).user_ns;
-        t.info(
+        tr!(t.info(
             "inode_init_owner",
             format!("owner from the caller's fsuid (mapped_fsuid); {how}"),
             vec![
@@ -710,7 +733,7 @@ impl World {
                 ),
                 ("mode", mode_str(m)),
             ],
-        );
+        ));
         let full = path.to_string();
         let ino = self
             .add_inode(&full, dir, ku, gid, m)
@@ -733,14 +756,14 @@ impl World {
         let (vu, vg) = self.trace_inode_ids(t, &idmap, ino, "generic_fillattr");
         let uid = self.from_kuid_munged(cred.user_ns, vu.0);
         let gid = self.from_kgid_munged(cred.user_ns, vg.0);
-        t.info(
+        tr!(t.info(
             "cp_new_stat",
             format!(
                 "st_uid/st_gid in the caller's namespace \"{}\" (from_kuid_munged)",
                 self.ns(cred.user_ns).name
             ),
             vec![("st_uid", uid.to_string()), ("st_gid", gid.to_string())],
-        );
+        ));
         let i = self.inode(ino);
         Ok(Some(out(vec![
             ("uid", uid.to_string()),
@@ -760,23 +783,23 @@ impl World {
     ) -> Check {
         let (vu, vg) = self.trace_inode_ids(t, idmap, ino, "notify_change");
         if !uid_changes {
-            let ok = t.check(
+            let ok = tr!(t.check(
                 vu.is_valid(),
                 "notify_change",
                 "the owner is not being changed, so it must be valid through the mount",
                 vec![("vfsuid", vu.show())],
-            );
+            ));
             if !ok {
                 return Err(Errno::EOVERFLOW.into());
             }
         }
         if !gid_changes {
-            let ok = t.check(
+            let ok = tr!(t.check(
                 vg.is_valid(),
                 "notify_change",
                 "the group is not being changed, so it must be valid through the mount",
                 vec![("vfsgid", vg.show())],
-            );
+            ));
             if !ok {
                 return Err(Errno::EOVERFLOW.into());
             }
@@ -791,15 +814,15 @@ impl World {
         let idmap = self.mount(m).idmap.clone();
         let i = self.inode(ino).clone();
         if i.immutable {
-            t.fail("may_setattr", "immutable inode", vec![]);
+            tr!(t.fail("may_setattr", "immutable inode", vec![]));
             return Err(Errno::EPERM.into());
         }
         self.setattr_unmapped_check(t, &idmap, ino, false, false)?;
-        t.info(
+        tr!(t.info(
             "setattr_prepare",
             "chmod needs the owner or CAP_FOWNER",
             vec![],
-        );
+        ));
         if !t.nested(|t| self.inode_owner_or_capable(t, &cred, &idmap, ino)) {
             return Err(Errno::EPERM.into());
         }
@@ -807,7 +830,7 @@ impl World {
         if new & S_ISGID != 0 {
             let vg = self.i_gid_into_vfsgid(&idmap, ino);
             let keep = t.nested(|t| self.in_group_or_capable(t, &cred, &idmap, ino, vg));
-            t.check(keep, "setattr_prepare", "S_ISGID is kept only for a member of the file's group or CAP_FSETID (else silently cleared)", vec![]);
+            tr!(t.check(keep, "setattr_prepare", "S_ISGID is kept only for a member of the file's group or CAP_FSETID (else silently cleared)", vec![]));
             if !keep {
                 new &= !S_ISGID;
             }
@@ -830,7 +853,7 @@ impl World {
         let cns = cred.user_ns;
         let nu = uid.map(|u| self.make_kuid(cns, u));
         let ng = gid.map(|g| self.make_kgid(cns, g));
-        t.info(
+        tr!(t.info(
             "chown_common",
             format!(
                 "new ids from the caller's namespace \"{}\" (make_kuid); -1 leaves an id alone",
@@ -848,13 +871,13 @@ impl World {
                     ng.map(|k| self.show_gid(k)).unwrap_or_else(|| "-".into()),
                 ),
             ],
-        );
+        ));
         if nu.is_some_and(|k| !k.is_valid()) || ng.is_some_and(|k| !k.is_valid()) {
-            t.fail(
+            tr!(t.fail(
                 "chown_common",
                 "an id that is not -1 must be mapped in the caller's namespace",
                 vec![],
-            );
+            ));
             return Err(Errno::EINVAL.into());
         }
         let idmap = self.mount(m).idmap.clone();
@@ -872,14 +895,14 @@ impl World {
                     kill_sgid = !t.nested(|t| self.in_group_or_capable(t, &cred, &idmap, ino, vg));
                 }
             }
-            t.info(
+            tr!(t.info(
                 "chown_common",
                 "not a directory: ATTR_KILL_SUID (and ATTR_KILL_SGID per setattr_should_drop_sgid)",
                 vec![("kill_sgid", kill_sgid.to_string())],
-            );
+            ));
         }
         if i.immutable {
-            t.fail("may_setattr", "immutable inode", vec![]);
+            tr!(t.fail("may_setattr", "immutable inode", vec![]));
             return Err(Errno::EPERM.into());
         }
         let mut new_mode = None;
@@ -890,34 +913,34 @@ impl World {
             new_mode = Some(new_mode.unwrap_or(i.mode) & !S_ISGID);
         }
         if new_mode.is_some() {
-            t.info(
+            tr!(t.info(
                 "notify_change",
                 "killing S_ISUID/S_ISGID turns into a mode change (ATTR_MODE)",
                 vec![],
-            );
+            ));
         }
         let ia_vu = nu.map(Vfsuid);
         let ia_vg = ng.map(Vfsgid);
         if let Some(v) = ia_vu {
             let back = self.from_vfsuid(&idmap, fs_ns, v);
-            let ok = t.check(
+            let ok = tr!(t.check(
                 back.is_valid(),
                 "notify_change",
                 "the new owner must map back into the filesystem (vfsuid_has_fsmapping)",
                 vec![("vfsuid", v.show()), ("fs_kuid", self.show_uid(back))],
-            );
+            ));
             if !ok {
                 return Err(Errno::EOVERFLOW.into());
             }
         }
         if let Some(v) = ia_vg {
             let back = self.from_vfsgid(&idmap, fs_ns, v);
-            let ok = t.check(
+            let ok = tr!(t.check(
                 back.is_valid(),
                 "notify_change",
                 "the new group must map back into the filesystem (vfsgid_has_fsmapping)",
                 vec![("vfsgid", v.show()), ("fs_kgid", self.show_gid(back))],
-            );
+            ));
             if !ok {
                 return Err(Errno::EOVERFLOW.into());
             }
@@ -928,55 +951,55 @@ impl World {
         if let Some(v) = ia_vu {
             let ok = t.nested(|t| {
                 let owner_noop = cur_vu.eq_kuid(cred.fsuid) && v == cur_vu;
-                if t.check(owner_noop, "chown_ok", "the owner may \"change\" the owner to itself", vec![("vfsuid", cur_vu.show()), ("new", v.show()), ("fsuid", cred.fsuid.0.to_string())]) {
+                if tr!(t.check(owner_noop, "chown_ok", "the owner may \"change\" the owner to itself", vec![("vfsuid", cur_vu.show()), ("new", v.show()), ("fsuid", cred.fsuid.0.to_string())])) {
                     return true;
                 }
                 if self.capable_wrt_inode_uidgid(t, &cred, &idmap, ino, Cap::CHOWN) {
                     return true;
                 }
                 if !cur_vu.is_valid() {
-                    t.info("chown_ok", "the owner is invalid through the mount: CAP_CHOWN in the filesystem's namespace suffices", vec![]);
+                    tr!(t.info("chown_ok", "the owner is invalid through the mount: CAP_CHOWN in the filesystem's namespace suffices", vec![]));
                     return self.ns_capable(t, &cred, fs_ns, Cap::CHOWN);
                 }
                 false
             });
             if !ok {
-                t.fail("setattr_prepare", "chown_ok refused", vec![]);
+                tr!(t.fail("setattr_prepare", "chown_ok refused", vec![]));
                 return Err(Errno::EPERM.into());
             }
         }
         if let Some(v) = ia_vg {
             let ok = t.nested(|t| {
                 if cur_vu.eq_kuid(cred.fsuid) {
-                    if t.check(v == cur_vg, "chgrp_ok", "the owner keeps the group", vec![("vfsgid", cur_vg.show()), ("new", v.show())]) {
+                    if tr!(t.check(v == cur_vg, "chgrp_ok", "the owner keeps the group", vec![("vfsgid", cur_vg.show()), ("new", v.show())])) {
                         return true;
                     }
                     if self.vfsgid_in_group_p(t, &cred, v, "the new group") {
                         return true;
                     }
                 } else {
-                    t.info("chgrp_ok", "the caller does not own the file", vec![("vfsuid", cur_vu.show()), ("fsuid", cred.fsuid.0.to_string())]);
+                    tr!(t.info("chgrp_ok", "the caller does not own the file", vec![("vfsuid", cur_vu.show()), ("fsuid", cred.fsuid.0.to_string())]));
                 }
                 if self.capable_wrt_inode_uidgid(t, &cred, &idmap, ino, Cap::CHOWN) {
                     return true;
                 }
                 if !cur_vg.is_valid() {
-                    t.info("chgrp_ok", "the group is invalid through the mount: CAP_CHOWN in the filesystem's namespace suffices", vec![]);
+                    tr!(t.info("chgrp_ok", "the group is invalid through the mount: CAP_CHOWN in the filesystem's namespace suffices", vec![]));
                     return self.ns_capable(t, &cred, fs_ns, Cap::CHOWN);
                 }
                 false
             });
             if !ok {
-                t.fail("setattr_prepare", "chgrp_ok refused", vec![]);
+                tr!(t.fail("setattr_prepare", "chgrp_ok refused", vec![]));
                 return Err(Errno::EPERM.into());
             }
         }
         if let Some(mut nm) = new_mode {
-            t.info(
+            tr!(t.info(
                 "setattr_prepare",
                 "the mode change (killing set-id bits) needs the owner or CAP_FOWNER",
                 vec![],
-            );
+            ));
             if !t.nested(|t| self.inode_owner_or_capable(t, &cred, &idmap, ino)) {
                 return Err(Errno::EPERM.into());
             }
@@ -1005,7 +1028,7 @@ impl World {
             self.inodes[ino.0].mode = nm;
         }
         let i = self.inode(ino).clone();
-        t.info(
+        tr!(t.info(
             "setattr_copy",
             "new owner, group and mode stored",
             vec![
@@ -1013,7 +1036,7 @@ impl World {
                 ("i_gid", self.show_gid(i.gid)),
                 ("mode", mode_str(i.mode)),
             ],
-        );
+        ));
         let vu = self.i_uid_into_vfsuid(&idmap, ino);
         let vg = self.i_gid_into_vfsgid(&idmap, ino);
         Ok(Some(out(vec![
@@ -1032,17 +1055,17 @@ impl World {
         let mnt = self.mount(m).clone();
         let i = self.inode(ino).clone();
         if i.is_dir() {
-            t.fail("may_open", "MAY_EXEC on a directory", vec![]);
+            tr!(t.fail("may_open", "MAY_EXEC on a directory", vec![]));
             return Err(Errno::EACCES.into());
         }
         if i.is_reg() && mnt.noexec {
-            t.fail("may_open", "exec from a noexec mount", vec![]);
+            tr!(t.fail("may_open", "exec from a noexec mount", vec![]));
             return Err(Errno::EACCES.into());
         }
-        t.info("do_open_execat", "open the file for execution", vec![]);
+        tr!(t.info("do_open_execat", "open the file for execution", vec![]));
         t.nested(|t| self.inode_permission(t, &old, m, ino, MAY_EXEC))?;
         if !i.is_reg() {
-            t.fail("do_open_execat", "not a regular file", vec![]);
+            tr!(t.fail("do_open_execat", "not a regular file", vec![]));
             return Err(Errno::EACCES.into());
         }
         // would_dump
@@ -1061,70 +1084,70 @@ impl World {
                 mm_ns = self.ns(mm_ns).parent.unwrap_or(self.init_ns());
             }
         }
-        t.info("would_dump", if readable { "the file is readable: the process stays dumpable" } else { "the file is not readable: the process becomes non-dumpable; mm->user_ns moves up until the file's ids are mapped" }, vec![("mm_user_ns", self.ns(mm_ns).name.clone())]);
+        tr!(t.info("would_dump", if readable { "the file is readable: the process stays dumpable" } else { "the file is not readable: the process becomes non-dumpable; mm->user_ns moves up until the file's ids are mapped" }, vec![("mm_user_ns", self.ns(mm_ns).name.clone())]));
         let unsafe_nnp = tk.no_new_privs;
         let unsafe_share = tk.shared_fs;
-        t.info(
+        tr!(t.info(
             "check_unsafe_exec",
             "no_new_privs and a shared fs_struct make the exec unsafe (ptrace is not modelled)",
             vec![
                 ("no_new_privs", unsafe_nnp.to_string()),
                 ("shared_fs", unsafe_share.to_string()),
             ],
-        );
+        ));
         let mut new = old.clone();
         // bprm_fill_uid
-        t.info(
+        tr!(t.info(
             "bprm_fill_uid",
             "set-user-ID and set-group-ID bits",
             vec![("mode", mode_str(i.mode))],
-        );
+        ));
         t.nested(|t| {
             let f = "bprm_fill_uid";
             if mnt.nosuid {
-                t.info(f, "nosuid mount: set-id bits ignored (mnt_may_suid)", vec![]);
+                tr!(t.info(f, "nosuid mount: set-id bits ignored (mnt_may_suid)", vec![]));
                 return;
             }
             if tk.no_new_privs {
-                t.info(f, "no_new_privs: set-id bits ignored", vec![]);
+                tr!(t.info(f, "no_new_privs: set-id bits ignored", vec![]));
                 return;
             }
             if i.mode & (S_ISUID | S_ISGID) == 0 {
-                t.info(f, "no set-id bits", vec![]);
+                tr!(t.info(f, "no set-id bits", vec![]));
                 return;
             }
             let (vu, vg) = self.trace_inode_ids(t, &mnt.idmap, ino, "bprm_fill_uid");
             let um = self.vfsuid_has_mapping(old.user_ns, vu);
             let gm = self.vfsgid_has_mapping(old.user_ns, vg);
-            let ok = t.check(
+            let ok = tr!(t.check(
                 um && gm,
                 f,
                 format!("set-id bits apply only if the file's owner and group are both mapped in \"{}\"", self.ns(old.user_ns).name),
                 vec![("vfsuid", vu.show()), ("uid_mapped", um.to_string()), ("vfsgid", vg.show()), ("gid_mapped", gm.to_string())],
-            );
+            ));
             if !ok {
                 return;
             }
             if i.mode & S_ISUID != 0 {
                 new.euid = vu.0;
-                t.info(f, "S_ISUID: euid := the file's owner", vec![("euid", vu.show())]);
+                tr!(t.info(f, "S_ISUID: euid := the file's owner", vec![("euid", vu.show())]));
             }
             if i.mode & (S_ISGID | S_IXGRP) == (S_ISGID | S_IXGRP) {
                 new.egid = vg.0;
-                t.info(f, "S_ISGID with S_IXGRP: egid := the file's group", vec![("egid", vg.show())]);
+                tr!(t.info(f, "S_ISGID with S_IXGRP: egid := the file's group", vec![("egid", vg.show())]));
             }
         });
         // cap_bprm_creds_from_file
         let f = "cap_bprm_creds_from_file";
         new.cap_permitted = CapSet::EMPTY;
-        t.info(
+        tr!(t.info(
             "get_file_caps",
             "no file capabilities (not modelled: files carry none)",
             vec![],
-        );
+        ));
         let root = self.make_kuid(new.user_ns, 0);
         let mut effective = false;
-        t.info(
+        tr!(t.info(
             "handle_privileged_root",
             format!(
                 "root of \"{}\" is {}",
@@ -1135,27 +1158,27 @@ impl World {
                 ("uid", new.uid.0.to_string()),
                 ("euid", new.euid.0.to_string()),
             ],
-        );
+        ));
         if !old.issecure(SECURE_NOROOT) {
             if new.euid == root || new.uid == root {
                 new.cap_permitted = old.cap_bset.union(old.cap_inheritable);
-                t.pass(
+                tr!(t.pass(
                     "handle_privileged_root",
                     "euid or uid is the namespace's root: pP' = bounding | inheritable",
                     vec![("cap_permitted", new.cap_permitted.to_string())],
-                );
+                ));
             } else {
-                t.info("handle_privileged_root", "neither uid nor euid is the namespace's root (or it has no root): no capabilities", vec![]);
+                tr!(t.info("handle_privileged_root", "neither uid nor euid is the namespace's root (or it has no root): no capabilities", vec![]));
             }
             if new.euid == root {
                 effective = true;
             }
         } else {
-            t.info(
+            tr!(t.info(
                 "handle_privileged_root",
                 "SECURE_NOROOT: root gets nothing special",
                 vec![],
-            );
+            ));
         }
         let gained = !new.cap_permitted.is_subset(old.cap_permitted);
         let is_setid = new.euid != old.uid || new.egid != old.gid;
@@ -1166,14 +1189,14 @@ impl World {
                 new.egid = new.gid;
             }
             new.cap_permitted = new.cap_permitted.intersect(old.cap_permitted);
-            t.info(
+            tr!(t.info(
                 f,
                 "unsafe exec: gains are limited to what the task had",
                 vec![
                     ("euid", new.euid.0.to_string()),
                     ("cap_permitted", new.cap_permitted.to_string()),
                 ],
-            );
+            ));
         }
         new.suid = new.euid;
         new.fsuid = new.euid;
@@ -1189,7 +1212,7 @@ impl World {
             new.cap_ambient
         };
         new.securebits &= !(1 << SECURE_KEEP_CAPS);
-        t.info(
+        tr!(t.info(
             f,
             "the new credentials",
             vec![
@@ -1210,9 +1233,9 @@ impl World {
                 ("cap_permitted", new.cap_permitted.to_string()),
                 ("cap_effective", new.cap_effective.to_string()),
             ],
-        );
+        ));
         let dumpable = !nondump && new.euid == new.uid && new.egid == new.gid;
-        t.info(
+        tr!(t.info(
             "begin_new_exec",
             if dumpable {
                 "dumpable (SUID_DUMP_USER)"
@@ -1220,7 +1243,7 @@ impl World {
                 "not dumpable (fs.suid_dumpable applies)"
             },
             vec![],
-        );
+        ));
         let view = new.user_ns;
         let o = self.render_cred(t, view, &new, true);
         let tm = &mut self.tasks[task.0];
@@ -1235,7 +1258,7 @@ impl World {
     fn op_kill(&mut self, t: &mut Tracer, task: TaskRef, target: TaskRef, sig: u32) -> OpResult {
         let f = "check_kill_permission";
         if sig > NSIG {
-            t.fail(f, "invalid signal", vec![("signal", sig.to_string())]);
+            tr!(t.fail(f, "invalid signal", vec![("signal", sig.to_string())]));
             return Err(Errno::EINVAL.into());
         }
         let c = self.task(task).cred.clone();
@@ -1254,18 +1277,18 @@ impl World {
                 return None;
             }
             let v = si_uid();
-            t.info(
+            tr!(t.info(
                 "userns_fixup_signal_uid",
                 "si_uid as the receiver's namespace shows the sender's real uid",
                 vec![("si_uid", v.to_string())],
-            );
+            ));
             Some(out(vec![("si_uid", v.to_string())]))
         };
         if task == target {
-            t.pass(f, "same thread group", vec![]);
+            tr!(t.pass(f, "same thread group", vec![]));
             return Ok(output(t));
         }
-        t.info("kill_ok_by_cred", "a uid match (sender euid or uid against target suid or uid), or CAP_KILL in the target's namespace", vec![]);
+        tr!(t.info("kill_ok_by_cred", "a uid match (sender euid or uid against target suid or uid), or CAP_KILL in the target's namespace", vec![]));
         let ok = t.nested(|t| {
             let pairs = [
                 ("sender euid == target suid", c.euid == tc.suid),
@@ -1280,10 +1303,10 @@ impl World {
                 ("target_suid", tc.suid.0.to_string()),
             ];
             if let Some((what, _)) = pairs.iter().find(|(_, ok)| *ok) {
-                t.pass("kill_ok_by_cred", format!("kernel ids match: {what}"), vals);
+                tr!(t.pass("kill_ok_by_cred", format!("kernel ids match: {what}"), vals));
                 return true;
             }
-            t.fail("kill_ok_by_cred", "no kernel-id match", vals);
+            tr!(t.fail("kill_ok_by_cred", "no kernel-id match", vals));
             self.ns_capable(t, &c, tc.user_ns, Cap::KILL)
         });
         if ok {
@@ -1293,19 +1316,19 @@ impl World {
             let (a, b) = (self.task(task).session, self.task(target).session);
             match (a, b) {
                 (Some(a), Some(b)) if a == b => {
-                    t.pass(
+                    tr!(t.pass(
                         f,
                         "SIGCONT within the same session",
                         vec![("session", a.to_string())],
-                    );
+                    ));
                     return Ok(output(t));
                 }
                 (Some(_), Some(_)) => {
-                    t.fail(f, "SIGCONT to another session", vec![]);
+                    tr!(t.fail(f, "SIGCONT to another session", vec![]));
                 }
                 _ => {
                     let why = "SIGCONT is allowed within the same session, and the sessions are not modelled (set `session` on both processes)".to_string();
-                    t.step(f, why.clone(), vec![], StepVerdict::Unknown);
+                    tr!(t.step(f, why.clone(), vec![], StepVerdict::Unknown));
                     return Err(Stop::Unknown(why));
                 }
             }
@@ -1315,11 +1338,11 @@ impl World {
 
     fn op_ptrace(&mut self, t: &mut Tracer, task: TaskRef, target: TaskRef) -> OpResult {
         if task == target {
-            t.fail(
+            tr!(t.fail(
                 "ptrace_attach",
                 "a task cannot attach to its own thread group",
                 vec![],
-            );
+            ));
             return Err(Errno::EPERM.into());
         }
         let c = self.task(task).cred.clone();
@@ -1332,7 +1355,7 @@ impl World {
             && c.gid == tc.egid
             && c.gid == tc.sgid
             && c.gid == tc.gid;
-        t.check(
+        tr!(t.check(
             same,
             f,
             "PTRACE_MODE_REALCREDS: the caller's real uid and gid equal all of the target's uids and gids",
@@ -1341,28 +1364,28 @@ impl World {
                 ("target_uids", format!("{}/{}/{}", tc.uid.0, tc.euid.0, tc.suid.0)),
                 ("target_gids", format!("{}/{}/{}", tc.gid.0, tc.egid.0, tc.sgid.0)),
             ],
-        );
+        ));
         if !same {
-            t.info(
+            tr!(t.info(
                 f,
                 "otherwise CAP_SYS_PTRACE in the target's namespace (ptrace_has_cap)",
                 vec![],
-            );
+            ));
             if !t.nested(|t| self.ns_capable(t, &c, tc.user_ns, Cap::SYS_PTRACE)) {
                 return Err(Errno::EPERM.into());
             }
         }
         if !tt.dumpable {
-            t.info(f, format!("the target is not dumpable: CAP_SYS_PTRACE in its mm->user_ns \"{}\" is needed", self.ns(tt.mm_user_ns).name), vec![]);
+            tr!(t.info(f, format!("the target is not dumpable: CAP_SYS_PTRACE in its mm->user_ns \"{}\" is needed", self.ns(tt.mm_user_ns).name), vec![]));
             if !t.nested(|t| self.ns_capable(t, &c, tt.mm_user_ns, Cap::SYS_PTRACE)) {
                 return Err(Errno::EPERM.into());
             }
         } else {
-            t.pass(f, "the target is dumpable", vec![]);
+            tr!(t.pass(f, "the target is dumpable", vec![]));
         }
         let g = "cap_ptrace_access_check";
         let sub = c.user_ns == tc.user_ns && tc.cap_permitted.is_subset(c.cap_permitted);
-        t.check(
+        tr!(t.check(
             sub,
             g,
             "same namespace and the target's permitted set is a subset of the caller's",
@@ -1370,15 +1393,15 @@ impl World {
                 ("caller_permitted", c.cap_permitted.to_string()),
                 ("target_permitted", tc.cap_permitted.to_string()),
             ],
-        );
+        ));
         if !sub && !t.nested(|t| self.ns_capable(t, &c, tc.user_ns, Cap::SYS_PTRACE)) {
             return Err(Errno::EPERM.into());
         }
-        t.info(
+        tr!(t.info(
             "yama_ptrace_access_check",
             "Yama ptrace_scope 0 (or Yama absent): no further restriction",
             vec![],
-        );
+        ));
         Ok(None)
     }
 
@@ -1397,14 +1420,14 @@ impl World {
         {
             let d = self.suid_dumpable == 1;
             if self.task(task).dumpable != d {
-                t.info(
+                tr!(t.info(
                     "commit_creds",
                     format!(
                         "credentials changed: dumpable := fs.suid_dumpable ({})",
                         self.suid_dumpable
                     ),
                     vec![],
-                );
+                ));
             }
             self.tasks[task.0].dumpable = d;
         }
@@ -1441,23 +1464,23 @@ impl World {
                 new.cap_effective = CapSet::EMPTY;
             }
             new.cap_ambient = CapSet::EMPTY;
-            t.info("cap_emulate_setxuid", "no uid is the namespace's root any more: permitted and effective cleared (unless SECURE_KEEP_CAPS), ambient cleared", vec![("root", self.show_uid(root))]);
+            tr!(t.info("cap_emulate_setxuid", "no uid is the namespace's root any more: permitted and effective cleared (unless SECURE_KEEP_CAPS), ambient cleared", vec![("root", self.show_uid(root))]));
         }
         if old.euid == root && new.euid != root {
             new.cap_effective = CapSet::EMPTY;
-            t.info(
+            tr!(t.info(
                 "cap_emulate_setxuid",
                 "euid left root: effective cleared",
                 vec![],
-            );
+            ));
         }
         if old.euid != root && new.euid == root {
             new.cap_effective = new.cap_permitted;
-            t.info(
+            tr!(t.info(
                 "cap_emulate_setxuid",
                 "euid became root: effective := permitted",
                 vec![],
-            );
+            ));
         }
     }
 
@@ -1480,7 +1503,7 @@ impl World {
                         self.make_kgid(ns, *v).0
                     };
                     let ok = k != u32::MAX;
-                    t.check(
+                    tr!(t.check(
                         ok,
                         f,
                         format!(
@@ -1495,7 +1518,7 @@ impl World {
                                 if ok { k.to_string() } else { "INVALID".into() },
                             ),
                         ],
-                    );
+                    ));
                     if !ok {
                         return Err(Errno::EINVAL.into());
                     }
@@ -1517,18 +1540,18 @@ impl World {
             new.uid = k;
             new.suid = k;
         } else if k != old.uid && k != old.suid {
-            t.fail(
+            tr!(t.fail(
                 "__sys_setuid",
                 "without CAP_SETUID the new uid must be the real or saved uid",
                 vec![],
-            );
+            ));
             return Err(Errno::EPERM.into());
         } else {
-            t.pass(
+            tr!(t.pass(
                 "__sys_setuid",
                 "the new uid is the real or saved uid",
                 vec![],
-            );
+            ));
         }
         new.euid = k;
         new.fsuid = k;
@@ -1563,22 +1586,22 @@ impl World {
         if let Some(k) = kr {
             new.uid = k;
             if k != old.uid && k != old.euid && !has_cap(t, self) {
-                t.fail(
+                tr!(t.fail(
                     "__sys_setreuid",
                     "the new real uid must be the real or effective uid, or CAP_SETUID",
                     vec![],
-                );
+                ));
                 return Err(Errno::EPERM.into());
             }
         }
         if let Some(k) = ke {
             new.euid = k;
             if k != old.uid && k != old.euid && k != old.suid && !has_cap(t, self) {
-                t.fail(
+                tr!(t.fail(
                     "__sys_setreuid",
                     "the new effective uid must be the real, effective or saved uid, or CAP_SETUID",
                     vec![],
-                );
+                ));
                 return Err(Errno::EPERM.into());
             }
         }
@@ -1586,7 +1609,7 @@ impl World {
             new.suid = new.euid;
         }
         new.fsuid = new.euid;
-        t.pass("__sys_setreuid", "permitted", vec![]);
+        tr!(t.pass("__sys_setreuid", "permitted", vec![]));
         self.fix_setuid(t, &old, &mut new);
         self.commit_creds(t, task, new);
         Ok(None)
@@ -1614,30 +1637,30 @@ impl World {
             && ke.map_or(true, |k| k == old.euid && k == old.fsuid)
             && ks.map_or(true, |k| k == old.suid);
         if noop {
-            t.pass(
+            tr!(t.pass(
                 f,
                 "nothing changes: success without any permission check",
                 vec![],
-            );
+            ));
             return Ok(None);
         }
         let is_new =
             |k: Option<Kuid>| k.is_some_and(|k| k != old.uid && k != old.euid && k != old.suid);
         if is_new(kr) || is_new(ke) || is_new(ks) {
-            t.info(
+            tr!(t.info(
                 f,
                 "an id outside {uid, euid, suid} needs CAP_SETUID",
                 vec![],
-            );
+            ));
             if !t.nested(|t| self.ns_capable(t, &old, old.user_ns, Cap::SETUID)) {
                 return Err(Errno::EPERM.into());
             }
         } else {
-            t.pass(
+            tr!(t.pass(
                 f,
                 "every new id is one of the current uid, euid, suid",
                 vec![],
-            );
+            ));
         }
         let mut new = old.clone();
         if let Some(k) = kr {
@@ -1668,19 +1691,19 @@ impl World {
             new.sgid = k;
             new.fsgid = k;
         } else if k == old.gid || k == old.sgid {
-            t.pass(
+            tr!(t.pass(
                 "__sys_setgid",
                 "the new gid is the real or saved gid",
                 vec![],
-            );
+            ));
             new.egid = k;
             new.fsgid = k;
         } else {
-            t.fail(
+            tr!(t.fail(
                 "__sys_setgid",
                 "without CAP_SETGID the new gid must be the real or saved gid",
                 vec![],
-            );
+            ));
             return Err(Errno::EPERM.into());
         }
         self.commit_creds(t, task, new);
@@ -1714,11 +1737,11 @@ impl World {
             if k == old.gid || k == old.egid || has_cap(t, self) {
                 new.gid = k;
             } else {
-                t.fail(
+                tr!(t.fail(
                     "__sys_setregid",
                     "the new real gid must be the real or effective gid, or CAP_SETGID",
                     vec![],
-                );
+                ));
                 return Err(Errno::EPERM.into());
             }
         }
@@ -1726,11 +1749,11 @@ impl World {
             if k == old.gid || k == old.egid || k == old.sgid || has_cap(t, self) {
                 new.egid = k;
             } else {
-                t.fail(
+                tr!(t.fail(
                     "__sys_setregid",
                     "the new effective gid must be the real, effective or saved gid, or CAP_SETGID",
                     vec![],
-                );
+                ));
                 return Err(Errno::EPERM.into());
             }
         }
@@ -1738,7 +1761,7 @@ impl World {
             new.sgid = new.egid;
         }
         new.fsgid = new.egid;
-        t.pass("__sys_setregid", "permitted", vec![]);
+        tr!(t.pass("__sys_setregid", "permitted", vec![]));
         self.commit_creds(t, task, new);
         Ok(None)
     }
@@ -1765,30 +1788,30 @@ impl World {
             && ke.map_or(true, |k| k == old.egid && k == old.fsgid)
             && ks.map_or(true, |k| k == old.sgid);
         if noop {
-            t.pass(
+            tr!(t.pass(
                 f,
                 "nothing changes: success without any permission check",
                 vec![],
-            );
+            ));
             return Ok(None);
         }
         let is_new =
             |k: Option<Kgid>| k.is_some_and(|k| k != old.gid && k != old.egid && k != old.sgid);
         if is_new(kr) || is_new(ke) || is_new(ks) {
-            t.info(
+            tr!(t.info(
                 f,
                 "an id outside {gid, egid, sgid} needs CAP_SETGID",
                 vec![],
-            );
+            ));
             if !t.nested(|t| self.ns_capable(t, &old, old.user_ns, Cap::SETGID)) {
                 return Err(Errno::EPERM.into());
             }
         } else {
-            t.pass(
+            tr!(t.pass(
                 f,
                 "every new id is one of the current gid, egid, sgid",
                 vec![],
-            );
+            ));
         }
         let mut new = old.clone();
         if let Some(k) = kr {
@@ -1809,46 +1832,46 @@ impl World {
         let f = "may_setgroups";
         let old = self.task(task).cred.clone();
         let ns = self.ns(old.user_ns).clone();
-        t.info(
+        tr!(t.info(
             f,
             "CAP_SETGID in the caller's namespace, a written gid_map, and setgroups \"allow\"",
             vec![],
-        );
+        ));
         let ok = t.nested(|t| {
             if !self.ns_capable(t, &old, old.user_ns, Cap::SETGID) {
                 return false;
             }
-            if !t.check(
+            if !tr!(t.check(
                 !ns.gid_map.is_empty(),
                 "userns_may_setgroups",
                 "the gid_map has been written",
                 vec![],
-            ) {
+            )) {
                 return false;
             }
-            t.check(
+            tr!(t.check(
                 ns.setgroups_allowed,
                 "userns_may_setgroups",
                 "/proc/PID/setgroups says \"allow\"",
                 vec![],
-            )
+            ))
         });
         if !ok {
             return Err(Errno::EPERM.into());
         }
         if groups.len() > NGROUPS_MAX {
-            t.fail("setgroups", "more than NGROUPS_MAX groups", vec![]);
+            tr!(t.fail("setgroups", "more than NGROUPS_MAX groups", vec![]));
             return Err(Errno::EINVAL.into());
         }
         let mut ks = Vec::new();
         for g in groups {
             let k = self.make_kgid(old.user_ns, *g);
-            if !t.check(
+            if !tr!(t.check(
                 k.is_valid(),
                 "groups_from_user",
                 format!("group {g} must be mapped in the caller's namespace"),
                 vec![("gid", g.to_string())],
-            ) {
+            )) {
                 return Err(Errno::EINVAL.into());
             }
             ks.push(k);
@@ -1876,17 +1899,17 @@ impl World {
     fn op_unshare(&mut self, t: &mut Tracer, task: TaskRef, name: &str) -> OpResult {
         let tk = self.task(task).clone();
         if tk.multithreaded {
-            t.fail(
+            tr!(t.fail(
                 "check_unshare_flags",
                 "CLONE_NEWUSER implies CLONE_THREAD: the caller must be single-threaded",
                 vec![],
-            );
+            ));
             return Err(Errno::EINVAL.into());
         }
         let f = "create_user_ns";
         let parent = tk.cred.user_ns;
         let p = self.ns(parent).clone();
-        if !t.check(
+        if !tr!(t.check(
             p.level <= 32,
             f,
             "nesting: the parent's level must be at most 32",
@@ -1894,20 +1917,20 @@ impl World {
                 ("parent", p.name.clone()),
                 ("parent_level", p.level.to_string()),
             ],
-        ) {
+        )) {
             return Err(Errno::ENOSPC.into());
         }
-        t.info(
+        tr!(t.info(
             "inc_user_namespaces",
             "the max_user_namespaces limits are not modelled (assumed not reached)",
             vec![],
-        );
-        if !t.check(!tk.chrooted, f, "the caller must not be chrooted", vec![]) {
+        ));
+        if !tr!(t.check(!tk.chrooted, f, "the caller must not be chrooted", vec![])) {
             return Err(Errno::EPERM.into());
         }
         let um = self.kuid_has_mapping(parent, tk.cred.euid);
         let gm = self.kgid_has_mapping(parent, tk.cred.egid);
-        if !t.check(
+        if !tr!(t.check(
             um && gm,
             f,
             format!(
@@ -1920,7 +1943,7 @@ impl World {
                 ("egid", tk.cred.egid.0.to_string()),
                 ("egid_mapped", gm.to_string()),
             ],
-        ) {
+        )) {
             return Err(Errno::EPERM.into());
         }
         if self.ns_by_name(name).is_some() {
@@ -1941,7 +1964,7 @@ impl World {
             parent_could_setfcap: could,
         });
         let nsr = NsRef(self.namespaces.len() - 1);
-        t.pass(
+        tr!(t.pass(
             f,
             format!("namespace \"{name}\" created at level {}", p.level + 1),
             vec![
@@ -1953,14 +1976,14 @@ impl World {
                     if p.setgroups_allowed { "allow" } else { "deny" }.into(),
                 ),
             ],
-        );
+        ));
         let mut new = tk.cred.clone();
         Self::set_cred_user_ns(&mut new, nsr);
-        t.info(
+        tr!(t.info(
             "set_cred_user_ns",
             "the task gets every capability in the new namespace; its kernel ids are unchanged",
             vec![],
-        );
+        ));
         self.commit_creds(t, task, new);
         Ok(Some(out(vec![
             ("ns", name.into()),
@@ -1983,26 +2006,26 @@ impl World {
         };
         let f = "proc_pid_permission";
         if cred.fsuid == ou {
-            t.pass(
+            tr!(t.pass(
                 f,
                 format!(
                     "/proc/{}/{file} (mode 0644) is owned by the caller's fsuid",
                     tt.name
                 ),
                 vec![("owner", ou.0.to_string())],
-            );
+            ));
             return Ok(());
         }
-        t.info(f, format!("/proc/{}/{file} (mode 0644) belongs to {}: writing needs CAP_DAC_OVERRIDE with the owner mapped", tt.name, ou.0), vec![("owner", ou.0.to_string()), ("group", og.0.to_string())]);
+        tr!(t.info(f, format!("/proc/{}/{file} (mode 0644) belongs to {}: writing needs CAP_DAC_OVERRIDE with the owner mapped", tt.name, ou.0), vec![("owner", ou.0.to_string()), ("group", og.0.to_string())]));
         let ok = t.nested(|t| {
             self.ns_capable(t, cred, cred.user_ns, Cap::DAC_OVERRIDE)
-                && t.check(
+                && tr!(t.check(
                     self.kuid_has_mapping(cred.user_ns, ou)
                         && self.kgid_has_mapping(cred.user_ns, og),
                     "privileged_wrt_inode_uidgid",
                     "the proc file's owner and group are mapped in the caller's namespace",
                     vec![],
-                )
+                ))
         });
         if ok {
             Ok(())
@@ -2045,11 +2068,11 @@ impl World {
         };
         // Compute each capability fact with its trace, in the order map_write consults them.
         let sys_admin = t.nested(|t| {
-            t.info(
+            tr!(t.info(
                 "file_ns_capable",
                 format!("CAP_SYS_ADMIN in \"{}\" (map_write)", n.name),
                 vec![],
-            );
+            ));
             cap(Some(map_ns), Cap::SYS_ADMIN, t)
         });
         let setfcap = cap(parent, Cap::SETFCAP, &mut scratch);
@@ -2078,7 +2101,7 @@ impl World {
                 (None, _) => credns_idmap::IdMap::identity(),
             },
         };
-        t.info(
+        tr!(t.info(
             "new_idmap_permitted",
             "facts consulted (computed from the namespace tree)",
             vec![
@@ -2101,17 +2124,17 @@ impl World {
                     setid_parent.to_string(),
                 ),
             ],
-        );
+        ));
         match credns_idmap::judge_write(&ctx, text.as_bytes()) {
             Ok(acc) => {
-                t.pass(
+                tr!(t.pass(
                     "map_write",
                     format!("{file} of \"{}\" written", n.name),
                     vec![(
                         "kernel_map",
                         acc.kernel.to_write_format().trim_end().replace('\n', "; "),
                     )],
-                );
+                ));
                 match kind {
                     MapKind::Uid => self.namespaces[map_ns.0].uid_map = acc.kernel,
                     MapKind::Gid => self.namespaces[map_ns.0].gid_map = acc.kernel,
@@ -2120,11 +2143,11 @@ impl World {
             }
             Err(rule) => {
                 let e = Errno::from_idmap(rule.errno());
-                t.fail(
+                tr!(t.fail(
                     rule.kernel_function(),
                     rule.to_string(),
                     vec![("errno", e.to_string())],
-                );
+                ));
                 Err(e.into())
             }
         }
@@ -2141,17 +2164,17 @@ impl World {
         self.proc_open_write(t, &cred, target, "setgroups")?;
         let ns = self.task(target).cred.user_ns;
         let n = self.ns(ns).clone();
-        t.info(
+        tr!(t.info(
             "proc_setgroups_open",
             format!("opening for write needs CAP_SYS_ADMIN in \"{}\"", n.name),
             vec![],
-        );
+        ));
         if !t.nested(|t| self.ns_capable(t, &cred, ns, Cap::SYS_ADMIN)) {
             return Err(Errno::EACCES.into());
         }
         let f = "proc_setgroups_write";
         if text.len() >= 8 {
-            t.fail(f, "the write must be shorter than 8 bytes", vec![]);
+            tr!(t.fail(f, "the write must be shorter than 8 bytes", vec![]));
             return Err(Errno::EINVAL.into());
         }
         let s = text.split('\0').next().unwrap_or("");
@@ -2160,32 +2183,32 @@ impl World {
         } else if let Some(r) = s.strip_prefix("deny") {
             (false, r)
         } else {
-            t.fail(f, "the text must start with \"allow\" or \"deny\"", vec![]);
+            tr!(t.fail(f, "the text must start with \"allow\" or \"deny\"", vec![]));
             return Err(Errno::EINVAL.into());
         };
         if !rest
             .bytes()
             .all(|b| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
         {
-            t.fail(f, "only whitespace may follow", vec![]);
+            tr!(t.fail(f, "only whitespace may follow", vec![]));
             return Err(Errno::EINVAL.into());
         }
         if allow {
-            if !t.check(
+            if !tr!(t.check(
                 n.setgroups_allowed,
                 f,
                 "\"allow\" cannot undo an earlier \"deny\"",
                 vec![],
-            ) {
+            )) {
                 return Err(Errno::EPERM.into());
             }
         } else {
-            if !t.check(
+            if !tr!(t.check(
                 n.gid_map.is_empty(),
                 f,
                 "\"deny\" is refused once the gid_map is written",
                 vec![],
-            ) {
+            )) {
                 return Err(Errno::EPERM.into());
             }
             self.namespaces[ns.0].setgroups_allowed = false;
@@ -2196,28 +2219,28 @@ impl World {
     fn op_setns(&mut self, t: &mut Tracer, task: TaskRef, ns: NsRef) -> OpResult {
         let f = "userns_install";
         let tk = self.task(task).clone();
-        if !t.check(
+        if !tr!(t.check(
             ns != tk.cred.user_ns,
             f,
             "a task cannot re-enter its own namespace",
             vec![],
-        ) {
+        )) {
             return Err(Errno::EINVAL.into());
         }
-        if !t.check(
+        if !tr!(t.check(
             !tk.multithreaded,
             f,
             "the caller must be single-threaded",
             vec![],
-        ) {
+        )) {
             return Err(Errno::EINVAL.into());
         }
-        if !t.check(
+        if !tr!(t.check(
             !tk.shared_fs,
             f,
             "the caller's fs_struct must not be shared",
             vec![],
-        ) {
+        )) {
             return Err(Errno::EINVAL.into());
         }
         if !t.nested(|t| self.ns_capable(t, &tk.cred, ns, Cap::SYS_ADMIN)) {
@@ -2225,11 +2248,11 @@ impl World {
         }
         let mut new = tk.cred.clone();
         Self::set_cred_user_ns(&mut new, ns);
-        t.info(
+        tr!(t.info(
             "set_cred_user_ns",
             "full capabilities in the entered namespace; kernel ids unchanged",
             vec![],
-        );
+        ));
         self.commit_creds(t, task, new);
         Ok(None)
     }
@@ -2237,14 +2260,14 @@ impl World {
     fn op_proc_status(&mut self, t: &mut Tracer, task: TaskRef, target: TaskRef) -> OpResult {
         let view = self.task(task).cred.user_ns;
         let c = self.task(target).cred.clone();
-        t.info(
+        tr!(t.info(
             "proc_pid_status",
             format!(
                 "ids translated through the reader's namespace \"{}\" (seq_user_ns)",
                 self.ns(view).name
             ),
             vec![],
-        );
+        ));
         Ok(Some(self.render_cred(t, view, &c, true)))
     }
 
@@ -2253,7 +2276,7 @@ impl World {
         let c = self.task(peer).cred.clone();
         let uid = self.from_kuid_munged(view, c.euid);
         let gid = self.from_kgid_munged(view, c.egid);
-        t.info(
+        tr!(t.info(
             "cred_to_ucred",
             format!(
                 "the peer's euid/egid shown in the reader's namespace \"{}\"",
@@ -2265,7 +2288,7 @@ impl World {
                 ("uid", uid.to_string()),
                 ("gid", gid.to_string()),
             ],
-        );
+        ));
         Ok(Some(out(vec![
             ("uid", uid.to_string()),
             ("gid", gid.to_string()),

@@ -231,14 +231,35 @@ impl Serialize for Outcome {
     }
 }
 
-/// Collects steps while a decision is made.
-#[derive(Debug, Default)]
+/// Collects steps while a decision is made. A tracer that is off records nothing, and the
+/// [`tr!`] calls around every step evaluate none of their arguments: a decision asked for its
+/// answer alone ([`World::decide`](crate::World::decide)) formats no text.
+#[derive(Debug)]
 pub(crate) struct Tracer {
     pub(crate) steps: Vec<Step>,
     pub(crate) depth: u8,
+    pub(crate) on: bool,
+}
+
+impl Default for Tracer {
+    fn default() -> Self {
+        Tracer {
+            steps: Vec::new(),
+            depth: 0,
+            on: true,
+        }
+    }
 }
 
 impl Tracer {
+    /// A tracer that records nothing.
+    pub(crate) fn off() -> Self {
+        Tracer {
+            on: false,
+            ..Tracer::default()
+        }
+    }
+
     pub(crate) fn step(
         &mut self,
         function: &str,
@@ -303,6 +324,7 @@ impl Tracer {
     }
 
     /// Run `f` one level deeper.
+    #[inline]
     pub(crate) fn nested<T>(&mut self, f: impl FnOnce(&mut Tracer) -> T) -> T {
         self.depth = self.depth.saturating_add(1);
         let r = f(self);

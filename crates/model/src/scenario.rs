@@ -1,5 +1,5 @@
 //! Scenario files: a TOML description of a world and a list of operations with expected
-//! results. The format is documented in `SCENARIOS.md` beside this crate's `Cargo.toml`.
+//! results. The format is documented in `docs/scenarios.md` at the top of the workspace.
 
 use std::ops::Range;
 

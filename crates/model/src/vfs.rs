@@ -215,7 +215,7 @@ impl World {
         let sbns = self.sb(i.sb).user_ns;
         let vu = self.i_uid_into_vfsuid(idmap, ino);
         let vg = self.i_gid_into_vfsgid(idmap, ino);
-        t.info(
+        tr!(t.info(
             "i_uid_into_vfsuid",
             format!(
                 "{what}: stored owner and group through the mount's {}",
@@ -236,7 +236,7 @@ impl World {
                 ("vfsuid", vu.show()),
                 ("vfsgid", vg.show()),
             ],
-        );
+        ));
         (vu, vg)
     }
 
@@ -253,7 +253,7 @@ impl World {
         let mnt = self.mount(m);
         let i = self.inode(ino);
         let sb = self.sb(i.sb);
-        t.info(
+        tr!(t.info(
             f,
             format!(
                 "{} on an inode of \"{}\" mode {}",
@@ -262,27 +262,27 @@ impl World {
                 mode_str(i.mode)
             ),
             vec![],
-        );
+        ));
         t.nested(|t| {
             if mask & MAY_WRITE != 0 {
                 if sb.read_only && (i.is_reg() || i.is_dir()) {
-                    t.fail("sb_permission", "write to a read-only filesystem", vec![("sb", sb.name.clone())]);
+                    tr!(t.fail("sb_permission", "write to a read-only filesystem", vec![("sb", sb.name.clone())]));
                     return Err(Errno::EROFS.into());
                 }
                 if i.immutable {
-                    t.fail(f, "write to an immutable inode", vec![]);
+                    tr!(t.fail(f, "write to an immutable inode", vec![]));
                     return Err(Errno::EPERM.into());
                 }
                 let (vu, vg) = self.trace_inode_ids(t, &mnt.idmap, ino, "HAS_UNMAPPED_ID");
                 let ok = vu.is_valid() && vg.is_valid();
-                t.check(ok, f, "writing needs the inode's owner and group valid through the mount (HAS_UNMAPPED_ID)", vec![]);
+                tr!(t.check(ok, f, "writing needs the inode's owner and group valid through the mount (HAS_UNMAPPED_ID)", vec![]));
                 if !ok {
                     return Err(Errno::EACCES.into());
                 }
             }
-            if !crate::world::GENERIC_PERMISSION_FS.contains(&sb.fs_type.as_str()) {
+            if !sb.generic_permission {
                 let why = format!("filesystem type \"{}\" is not modelled (it may have its own ->permission)", sb.fs_type);
-                t.step("do_inode_permission", why.clone(), vec![], crate::outcome::StepVerdict::Unknown);
+                tr!(t.step("do_inode_permission", why.clone(), vec![], crate::outcome::StepVerdict::Unknown));
                 return Err(Stop::Unknown(why));
             }
             self.generic_permission(t, cred, m, ino, mask)
@@ -307,27 +307,27 @@ impl World {
         }
         if i.is_dir() {
             if mask & MAY_WRITE == 0 {
-                t.info(
+                tr!(t.info(
                     f,
                     "directory without write: CAP_DAC_READ_SEARCH overrides",
                     vec![],
-                );
+                ));
                 if t.nested(|t| {
                     self.capable_wrt_inode_uidgid(t, cred, idmap, ino, Cap::DAC_READ_SEARCH)
                 }) {
                     return Ok(());
                 }
             }
-            t.info(f, "directory: CAP_DAC_OVERRIDE overrides", vec![]);
+            tr!(t.info(f, "directory: CAP_DAC_OVERRIDE overrides", vec![]));
             if t.nested(|t| self.capable_wrt_inode_uidgid(t, cred, idmap, ino, Cap::DAC_OVERRIDE)) {
                 return Ok(());
             }
-            t.fail(f, "no override applies", vec![]);
+            tr!(t.fail(f, "no override applies", vec![]));
             return Err(Errno::EACCES.into());
         }
         let mask = mask & (MAY_READ | MAY_WRITE | MAY_EXEC);
         if mask == MAY_READ {
-            t.info(f, "read only: CAP_DAC_READ_SEARCH overrides", vec![]);
+            tr!(t.info(f, "read only: CAP_DAC_READ_SEARCH overrides", vec![]));
             if t.nested(|t| {
                 self.capable_wrt_inode_uidgid(t, cred, idmap, ino, Cap::DAC_READ_SEARCH)
             }) {
@@ -335,22 +335,22 @@ impl World {
             }
         }
         if mask & MAY_EXEC == 0 || i.mode & S_IXUGO != 0 {
-            t.info(
+            tr!(t.info(
                 f,
                 "CAP_DAC_OVERRIDE overrides (no exec wanted, or some x bit is set)",
                 vec![],
-            );
+            ));
             if t.nested(|t| self.capable_wrt_inode_uidgid(t, cred, idmap, ino, Cap::DAC_OVERRIDE)) {
                 return Ok(());
             }
         } else {
-            t.fail(
+            tr!(t.fail(
                 f,
                 "exec of a file with no x bit at all: CAP_DAC_OVERRIDE cannot override",
                 vec![("mode", mode_str(i.mode))],
-            );
+            ));
         }
-        t.fail(f, "no override applies", vec![]);
+        tr!(t.fail(f, "no override applies", vec![]));
         Err(Errno::EACCES.into())
     }
 
@@ -371,17 +371,17 @@ impl World {
         let mut mode = i.mode;
         let has_acl = sb.posix_acl && i.acl.is_some();
         if (want * 0o111) & !mode == 0 && !has_acl {
-            t.pass(
+            tr!(t.pass(
                 f,
                 "every class (owner, group, other) grants the request and there is no ACL",
                 vec![("want", mask_str(want)), ("mode", mode_str(mode))],
-            );
+            ));
             return Ok(());
         }
         let (vu, vg) = self.trace_inode_ids(t, idmap, ino, "owner check");
         if vu.eq_kuid(cred.fsuid) {
             let ok = want & !(mode >> 6) & 7 == 0;
-            t.check(
+            tr!(t.check(
                 ok,
                 f,
                 "the caller's fsuid owns the inode: the owner bits alone decide",
@@ -390,18 +390,18 @@ impl World {
                     ("want", mask_str(want)),
                     ("owner_bits", mask_str((mode >> 6) & 7)),
                 ],
-            );
+            ));
             return if ok {
                 Ok(())
             } else {
                 Err(Errno::EACCES.into())
             };
         }
-        t.info(
+        tr!(t.info(
             f,
             "not the owner",
             vec![("vfsuid", vu.show()), ("fsuid", cred.fsuid.0.to_string())],
-        );
+        ));
         if sb.posix_acl && mode & S_IRWXG != 0 {
             if let Some(r) = self.posix_acl_permission(t, cred, m, ino, want) {
                 return r;
@@ -411,12 +411,12 @@ impl World {
             if t.nested(|t| self.vfsgid_in_group_p(t, cred, vg, "the inode's group")) {
                 mode >>= 3;
                 let ok = want & !mode & 7 == 0;
-                t.check(
+                tr!(t.check(
                     ok,
                     f,
                     "in the inode's group: the group bits decide",
                     vec![("want", mask_str(want)), ("group_bits", mask_str(mode & 7))],
-                );
+                ));
                 return if ok {
                     Ok(())
                 } else {
@@ -424,19 +424,19 @@ impl World {
                 };
             }
         } else {
-            t.info(
+            tr!(t.info(
                 f,
                 "group and other bits agree for the request; group membership not consulted",
                 vec![],
-            );
+            ));
         }
         let ok = want & !mode & 7 == 0;
-        t.check(
+        tr!(t.check(
             ok,
             f,
             "the other bits decide",
             vec![("want", mask_str(want)), ("other_bits", mask_str(mode & 7))],
-        );
+        ));
         if ok {
             Ok(())
         } else {
@@ -458,11 +458,11 @@ impl World {
         let i = self.inode(ino);
         let acl = i.acl.as_ref()?;
         let fs_ns = self.sb(i.sb).user_ns;
-        t.info(
+        tr!(t.info(
             "check_acl",
             "the inode has an access ACL",
             vec![("entries", acl.0.len().to_string())],
-        );
+        ));
         let r = t.nested(|t| {
             let mut found = false;
             let entries = &acl.0;
@@ -472,7 +472,7 @@ impl World {
                     AclTag::UserObj => {
                         let vu = self.i_uid_into_vfsuid(idmap, ino);
                         if vu.eq_kuid(cred.fsuid) {
-                            t.pass(f, "user:: entry matches the caller's fsuid", vec![]);
+                            tr!(t.pass(f, "user:: entry matches the caller's fsuid", vec![]));
                             matched = Some((idx, false));
                             break;
                         }
@@ -481,11 +481,11 @@ impl World {
                         let k = Kuid(e.id.unwrap_or(u32::MAX));
                         let vu = self.make_vfsuid(idmap, fs_ns, k);
                         let hit = vu.eq_kuid(cred.fsuid);
-                        t.info(
+                        tr!(t.info(
                             f,
                             format!("user:{}: entry through the mount", self.show_in(fs_ns, k.0, true)),
                             vec![("e_uid", self.show_uid(k)), ("vfsuid", vu.show()), ("fsuid", cred.fsuid.0.to_string()), ("match", hit.to_string())],
-                        );
+                        ));
                         if hit {
                             matched = Some((idx, true));
                             break;
@@ -501,41 +501,41 @@ impl World {
                         if self.in_group_p(cred, vg.0) && vg.is_valid() {
                             found = true;
                             let enough = e.perm & want == want;
-                            t.info(f, format!("{label} entry: the caller is in the group"), vec![("vfsgid", vg.show()), ("perm", mask_str(e.perm)), ("want", mask_str(want)), ("grants", enough.to_string())]);
+                            tr!(t.info(f, format!("{label} entry: the caller is in the group"), vec![("vfsgid", vg.show()), ("perm", mask_str(e.perm)), ("want", mask_str(want)), ("grants", enough.to_string())]));
                             if enough {
                                 matched = Some((idx, true));
                                 break;
                             }
                         } else {
-                            t.info(f, format!("{label} entry: the caller is not in the group"), vec![("vfsgid", vg.show())]);
+                            tr!(t.info(f, format!("{label} entry: the caller is not in the group"), vec![("vfsgid", vg.show())]));
                         }
                     }
                     AclTag::Mask => {}
                     AclTag::Other => {
                         if found {
-                            t.fail(f, "a group entry matched but none grants the request; other:: is not consulted", vec![]);
+                            tr!(t.fail(f, "a group entry matched but none grants the request; other:: is not consulted", vec![]));
                             return Err(Errno::EACCES.into());
                         }
-                        t.info(f, "no user or group entry matched: other:: decides", vec![]);
+                        tr!(t.info(f, "no user or group entry matched: other:: decides", vec![]));
                         matched = Some((idx, false));
                         break;
                     }
                 }
             }
             let Some((idx, use_mask)) = matched else {
-                t.fail(f, "malformed ACL", vec![]);
+                tr!(t.fail(f, "malformed ACL", vec![]));
                 return Err(Errno::EIO.into());
             };
             let e = entries[idx];
             if use_mask {
                 if let Some(mk) = entries[idx + 1..].iter().find(|x| x.tag == AclTag::Mask) {
                     let ok = e.perm & mk.perm & want == want;
-                    t.check(ok, f, "the entry's permissions limited by mask::", vec![("perm", mask_str(e.perm)), ("mask", mask_str(mk.perm)), ("want", mask_str(want))]);
+                    tr!(t.check(ok, f, "the entry's permissions limited by mask::", vec![("perm", mask_str(e.perm)), ("mask", mask_str(mk.perm)), ("want", mask_str(want))]));
                     return if ok { Ok(()) } else { Err(Errno::EACCES.into()) };
                 }
             }
             let ok = e.perm & want == want;
-            t.check(ok, f, "the entry's permissions", vec![("perm", mask_str(e.perm)), ("want", mask_str(want))]);
+            tr!(t.check(ok, f, "the entry's permissions", vec![("perm", mask_str(e.perm)), ("want", mask_str(want))]));
             if ok {
                 Ok(())
             } else {
@@ -549,70 +549,75 @@ impl World {
     /// component, crossing into mounts. The last component may be missing.
     pub(crate) fn path_walk(&self, t: &mut Tracer, cred: &Cred, path: &str) -> Result<Walk, Stop> {
         let f = "link_path_walk";
-        let Some(comps) = crate::world::path_components(path) else {
-            t.fail(
+        // Walk slices of one normal path ("/a/b"): `here` is the prefix walked so far, so no
+        // component or prefix is copied (a path that is not normal is normalised once).
+        let normal: std::borrow::Cow<'_, str> = if crate::world::is_normal_path(path) {
+            std::borrow::Cow::Borrowed(path)
+        } else if let Some(p) = crate::world::normalise(path) {
+            std::borrow::Cow::Owned(p)
+        } else {
+            tr!(t.fail(
                 f,
                 "the model only takes absolute paths without . or ..",
                 vec![("path", path.into())],
-            );
+            ));
             return Err(Errno::ENOENT.into());
         };
+        let path = normal.as_ref();
         let Some(root) = self.mounts.iter().rposition(|m| m.path == "/") else {
-            t.fail(f, "nothing is mounted at /", vec![]);
+            tr!(t.fail(f, "nothing is mounted at /", vec![]));
             return Err(Errno::ENOENT.into());
         };
         let mut m = MountRef(root);
         let mut cur = self.mount(m).root;
         let mut parent = (m, cur);
-        let mut here = String::new();
-        let n = comps.len();
-        if n == 0 {
+        if path == "/" {
             return Ok(Walk {
                 target: Some((m, cur)),
                 parent,
             });
         }
-        for (k, c) in comps.iter().enumerate() {
-            let dir = if here.is_empty() {
-                "/".to_string()
-            } else {
-                here.clone()
-            };
+        // Components by byte: a normal path has no empty one.
+        let mut comps = path[1..].split(|c: char| c == '/').peekable();
+        let mut end = 0; // `path[..end]` is the directory walked so far ("" for the root)
+        while let Some(c) = comps.next() {
+            let dir = if end == 0 { "/" } else { &path[..end] };
             if !self.inode(cur).is_dir() {
-                t.fail(f, format!("\"{dir}\" is not a directory"), vec![]);
+                tr!(t.fail(f, format!("\"{dir}\" is not a directory"), vec![]));
                 return Err(Errno::ENOTDIR.into());
             }
-            t.info(
+            tr!(t.info(
                 "may_lookup",
                 format!("search permission on \"{dir}\" to look up \"{c}\""),
                 vec![],
-            );
+            ));
             t.nested(|t| self.inode_permission(t, cred, m, cur, MAY_EXEC))?;
             parent = (m, cur);
-            here = format!("{here}/{c}");
+            end += 1 + c.len();
+            let here = &path[..end];
             if let Some(i) = self.mounts.iter().rposition(|mm| mm.path == here) {
                 m = MountRef(i);
                 cur = self.mount(m).root;
-                t.info(
+                tr!(t.info(
                     f,
                     format!(
                         "\"{here}\" is a mount point: continue on filesystem \"{}\"",
                         self.sb(self.mount(m).sb).name
                     ),
                     vec![],
-                );
+                ));
                 continue;
             }
-            match self.inode(cur).children.get(*c) {
+            match self.inode(cur).children.get(c) {
                 Some(next) => cur = *next,
-                None if k + 1 == n => {
+                None if comps.peek().is_none() => {
                     return Ok(Walk {
                         target: None,
                         parent,
                     });
                 }
                 None => {
-                    t.fail(f, format!("\"{here}\" does not exist"), vec![]);
+                    tr!(t.fail(f, format!("\"{here}\" does not exist"), vec![]));
                     return Err(Errno::ENOENT.into());
                 }
             }

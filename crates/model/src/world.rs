@@ -283,8 +283,11 @@ impl Inode {
 pub struct SuperBlock {
     /// Name used in scenarios and traces.
     pub name: String,
-    /// Filesystem type (`ext4`, `tmpfs`, …). Types with their own `->permission` are answered `Unknown`.
+    /// Filesystem type (`ext4`, `tmpfs`, …), fixed by [`World::add_superblock`]. Types with
+    /// their own `->permission` are answered `Unknown`.
     pub fs_type: String,
+    /// `fs_type` decides by `generic_permission` (asked on every inode walked, so kept here).
+    pub(crate) generic_permission: bool,
     /// `s_user_ns`: the namespace the on-disk ids are relative to.
     pub user_ns: NsRef,
     /// `SB_RDONLY`.
@@ -374,6 +377,44 @@ pub const GENERIC_PERMISSION_FS: &[&str] = &[
     "ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "f2fs", "vfat", "erofs", "squashfs",
 ];
 
+/// Whether a filesystem of this type decides permissions by `generic_permission` (it is in
+/// [`GENERIC_PERMISSION_FS`]); a `match` rather than a scan of the list, as it is asked on
+/// every inode of every path walked.
+pub(crate) fn uses_generic_permission(fs_type: &str) -> bool {
+    matches!(
+        fs_type,
+        "ext2"
+            | "ext3"
+            | "ext4"
+            | "xfs"
+            | "btrfs"
+            | "tmpfs"
+            | "ramfs"
+            | "f2fs"
+            | "vfat"
+            | "erofs"
+            | "squashfs"
+    )
+}
+
+/// Filesystem types that may be idmapped (`FS_ALLOW_IDMAP`; `can_idmap_mount` refuses others
+/// with EINVAL). tmpfs, ext4, btrfs and xfs are checked against the kernel (and proc, sysfs,
+/// ramfs and overlay refused); the others are from the kernel sources.
+pub const FS_ALLOW_IDMAP: &[&str] = &[
+    "ext2",
+    "ext3",
+    "ext4",
+    "xfs",
+    "btrfs",
+    "tmpfs",
+    "f2fs",
+    "vfat",
+    "msdos",
+    "erofs",
+    "squashfs",
+    "hugetlbfs",
+];
+
 /// Split an absolute path into components; `None` if it is not absolute or has `.`/`..`.
 pub fn path_components(path: &str) -> Option<Vec<&str>> {
     let rest = path.strip_prefix('/')?;
@@ -382,6 +423,26 @@ pub fn path_components(path: &str) -> Option<Vec<&str>> {
         return None;
     }
     Some(comps)
+}
+
+/// Whether `path` is already normal: absolute, no empty, `.` or `..` component, no trailing
+/// `/` (but for `/` itself), so that `normalise(path)` would return it unchanged.
+pub(crate) fn is_normal_path(path: &str) -> bool {
+    let b = path.as_bytes();
+    if b == b"/" {
+        return true;
+    }
+    if b.first() != Some(&b'/') || b.last() == Some(&b'/') {
+        return false;
+    }
+    // Every component starts after a '/': none may be empty, "." or "..".
+    b.iter().enumerate().all(|(i, &c)| {
+        c != b'/'
+            || !matches!(
+                &b[i + 1..],
+                [b'/', ..] | [b'.', b'/', ..] | [b'.'] | [b'.', b'.', b'/', ..] | [b'.', b'.']
+            )
+    })
 }
 
 /// Normalise an absolute path (`//a/b/` → `/a/b`).
@@ -625,6 +686,15 @@ impl World {
         let parent = n
             .parent
             .ok_or_else(|| Error::Model("the initial namespace's maps cannot be set".into()))?;
+        // map_write refuses a write of a page or more: no namespace can have such a map.
+        if text.len() >= 4096 {
+            return Err(Error::Model(format!(
+                "{} map of \"{}\" is {} bytes; the kernel takes a map of at most 4095 bytes in one write (map_write)",
+                if uid { "uid" } else { "gid" },
+                n.name,
+                text.len()
+            )));
+        }
         let extents = credns_idmap::parse_write(text.as_bytes()).map_err(|e| {
             Error::Model(format!(
                 "{} map of \"{}\": {e}",
@@ -729,6 +799,7 @@ impl World {
         self.superblocks.push(SuperBlock {
             name: name.into(),
             fs_type: fs_type.into(),
+            generic_permission: uses_generic_permission(fs_type),
             user_ns,
             read_only: false,
             posix_acl: true,
@@ -766,6 +837,13 @@ impl World {
         }
         let idmap = match opts.idmap {
             None => MntIdmap::Nop,
+            Some(_) if !FS_ALLOW_IDMAP.contains(&self.sb(sb).fs_type.as_str()) => {
+                // can_idmap_mount: EINVAL for a type without FS_ALLOW_IDMAP.
+                return Err(Error::Model(format!(
+                    "filesystem {} does not support idmapped mounts (FS_ALLOW_IDMAP)",
+                    self.sb(sb).fs_type
+                )));
+            }
             Some(ns) => MntIdmap::Mapped {
                 from: ns,
                 uid_map: self.ns(ns).uid_map.clone(),
@@ -937,4 +1015,19 @@ pub fn validate_acl(acl: &Acl) -> Result<(), Error> {
         return Err(Error::Model("ACL permissions are rwx bits (0..=7)".into()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod fs_type_tests {
+    use super::*;
+
+    #[test]
+    fn generic_permission_match_is_the_list() {
+        for t in GENERIC_PERMISSION_FS {
+            assert!(uses_generic_permission(t), "{t}");
+        }
+        for t in ["overlay", "nfs", "fuse", "proc", "EXT4", ""] {
+            assert!(!uses_generic_permission(t), "{t}");
+        }
+    }
 }

@@ -15,16 +15,24 @@
 //! that does not parse) are [`Error`]s.
 
 mod child;
+pub mod container;
 mod helper;
 pub mod keys;
+pub mod maps;
+pub mod mount;
 mod ns;
+pub mod peer;
+pub mod pidfd;
+pub mod probe;
 mod procfs;
+pub mod signal;
 
 use std::path::PathBuf;
 
 pub use child::{
     write_fd, Actor, CapSets, HelperIds, Ids, RemoteFd, UnshareOptions, UsernsChild, WriteHow,
 };
+pub use mount::{unmount, DetachedMount, FsType, MappingUserns, MountFailure, MountRequirement};
 pub use ns::{userns_ancestry, NsId, UserNsFd};
 pub use procfs::{ProcFs, ProcStatus};
 /// Open flags for [`UsernsChild::open`] (`open(2)`'s `O_*`).
@@ -134,6 +142,18 @@ pub enum Error {
         /// What it was doing.
         op: &'static str,
         /// The errno it reported (or that talking to it gave).
+        #[source]
+        errno: Errno,
+    },
+    /// A mount step failed: names the source, its filesystem and the kernel requirement.
+    #[error("{0}")]
+    Mount(Box<MountFailure>),
+    /// A step of a container's setup (or its `execve`) failed in the child.
+    #[error("{what}: {}", errno_display(*errno))]
+    Container {
+        /// What the child was doing.
+        what: String,
+        /// The kernel's answer.
         #[source]
         errno: Errno,
     },

@@ -8,6 +8,7 @@ pub mod diff;
 pub mod gen;
 pub mod keys_gen;
 pub mod observe;
+pub mod scratch;
 
 use credns_idmap::{IdKind, IdMap};
 use credns_sys::{Pid, ProcFs};

@@ -1,0 +1,249 @@
+//! `credns run -- /bin/true` end to end, side by side in one run with
+//! * the floor: `userns_floor` (crates/sys/examples): fork, unshare(CLONE_NEWUSER), the parent
+//!   writes the maps, exec /bin/true, wait — no registry;
+//! * util-linux `unshare --user --map-users=… --map-groups=… /bin/true` (maps written by
+//!   shadow's setuid `newuidmap`/`newgidmap`, which need a /etc/subuid and /etc/subgid line).
+//!
+//! `cargo bench -p credns --bench run` as root. Every command is a fresh process started by this
+//! program; rounds interleave the commands so machine noise hits them alike. Figures are the
+//! median and mean wall time per run; ratios are of medians. `CREDNS_BENCH_RUNS` sets the runs
+//! per command (default 300).
+//!
+//! The program re-executes itself under `unshare --mount` with a temporary /etc/subuid and
+//! /etc/subgid bound over the host's (root:2000000000:65536), so newuidmap accepts the
+//! range without touching the host's files. The floor and unshare map 0..65536 onto
+//! 2000000000..; credns maps its allocation (65536 ids) from a fresh registry.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const HOST_START: &str = "2000000000";
+const COUNT: &str = "65536";
+
+fn is_root() -> bool {
+    credns_sys::ProcFs::new()
+        .status(credns_sys::Pid::this())
+        .map(|s| s.uid[1] == 0)
+        .unwrap_or(false)
+}
+
+fn tool(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// target/<profile>/ of this bench executable (it lives in target/<profile>/deps/).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("bench executable in target/<profile>/deps")
+        .to_path_buf()
+}
+
+fn build_floor() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let st = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "credns-sys",
+            "--example",
+            "userns_floor",
+        ])
+        .status()
+        .expect("running cargo to build the floor program");
+    assert!(st.success(), "building userns_floor failed");
+    profile_dir().join("examples/userns_floor")
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if !is_root() {
+        println!(
+            "run: skipped: needs root (writes maps of new user namespaces, opens the registry)"
+        );
+        return;
+    }
+    if std::env::var_os("CREDNS_BENCH_INNER").is_none() {
+        reexec_with_subid();
+        return;
+    }
+    inner();
+}
+
+/// Run this program again in a private mount namespace where /etc/subuid and /etc/subgid
+/// grant root the benchmark's range.
+fn reexec_with_subid() {
+    let Some(unshare) = tool("unshare") else {
+        println!("run: skipped: needs unshare (apt-get install util-linux)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sub = dir.path().join("subid");
+    std::fs::write(&sub, format!("root:{HOST_START}:{COUNT}\n")).unwrap();
+    let st = Command::new(unshare)
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind \"$1\" /etc/subuid && mount --bind \"$1\" /etc/subgid && shift && exec \"$@\"")
+        .arg("sh")
+        .arg(&sub)
+        .arg(std::env::current_exe().unwrap())
+        .args(std::env::args_os().skip(1))
+        .env("CREDNS_BENCH_INNER", "1")
+        .status()
+        .expect("re-running under unshare --mount");
+    assert!(st.success(), "benchmark failed: {st:?}");
+}
+
+struct Case {
+    label: &'static str,
+    argv: Vec<String>,
+    times: Vec<Duration>,
+}
+
+fn time_one(argv: &[String]) -> Duration {
+    let t = Instant::now();
+    let st = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .status()
+        .expect("spawn");
+    let d = t.elapsed();
+    assert!(st.success(), "{argv:?} failed: {st:?}");
+    d
+}
+
+fn median(v: &[Duration]) -> Duration {
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    s[s.len() / 2]
+}
+
+fn mean(v: &[Duration]) -> Duration {
+    v.iter().sum::<Duration>() / v.len() as u32
+}
+
+fn inner() {
+    let runs: usize = std::env::var("CREDNS_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let floor = build_floor();
+    let credns = env!("CARGO_BIN_EXE_credns").to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("registry.redb").display().to_string();
+    let s = |x: &str| x.to_string();
+    let mut cases = vec![
+        Case {
+            label: "floor (fork, unshare, parent writes maps, exec)",
+            argv: vec![
+                floor.display().to_string(),
+                s(HOST_START),
+                s(COUNT),
+                s("/bin/true"),
+            ],
+            times: Vec::new(),
+        },
+        Case {
+            label: "unshare --user --map-users --map-groups",
+            argv: vec![
+                s("unshare"),
+                s("--user"),
+                format!("--map-users={HOST_START},0,{COUNT}"),
+                format!("--map-groups={HOST_START},0,{COUNT}"),
+                s("/bin/true"),
+            ],
+            times: Vec::new(),
+        },
+        Case {
+            label: "credns spawn path alone (Container, no registry)",
+            argv: vec![
+                floor.display().to_string(),
+                s("--container"),
+                s(HOST_START),
+                s(COUNT),
+                s("/bin/true"),
+            ],
+            times: Vec::new(),
+        },
+        Case {
+            label: "credns run -- /bin/true (namespace lease)",
+            argv: vec![
+                credns.clone(),
+                s("run"),
+                s("--store"),
+                store.clone(),
+                s("--"),
+                s("/bin/true"),
+            ],
+            times: Vec::new(),
+        },
+        Case {
+            label: "credns run --name bench -- /bin/true (name lease)",
+            argv: vec![
+                credns.clone(),
+                s("run"),
+                s("--store"),
+                store.clone(),
+                s("--name"),
+                s("bench"),
+                s("--"),
+                s("/bin/true"),
+            ],
+            times: Vec::new(),
+        },
+    ];
+    // The registry on tmpfs: everything but the cost of fsync.
+    let shm = tempfile::tempdir_in("/dev/shm").ok();
+    if let Some(shm) = &shm {
+        let shm_store = shm.path().join("registry.redb").display().to_string();
+        cases.push(Case {
+            label: "credns run -- /bin/true (registry on tmpfs)",
+            argv: vec![
+                credns.clone(),
+                s("run"),
+                s("--store"),
+                shm_store,
+                s("--"),
+                s("/bin/true"),
+            ],
+            times: Vec::new(),
+        });
+    }
+    // Warm up (page cache, the registry file) and check every command works.
+    for c in &cases {
+        for _ in 0..10 {
+            time_one(&c.argv);
+        }
+    }
+    for _ in 0..runs {
+        for c in cases.iter_mut() {
+            let d = time_one(&c.argv);
+            c.times.push(d);
+        }
+    }
+    let floor_med = median(&cases[0].times);
+    let unshare_med = median(&cases[1].times);
+    println!("run: {runs} runs per command, interleaved; wall time per run");
+    println!(
+        "{:<52} {:>10} {:>10} {:>9} {:>11}",
+        "command", "median", "mean", "÷ floor", "÷ unshare"
+    );
+    for c in &cases {
+        let m = median(&c.times);
+        println!(
+            "{:<52} {:>8.3}ms {:>8.3}ms {:>8.2}× {:>10.2}×",
+            c.label,
+            m.as_secs_f64() * 1e3,
+            mean(&c.times).as_secs_f64() * 1e3,
+            m.as_secs_f64() / floor_med.as_secs_f64(),
+            m.as_secs_f64() / unshare_med.as_secs_f64(),
+        );
+    }
+}

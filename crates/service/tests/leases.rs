@@ -1,0 +1,232 @@
+//! User-namespace leases: released when the namespace's last process exits (seen by pidfd),
+//! reaped at start when the namespace is gone, and not confused with a later namespace that
+//! reuses the nsfs inode.
+
+mod common;
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use credns_idmap::{IdKind, IdRange};
+use credns_registry::{Lease, Policy, RegisterRequest, Registry};
+use credns_service::{AllocOptions, Caller, Config, Service};
+use credns_sys::pidfd::PidFd;
+use credns_sys::{Pid, ProcFs, UnshareOptions, UsernsChild};
+use serde_json::json;
+
+fn config(dir: &std::path::Path) -> Config {
+    Config {
+        store: dir.join("r.redb"),
+        policy: Policy::default(),
+        procfs: ProcFs::new(),
+        etc: None,
+    }
+}
+
+fn leases(svc: &Service) -> Vec<serde_json::Value> {
+    let root = Caller {
+        uid: 0,
+        pid: Pid::this(),
+    };
+    let v = svc.call(root, "List", &json!({}), &mut []).unwrap();
+    v["allocations"].as_array().unwrap().clone()
+}
+
+#[test]
+fn namespace_lease_is_released_when_its_last_process_exits() {
+    if !common::needs_root("namespace_lease_is_released_when_its_last_process_exits") {
+        return;
+    }
+    let s = common::TestServer::start(Policy::default());
+    let mut c = s.client();
+    let child = UsernsChild::spawn(&UnshareOptions::new()).unwrap();
+    let ns = child.userns_fd().unwrap();
+    // No pidfd: the daemon finds the namespace's process in /proc itself.
+    let opts = AllocOptions {
+        write_maps: true,
+        ..AllocOptions::default()
+    };
+    let a = c.allocate_userns(ns.as_fd(), None, &opts).unwrap();
+    let map = ProcFs::new().read_map(child.pid(), IdKind::Uid).unwrap();
+    assert_eq!(map.extents()[0].lower_first, a.uid.start);
+    // Asking again for the same namespace is the same allocation; maps are not rewritten.
+    assert_eq!(c.allocate_userns(ns.as_fd(), None, &opts).unwrap(), a);
+    drop(ns);
+    drop(child);
+    let t0 = Instant::now();
+    while !c.list().unwrap().is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "lease of a dead namespace kept"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn dead_namespaces_are_reaped_at_start_and_live_ones_kept() {
+    if !common::needs_root("dead_namespaces_are_reaped_at_start_and_live_ones_kept") {
+        return;
+    }
+    let dir = common::open_tempdir();
+    let cfg = config(dir.path());
+    let root = Caller {
+        uid: 0,
+        pid: Pid::this(),
+    };
+    let dying = UsernsChild::spawn(&UnshareOptions::new()).unwrap();
+    let staying = UsernsChild::spawn(&UnshareOptions::new()).unwrap();
+    {
+        let svc = Service::open(&cfg).unwrap();
+        for ch in [&dying, &staying] {
+            let fds = vec![Some(ch.userns_fd().unwrap().into_owned_fd())];
+            let mut fds = fds;
+            svc.call(
+                root,
+                "Allocate",
+                &json!({"userNamespaceFileDescriptor": 0}),
+                &mut fds,
+            )
+            .unwrap();
+        }
+        assert_eq!(leases(&svc).len(), 2);
+    }
+    let staying_ino = staying.userns().unwrap().ino;
+    drop(dying);
+    let svc = Service::open(&cfg).unwrap();
+    let left = leases(&svc);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["lease"]["userNamespace"]["ino"], staying_ino);
+}
+
+#[test]
+fn a_lease_older_than_every_process_of_its_inode_is_a_reused_inode() {
+    if !common::needs_root("a_lease_older_than_every_process_of_its_inode_is_a_reused_inode") {
+        return;
+    }
+    let dir = common::open_tempdir();
+    let cfg = config(dir.path());
+    let child = UsernsChild::spawn(&UnshareOptions::new()).unwrap();
+    let id = child.userns().unwrap();
+    let started = PidFd::open(child.pid())
+        .unwrap()
+        .start_time_ns(&ProcFs::new())
+        .unwrap();
+    {
+        let mut reg = Registry::open(&cfg.store, Policy::default()).unwrap();
+        // A namespace with this inode created long before any process now in it: the inode
+        // was reused, so this lease's namespace is dead.
+        let old = Lease::UserNs {
+            dev: id.dev,
+            ino: id.ino,
+            created_ns: 1_000_000_000,
+        };
+        reg.register(&RegisterRequest::new(
+            old,
+            0,
+            IdRange {
+                start: 1_000_000,
+                end: 1_000_099,
+            },
+        ))
+        .unwrap();
+        let now = Lease::UserNs {
+            dev: id.dev,
+            ino: id.ino,
+            created_ns: started,
+        };
+        reg.register(&RegisterRequest::new(
+            now,
+            0,
+            IdRange {
+                start: 2_000_000,
+                end: 2_000_099,
+            },
+        ))
+        .unwrap();
+    }
+    let svc = Service::open(&cfg).unwrap();
+    let left = leases(&svc);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["uid"]["start"], 2_000_000);
+    assert_eq!(left[0]["lease"]["userNamespace"]["createdNs"], started);
+}
+
+#[test]
+fn a_namespace_with_only_nested_processes_is_alive() {
+    use std::io::{BufRead, Write};
+    use std::process::{Command, Stdio};
+    if !common::needs_root("a_namespace_with_only_nested_processes_is_alive") {
+        return;
+    }
+    let dir = common::open_tempdir();
+    let cfg = config(dir.path());
+    let root = Caller {
+        uid: 0,
+        pid: Pid::this(),
+    };
+    // Namespace A (unshare maps root to itself), and inside it a nested namespace B whose
+    // process outlives every process of A.
+    let mut outer = Command::new("unshare")
+        .args([
+            "-U",
+            "--map-root-user",
+            "sh",
+            "-c",
+            "unshare -U sleep 120 & echo $!; read x",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(outer.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let inner = Pid(line.trim().parse().unwrap());
+    struct Kill(Pid);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            if let Some(p) = rustix::process::Pid::from_raw(self.0.as_raw()) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+            }
+        }
+    }
+    let inner_guard = Kill(inner);
+    let outer_pid = Pid(outer.id() as i32);
+    // Wait (bounded) until the inner process is in its own namespace below A.
+    let procfs = ProcFs::new();
+    let a = procfs.userns(outer_pid).unwrap();
+    let t0 = Instant::now();
+    while procfs.userns(inner).map_or(true, |b| b == a) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "nested namespace not created"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    {
+        let svc = Service::open(&cfg).unwrap();
+        let ns = credns_sys::UserNsFd::open(&procfs, outer_pid).unwrap();
+        let mut fds = vec![Some(ns.into_owned_fd())];
+        let params = json!({"userNamespaceFileDescriptor": 0, "uid": {"start": 3_000_000, "end": 3_000_099}});
+        svc.call(root, "Register", &params, &mut fds).unwrap();
+    }
+    // A's only process exits; B's lives on.
+    outer.stdin.take().unwrap().write_all(b"\n").unwrap();
+    outer.wait().unwrap();
+    let svc = Service::open(&cfg).unwrap();
+    assert_eq!(leases(&svc).len(), 1, "A is alive while B lives");
+    drop(svc);
+    drop(inner_guard);
+    let t0 = Instant::now();
+    while procfs.userns(inner).is_ok() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "nested process did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let svc = Service::open(&cfg).unwrap();
+    assert_eq!(leases(&svc).len(), 0, "A died with B");
+}
