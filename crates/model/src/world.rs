@@ -166,6 +166,8 @@ pub struct Task {
     pub mm_user_ns: NsRef,
     /// Session id, if known (for the SIGCONT rule of `check_kill_permission`).
     pub session: Option<u32>,
+    /// Its thread, process and session keyrings.
+    pub keyrings: crate::keys::TaskKeyrings,
 }
 
 /// How an inode's type is stored in `i_mode`.
@@ -355,6 +357,7 @@ pub struct World {
     pub(crate) superblocks: Vec<SuperBlock>,
     pub(crate) mounts: Vec<Mount>,
     pub(crate) inodes: Vec<Inode>,
+    pub(crate) keys: crate::keys::KeyStore,
     /// `kernel.overflowuid`.
     pub overflowuid: u32,
     /// `kernel.overflowgid`.
@@ -467,6 +470,7 @@ impl World {
             superblocks: Vec::new(),
             mounts: Vec::new(),
             inodes: Vec::new(),
+            keys: Default::default(),
             overflowuid: OVERFLOW_ID,
             overflowgid: OVERFLOW_ID,
             suid_dumpable: 0,
@@ -757,6 +761,7 @@ impl World {
             dumpable: true,
             mm_user_ns: ns,
             session: None,
+            keyrings: Default::default(),
         });
         Ok(TaskRef(self.tasks.len() - 1))
     }

@@ -17,6 +17,7 @@
 mod child;
 pub mod container;
 mod helper;
+pub mod keys;
 pub mod maps;
 pub mod mount;
 mod ns;

@@ -6,6 +6,7 @@
 
 pub mod diff;
 pub mod gen;
+pub mod keys_gen;
 pub mod observe;
 pub mod scratch;
 
