@@ -640,11 +640,11 @@ impl World {
     ) -> bool {
         let f = "key_task_permission";
         let Some(mask) = need.bit() else {
-            t.pass(
+            tr!(t.pass(
                 f,
                 format!("{} checks no permission bit", need.name()),
                 vec![("key", self.key_show(k))],
-            );
+            ));
             return true;
         };
         let c = &self.task(task).cred;
@@ -667,7 +667,7 @@ impl World {
             kperm |= (key.perm >> 24) & 0x3f;
         }
         let ok = kperm & mask == mask;
-        t.check(
+        tr!(t.check(
             ok,
             f,
             format!(
@@ -684,7 +684,7 @@ impl World {
                 ("fsgid", c.fsgid.0.to_string()),
                 ("granted", format!("{kperm:02x}")),
             ],
-        );
+        ));
         ok
     }
 
@@ -720,14 +720,14 @@ impl World {
     ) -> Result<KeyRef, Miss> {
         let f = "keyring_search_rcu";
         if !self.key(root).is_keyring() {
-            t.fail(
+            tr!(t.fail(
                 f,
                 format!("{} is not a keyring", self.key_show(root)),
                 vec![],
-            );
+            ));
             return Err(Miss::Err(Errno::ENOTDIR));
         }
-        t.info(f, format!("search {}", self.key_show(root)), vec![]);
+        tr!(t.info(f, format!("search {}", self.key_show(root)), vec![]));
         let ok = t.nested(|t| self.key_task_permission(t, task, root, possessed, KeyNeed::Search));
         if !ok {
             return Err(Miss::Err(Errno::EACCES));
@@ -737,11 +737,11 @@ impl World {
         // sought is just not a match (the search goes on into its contents); the top keyring
         // already passed the SEARCH check above, so a match is found.
         if self.matches(root, m) {
-            t.pass(
+            tr!(t.pass(
                 "search_nested_keyrings",
                 format!("the top keyring {} is the key sought", self.key_show(root)),
                 vec![("possessed", possessed.to_string())],
-            );
+            ));
             return Ok(root);
         }
         match self.search_nested(t, task, root, possessed, m, 0, &mut result) {
@@ -769,18 +769,18 @@ impl World {
                 let ok =
                     t.nested(|t| self.key_task_permission(t, task, k, possessed, KeyNeed::Search));
                 if ok {
-                    t.pass(
+                    tr!(t.pass(
                         f,
                         format!("found {} in {}", self.key_show(k), self.key_show(keyring)),
                         vec![("possessed", possessed.to_string())],
-                    );
+                    ));
                     return Some(k);
                 }
-                t.info(
+                tr!(t.info(
                     f,
                     "a matching key without SEARCH is skipped; the result becomes EACCES",
                     vec![],
-                );
+                ));
                 *result = Miss::Err(Errno::EACCES);
             }
         }
@@ -796,14 +796,14 @@ impl World {
             }
             let ok = t.nested(|t| self.key_task_permission(t, task, k, possessed, KeyNeed::Search));
             if !ok {
-                t.info(
+                tr!(t.info(
                     f,
                     format!("do not descend into {}", self.key_show(k)),
                     vec![],
-                );
+                ));
                 continue;
             }
-            t.info(f, format!("descend into {}", self.key_show(k)), vec![]);
+            tr!(t.info(f, format!("descend into {}", self.key_show(k)), vec![]));
             let r = t.nested(|t| self.search_nested(t, task, k, possessed, m, depth + 1, result));
             if r.is_some() {
                 return r;
@@ -842,11 +842,11 @@ impl World {
         let mut ret: Option<Miss> = None;
         let mut err = Miss::Again;
         for (what, k) in order.into_iter().flatten() {
-            t.info(
+            tr!(t.info(
                 f,
                 format!("search the {what} keyring"),
                 vec![("keyring", self.key_show(k))],
-            );
+            ));
             match t.nested(|t| self.keyring_search(t, task, k, true, m)) {
                 Ok(found) => return Ok(found),
                 Err(Miss::Again) => ret = Some(Miss::Again),
@@ -872,14 +872,14 @@ impl World {
             for k in [u, us] {
                 let ok = t.nested(|t| self.key_task_permission(t, task, k, true, KeyNeed::Search));
                 if !ok {
-                    t.fail(
+                    tr!(t.fail(
                         f,
                         format!(
                             "{} is not found in the register without SEARCH",
                             self.key_show(k)
                         ),
                         vec![],
-                    );
+                    ));
                     return Err(Errno::ENOKEY.into());
                 }
             }
@@ -888,14 +888,14 @@ impl World {
         let r = self
             .user_keyrings(c.user_ns, c.uid)
             .map_err(|e| Stop::Unknown(e.to_string()))?;
-        t.info(
+        tr!(t.info(
             f,
             format!("created {} and {}", self.key_show(r.0), self.key_show(r.1)),
             vec![
                 ("ns", self.ns(c.user_ns).name.clone()),
                 ("ruid", c.uid.0.to_string()),
             ],
-        );
+        ));
         Ok(r)
     }
 
@@ -924,22 +924,22 @@ impl World {
                             Some(k) => k,
                             None if create => {
                                 let k = self.task_keyring(task, *spec).map_err(model)?;
-                                t.info(
+                                tr!(t.info(
                                     f,
                                     format!("{}: created {}", spec.shorthand(), self.key_show(k)),
                                     vec![],
-                                );
+                                ));
                                 k
                             }
                             None => {
-                                t.fail(
+                                tr!(t.fail(
                                     f,
                                     format!(
                                         "{}: the task has none (KEY_LOOKUP_CREATE not given)",
                                         spec.shorthand()
                                     ),
                                     vec![],
-                                );
+                                ));
                                 return Err(Errno::ENOKEY.into());
                             }
                         }
@@ -962,18 +962,18 @@ impl World {
                                         SESSION_KEYRING_PERM,
                                         &[],
                                     );
-                                    t.info(
+                                    tr!(t.info(
                                         f,
                                         "@s: join a new anonymous session keyring",
                                         vec![("keyring", self.key_show(s))],
-                                    );
+                                    ));
                                     s
                                 } else {
-                                    t.info(
+                                    tr!(t.info(
                                         f,
                                         "@s: no session keyring; install the user-session keyring",
                                         vec![("keyring", self.key_show(us))],
-                                    );
+                                    ));
                                     us
                                 };
                                 self.tasks[task.0].keyrings.session = Some(s);
@@ -985,7 +985,7 @@ impl World {
                         let c = self.task(task).cred.clone();
                         let (u, us) = self.look_up_user_keyrings(t, task)?;
                         let k = if *spec == KeySpec::User { u } else { us };
-                        t.info(
+                        tr!(t.info(
                             f,
                             format!(
                                 "{}: the keyring of the real uid in namespace \"{}\"",
@@ -993,11 +993,11 @@ impl World {
                                 self.ns(c.user_ns).name
                             ),
                             vec![("keyring", self.key_show(k)), ("ruid", c.uid.0.to_string())],
-                        );
+                        ));
                         k
                     }
                 };
-                t.info(f, format!("{} is possessed", spec.shorthand()), vec![]);
+                tr!(t.info(f, format!("{} is possessed", spec.shorthand()), vec![]));
                 (k, true)
             }
             KeyId::Serial(_) | KeyId::Name(_) => {
@@ -1005,7 +1005,7 @@ impl World {
                     KeyId::Serial(n) => {
                         if *n < 1 {
                             if *n == -6 || *n == 0 || *n < -8 {
-                                t.fail(f, format!("{n} is not a valid key id"), vec![]);
+                                tr!(t.fail(f, format!("{n} is not a valid key id"), vec![]));
                                 return Err(Errno::EINVAL.into());
                             }
                             return Err(Stop::Unknown(format!(
@@ -1025,7 +1025,7 @@ impl World {
                     KeyId::Special(_) => unreachable!(),
                 };
                 let Some(k) = k else {
-                    t.fail(f, format!("no key has serial {id}"), vec![]);
+                    tr!(t.fail(f, format!("no key has serial {id}"), vec![]));
                     return Err(Errno::ENOKEY.into());
                 };
                 match self.liveness(k) {
@@ -1034,12 +1034,12 @@ impl World {
                         // The unlink drops the keyring's reference only after an RCU grace
                         // period (assoc_array_apply_edit -> call_rcu), and key_lookup fails
                         // once the count is zero: ENOKEY or not depends on timing.
-                        t.step(
+                        tr!(t.step(
                             "key_lookup",
                             format!("{} is linked nowhere: whether its last reference is gone yet depends on an RCU grace period", self.key_show(k)),
                             vec![],
                             crate::outcome::StepVerdict::Unknown,
-                        );
+                        ));
                         return Err(Stop::Unknown(format!(
                             "{} was unlinked from everything: the kernel frees it after an RCU grace period, so a lookup may still find it",
                             self.key_show(k)
@@ -1052,21 +1052,21 @@ impl World {
                     )))
                     }
                 }
-                t.info(
+                tr!(t.info(
                     f,
                     format!(
                         "{} exists; is it possessed? search the task's keyrings",
                         self.key_show(k)
                     ),
                     vec![],
-                );
+                ));
                 let r = t.nested(|t| self.search_process_keyrings(t, task, Match::Exact(k)));
                 let possessed = match r {
                     Ok(_) => true,
                     Err(Miss::Unknown(why)) => return Err(Stop::Unknown(why)),
                     Err(_) => false,
                 };
-                t.info(
+                tr!(t.info(
                     f,
                     if possessed {
                         "possessed"
@@ -1074,7 +1074,7 @@ impl World {
                         "not possessed"
                     },
                     vec![],
-                );
+                ));
                 (k, possessed)
             }
         };
@@ -1108,21 +1108,21 @@ impl World {
     ) -> Result<Option<Output>, Stop> {
         let f = "add_key";
         if ktype == KeyType::Keyring && description.starts_with('.') {
-            t.fail(
+            tr!(t.fail(
                 f,
                 "keyring descriptions beginning with '.' are reserved",
                 vec![],
-            );
+            ));
             return Err(Errno::EPERM.into());
         }
         let (kr, possessed) = self.lookup_user_key(t, task, keyring, true, KeyNeed::Write)?;
         let fc = "key_create_or_update";
         if !self.key(kr).is_keyring() {
-            t.fail(
+            tr!(t.fail(
                 fc,
                 format!("{} is not a keyring", self.key_show(kr)),
                 vec![],
-            );
+            ));
             return Err(Errno::ENOTDIR.into());
         }
         let bad_payload = match ktype {
@@ -1130,15 +1130,15 @@ impl World {
             KeyType::Keyring => !payload.is_empty(),
         };
         if bad_payload {
-            t.fail(
+            tr!(t.fail(
                 fc,
                 "the type's preparse refuses the payload (user: 1..=32767 bytes; keyring: none)",
                 vec![("len", payload.len().to_string())],
-            );
+            ));
             return Err(Errno::EINVAL.into());
         }
         if description.is_empty() {
-            t.fail(fc, "no description", vec![]);
+            tr!(t.fail(fc, "no description", vec![]));
             return Err(Errno::EINVAL.into());
         }
         if !self.key_task_permission(t, task, kr, possessed, KeyNeed::Write) {
@@ -1150,7 +1150,7 @@ impl World {
                     self.key(l).ktype == ktype && self.key(l).description == description
                 });
             if let Some(old) = existing {
-                t.info(
+                tr!(t.info(
                     "find_key_to_update",
                     format!(
                         "{} already holds {}: update it",
@@ -1158,7 +1158,7 @@ impl World {
                         self.key_show(old)
                     ),
                     vec![],
-                );
+                ));
                 if !self.key_task_permission(t, task, old, possessed, KeyNeed::Write) {
                     return Err(Errno::EACCES.into());
                 }
@@ -1176,7 +1176,7 @@ impl World {
             KEY_DEFAULT_PERM,
             payload,
         );
-        t.pass(
+        tr!(t.pass(
             "key_alloc",
             format!(
                 "new {} owned by the caller's fsuid/fsgid, linked into {}",
@@ -1188,7 +1188,7 @@ impl World {
                 ("gid", self.show_gid(c.fsgid)),
                 ("perm", perm_str(KEY_DEFAULT_PERM)),
             ],
-        );
+        ));
         self.link_key(kr, k)
             .map_err(|e| Stop::Unknown(e.to_string()))?;
         Ok(Some(out(self.key_out(k))))
@@ -1205,22 +1205,22 @@ impl World {
         let (k, possessed) = match self.lookup_user_key(t, task, id, false, KeyNeed::Defer) {
             Ok(x) => x,
             Err(Stop::Errno(e)) => {
-                t.fail(
+                tr!(t.fail(
                     f,
                     format!("any lookup failure ({e}) is reported as ENOKEY"),
                     vec![],
-                );
+                ));
                 return Err(Errno::ENOKEY.into());
             }
             Err(u) => return Err(u),
         };
         if !self.key_task_permission(t, task, k, possessed, KeyNeed::Read)
-            && !t.check(
+            && !tr!(t.check(
                 possessed,
                 f,
                 "no READ permission: a possessed key (found with SEARCH) may still be read",
                 vec![],
-            )
+            ))
         {
             return Err(Errno::EACCES.into());
         }
@@ -1253,7 +1253,7 @@ impl World {
         let key = self.key(k);
         let uid = self.from_kuid_munged(ns, key.uid);
         let gid = self.from_kgid_munged(ns, key.gid);
-        t.info(
+        tr!(t.info(
             "keyctl_describe_key",
             format!(
                 "owner and group shown in \"{}\" (unmapped: overflow ids)",
@@ -1263,7 +1263,7 @@ impl World {
                 ("kuid", key.uid.0.to_string()),
                 ("kgid", key.gid.0.to_string()),
             ],
-        );
+        ));
         Ok(Some(out(vec![(
             "desc",
             format!(
@@ -1288,18 +1288,18 @@ impl World {
         let f = "key_update";
         let (k, _) = self.lookup_user_key(t, task, id, false, KeyNeed::Write)?;
         if self.key(k).ktype != KeyType::User {
-            t.fail(
+            tr!(t.fail(
                 f,
                 format!("{} has no update operation", self.key_show(k)),
                 vec![],
-            );
+            ));
             return Err(Errno::EOPNOTSUPP.into());
         }
         if payload.is_empty() || payload.len() > 32767 {
-            t.fail(f, "a user key's payload is 1..=32767 bytes", vec![]);
+            tr!(t.fail(f, "a user key's payload is 1..=32767 bytes", vec![]));
             return Err(Errno::EINVAL.into());
         }
-        t.pass(f, format!("{} updated", self.key_show(k)), vec![]);
+        tr!(t.pass(f, format!("{} updated", self.key_show(k)), vec![]));
         self.keys.keys[k.0].payload = payload.to_vec();
         Ok(None)
     }
@@ -1314,22 +1314,22 @@ impl World {
         description: &str,
     ) -> Result<Option<Output>, Stop> {
         let (kr, possessed) = self.lookup_user_key(t, task, keyring, false, KeyNeed::Search)?;
-        t.info(
+        tr!(t.info(
             "keyring_search",
             format!("recursive search for {} \"{description}\"", ktype.name()),
             vec![("possessed", possessed.to_string())],
-        );
+        ));
         let r = t.nested(|t| {
             self.keyring_search(t, task, kr, possessed, Match::Index(ktype, description))
         });
         match r {
             Ok(k) => Ok(Some(out(self.key_out(k)))),
             Err(Miss::Again) => {
-                t.fail(
+                tr!(t.fail(
                     "keyctl_keyring_search",
                     "nothing found: EAGAIN becomes ENOKEY",
                     vec![],
-                );
+                ));
                 Err(Errno::ENOKEY.into())
             }
             Err(Miss::Err(e)) => Err(e.into()),
@@ -1349,7 +1349,7 @@ impl World {
         let (kr, _) = self.lookup_user_key(t, task, keyring, true, KeyNeed::Write)?;
         let (k, _) = self.lookup_user_key(t, task, key, true, KeyNeed::Link)?;
         if !self.key(kr).is_keyring() {
-            t.fail(f, format!("{} is not a keyring", self.key_show(kr)), vec![]);
+            tr!(t.fail(f, format!("{} is not a keyring", self.key_show(kr)), vec![]));
             return Err(Errno::ENOTDIR.into());
         }
         if self.key(k).is_keyring() {
@@ -1357,7 +1357,7 @@ impl World {
             let mut stack = vec![(k, 0usize)];
             while let Some((r, d)) = stack.pop() {
                 if r == kr {
-                    t.fail(
+                    tr!(t.fail(
                         "keyring_detect_cycle",
                         format!(
                             "{} is reachable from {}",
@@ -1365,7 +1365,7 @@ impl World {
                             self.key_show(k)
                         ),
                         vec![],
-                    );
+                    ));
                     return Err(Errno::EDEADLK.into());
                 }
                 if d >= KEYRING_SEARCH_MAX_DEPTH {
@@ -1378,11 +1378,11 @@ impl World {
                 }
             }
         }
-        t.pass(
+        tr!(t.pass(
             f,
             format!("link {} into {}", self.key_show(k), self.key_show(kr)),
             vec![],
-        );
+        ));
         self.link_key(kr, k)
             .map_err(|e| Stop::Unknown(e.to_string()))?;
         Ok(None)
@@ -1400,7 +1400,7 @@ impl World {
         let (kr, _) = self.lookup_user_key(t, task, keyring, false, KeyNeed::Write)?;
         let (k, _) = self.lookup_user_key(t, task, key, false, KeyNeed::Unlink)?;
         if !self.key(kr).is_keyring() {
-            t.fail(f, format!("{} is not a keyring", self.key_show(kr)), vec![]);
+            tr!(t.fail(f, format!("{} is not a keyring", self.key_show(kr)), vec![]));
             return Err(Errno::ENOTDIR.into());
         }
         let pos = self
@@ -1410,7 +1410,7 @@ impl World {
             .position(|&l| self.index_eq(l, Match::Exact(k)));
         match pos {
             Some(p) => {
-                t.pass(
+                tr!(t.pass(
                     f,
                     format!(
                         "unlink {} from {}",
@@ -1418,12 +1418,12 @@ impl World {
                         self.key_show(kr)
                     ),
                     vec![],
-                );
+                ));
                 self.keys.keys[kr.0].links.remove(p);
                 Ok(None)
             }
             None => {
-                t.fail(
+                tr!(t.fail(
                     f,
                     format!(
                         "{} is not linked in {}",
@@ -1431,7 +1431,7 @@ impl World {
                         self.key_show(kr)
                     ),
                     vec![],
-                );
+                ));
                 Err(Errno::ENOENT.into())
             }
         }
@@ -1447,17 +1447,17 @@ impl World {
     ) -> Result<Option<Output>, Stop> {
         let f = "keyctl_setperm_key";
         if perm & !KEY_PERM_VALID != 0 {
-            t.fail(
+            tr!(t.fail(
                 f,
                 "bits outside the four permission bytes",
                 vec![("perm", format!("{perm:08x}"))],
-            );
+            ));
             return Err(Errno::EINVAL.into());
         }
         let (k, _) = self.lookup_user_key(t, task, id, true, KeyNeed::Setattr)?;
         let c = self.task(task).cred.clone();
         let owner = self.key(k).uid == c.fsuid;
-        t.check(
+        tr!(t.check(
             owner,
             f,
             "the caller's fsuid owns the key",
@@ -1465,7 +1465,7 @@ impl World {
                 ("key_uid", self.show_uid(self.key(k).uid)),
                 ("fsuid", c.fsuid.0.to_string()),
             ],
-        );
+        ));
         if !owner {
             let init = self.init_ns();
             if !t.nested(|t| self.ns_capable(t, &c, init, Cap::SYS_ADMIN)) {
@@ -1490,11 +1490,11 @@ impl World {
         let ku = uid.map(|u| self.make_kuid(c.user_ns, u));
         let kg = gid.map(|g| self.make_kgid(c.user_ns, g));
         if ku.is_some_and(|k| !k.is_valid()) || kg.is_some_and(|k| !k.is_valid()) {
-            t.fail(f, "an id the caller's namespace does not map", vec![]);
+            tr!(t.fail(f, "an id the caller's namespace does not map", vec![]));
             return Err(Errno::EINVAL.into());
         }
         if ku.is_none() && kg.is_none() {
-            t.pass(f, "both ids are -1: nothing to do", vec![]);
+            tr!(t.pass(f, "both ids are -1: nothing to do", vec![]));
             return Ok(None);
         }
         let (k, _) = self.lookup_user_key(t, task, id, true, KeyNeed::Setattr)?;
@@ -1502,11 +1502,11 @@ impl World {
         let new_uid = ku.is_some_and(|u| u != key.uid);
         let new_gid = kg.is_some_and(|g| g != key.gid && !self.in_group_p(&c, g));
         if new_uid || new_gid {
-            t.info(
+            tr!(t.info(
                 f,
                 "changing the owner, or the group to one the caller is not in, needs CAP_SYS_ADMIN in the initial namespace",
                 vec![("new_uid", new_uid.to_string()), ("foreign_gid", new_gid.to_string())],
-            );
+            ));
             let init = self.init_ns();
             if !t.nested(|t| self.ns_capable(t, &c, init, Cap::SYS_ADMIN)) {
                 return Err(Errno::EACCES.into());
@@ -1518,7 +1518,7 @@ impl World {
         if let Some(g) = kg {
             self.keys.keys[k.0].gid = g;
         }
-        t.pass(f, format!("{} changed", self.key_show(k)), vec![]);
+        tr!(t.pass(f, format!("{} changed", self.key_show(k)), vec![]));
         Ok(None)
     }
 
@@ -1549,19 +1549,19 @@ impl World {
         };
         if c.fsuid != old_fsuid {
             self.keys.keys[th.0].uid = c.fsuid;
-            t.info(
+            tr!(t.info(
                 "key_fsuid_changed",
                 "the thread keyring's owner follows the fsuid",
                 vec![("uid", c.fsuid.0.to_string())],
-            );
+            ));
         }
         if c.fsgid != old_fsgid {
             self.keys.keys[th.0].gid = c.fsgid;
-            t.info(
+            tr!(t.info(
                 "key_fsgid_changed",
                 "the thread keyring's group follows the fsgid",
                 vec![("gid", c.fsgid.0.to_string())],
-            );
+            ));
         }
     }
 }
