@@ -1045,7 +1045,11 @@ impl World {
         }
         let gained = !new.cap_permitted.is_subset(old.cap_permitted);
         let is_setid = new.euid != old.uid || new.egid != old.gid;
-        if (is_setid || gained) && (unsafe_nnp || unsafe_share) {
+        // Since "security/commoncap: don't assume 'setid' if all ids are identical" (6.15) the
+        // downgrade applies only when exec changed the effective ids (a set-id file), not
+        // merely because they differ from the real ones (checked on 6.18 with no_new_privs).
+        let id_changed = new.euid != old.euid || new.egid != old.egid;
+        if (id_changed || gained) && (unsafe_nnp || unsafe_share) {
             let keep = t.nested(|t| self.ns_capable(t, &old, new.user_ns, Cap::SETUID));
             if !keep || unsafe_nnp {
                 new.euid = new.uid;

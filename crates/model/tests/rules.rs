@@ -1051,3 +1051,43 @@ fn outcome_json_has_stable_fields() {
     assert!(text.starts_with("=> denied: EACCES"));
     assert_eq!(text.lines().count(), o.trace.len() + 1);
 }
+
+/// Found by the kernel differential test (tests/conformance, generated scenario): with
+/// no_new_privs, exec of a file without set-id bits keeps an euid that differs from the uid;
+/// Linux 6.18 downgrades only when exec changed the effective ids.
+#[test]
+fn exec_with_no_new_privs_keeps_differing_euid_without_setid_file() {
+    let s = Scenario::parse(
+        r#"
+[[filesystem]]
+name = "t"
+type = "tmpfs"
+[[mount]]
+path = "/t"
+fs = "t"
+[[file]]
+path = "/t/f0"
+owner = 0
+group = 1000
+mode = "0750"
+[[process]]
+name = "p"
+uid = 1000
+euid = 1002
+gid = 100001
+groups = [5000, 100000]
+caps = "all"
+no_new_privs = true
+[[op]]
+by = "p"
+op = "exec"
+path = "/t/f0"
+expect = "allowed"
+expect_output = "uid=1000 euid=1002 suid=1002 fsuid=1002"
+"#,
+        "nnp_exec.toml",
+    )
+    .unwrap();
+    let r = s.run();
+    assert!(r[0].matches(), "{}", r[0].outcome);
+}

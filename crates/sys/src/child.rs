@@ -194,6 +194,9 @@ pub struct FullCreds {
     pub dumpable: bool,
     /// The file mode creation mask (`umask(2)`).
     pub umask: u32,
+    /// Leave the supplementary groups as they are (`groups` is then ignored): in a namespace
+    /// whose setgroups is "deny", `setgroups(2)` always fails.
+    pub keep_groups: bool,
 }
 
 /// How a write is made (the offset matters to map files: `map_write` refuses any but 0).
@@ -900,7 +903,8 @@ impl UsernsChild {
         }
         let mut p = vec![0u8; helper::CREDS_LEN];
         let flags = (c.no_new_privs as u32 * helper::CREDS_NO_NEW_PRIVS)
-            | (c.dumpable as u32 * helper::CREDS_DUMPABLE);
+            | (c.dumpable as u32 * helper::CREDS_DUMPABLE)
+            | (c.keep_groups as u32 * helper::CREDS_KEEP_GROUPS);
         let words = [
             c.uid[0],
             c.uid[1],

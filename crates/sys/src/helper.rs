@@ -73,6 +73,7 @@ pub(crate) const CREDS_WORDS: usize = 12;
 pub(crate) const CREDS_LEN: usize = 4 * (CREDS_WORDS + MAX_GROUPS) + 5 * 8;
 pub(crate) const CREDS_NO_NEW_PRIVS: u32 = 1;
 pub(crate) const CREDS_DUMPABLE: u32 = 2;
+pub(crate) const CREDS_KEEP_GROUPS: u32 = 4;
 
 pub(crate) const HOW_WRITE: u32 = 0;
 pub(crate) const HOW_SEEK: u32 = 1;
@@ -1123,13 +1124,27 @@ fn full_creds(p: &[u8]) -> Result<(), (u32, Errno)> {
     for (i, g) in gids.iter_mut().enumerate().take(ngroups) {
         *g = rustix::process::Gid::from_raw(w(CREDS_WORDS + i));
     }
-    rustix::thread::set_thread_groups(&gids[..ngroups]).map_err(|e| (STEP_SETGROUPS, e))?;
+    if w(9) & CREDS_KEEP_GROUPS == 0 {
+        rustix::thread::set_thread_groups(&gids[..ngroups]).map_err(|e| (STEP_SETGROUPS, e))?;
+    }
     // SAFETY: setresgid takes three integers and changes only this thread.
     let r = unsafe { libc::syscall(libc::SYS_setresgid, w(4), w(5), w(6)) };
     sys_ret(r).map_err(|e| (STEP_SETRESGID, e))?;
     // SAFETY: setresuid takes three integers and changes only this thread.
     let r = unsafe { libc::syscall(libc::SYS_setresuid, w(0), w(1), w(2)) };
     sys_ret(r).map_err(|e| (STEP_SETRESUID, e))?;
+    // Leaving uid 0 cleared the effective set; setfsuid/setfsgid to an id other than the
+    // real/effective/saved ones need CAP_SETUID/CAP_SETGID effective again.
+    let now = rustix::thread::capabilities(None).map_err(|e| (STEP_CAPSET, e))?;
+    rustix::thread::set_capabilities(
+        None,
+        CapabilitySets {
+            effective: now.permitted,
+            permitted: now.permitted,
+            inheritable: now.inheritable,
+        },
+    )
+    .map_err(|e| (STEP_CAPSET, e))?;
     // setfsuid/setfsgid return the old value, never an error: check the result by reading back.
     // SAFETY: setfsgid takes one integer.
     unsafe { libc::syscall(libc::SYS_setfsgid, w(7)) };

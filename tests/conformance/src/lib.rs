@@ -6,7 +6,9 @@
 
 pub mod diff;
 pub mod gen;
+pub mod kernel;
 pub mod observe;
+pub mod scenario_gen;
 
 use credns_idmap::{IdKind, IdMap};
 use credns_sys::{Pid, ProcFs};
