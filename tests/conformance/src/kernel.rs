@@ -246,12 +246,16 @@ impl Drop for Realised<'_> {
 }
 
 /// Adjust the model's world to what a test process can realise: processes in the initial
-/// namespace cannot have a bounding or permitted set larger than the test process's own.
+/// namespace cannot have a bounding or permitted set larger than the test process's own, and
+/// every helper's `mm->user_ns` is the initial namespace (none of them exec'd).
 pub fn adapt_world(world: &mut World, fx: &Fixture) {
     let init = world.init_ns();
     let tasks: Vec<TaskRef> = world.tasks().map(|(r, _)| r).collect();
     for t in tasks {
         let task = world.task_mut(t);
+        // Helpers are forked from the test program, which was exec'd in the initial namespace:
+        // that is their mm->user_ns, wherever they are now.
+        task.mm_user_ns = init;
         if task.cred.user_ns == init {
             let c = &mut task.cred;
             let cut =

@@ -258,7 +258,8 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
         if let Some(n) = ns {
             let _ = writeln!(t, "ns = \"{}\"", nss[n].name);
         }
-        let _ = writeln!(t, "uid = {uid}\ngid = {gid}");
+        // Every helper is in the test's session (the SIGCONT rule).
+        let _ = writeln!(t, "uid = {uid}\ngid = {gid}\nsession = 1");
         for k in ["euid", "suid", "fsuid"] {
             if rng.chance(1, 6) {
                 let _ = writeln!(t, "{k} = {}", pick_id(&mut rng, &nss, ns, true));
