@@ -72,7 +72,9 @@ pub struct Fixture {
 impl Fixture {
     /// Mount both filesystems. Needs root, `mkfs.ext4` and `losetup`.
     pub fn new() -> Result<Fixture, String> {
-        let base = std::env::temp_dir().join(format!("credns-model-{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = std::env::temp_dir().join(format!("credns-model-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&base).map_err(|e| format!("mkdir {}: {e}", base.display()))?;
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| e.to_string())?;
