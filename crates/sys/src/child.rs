@@ -1191,3 +1191,120 @@ fn socket_pair() -> Result<(OwnedFd, OwnedFd), Error> {
     })?;
     Ok((a, b))
 }
+
+/// Mount attributes for [`attach_clone`] (`mount_setattr(2)`'s `MOUNT_ATTR_*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CloneAttrs {
+    /// `MOUNT_ATTR_RDONLY`.
+    pub read_only: bool,
+    /// `MOUNT_ATTR_NOSUID`.
+    pub nosuid: bool,
+    /// `MOUNT_ATTR_NOEXEC`.
+    pub noexec: bool,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// `struct mount_attr` of `mount_setattr(2)`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Attach a copy of the mount at `source` (a subtree of it when `source` is below its root)
+/// at `target`, with `attrs`, and idmapped with the maps of the user namespace `idmap` if
+/// given: `open_tree(2)` with `OPEN_TREE_CLONE`, `mount_setattr(2)` (`MOUNT_ATTR_IDMAP` takes
+/// the namespace's fd; the filesystem must support idmapped mounts), `move_mount(2)`. Needs
+/// CAP_SYS_ADMIN in the initial namespace. Undo with [`detach_mount`].
+#[doc(alias = "open_tree")]
+#[doc(alias = "mount_setattr")]
+#[doc(alias = "move_mount")]
+pub fn attach_clone(
+    source: &Path,
+    target: &Path,
+    attrs: CloneAttrs,
+    idmap: Option<BorrowedFd<'_>>,
+) -> Result<(), Error> {
+    use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+    let tree = rustix::mount::open_tree(
+        rustix::fs::CWD,
+        source,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )
+    .map_err(|errno| Error::Path {
+        op: "open_tree(OPEN_TREE_CLONE)",
+        path: source.to_owned(),
+        errno,
+    })?;
+    let mut set = 0;
+    if attrs.read_only {
+        set |= MOUNT_ATTR_RDONLY;
+    }
+    if attrs.nosuid {
+        set |= MOUNT_ATTR_NOSUID;
+    }
+    if attrs.noexec {
+        set |= MOUNT_ATTR_NOEXEC;
+    }
+    let mut attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    if let Some(ns) = idmap {
+        attr.attr_set |= MOUNT_ATTR_IDMAP;
+        attr.userns_fd = ns.as_raw_fd() as u64;
+    }
+    if attr.attr_set != 0 {
+        let empty = c"";
+        // SAFETY: mount_setattr reads `size` bytes of `attr` (a live, properly laid out
+        // struct mount_attr) and the empty NUL-terminated path; `tree` is an open mount fd.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                tree.as_raw_fd(),
+                empty.as_ptr(),
+                libc::AT_EMPTY_PATH as libc::c_uint,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        };
+        if r < 0 {
+            return Err(Error::Path {
+                op: "mount_setattr",
+                path: source.to_owned(),
+                errno: crate::last_errno(),
+            });
+        }
+    }
+    rustix::mount::move_mount(
+        tree.as_fd(),
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|errno| Error::Path {
+        op: "move_mount",
+        path: target.to_owned(),
+        errno,
+    })
+}
+
+/// Detach the mount at `target` (`umount2(2)` with `MNT_DETACH`).
+pub fn detach_mount(target: &Path) -> Result<(), Error> {
+    rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH).map_err(|errno| {
+        Error::Path {
+            op: "umount2(MNT_DETACH)",
+            path: target.to_owned(),
+            errno,
+        }
+    })
+}

@@ -22,8 +22,8 @@ mod procfs;
 use std::path::PathBuf;
 
 pub use child::{
-    write_fd, Actor, CapSets, FullCreds, HelperIds, Ids, RemoteFd, SetId, UnshareOptions,
-    UsernsChild, WriteHow,
+    attach_clone, detach_mount, write_fd, Actor, CapSets, CloneAttrs, FullCreds, HelperIds, Ids,
+    RemoteFd, SetId, UnshareOptions, UsernsChild, WriteHow,
 };
 pub use ns::{userns_ancestry, NsId, UserNsFd};
 pub use procfs::{ProcFs, ProcStatus};

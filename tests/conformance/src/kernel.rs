@@ -24,8 +24,8 @@ use std::process::Command;
 
 use credns_model::{AclTag, MapKind, NsRef, Op, Scenario, TaskRef, Verdict, World};
 use credns_sys::{
-    Actor, CapSets, Errno, FullCreds, Ids, OFlags, Pid, ProcFs, SetId, UnshareOptions, UserNsFd,
-    UsernsChild, WriteHow,
+    attach_clone, detach_mount, Actor, CapSets, CloneAttrs, Errno, FullCreds, Ids, OFlags, Pid,
+    ProcFs, SetId, UnshareOptions, UserNsFd, UsernsChild, WriteHow,
 };
 
 /// Every capability up to CAP_LAST_CAP 40.
@@ -221,8 +221,12 @@ pub struct Realised<'f> {
     fx: &'f Fixture,
     /// Filesystem name -> real directory of its root.
     sb_dirs: BTreeMap<String, PathBuf>,
-    /// Mount path ("/" or "/NAME") -> filesystem name.
-    mounts: BTreeMap<String, String>,
+    /// Mount path ("/" or "/NAME") -> the real directory shown there.
+    mounts: BTreeMap<String, PathBuf>,
+    /// Mount path -> the filesystem directory it shows, not idmapped (for on-disk ids).
+    disk: BTreeMap<String, PathBuf>,
+    /// Clones attached for mounts with options or idmaps (detached on drop).
+    attached: Vec<PathBuf>,
     live: Live,
 }
 
@@ -240,6 +244,10 @@ impl Drop for Realised<'_> {
         self.live.procs.clear();
         while let Some((_, k)) = self.live.keepers.pop_last() {
             drop(k);
+        }
+        for m in self.attached.drain(..) {
+            let _ = detach_mount(&m);
+            let _ = std::fs::remove_dir(&m);
         }
         for d in self.sb_dirs.values() {
             let _ = std::fs::remove_dir_all(d);
@@ -282,13 +290,6 @@ fn check_realisable(s: &Scenario, raw: &toml::Table) -> Result<(), Unrealisable>
     if let Some(ms) = raw.get("mount").and_then(|v| v.as_array()) {
         for m in ms {
             let t = m.as_table().cloned().unwrap_or_default();
-            for k in ["idmap", "subdir", "nosuid", "noexec", "read_only"] {
-                if let Some(v) = t.get(k) {
-                    if v.as_bool() != Some(false) {
-                        return Err(format!("mount option {k}"));
-                    }
-                }
-            }
             let p = t.get("path").and_then(|v| v.as_str()).unwrap_or("");
             if p != "/" && (p.matches('/').count() != 1) {
                 return Err(format!("mount at {p} (only / and /NAME)"));
@@ -344,6 +345,8 @@ impl<'f> Realised<'f> {
             fx,
             sb_dirs: BTreeMap::new(),
             mounts: BTreeMap::new(),
+            disk: BTreeMap::new(),
+            attached: Vec::new(),
             live: Live {
                 keepers: BTreeMap::new(),
                 procs: BTreeMap::new(),
@@ -351,15 +354,13 @@ impl<'f> Realised<'f> {
                 execd: Vec::new(),
             },
         };
-        // Filesystems and mounts.
-        let mut mount_list = Vec::new();
-        let mut seen_sb = Vec::new();
-        for (_, m) in w.mounts() {
+        // Filesystems: one directory per superblock; mounts: that directory when the mount is
+        // the filesystem's first plain one, else a clone of it attached with the mount's
+        // options and idmap (after the namespaces exist).
+        let mut trees = Vec::new();
+        let mut pending = Vec::new();
+        for (k, (_, m)) in w.mounts().enumerate() {
             let sb = w.sb(m.sb);
-            if seen_sb.contains(&m.sb) {
-                return Ok(Err(format!("filesystem {} mounted twice", sb.name)));
-            }
-            seen_sb.push(m.sb);
             if sb.user_ns != init {
                 return Ok(Err(format!(
                     "filesystem {} owned by a user namespace",
@@ -372,17 +373,21 @@ impl<'f> Realised<'f> {
                     sb.name
                 )));
             }
-            if m.root != sb.root {
-                return Ok(Err("a bind mount of a subtree".into()));
-            }
+            let fresh = !r.sb_dirs.contains_key(&sb.name);
             let dir = match sb.fs_type.as_str() {
                 "tmpfs" => fx.tmpfs.join(format!("{tag}-{}", sb.name)),
                 "ext4" => fx.ext4.join(format!("{tag}-{}", sb.name)),
                 t => return Ok(Err(format!("filesystem type {t}"))),
             };
+            if fresh {
+                r.sb_dirs.insert(sb.name.clone(), dir.clone());
+                trees.push((sb.root, dir.clone()));
+            }
+            let idmapped = !matches!(m.idmap, credns_model::MntIdmap::Nop);
             if m.path == "/" {
-                let root = w.inode(sb.root);
-                if root.uid.0 != 0
+                let root = w.inode(m.root);
+                if idmapped
+                    || root.uid.0 != 0
                     || root.gid.0 != 0
                     || root.mode & 0o7777 != 0o755
                     || root.acl.is_some()
@@ -390,17 +395,34 @@ impl<'f> Realised<'f> {
                     return Ok(Err("the root directory is not root's 0755".into()));
                 }
             }
-            r.sb_dirs.insert(sb.name.clone(), dir.clone());
-            r.mounts.insert(m.path.clone(), sb.name.clone());
-            mount_list.push((m.path.clone(), sb.root, dir));
+            let plain =
+                fresh && m.root == sb.root && !idmapped && !m.nosuid && !m.noexec && !m.read_only;
+            let Some(sub) = inode_path(w, sb.root, m.root) else {
+                return Ok(Err("a mount of a directory not in its filesystem".into()));
+            };
+            r.disk.insert(m.path.clone(), dir.join(&sub));
+            if plain {
+                r.mounts.insert(m.path.clone(), dir);
+                continue;
+            }
+            let real = fx.tmpfs.join(format!("{tag}-m{k}"));
+            let idmap_ns = match &m.idmap {
+                credns_model::MntIdmap::Nop => None,
+                credns_model::MntIdmap::Mapped { from, .. } => Some(w.ns(*from).name.clone()),
+            };
+            let attrs = CloneAttrs {
+                read_only: m.read_only,
+                nosuid: m.nosuid,
+                noexec: m.noexec,
+            };
+            pending.push((real.clone(), dir.join(sub), attrs, idmap_ns));
+            r.mounts.insert(m.path.clone(), real);
         }
         if !r.mounts.contains_key("/") {
             return Ok(Err("nothing mounted at /".into()));
         }
-        for (_, root, dir) in &mount_list {
-            if let Err(e) = r.make_tree(w, *root, dir) {
-                return Err(e);
-            }
+        for (root, dir) in &trees {
+            r.make_tree(w, *root, dir)?;
         }
         // Namespaces: a keeper per namespace, created by its parent's keeper with the owner's
         // ids; maps written by the parent's keeper.
@@ -495,6 +517,19 @@ impl<'f> Realised<'f> {
             w.ns(init).name.clone(),
             UserNsFd::open(&ProcFs::new(), Pid::this()).map_err(|e| e.to_string())?,
         );
+        for (real, source, attrs, idmap_ns) in pending {
+            std::fs::create_dir(&real).map_err(|e| format!("mkdir {}: {e}", real.display()))?;
+            let fd = match &idmap_ns {
+                None => None,
+                Some(n) => match r.live.ns_fds.get(n) {
+                    Some(fd) => Some(fd.as_fd()),
+                    None => return Ok(Err(format!("idmap namespace {n} not realised"))),
+                },
+            };
+            attach_clone(&source, &real, attrs, fd)
+                .map_err(|e| format!("mounting {}: {e}", real.display()))?;
+            r.attached.push(real);
+        }
         // Processes.
         for (tr, t) in w.tasks() {
             let c = &t.cred;
@@ -644,18 +679,27 @@ impl<'f> Realised<'f> {
 
     /// The real path of a model path.
     pub fn real_path(&self, path: &str) -> Option<PathBuf> {
+        Self::resolve(&self.mounts, path)
+    }
+
+    /// The real path of a model path through the filesystem's own, not idmapped, directory.
+    pub fn disk_path(&self, path: &str) -> Option<PathBuf> {
+        Self::resolve(&self.disk, path)
+    }
+
+    fn resolve(mounts: &BTreeMap<String, PathBuf>, path: &str) -> Option<PathBuf> {
         let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
         if let Some(first) = comps.first() {
             let mp = format!("/{first}");
-            if let Some(sb) = self.mounts.get(&mp) {
-                let mut p = self.sb_dirs[sb].clone();
+            if let Some(base) = mounts.get(&mp) {
+                let mut p = base.clone();
                 for c in &comps[1..] {
                     p.push(c);
                 }
                 return Some(p);
             }
         }
-        let mut p = self.sb_dirs[&self.mounts["/"]].clone();
+        let mut p = mounts.get("/")?.clone();
         for c in &comps {
             p.push(c);
         }
@@ -733,7 +777,10 @@ impl<'f> Realised<'f> {
                 match r {
                     Ok(()) => {
                         let mut v = self.stat_values(h, &p)?;
-                        let md = std::fs::metadata(&p).map_err(|x| x.to_string())?;
+                        let dp = self
+                            .disk_path(path)
+                            .ok_or_else(|| format!("no real path for {path}"))?;
+                        let md = std::fs::metadata(&dp).map_err(|x| x.to_string())?;
                         v.push(("disk_uid".into(), md.uid().to_string()));
                         v.push(("disk_gid".into(), md.gid().to_string()));
                         Ok(v)
@@ -912,6 +959,23 @@ impl<'f> Realised<'f> {
             Err(x) => Err(format!("stat {} after success: {x}", p.display())),
         }
     }
+}
+
+/// The path of `ino` below `root` (relative, empty for the root itself).
+fn inode_path(
+    w: &World,
+    root: credns_model::InodeRef,
+    ino: credns_model::InodeRef,
+) -> Option<PathBuf> {
+    if root == ino {
+        return Some(PathBuf::new());
+    }
+    for (name, c) in &w.inode(root).children {
+        if let Some(p) = inode_path(w, *c, ino) {
+            return Some(Path::new(name).join(p));
+        }
+    }
+    None
 }
 
 fn show_groups(g: &[u32]) -> String {
