@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
+command -v losetup >/dev/null || need_pkgs+=(mount)
+command -v mkfs.ext4 >/dev/null || need_pkgs+=(e2fsprogs)
+command -v setfacl >/dev/null || need_pkgs+=(acl)
 if ((${#need_pkgs[@]})) && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
 fi

@@ -813,10 +813,17 @@ impl UsernsChild {
     }
 
     /// Have the helper send `signal` (0: only the permission check) to `pid` (`kill(2)`).
+    /// Helpers ignore SIGHUP, SIGINT, SIGUSR1, SIGUSR2 and SIGTERM, so those may be sent to
+    /// another helper for real ([`UsernsChild::ignored_signals`]).
     pub fn kill(&self, pid: Pid, signal: u32) -> Result<Result<(), Errno>, Error> {
         Ok(self
             .syscall(helper::CALL_KILL, [pid.0 as u64, signal as u64, 0], &[])?
             .map(|_| ()))
+    }
+
+    /// The signals every helper ignores (and so survives).
+    pub fn ignored_signals() -> &'static [i32] {
+        &helper::IGNORED_SIGNALS
     }
 
     /// Have the helper change ids (`setuid(2)`, `setreuid(2)`, `setresuid(2)` and the gid

@@ -20,6 +20,16 @@ use rustix::net::{
 
 use crate::Errno;
 
+/// Signals a helper ignores (so that sending them for real, to test `kill(2)`, leaves it
+/// running): SIGHUP, SIGINT, SIGUSR1, SIGUSR2, SIGTERM.
+pub(crate) const IGNORED_SIGNALS: [libc::c_int; 5] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGTERM,
+];
+
 /// The fd the helper keeps its control socket as.
 pub(crate) const SOCK_FD: RawFd = 3;
 /// Largest request (header + payload) and largest reply.
@@ -507,6 +517,13 @@ fn run(
     }
     if arm_parent_death_signal(parent).is_err() {
         return 121;
+    }
+    // Signals sent to test the kill(2) permission rules are ignored (delivered and dropped),
+    // so a helper survives them; SIGKILL still ends it.
+    for sig in IGNORED_SIGNALS {
+        // SAFETY: signal() with SIG_IGN installs no handler code; it only changes this
+        // process's disposition of a catchable signal.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
     }
     let mut ready = match apply_creds(opts) {
         Ok(()) => Rep::ok(),

@@ -834,13 +834,15 @@ impl<'f> Realised<'f> {
                 let Some(pid) = self.pid_of(*target) else {
                     return Ok(KernelAnswer::Skipped("no such process".into()));
                 };
-                // The permission check is the same for every signal but SIGCONT; sending the
-                // others for real would end the helper, so they are checked with signal 0.
-                let sig = if *signal == credns_model::SIGCONT || *signal > 64 {
-                    *signal
-                } else {
-                    0
-                };
+                // Signals the helpers ignore (and SIGCONT, 0 and invalid numbers) are sent as
+                // they are; the permission check is the same for every other signal but
+                // SIGCONT, and sending one for real would end the helper, so those are
+                // checked with signal 0.
+                let real = *signal == 0
+                    || *signal == credns_model::SIGCONT
+                    || *signal > 64
+                    || UsernsChild::ignored_signals().contains(&(*signal as i32));
+                let sig = if real { *signal } else { 0 };
                 ans(h.kill(pid, sig).map_err(e)?)
             }
             Op::Ptrace { target } => {

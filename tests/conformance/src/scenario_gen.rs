@@ -345,6 +345,28 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
         );
         let _ = writeln!(t, "\n[[mount]]\npath = \"/t\"\nfs = \"t\"");
     }
+    // A second view of the tmpfs at /m: idmapped with a namespace's maps and/or with options.
+    let alias = tmpfs && rng.chance(1, 2);
+    if alias {
+        let _ = writeln!(t, "\n[[mount]]\npath = \"/m\"\nfs = \"t\"");
+        if !nss.is_empty() && rng.chance(3, 5) {
+            let n = &nss[rng.below(nss.len() as u64) as usize];
+            let _ = writeln!(t, "idmap = \"{}\"", n.name);
+        }
+        for (k, num, den) in [("nosuid", 1, 4), ("noexec", 1, 5), ("read_only", 1, 5)] {
+            if rng.chance(num, den) {
+                let _ = writeln!(t, "{k} = true");
+            }
+        }
+    }
+    let via = |rng: &mut Rng, p: String| -> String {
+        if alias && rng.chance(1, 2) {
+            if let Some(rest) = p.strip_prefix("/t") {
+                return format!("/m{rest}");
+            }
+        }
+        p
+    };
     let mut dirs: Vec<String> = vec![if tmpfs { "/t".into() } else { "/d".into() }];
     if !tmpfs {
         let _ = writeln!(t, "\n[[file]]\npath = \"/d\"\ndir = true\nmode = \"0777\"");
@@ -408,6 +430,7 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
     let mut execd: Vec<usize> = Vec::new();
     let mut fresh = 0;
     let mut unshared: Vec<String> = Vec::new();
+    let mut unsharers: Vec<usize> = Vec::new();
     for _ in 0..n_ops {
         let live: Vec<usize> = (0..procs.len()).filter(|i| !execd.contains(i)).collect();
         if live.is_empty() {
@@ -417,11 +440,12 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
         let by = &procs[b];
         let target = &procs[live[rng.below(live.len() as u64) as usize]].name;
         let any_path = |rng: &mut Rng| -> String {
-            if rng.chance(1, 8) || files.is_empty() {
+            let p = if rng.chance(1, 8) || files.is_empty() {
                 dirs[rng.below(dirs.len() as u64) as usize].clone()
             } else {
                 files[rng.below(files.len() as u64) as usize].clone()
-            }
+            };
+            via(rng, p)
         };
         let uid_arg = |rng: &mut Rng| -> String {
             match rng.below(6) {
@@ -440,7 +464,7 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
             }
         };
         let _ = writeln!(t, "\n[[op]]\nby = \"{}\"", by.name);
-        match rng.below(22) {
+        match rng.below(25) {
             0..=2 => {
                 let _ = writeln!(
                     t,
@@ -463,9 +487,10 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
                 let d = dirs[rng.below(dirs.len() as u64) as usize].clone();
                 let dir = rng.chance(1, 3);
                 let p = format!("{d}/new{fresh}");
+                let shown = via(&mut rng, p.clone());
                 let _ = writeln!(
                     t,
-                    "op = \"{}\"\npath = \"{p}\"\nmode = \"{}\"",
+                    "op = \"{}\"\npath = \"{shown}\"\nmode = \"{}\"",
                     if dir { "mkdir" } else { "create" },
                     rng.pick(&["0777", "0666", "0644", "2755", "0755", "6777", "1777"])
                 );
@@ -568,17 +593,35 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
                 let _ = writeln!(t, "op = \"proc_status\"\ntarget = \"{target}\"");
             }
             19 if !exes.is_empty() => {
-                let _ = writeln!(
-                    t,
-                    "op = \"exec\"\npath = \"{}\"",
-                    exes[rng.below(exes.len() as u64) as usize]
-                );
+                let e = exes[rng.below(exes.len() as u64) as usize].clone();
+                let _ = writeln!(t, "op = \"exec\"\npath = \"{}\"", via(&mut rng, e));
                 execd.push(b);
             }
             20 => {
                 let name = format!("u{}", unshared.len());
                 let _ = writeln!(t, "op = \"unshare\"\nname = \"{name}\"");
                 unshared.push(name);
+                unsharers.push(b);
+            }
+            22 | 23 if !unsharers.is_empty() => {
+                let tg = &procs[unsharers[rng.below(unsharers.len() as u64) as usize]];
+                let lower = match rng.below(3) {
+                    0 => by.uid,
+                    1 => tg.uid,
+                    _ => pick_id(&mut rng, &nss, by.ns, true),
+                };
+                let count = rng.pick(&[1, 1, 10]);
+                let kind = rng.pick(&["write_uid_map", "write_gid_map", "write_setgroups"]);
+                let text = if kind == "write_setgroups" {
+                    rng.pick(&["deny", "allow"]).to_owned()
+                } else {
+                    format!("0 {lower} {count}")
+                };
+                let _ = writeln!(
+                    t,
+                    "op = \"{kind}\"\ntarget = \"{}\"\ntext = \"{text}\"",
+                    tg.name
+                );
             }
             21 if !nss.is_empty() || !unshared.is_empty() => {
                 let mut names: Vec<String> = nss.iter().map(|n| n.name.clone()).collect();

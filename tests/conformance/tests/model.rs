@@ -24,6 +24,8 @@ struct Tally {
     unknown: BTreeMap<String, usize>,
     skipped: BTreeMap<String, usize>,
     unrealisable: BTreeMap<String, usize>,
+    /// Per op kind: (agreed allowed, agreed denied).
+    by_kind: BTreeMap<String, (usize, usize)>,
     failures: Vec<String>,
 }
 
@@ -32,6 +34,19 @@ impl Tally {
         self.scenarios += 1;
         for c in res {
             self.ops += 1;
+            let kind = c
+                .text
+                .split_once(": ")
+                .map(|(_, r)| r.split_whitespace().next().unwrap_or("").to_owned())
+                .unwrap_or_default();
+            if c.mismatch.is_none() {
+                let e = self.by_kind.entry(kind).or_default();
+                match (&c.model, &c.kernel) {
+                    (Verdict::Allowed, KernelAnswer::Done(_)) => e.0 += 1,
+                    (Verdict::Denied(_), KernelAnswer::Refused(_)) => e.1 += 1,
+                    _ => {}
+                }
+            }
             match (&c.model, &c.kernel) {
                 (Verdict::Unknown(r), _) => *self.unknown.entry(r.clone()).or_default() += 1,
                 (_, KernelAnswer::Skipped(r)) => *self.skipped.entry(r.clone()).or_default() += 1,
@@ -48,6 +63,10 @@ impl Tally {
         println!(
             "{what}: {} scenarios run, {} ops compared: {} agreed allowed, denied {:?}",
             self.scenarios, self.ops, self.agreed_allowed, self.agreed_denied
+        );
+        println!(
+            "{what}: per op (agreed allowed, agreed denied): {:?}",
+            self.by_kind
         );
         println!("{what}: model unknown (per reason): {:?}", self.unknown);
         println!(
