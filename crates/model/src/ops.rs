@@ -1063,7 +1063,6 @@ impl World {
             );
         }
         let gained = !new.cap_permitted.is_subset(old.cap_permitted);
-        let is_setid = new.euid != old.uid || new.egid != old.gid;
         // Since "security/commoncap: don't assume 'setid' if all ids are identical" the
         // downgrade applies only when exec changed the euid or leaves an egid the task is not
         // in, not merely because effective ids differ from real ones (checked on 6.18).
@@ -1091,7 +1090,9 @@ impl World {
         new.fsuid = new.euid;
         new.sgid = new.egid;
         new.fsgid = new.egid;
-        if is_setid {
+        // A set-id exec cancels the ambient set: the same id_changed test (checked on 6.18:
+        // ambient capabilities survive an exec while euid != uid or egid != gid).
+        if id_changed {
             new.cap_ambient = CapSet::EMPTY;
         }
         new.cap_permitted = new.cap_permitted.union(new.cap_ambient);

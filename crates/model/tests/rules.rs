@@ -1185,3 +1185,43 @@ note = "other:: is now r-x"
         assert!(r.matches(), "op {}: {}", r.index, r.outcome);
     }
 }
+
+/// Found by the kernel differential test: ambient capabilities survive an exec of a plain
+/// file even when the effective ids differ from the real ones (only an id change clears them).
+#[test]
+fn ambient_survives_exec_with_differing_effective_ids() {
+    let s = Scenario::parse(
+        r#"
+[[filesystem]]
+name = "t"
+type = "tmpfs"
+[[mount]]
+path = "/t"
+fs = "t"
+[[file]]
+path = "/t/f"
+owner = 1000
+group = 0
+mode = "0711"
+[[process]]
+name = "p"
+uid = 1000
+gid = 1000
+egid = 0
+permitted = "0x27"
+effective = "0x27"
+inheritable = "0x8028002b"
+ambient = "0x22"
+[[op]]
+by = "p"
+op = "exec"
+path = "/t/f"
+expect = "allowed"
+expect_output = "egid=0 CapPrm=0000000000000022 CapEff=0000000000000022 CapAmb=0000000000000022"
+"#,
+        "ambient.toml",
+    )
+    .unwrap();
+    let r = s.run();
+    assert!(r[0].matches(), "{}", r[0].outcome);
+}

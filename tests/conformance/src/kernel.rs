@@ -11,7 +11,7 @@
 //! What a scenario must not use to be realised here (it is then skipped with the reason):
 //! idmapped mounts, mount options, filesystems owned by other namespaces, read-only
 //! filesystems, immutable files, non-default sysctls, processes that are chrooted,
-//! multithreaded, share an fs_struct, are not dumpable or are in another session, and mounts
+//! multithreaded, share an fs_struct or are in another session, and mounts
 //! other than at `/` or `/NAME`. Model processes in the initial namespace get the test
 //! process's bounding set (the kernel does not let a process raise it), applied to the model's
 //! world before it runs.
@@ -302,9 +302,6 @@ fn check_realisable(s: &Scenario, raw: &toml::Table) -> Result<(), Unrealisable>
                 "process {} chrooted/multithreaded/shared_fs",
                 t.name
             ));
-        }
-        if !t.dumpable {
-            return Err(format!("process {} not dumpable", t.name));
         }
         if t.session.is_some_and(|s| s != 1) {
             return Err(format!("process {} in another session", t.name));
@@ -780,7 +777,8 @@ impl<'f> Realised<'f> {
                         let dp = self
                             .disk_path(path)
                             .ok_or_else(|| format!("no real path for {path}"))?;
-                        let md = std::fs::metadata(&dp).map_err(|x| x.to_string())?;
+                        let md = std::fs::metadata(&dp)
+                            .map_err(|x| format!("stat {}: {x}", dp.display()))?;
                         v.push(("disk_uid".into(), md.uid().to_string()));
                         v.push(("disk_gid".into(), md.gid().to_string()));
                         Ok(v)
@@ -799,7 +797,13 @@ impl<'f> Realised<'f> {
                 let p = path_of(path)?;
                 match h.chmod(&p, *mode).map_err(e)? {
                     Ok(()) => {
-                        let md = std::fs::metadata(&p).map_err(|x| x.to_string())?;
+                        // Root looks through the filesystem's own directory: through an
+                        // idmapped mount its capabilities may not apply.
+                        let dp = self
+                            .disk_path(path)
+                            .ok_or_else(|| format!("no real path for {path}"))?;
+                        let md = std::fs::metadata(&dp)
+                            .map_err(|x| format!("stat {}: {x}", dp.display()))?;
                         Ok(vec![("mode".into(), format!("{:04o}", md.mode() & 0o7777))])
                     }
                     Err(x) => Err(x),

@@ -296,6 +296,17 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
                     eff &= rng.next_u64();
                 }
                 let _ = writeln!(t, "permitted = \"{prm:#x}\"\neffective = \"{eff:#x}\"");
+                if rng.chance(1, 3) {
+                    // Inheritable: anything the bounding set holds; ambient: in both.
+                    let mut inh = 0u64;
+                    for (bit, _) in CAPS {
+                        if rng.chance(1, 2) {
+                            inh |= 1 << bit;
+                        }
+                    }
+                    let amb = inh & prm & rng.next_u64();
+                    let _ = writeln!(t, "inheritable = \"{inh:#x}\"\nambient = \"{amb:#x}\"");
+                }
             }
             _ => {}
         }
@@ -307,6 +318,13 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
         }
         if rng.chance(1, 12) {
             let _ = writeln!(t, "no_new_privs = true");
+        }
+        if rng.chance(1, 10) {
+            // SECBIT_NOROOT, SECBIT_NO_SETUID_FIXUP, SECBIT_KEEP_CAPS and combinations.
+            let _ = writeln!(t, "securebits = {}", rng.pick(&[1, 4, 16, 5, 20, 21]));
+        }
+        if rng.chance(1, 12) {
+            let _ = writeln!(t, "dumpable = false");
         }
         procs.push(Proc { name, ns, uid, gid });
     }
