@@ -974,6 +974,39 @@ impl UsernsChild {
             .map(|_| ()))
     }
 
+    /// Have the helper create a connected `AF_UNIX` stream socket pair (`socketpair(2)`): both
+    /// ends record the helper's credentials as they are now, for `SO_PEERCRED`.
+    pub fn socketpair(&self) -> Result<(RemoteFd, RemoteFd), Error> {
+        let r = self.call_ok(
+            Req {
+                op: helper::OP_SOCKETPAIR,
+                ..Req::default()
+            },
+            &[],
+            None,
+            "socketpair",
+        )?;
+        Ok((RemoteFd(r.rep.v[0] as i32), RemoteFd(r.rep.v[1] as i32)))
+    }
+
+    /// Have the helper read the credentials of the peer of a socket it holds
+    /// (`getsockopt(SO_PEERCRED)`, `unix(7)`): `(pid, uid, gid)`, the ids as the helper's
+    /// namespace shows them.
+    #[doc(alias = "SO_PEERCRED")]
+    pub fn peercred(&self, fd: RemoteFd) -> Result<Result<(Pid, u32, u32), Errno>, Error> {
+        let r = self.call(
+            Req {
+                op: helper::OP_PEERCRED,
+                fd: fd.0,
+                ..Req::default()
+            },
+            &[],
+            None,
+        )?;
+        Ok(Self::answer(&r.rep)
+            .map(|_| (Pid(r.rep.v[0] as i32), r.rep.v[1] as u32, r.rep.v[2] as u32)))
+    }
+
     /// Have the helper `stat(2)` a path: `(st_uid, st_gid, st_mode)` as its namespace shows them.
     pub fn stat(&self, path: &Path) -> Result<Result<(u32, u32, u32), Errno>, Error> {
         let r = self.call(

@@ -51,6 +51,10 @@ pub(crate) const OP_REAP: u32 = 9;
 pub(crate) const OP_FETCH_FD: u32 = 10;
 pub(crate) const OP_INSTALL_FD: u32 = 11;
 pub(crate) const OP_EXIT: u32 = 12;
+/// A connected `AF_UNIX` stream socket pair, both ends kept in the helper's fd table.
+pub(crate) const OP_SOCKETPAIR: u32 = 14;
+/// `getsockopt(SO_PEERCRED)` on one of the helper's fds.
+pub(crate) const OP_PEERCRED: u32 = 15;
 /// One system call made as the helper (which one: the request's `how`, a `CALL_*`).
 pub(crate) const OP_CALL: u32 = 13;
 
@@ -884,6 +888,29 @@ fn serve(
                 rep.v[0] = table
                     .insert(own(fd))
                     .map_err(|e| Rep::err(STEP_PROTOCOL, e))? as u64;
+                Ok((rep, 0))
+            }
+            OP_SOCKETPAIR => {
+                let (a, b) = rustix::net::socketpair(
+                    rustix::net::AddressFamily::UNIX,
+                    rustix::net::SocketType::STREAM,
+                    rustix::net::SocketFlags::CLOEXEC,
+                    None,
+                )
+                .map_err(|e| Rep::err(STEP_IO, e))?;
+                let mut rep = Rep::ok();
+                rep.v[0] = table.insert(a).map_err(|e| Rep::err(STEP_OPEN, e))? as u64;
+                rep.v[1] = table.insert(b).map_err(|e| Rep::err(STEP_OPEN, e))? as u64;
+                Ok((rep, 0))
+            }
+            OP_PEERCRED => {
+                let fd = table.get(req.fd).map_err(|e| Rep::err(STEP_PROTOCOL, e))?;
+                let c =
+                    rustix::net::sockopt::socket_peercred(fd).map_err(|e| Rep::err(STEP_IO, e))?;
+                let mut rep = Rep::ok();
+                rep.v[0] = c.pid.as_raw_nonzero().get() as u64;
+                rep.v[1] = c.uid.as_raw() as u64;
+                rep.v[2] = c.gid.as_raw() as u64;
                 Ok((rep, 0))
             }
             OP_CALL => call(req, payload, passed.take().map(own), out, parent),

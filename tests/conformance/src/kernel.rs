@@ -726,7 +726,8 @@ impl<'f> Realised<'f> {
             | Op::Ptrace { target }
             | Op::ProcStatus { target }
             | Op::WriteMap { target, .. }
-            | Op::WriteSetgroups { target, .. } => Some(*target),
+            | Op::WriteSetgroups { target, .. }
+            | Op::PeerCred { peer: target } => Some(*target),
             _ => None,
         };
         if let Some(t) = target {
@@ -940,8 +941,24 @@ impl<'f> Realised<'f> {
                     Err(x) => Err(x),
                 }
             }
-            Op::PeerCred { .. } => {
-                return Ok(KernelAnswer::Skipped("peercred is not performed".into()))
+            Op::PeerCred { peer } => {
+                let Some(t) = self.live.procs.get(&peer.index()) else {
+                    return Ok(KernelAnswer::Skipped("no such process".into()));
+                };
+                // The peer makes a socket pair now (its credentials are recorded in both
+                // ends); the caller gets one end and asks who is on the other side.
+                let (a, b) = t.socketpair().map_err(e)?;
+                let passed = t.fetch_fd(b).map_err(e)?;
+                let mine = h.install_fd(passed.as_fd()).map_err(e)?;
+                let r = h.peercred(mine).map_err(e)?;
+                h.close(mine)
+                    .map_err(e)?
+                    .map_err(|x| format!("close: {x}"))?;
+                t.close(a).map_err(e)?.map_err(|x| format!("close: {x}"))?;
+                t.close(b).map_err(e)?.map_err(|x| format!("close: {x}"))?;
+                r.map(|(_, u, g)| {
+                    vec![("uid".into(), u.to_string()), ("gid".into(), g.to_string())]
+                })
             }
             Op::Capable { .. } => {
                 return Ok(KernelAnswer::Skipped(

@@ -608,7 +608,8 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
                 let _ = writeln!(t, "op = \"getids\"");
             }
             18 => {
-                let _ = writeln!(t, "op = \"proc_status\"\ntarget = \"{target}\"");
+                let kind = rng.pick(&["proc_status", "peercred"]);
+                let _ = writeln!(t, "op = \"{kind}\"\ntarget = \"{target}\"");
             }
             19 if !exes.is_empty() => {
                 let e = exes[rng.below(exes.len() as u64) as usize].clone();
