@@ -238,6 +238,17 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
             let _ = writeln!(t, "setgroups = \"deny\"");
         }
     }
+    // Sometimes a namespace just created by an unprivileged user, no maps written yet, with
+    // its creator in it (ids the namespace does not map, every capability there): it may
+    // write its own maps.
+    let fresh_ns = rng.chance(1, 5);
+    let (fresh_uid, fresh_gid) = (rng.pick(&[1000, 1001, 100000]), rng.pick(&[1000, 1001, 0]));
+    if fresh_ns {
+        let _ = writeln!(
+            t,
+            "\n[[namespace]]\nname = \"fresh\"\nowner = {fresh_uid}\ngroup = {fresh_gid}"
+        );
+    }
     // Processes.
     let mut procs: Vec<Proc> = Vec::new();
     let n_proc = 2 + rng.below(4) as usize;
@@ -327,6 +338,20 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
             let _ = writeln!(t, "dumpable = false");
         }
         procs.push(Proc { name, ns, uid, gid });
+    }
+    let mut unsharers: Vec<usize> = Vec::new();
+    if fresh_ns {
+        let _ = writeln!(
+            t,
+            "\n[[process]]\nname = \"pf\"\nns = \"fresh\"\nuid = \"kernel:{fresh_uid}\"\ngid = \"kernel:{fresh_gid}\"\ncaps = \"all\"\nsession = 1"
+        );
+        unsharers.push(procs.len());
+        procs.push(Proc {
+            name: "pf".into(),
+            ns: None,
+            uid: fresh_uid,
+            gid: fresh_gid,
+        });
     }
     // Interesting on-disk ids: the processes' kernel ids, root, and ids nobody maps.
     let mut kuids: Vec<u32> = vec![0, 4242];
@@ -448,7 +473,6 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
     let mut execd: Vec<usize> = Vec::new();
     let mut fresh = 0;
     let mut unshared: Vec<String> = Vec::new();
-    let mut unsharers: Vec<usize> = Vec::new();
     for _ in 0..n_ops {
         let live: Vec<usize> = (0..procs.len()).filter(|i| !execd.contains(i)).collect();
         if live.is_empty() {
@@ -482,7 +506,7 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
             }
         };
         let _ = writeln!(t, "\n[[op]]\nby = \"{}\"", by.name);
-        match rng.below(25) {
+        match rng.below(26) {
             0..=2 => {
                 let _ = writeln!(
                     t,
@@ -622,17 +646,24 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
                 unshared.push(name);
                 unsharers.push(b);
             }
-            22 | 23 if !unsharers.is_empty() => {
-                let tg = &procs[unsharers[rng.below(unsharers.len() as u64) as usize]];
-                let lower = match rng.below(3) {
-                    0 => by.uid,
+            22..=24 if !unsharers.is_empty() => {
+                // Mostly a process writing its own maps (as after unshare -U).
+                let tg = if unsharers.contains(&b) && rng.chance(2, 3) {
+                    by
+                } else {
+                    &procs[unsharers[rng.below(unsharers.len() as u64) as usize]]
+                };
+                let lower = match rng.below(4) {
+                    0 | 3 => by.uid,
                     1 => tg.uid,
                     _ => pick_id(&mut rng, &nss, by.ns, true),
                 };
                 let count = rng.pick(&[1, 1, 10]);
                 let kind = rng.pick(&["write_uid_map", "write_gid_map", "write_setgroups"]);
                 let text = if kind == "write_setgroups" {
-                    rng.pick(&["deny", "allow"]).to_owned()
+                    rng.pick(&["deny", "deny", "allow"]).to_owned()
+                } else if kind == "write_gid_map" && rng.chance(1, 2) {
+                    format!("0 {} {count}", by.gid)
                 } else {
                     format!("0 {lower} {count}")
                 };
@@ -645,6 +676,9 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
             21 if !nss.is_empty() || !unshared.is_empty() => {
                 let mut names: Vec<String> = nss.iter().map(|n| n.name.clone()).collect();
                 names.extend(unshared.iter().cloned());
+                if fresh_ns {
+                    names.push("fresh".into());
+                }
                 names.push("init".into());
                 let _ = writeln!(
                     t,
