@@ -102,6 +102,7 @@ impl Fixture {
                 .or_else(|_| std::fs::read("/bin/cat"))
                 .map_err(|e| format!("reading cat: {e}"))?,
         };
+        run_cmd("setfacl", &["--version"])?;
         for d in [&f.tmpfs, &f.ext4] {
             std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
         }

@@ -646,12 +646,17 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
                 unshared.push(name);
                 unsharers.push(b);
             }
-            22..=24 if !unsharers.is_empty() => {
+            22..=24 if unsharers.iter().any(|u| !execd.contains(u)) => {
+                let targets: Vec<usize> = unsharers
+                    .iter()
+                    .copied()
+                    .filter(|u| !execd.contains(u))
+                    .collect();
                 // Mostly a process writing its own maps (as after unshare -U).
-                let tg = if unsharers.contains(&b) && rng.chance(2, 3) {
+                let tg = if targets.contains(&b) && rng.chance(2, 3) {
                     by
                 } else {
-                    &procs[unsharers[rng.below(unsharers.len() as u64) as usize]]
+                    &procs[targets[rng.below(targets.len() as u64) as usize]]
                 };
                 let lower = match rng.below(4) {
                     0 | 3 => by.uid,
