@@ -389,9 +389,14 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
         let _ = writeln!(t, "\n[[mount]]\npath = \"/t\"\nfs = \"t\"");
     }
     // A second view of the tmpfs at /m: idmapped with a namespace's maps and/or with options.
-    let alias = tmpfs && rng.chance(1, 2);
+    // Without the tmpfs: the root ext4 shown again at /e, the same way.
+    let alias = rng.chance(1, 2);
     if alias {
-        let _ = writeln!(t, "\n[[mount]]\npath = \"/m\"\nfs = \"t\"");
+        if tmpfs {
+            let _ = writeln!(t, "\n[[mount]]\npath = \"/m\"\nfs = \"t\"");
+        } else {
+            let _ = writeln!(t, "\n[[mount]]\npath = \"/e\"\nfs = \"rootfs\"");
+        }
         if !nss.is_empty() && rng.chance(3, 5) {
             let n = &nss[rng.below(nss.len() as u64) as usize];
             let _ = writeln!(t, "idmap = \"{}\"", n.name);
@@ -406,6 +411,9 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
         if alias && rng.chance(1, 2) {
             if let Some(rest) = p.strip_prefix("/t") {
                 return format!("/m{rest}");
+            }
+            if p.starts_with("/d") {
+                return format!("/e{p}");
             }
         }
         p
