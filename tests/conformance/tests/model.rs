@@ -15,6 +15,15 @@ use credns_conformance::scenario_gen::generate;
 use credns_conformance::{needs_root, scaled, seed};
 use credns_model::Verdict;
 
+/// The two tests run one after the other: each forks many helpers from this (threaded)
+/// process and drives them, and runs `mount`, `losetup` and `setfacl`; sharing two cores they
+/// gain nothing from running together.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[derive(Default)]
 struct Tally {
     scenarios: usize,
@@ -199,6 +208,7 @@ fn corpus_on_kernel_and_model() {
     if !needs_root("corpus_on_kernel_and_model") {
         return;
     }
+    let _serial = serial();
     let Some(fx) = fixture("corpus_on_kernel_and_model") else {
         return;
     };
@@ -232,6 +242,7 @@ fn generated_on_kernel_and_model() {
     if !needs_root("generated_on_kernel_and_model") {
         return;
     }
+    let _serial = serial();
     let s = seed();
     println!("generated_on_kernel_and_model: seed {s:#x} (set CREDNS_SEED to change)");
     let Some(fx) = fixture("generated_on_kernel_and_model") else {
