@@ -10,7 +10,7 @@ use crate::keys::{KeyId, KeyType};
 use crate::outcome::{Outcome, Output, StepVerdict, Tracer, Values, Verdict};
 use crate::vfs::{mask_str, mode_str, Check, Stop, Vfsgid, Vfsuid, MAY_EXEC, MAY_READ, MAY_WRITE};
 use crate::world::{
-    Cred, InodeRef, MntIdmap, MountRef, NsRef, TaskRef, UserNs, World, SECURE_KEEP_CAPS,
+    AclTag, Cred, InodeRef, MntIdmap, MountRef, NsRef, TaskRef, UserNs, World, SECURE_KEEP_CAPS,
     SECURE_NOROOT, SECURE_NO_SETUID_FIXUP, S_IFMT, S_ISGID, S_ISUID, S_IXGRP,
 };
 
@@ -836,6 +836,25 @@ impl World {
             }
         }
         self.inodes[ino.0].mode = new;
+        // posix_acl_chmod: an access ACL follows the new mode (user::, mask:: or group:: when
+        // there is no mask, other::), as the kernel rewrites it after every chmod.
+        if let Some(acl) = &mut self.inodes[ino.0].acl {
+            let has_mask = acl.entry(AclTag::Mask).is_some();
+            for e in &mut acl.0 {
+                match e.tag {
+                    AclTag::UserObj => e.perm = (new >> 6) & 7,
+                    AclTag::Mask => e.perm = (new >> 3) & 7,
+                    AclTag::GroupObj if !has_mask => e.perm = (new >> 3) & 7,
+                    AclTag::Other => e.perm = new & 7,
+                    _ => {}
+                }
+            }
+            tr!(t.info(
+                "posix_acl_chmod",
+                "the access ACL's user::, mask:: (or group::) and other:: entries take the new mode",
+                vec![],
+            ));
+        }
         Ok(Some(out(vec![("mode", mode_str(new))])))
     }
 
@@ -1181,8 +1200,14 @@ impl World {
             ));
         }
         let gained = !new.cap_permitted.is_subset(old.cap_permitted);
-        let is_setid = new.euid != old.uid || new.egid != old.gid;
-        if (is_setid || gained) && (unsafe_nnp || unsafe_share) {
+        // Since "security/commoncap: don't assume 'setid' if all ids are identical" the
+        // downgrade applies only when exec changed the euid or leaves an egid the task is not
+        // in, not merely because effective ids differ from real ones (checked on 6.18).
+        // The rule is `!uid_eq(new->euid, old->euid) || !in_group_p(new->egid)`: in_group_p
+        // looks at the old fsgid and supplementary groups.
+        let id_changed =
+            new.euid != old.euid || !(new.egid == old.fsgid || old.groups.contains(&new.egid));
+        if (id_changed || gained) && (unsafe_nnp || unsafe_share) {
             let keep = t.nested(|t| self.ns_capable(t, &old, new.user_ns, Cap::SETUID));
             if !keep || unsafe_nnp {
                 new.euid = new.uid;
@@ -1202,7 +1227,9 @@ impl World {
         new.fsuid = new.euid;
         new.sgid = new.egid;
         new.fsgid = new.egid;
-        if is_setid {
+        // A set-id exec cancels the ambient set: the same id_changed test (checked on 6.18:
+        // ambient capabilities survive an exec while euid != uid or egid != gid).
+        if id_changed {
             new.cap_ambient = CapSet::EMPTY;
         }
         new.cap_permitted = new.cap_permitted.union(new.cap_ambient);

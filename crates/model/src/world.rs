@@ -525,6 +525,14 @@ impl World {
         self.tasks.iter().enumerate().map(|(i, t)| (TaskRef(i), t))
     }
 
+    /// Every mount, in the order they were made.
+    pub fn mounts(&self) -> impl Iterator<Item = (MountRef, &Mount)> {
+        self.mounts
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (MountRef(i), m))
+    }
+
     /// The namespace called `name`.
     pub fn ns_by_name(&self, name: &str) -> Option<NsRef> {
         self.namespaces
