@@ -30,8 +30,8 @@ pub mod signal;
 use std::path::PathBuf;
 
 pub use child::{
-    attach_clone, detach_mount, write_fd, Actor, CapSets, CloneAttrs, FullCreds, HelperIds, Ids,
-    RemoteFd, SetId, UnshareOptions, UsernsChild, WriteHow,
+    write_fd, Actor, CapSets, FullCreds, HelperIds, Ids, RemoteFd, SetId, UnshareOptions,
+    UsernsChild, WriteHow,
 };
 pub use mount::{unmount, DetachedMount, FsType, MappingUserns, MountFailure, MountRequirement};
 pub use ns::{userns_ancestry, NsId, UserNsFd};

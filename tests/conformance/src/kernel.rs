@@ -23,9 +23,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use credns_model::{AclTag, MapKind, NsRef, Op, Scenario, TaskRef, Verdict, World};
+use credns_sys::mount::{unmount, DetachedMount, MountFlags};
 use credns_sys::{
-    attach_clone, detach_mount, Actor, CapSets, CloneAttrs, Errno, FullCreds, Ids, OFlags, Pid,
-    ProcFs, SetId, UnshareOptions, UserNsFd, UsernsChild, WriteHow,
+    Actor, CapSets, Errno, FullCreds, Ids, OFlags, Pid, ProcFs, SetId, UnshareOptions, UserNsFd,
+    UsernsChild, WriteHow,
 };
 
 /// Every capability up to CAP_LAST_CAP 40.
@@ -247,7 +248,7 @@ impl Drop for Realised<'_> {
             drop(k);
         }
         for m in self.attached.drain(..) {
-            let _ = detach_mount(&m);
+            let _ = unmount(&m, true);
             let _ = std::fs::remove_dir(&m);
         }
         for d in self.sb_dirs.values() {
@@ -408,7 +409,7 @@ impl<'f> Realised<'f> {
                 credns_model::MntIdmap::Nop => None,
                 credns_model::MntIdmap::Mapped { from, .. } => Some(w.ns(*from).name.clone()),
             };
-            let attrs = CloneAttrs {
+            let attrs = MountFlags {
                 read_only: m.read_only,
                 nosuid: m.nosuid,
                 noexec: m.noexec,
@@ -517,15 +518,20 @@ impl<'f> Realised<'f> {
         );
         for (real, source, attrs, idmap_ns) in pending {
             std::fs::create_dir(&real).map_err(|e| format!("mkdir {}: {e}", real.display()))?;
-            let fd = match &idmap_ns {
+            let userns = match &idmap_ns {
                 None => None,
                 Some(n) => match r.live.ns_fds.get(n) {
-                    Some(fd) => Some(fd.as_fd()),
+                    Some(fd) => Some(fd),
                     None => return Ok(Err(format!("idmap namespace {n} not realised"))),
                 },
             };
-            attach_clone(&source, &real, attrs, fd)
-                .map_err(|e| format!("mounting {}: {e}", real.display()))?;
+            let mounting = |e: credns_sys::Error| format!("mounting {}: {e}", real.display());
+            let clone = DetachedMount::clone_tree(&source, false).map_err(mounting)?;
+            clone.set_flags(attrs).map_err(mounting)?;
+            if let Some(ns) = userns {
+                clone.set_idmap(ns).map_err(mounting)?;
+            }
+            clone.attach(&real).map_err(mounting)?;
             r.attached.push(real);
         }
         // Processes.

@@ -216,7 +216,10 @@ fn corpus_on_kernel_and_model() {
     // `credns sim` shows users), so that none of them states what the kernel does not do.
     let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    for dir in [here.join("corpus"), here.join("../../crates/model/examples")] {
+    for dir in [
+        here.join("corpus"),
+        here.join("../../crates/model/examples"),
+    ] {
         let mut these: Vec<_> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
             .filter_map(|e| e.ok().map(|e| e.path()))
