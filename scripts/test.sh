@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # What the tests use from Debian, by the command that shows it is there.
 declare -A pkg_for=(
-  [unshare]=util-linux [setpriv]=util-linux [losetup]=util-linux [setfacl]=acl [keyctl]=keyutils
+  [unshare]=util-linux [setpriv]=util-linux [losetup]=mount [setfacl]=acl [keyctl]=keyutils
   [newuidmap]=uidmap [crun]=crun [mkfs.ext4]=e2fsprogs [mkfs.btrfs]=btrfs-progs
   [mkfs.xfs]=xfsprogs [hyperfine]=hyperfine
 )

@@ -56,9 +56,12 @@ pub struct MountArgs {
     /// Take the idmap from a registry allocation (by name lease).
     #[arg(long, value_name = "ALLOCATION")]
     name: Option<String>,
-    /// The registry database for --name.
+    /// The registry database for --name, when no daemon answers.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_REGISTRY)]
     registry: PathBuf,
+    /// The daemon's socket, asked first for --name.
+    #[arg(long, value_name = "PATH", default_value = credns_service::DEFAULT_SOCKET)]
+    socket: PathBuf,
     /// The first on-disk id of the tree (added to the idmap's on-disk side).
     #[arg(long, value_name = "B", default_value_t = 0)]
     disk_base: u32,
@@ -130,9 +133,20 @@ fn maps_from(a: &MountArgs) -> Result<(IdMap, IdMap, String)> {
         return Ok((uid, gid, format!("--like {pid}")));
     }
     let name = a.name.as_deref().expect("clap requires one of the three");
+    // The daemon holds the store while it runs: ask it first.
+    if let Ok(mut client) = credns_service::Client::connect(&a.socket) {
+        let alloc = client
+            .show(&credns_service::Target::Name(name.to_string()))
+            .map_err(|e| anyhow!("--name {name}: {e}"))?;
+        let uid = alloc.uid_map().with_context(|| format!("--name {name}"))?;
+        let gid = alloc.gid_map().with_context(|| format!("--name {name}"))?;
+        return Ok((uid, gid, format!("--name {name}")));
+    }
     if !a.registry.exists() {
         bail!(
-            "--name {name}: no registry at {} (give --registry PATH)",
+            "--name {name}: no credns daemon answers at {} and there is no registry at {} \
+             (give --socket or --registry)",
+            a.socket.display(),
             a.registry.display()
         );
     }
@@ -141,9 +155,10 @@ fn maps_from(a: &MountArgs) -> Result<(IdMap, IdMap, String)> {
             if matches!(e, credns_registry::Error::Db(_)) && e.to_string().contains("already open")
             {
                 anyhow!(
-                    "--name {name}: the registry {} is locked by another process (the credns \
-                     daemon holds it while it runs); use --map with the allocation's range",
-                    a.registry.display()
+                    "--name {name}: the registry {} is locked by another process and no credns \
+                     daemon answers at {}",
+                    a.registry.display(),
+                    a.socket.display()
                 )
             } else {
                 anyhow!("--name {name}: opening {}: {e}", a.registry.display())

@@ -2,14 +2,22 @@
 //! namespace and a root filesystem) with an allocated ID range.
 //!
 //! When a daemon answers on `--socket`, the work goes through it (run_daemon.rs); otherwise root
-//! uses the registry directly, as follows. Order of work: the container's first process is cloned and waits; the range is allocated
-//! (durably: the record is on disk before any id of it is used); the parent writes the maps; the
-//! child takes its ids and execs. A name lease (`--name`) is kept after exit; a namespace lease
-//! is released after exit once no process of the container is left (this process is their
-//! subreaper, so it knows without scanning /proc).
+//! uses the registry directly, as follows.
+//!
+//! Order of work: the arguments are checked and the trees of `--rootfs` and `--volume` are
+//! cloned (detached mounts); the range is allocated in a registry transaction; the clones get
+//! an idmap equal to the container's maps (on-disk N appears as the container's N) and the
+//! container's first process is cloned (inheriting them) and waits; for a namespace lease the
+//! allocation is re-keyed to the new namespace; the transaction commits (the record is on disk
+//! before any id of it is used); the parent writes the maps; the child attaches the mounts,
+//! takes its ids and execs. A failure before the commit leaves nothing allocated. A name lease
+//! (`--name`) is kept after exit; a namespace lease is released after exit once no process of
+//! the container is left (this process is their subreaper, so it knows without scanning
+//! /proc).
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -17,13 +25,13 @@ use clap::Args;
 use credns_idmap::formats::SubidFile;
 use credns_idmap::IdKind;
 use credns_registry::{
-    parse_group, parse_passwd, AllocRequest, Allocation, Exclusions, Lease, Policy, Registry,
-    Selector,
+    parse_group, parse_passwd, AllocRequest, Allocation, Exclusions, Lease, Policy,
+    RegisterRequest, Registry, Selector,
 };
 use credns_sys::container::{
-    become_subreaper, descendants_remain, process_start_ns, Container, ContainerSpec,
+    become_subreaper, descendants_remain, process_start_ns, Container, ContainerSpec, ExtraMount,
 };
-use credns_sys::{Errno, ProcFs};
+use credns_sys::{DetachedMount, Errno, MappingUserns, ProcFs};
 
 /// The registry database root uses when no daemon runs.
 pub const DEFAULT_STORE: &str = "/var/lib/credns/registry.redb";
@@ -44,9 +52,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "UID[:GID]")]
     user: Option<String>,
     /// Switch to this root filesystem, with /proc and a minimal /dev. It must have `proc` and
-    /// `dev` directories.
+    /// `dev` directories. It is idmapped like the container: its files stored with ids
+    /// 0..SIZE-1 appear owned by the container's same ids, and files the container makes are
+    /// stored with the container's ids.
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
+    /// Show the directory SRC at DST (absolute; inside the rootfs when there is one, where it
+    /// must exist), idmapped as the rootfs is; `:ro` makes it read-only. Repeatable; attached
+    /// in the order given.
+    #[arg(long = "volume", short = 'v', value_name = "SRC:DST[:ro]")]
+    volumes: Vec<String>,
     /// The registry daemon's socket: used when a daemon answers there.
     #[arg(long, value_name = "PATH", default_value = credns_service::DEFAULT_SOCKET)]
     socket: PathBuf,
@@ -63,6 +78,16 @@ pub struct RunArgs {
 pub trait RangeSource {
     /// The allocation held by `lease`, made now if there is none; durable when it returns.
     fn acquire(&mut self, lease: &Lease, size: Option<u64>) -> Result<Allocation>;
+    /// Two-phase [`acquire`](Self::acquire): the allocation held by `lease` (made now if there
+    /// is none), or with `lease` `None` a fresh one for a user namespace that `setup` makes, is
+    /// given to `setup`; it is stored (durably, when this returns) only if `setup` succeeds.
+    /// `setup` returns the namespace's lease when `lease` is `None`, and `None` otherwise.
+    fn acquire_with(
+        &mut self,
+        lease: Option<&Lease>,
+        size: Option<u64>,
+        setup: &mut dyn FnMut(&Allocation) -> Result<Option<Lease>>,
+    ) -> Result<Allocation>;
     /// Release the allocation held by `lease`.
     fn release(&mut self, lease: &Lease) -> Result<Allocation>;
 }
@@ -128,9 +153,172 @@ impl RangeSource for DirectStore {
         Ok(a)
     }
 
+    fn acquire_with(
+        &mut self,
+        lease: Option<&Lease>,
+        size: Option<u64>,
+        setup: &mut dyn FnMut(&Allocation) -> Result<Option<Lease>>,
+    ) -> Result<Allocation> {
+        // Until the namespace exists its lease is this key; nsfs inodes are never 0, and the
+        // transaction is never committed with it.
+        let provisional = Lease::UserNs {
+            dev: 0,
+            ino: 0,
+            created_ns: 0,
+        };
+        let lease = lease.cloned();
+        let mut txn = self.reg.begin()?;
+        let mut req = AllocRequest::new(lease.clone().unwrap_or(provisional), self.owner);
+        if let Some(s) = size {
+            req = req.size(s);
+        }
+        let a = txn.allocate(&req)?;
+        if let (Some(s), Some(l)) = (size, &lease) {
+            if a.uid.len() != s {
+                bail!(
+                    "{l} already holds allocation {} of {} ids, not {s}; release it first",
+                    a.id,
+                    a.uid.len()
+                );
+            }
+        }
+        let a = match (lease, setup(&a)?) {
+            (Some(_), None) => a,
+            (None, Some(ns)) => {
+                txn.release(&Selector::Id(a.id))?;
+                txn.register(&RegisterRequest {
+                    lease: ns,
+                    owner: a.owner,
+                    uid: a.uid,
+                    gid: a.gid,
+                    high: a.high,
+                    label: a.label.clone(),
+                })?
+            }
+            (Some(l), Some(ns)) => bail!("{l} given, yet the setup named {ns} too"),
+            (None, None) => bail!("the setup named no user namespace to lease the range to"),
+        };
+        txn.commit()?;
+        Ok(a)
+    }
+
     fn release(&mut self, lease: &Lease) -> Result<Allocation> {
         Ok(self.reg.release(&Selector::from(lease))?)
     }
+}
+
+/// One `--volume SRC:DST[:ro]`, checked for syntax.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeSpec {
+    /// The host directory.
+    pub src: PathBuf,
+    /// Where it appears in the container (absolute, without `..`).
+    pub dst: PathBuf,
+    /// `:ro`.
+    pub read_only: bool,
+}
+
+/// Parse `SRC:DST[:ro|:rw]`. SRC and DST may not contain ':' (there is no escape).
+pub fn parse_volume(s: &str) -> Result<VolumeSpec> {
+    let mut parts = s.splitn(3, ':');
+    let src = parts.next().unwrap_or("");
+    let Some(dst) = parts.next() else {
+        bail!("--volume {s:?}: no DST (expected SRC:DST[:ro])");
+    };
+    let opt = parts.next();
+    if src.is_empty() {
+        bail!("--volume {s:?}: empty SRC (expected SRC:DST[:ro])");
+    }
+    if dst.is_empty() {
+        bail!("--volume {s:?}: empty DST (expected SRC:DST[:ro])");
+    }
+    let dst_path = Path::new(dst);
+    if !dst_path.is_absolute() {
+        bail!("--volume {s:?}: DST {dst:?} is not an absolute path");
+    }
+    if dst_path.components().any(|c| c == Component::ParentDir) {
+        bail!("--volume {s:?}: DST {dst:?} contains \"..\"");
+    }
+    let read_only = match opt {
+        None | Some("rw") => false,
+        Some("ro") => true,
+        Some(o) => bail!("--volume {s:?}: unknown option {o:?} (expected ro or rw)"),
+    };
+    Ok(VolumeSpec {
+        src: PathBuf::from(src),
+        dst: dst_path.to_owned(),
+        read_only,
+    })
+}
+
+/// A detached clone (of the rootfs or a volume) waiting for its idmap.
+#[derive(Debug)]
+struct PendingMount {
+    tree: DetachedMount,
+    /// `None`: the rootfs; else where it is attached.
+    target: Option<PathBuf>,
+    read_only: bool,
+    /// The option it came from, for errors.
+    what: String,
+}
+
+/// Check the volumes against the host and the rootfs and clone their trees (and the rootfs's)
+/// as detached mounts, before anything is allocated.
+fn clone_trees(rootfs: Option<&Path>, volumes: &[String]) -> Result<Vec<PendingMount>> {
+    let specs = volumes
+        .iter()
+        .map(|v| parse_volume(v))
+        .collect::<Result<Vec<_>>>()?;
+    let mut out = Vec::with_capacity(specs.len() + 1);
+    if let Some(root) = rootfs {
+        let what = format!("--rootfs {}", root.display());
+        out.push(PendingMount {
+            tree: DetachedMount::clone_tree(root, true).with_context(|| what.clone())?,
+            target: None,
+            read_only: false,
+            what,
+        });
+    }
+    for (i, (v, text)) in specs.iter().zip(volumes).enumerate() {
+        let src = std::fs::canonicalize(&v.src)
+            .with_context(|| format!("--volume {text:?}: SRC {}", v.src.display()))?;
+        // A DST below an earlier volume's DST is looked for when that volume is attached.
+        let below_earlier = specs[..i].iter().any(|e| v.dst.starts_with(&e.dst));
+        if !below_earlier {
+            let (at, where_) = match rootfs {
+                Some(root) => (
+                    root.join(v.dst.strip_prefix("/").unwrap_or(&v.dst)),
+                    format!(" in the rootfs {}", root.display()),
+                ),
+                None => (v.dst.clone(), String::new()),
+            };
+            let Ok(resolved) = std::fs::canonicalize(&at) else {
+                bail!(
+                    "--volume {text:?}: DST {} does not exist{where_}",
+                    v.dst.display()
+                );
+            };
+            // The container attaches the volume before it switches root, where an absolute
+            // symlink of the image points into the host's tree.
+            if let Some(root) = rootfs.filter(|r| !resolved.starts_with(r)) {
+                bail!(
+                    "--volume {text:?}: DST {} resolves to {}, outside the rootfs {} (a symlink \
+                     in the image?)",
+                    v.dst.display(),
+                    resolved.display(),
+                    root.display()
+                );
+            }
+        }
+        let what = format!("--volume {text:?}");
+        out.push(PendingMount {
+            tree: DetachedMount::clone_tree(&src, true).with_context(|| what.clone())?,
+            target: Some(v.dst.clone()),
+            read_only: v.read_only,
+            what,
+        });
+    }
+    Ok(out)
 }
 
 /// Host ids no container range may use: users and groups of /etc/passwd and /etc/group, and the
@@ -187,8 +375,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         None => (0, 0),
     };
     let root = euid_is_root();
-    if !root && args.rootfs.is_some() {
-        bail!("--rootfs needs root (its mounts are prepared with privileges over the host's filesystems)");
+    if !root && (args.rootfs.is_some() || !args.volumes.is_empty()) {
+        let what = if args.rootfs.is_some() {
+            "--rootfs"
+        } else {
+            "--volume"
+        };
+        bail!(
+            "{what} needs root (an idmapped mount needs CAP_SYS_ADMIN over the host's filesystem)"
+        );
     }
     let rootfs = match &args.rootfs {
         Some(r) => {
@@ -209,6 +404,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     spec.new_pid = args.pid;
     spec.rootfs = rootfs;
     if let Some(client) = crate::run_daemon::connect(&args.socket) {
+        if spec.rootfs.is_some() || !args.volumes.is_empty() {
+            bail!(
+                "--rootfs and --volume do not go through the daemon yet (their idmapped mounts \
+                 are made before the container, from an allocation the daemon does not hand \
+                 over); as root, run with no daemon answering on {}",
+                args.socket.display()
+            );
+        }
         return crate::run_daemon::run(client, &args, spec, root);
     }
     if !root {
@@ -217,34 +420,66 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             args.socket.display()
         );
     }
+    let mounts = clone_trees(spec.rootfs.as_deref(), &args.volumes)?;
     let mut store = DirectStore::open(&args.store)?;
-    run_with(&mut store, &args, spec)
+    run_with(&mut store, &args, spec, mounts)
 }
 
-fn run_with(source: &mut dyn RangeSource, args: &RunArgs, spec: ContainerSpec) -> Result<ExitCode> {
-    // A name lease is allocated before anything else; a namespace lease needs the namespace.
-    let named = match &args.name {
-        Some(n) => Some(source.acquire(&Lease::name(n.clone()), args.size)?),
-        None => None,
-    };
-    if named.is_none() {
+fn run_with(
+    source: &mut dyn RangeSource,
+    args: &RunArgs,
+    mut spec: ContainerSpec,
+    mut mounts: Vec<PendingMount>,
+) -> Result<ExitCode> {
+    let name_lease = args.name.clone().map(Lease::name);
+    if name_lease.is_none() {
         become_subreaper()?;
     }
-    let mut c = Container::spawn(&spec).context("creating the container's namespaces")?;
-    let ns = c.userns_fd().id()?;
-    let (alloc, ns_lease) = match named {
-        Some(a) => (a, None),
-        None => {
-            let created_ns = process_start_ns(&ProcFs::new(), c.pid())?;
-            let lease = Lease::UserNs {
-                dev: ns.dev,
-                ino: ns.ino,
-                created_ns,
-            };
-            (source.acquire(&lease, args.size)?, Some(lease))
+    let mut container: Option<Container> = None;
+    let mut ns_lease: Option<Lease> = None;
+    // Everything that can fail for a reason of the arguments or the filesystems happens inside
+    // the transaction, before it commits: a refusal leaves nothing allocated.
+    let alloc = source.acquire_with(name_lease.as_ref(), args.size, &mut |alloc| {
+        check_ids(alloc, spec.uid, spec.gid)?;
+        if !mounts.is_empty() {
+            // The container's own maps: inside N is host base+N, so on-disk N appears to the
+            // container as its N, and what its N creates is stored as N.
+            let idmap = MappingUserns::new(&alloc.uid_map()?, &alloc.gid_map()?)
+                .context("making the idmap's user namespace")?;
+            for m in mounts.drain(..) {
+                m.tree.set_idmap(&idmap).with_context(|| m.what.clone())?;
+                if m.read_only {
+                    m.tree.set_read_only().with_context(|| m.what.clone())?;
+                }
+                let fd = OwnedFd::from(m.tree);
+                match m.target {
+                    None => spec.rootfs_mount = Some(fd),
+                    Some(target) => spec.mounts.push(ExtraMount { fd, target }),
+                }
+            }
         }
-    };
-    let outcome = start(&mut c, &alloc, spec.uid, spec.gid);
+        let c = Container::spawn(&spec).context("creating the container's namespaces")?;
+        // The child holds its copies of the mount fds; ours are of no further use.
+        spec.rootfs_mount = None;
+        spec.mounts.clear();
+        let lease = match name_lease {
+            Some(_) => None,
+            None => {
+                let ns = c.userns_fd().id()?;
+                Some(Lease::UserNs {
+                    dev: ns.dev,
+                    ino: ns.ino,
+                    created_ns: process_start_ns(&ProcFs::new(), c.pid())?,
+                })
+            }
+        };
+        container = Some(c);
+        ns_lease.clone_from(&lease);
+        Ok(lease)
+    })?;
+    let mut c = container.expect("set by a successful setup");
+    let ns = c.userns_fd().id()?;
+    let outcome = start(&mut c, &alloc);
     let status = match outcome {
         Ok(()) => Some(c.wait()?),
         Err(e) => {
@@ -274,8 +509,8 @@ fn run_with(source: &mut dyn RangeSource, args: &RunArgs, spec: ContainerSpec) -
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
-/// Write the maps and let the child exec.
-fn start(c: &mut Container, alloc: &Allocation, uid: u32, gid: u32) -> Result<()> {
+/// `--user`'s ids must be mapped.
+fn check_ids(alloc: &Allocation, uid: u32, gid: u32) -> Result<()> {
     let size = alloc.uid.len();
     for (what, id) in [("uid", uid), ("gid", gid)] {
         if u64::from(id) >= size {
@@ -286,6 +521,11 @@ fn start(c: &mut Container, alloc: &Allocation, uid: u32, gid: u32) -> Result<()
             );
         }
     }
+    Ok(())
+}
+
+/// Write the maps and let the child exec.
+fn start(c: &mut Container, alloc: &Allocation) -> Result<()> {
     c.write_maps(&alloc.uid_map()?, &alloc.gid_map()?)
         .context("writing the container's ID maps")?;
     c.start().map_err(|e| match e {
@@ -328,3 +568,91 @@ impl std::fmt::Display for ChildFailed {
 }
 
 impl std::error::Error for ChildFailed {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn err(s: &str) -> String {
+        parse_volume(s).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn volume_syntax() {
+        assert_eq!(
+            parse_volume("/srv/data:/data").unwrap(),
+            VolumeSpec {
+                src: "/srv/data".into(),
+                dst: "/data".into(),
+                read_only: false
+            }
+        );
+        assert!(parse_volume("rel/dir:/data:ro").unwrap().read_only);
+        assert!(!parse_volume("a:/b:rw").unwrap().read_only);
+        assert_eq!(
+            err("/srv"),
+            "--volume \"/srv\": no DST (expected SRC:DST[:ro])"
+        );
+        assert_eq!(
+            err("/srv:"),
+            "--volume \"/srv:\": empty DST (expected SRC:DST[:ro])"
+        );
+        assert_eq!(
+            err(":/data"),
+            "--volume \":/data\": empty SRC (expected SRC:DST[:ro])"
+        );
+        assert_eq!(
+            err("/srv:data"),
+            "--volume \"/srv:data\": DST \"data\" is not an absolute path"
+        );
+        assert_eq!(
+            err("/srv:/data/../etc"),
+            "--volume \"/srv:/data/../etc\": DST \"/data/../etc\" contains \"..\""
+        );
+        assert_eq!(
+            err("/srv:/data:rx"),
+            "--volume \"/srv:/data:rx\": unknown option \"rx\" (expected ro or rw)"
+        );
+        assert_eq!(
+            err("/srv:/data:ro:x"),
+            "--volume \"/srv:/data:ro:x\": unknown option \"ro:x\" (expected ro or rw)"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn well_formed_volumes_round_trip(
+            src in "[^:\\x00]{1,20}",
+            dst in "(/[a-z.]{1,6}){1,4}",
+            opt in prop::option::of(prop::bool::ANY),
+        ) {
+            prop_assume!(!dst.split('/').any(|c| c == ".."));
+            let text = match opt {
+                None => format!("{src}:{dst}"),
+                Some(true) => format!("{src}:{dst}:ro"),
+                Some(false) => format!("{src}:{dst}:rw"),
+            };
+            let v = parse_volume(&text).unwrap();
+            prop_assert_eq!(v.src, PathBuf::from(&src));
+            prop_assert_eq!(v.dst, PathBuf::from(&dst));
+            prop_assert_eq!(v.read_only, opt == Some(true));
+        }
+
+        #[test]
+        fn accepted_volumes_are_safe(text in "[a-z/.:]{0,24}") {
+            match parse_volume(&text) {
+                Ok(v) => {
+                    prop_assert!(!v.src.as_os_str().is_empty());
+                    prop_assert!(v.dst.is_absolute());
+                    prop_assert!(!v.dst.components().any(|c| c == Component::ParentDir));
+                    prop_assert!(text.matches(':').count() <= 2);
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    prop_assert!(msg.starts_with(&format!("--volume {text:?}: ")), "{}", msg);
+                }
+            }
+        }
+    }
+}

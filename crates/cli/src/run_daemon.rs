@@ -18,8 +18,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use credns_idmap::{Extent, IdMap};
-use credns_service::{AllocOptions, AllocationInfo, Client, Range};
+use credns_service::{AllocOptions, AllocationInfo, Client};
 use credns_sys::container::{Container, ContainerSpec};
 use credns_sys::pidfd::PidFd;
 
@@ -56,11 +55,8 @@ pub fn run(
             check_size(&a, args.size, name)?;
             check_ids_mapped(a.uid.len(), a.id, spec.uid, spec.gid)?;
             let c = Container::spawn(&spec).context("creating the container's namespaces")?;
-            c.write_maps(
-                &map_of(a.uid, a.high.map(|h| h.uid))?,
-                &map_of(a.gid, a.high.map(|h| h.gid))?,
-            )
-            .context("writing the container's ID maps")?;
+            c.write_maps(&a.uid_map()?, &a.gid_map()?)
+                .context("writing the container's ID maps")?;
             c
         }
         None => {
@@ -117,19 +113,4 @@ fn check_size(a: &AllocationInfo, size: Option<u64>, name: &str) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The map an allocation is meant for (as `credns_registry::Allocation::uid_map`): namespace
-/// 0.. onto the main range, the namespace's top ids (ending at 4294967294) onto the high range.
-fn map_of(main: Range, high: Option<Range>) -> Result<IdMap> {
-    // Ranges never hold 4294967295, so every length fits in u32.
-    let mut ext = vec![Extent::new(0, main.start, main.len() as u32)];
-    if let Some(h) = high {
-        ext.push(Extent::new(
-            (u32::MAX as u64 - h.len()) as u32,
-            h.start,
-            h.len() as u32,
-        ));
-    }
-    Ok(IdMap::new(ext)?)
 }

@@ -205,6 +205,7 @@ fn name_takes_the_allocation_from_the_registry() {
     }
     let dir = TempDir::new("registry");
     let db = dir.0.join("registry.redb");
+    let nosock = dir.0.join("no-daemon.sock");
     let alloc = {
         let mut reg =
             credns_registry::Registry::open(&db, credns_registry::Policy::default()).unwrap();
@@ -226,6 +227,8 @@ fn name_takes_the_allocation_from_the_registry() {
         "web",
         "--registry",
         s(&db),
+        "--socket",
+        s(&nosock),
     ]);
     let _g = MountGuard(dst.clone());
     assert_eq!(owner(&dst.join("f")), (base + 5, alloc.gid.start + 5));
@@ -239,6 +242,8 @@ fn name_takes_the_allocation_from_the_registry() {
         "nope",
         "--registry",
         s(&db),
+        "--socket",
+        s(&nosock),
     ]);
     assert_eq!(
         err,
@@ -257,17 +262,67 @@ fn name_takes_the_allocation_from_the_registry() {
         "web",
         "--registry",
         s(&db),
+        "--socket",
+        s(&nosock),
     ]);
     assert_eq!(
         err,
         format!(
-            "credns: error: --name web: the registry {} is locked by another process (the \
-             credns daemon holds it while it runs); use --map with the allocation's range\n",
-            db.display()
+            "credns: error: --name web: the registry {} is locked by another process and no \
+             credns daemon answers at {}\n",
+            db.display(),
+            nosock.display()
         )
     );
     drop(held);
     assert!(!mount_is_idmapped(&dst2).unwrap());
+
+    // With a daemon holding the store, --name asks it.
+    let sock = dir.0.join("run/io.credns.Registry");
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_credns"))
+        .args(["serve", "--socket", s(&sock), "--store", s(&db)])
+        .spawn()
+        .unwrap();
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let t0 = std::time::Instant::now();
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        if let Some(st) = serve.try_wait().unwrap() {
+            panic!("credns serve exited: {st}");
+        }
+        assert!(t0.elapsed().as_secs() < 30, "daemon did not start");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _serve = Stop(serve);
+    ok(&[
+        "mount",
+        s(fs.root()),
+        s(&dst2),
+        "--name",
+        "web",
+        "--socket",
+        s(&sock),
+    ]);
+    let _g2 = MountGuard(dst2.clone());
+    assert_eq!(owner(&dst2.join("f")), (base + 5, alloc.gid.start + 5));
+    let err = fails(&[
+        "mount",
+        s(fs.root()),
+        s(&fs.mount_point("dst3")),
+        "--name",
+        "nope",
+        "--socket",
+        s(&sock),
+    ]);
+    assert!(
+        err.starts_with("credns: error: --name nope: ") && err.contains("NotFound"),
+        "{err}"
+    );
 }
 
 #[test]

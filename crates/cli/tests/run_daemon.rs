@@ -329,7 +329,28 @@ fn unprivileged_errors_are_exact() {
                 "id",
             ],
         ),
-        "credns: error: --rootfs needs root (its mounts are prepared with privileges over the host's filesystems)\n",
+        "credns: error: --rootfs needs root (an idmapped mount needs CAP_SYS_ADMIN over the host's filesystem)\n",
+    );
+    // As root, --rootfs does not go through the daemon (yet): refused, naming the socket.
+    failed(
+        &env.run(
+            false,
+            &[
+                "run",
+                "--socket",
+                env.socket(),
+                "--rootfs",
+                rootfs.to_str().unwrap(),
+                "--",
+                "id",
+            ],
+        ),
+        &format!(
+            "credns: error: --rootfs and --volume do not go through the daemon yet (their \
+             idmapped mounts are made before the container, from an allocation the daemon does \
+             not hand over); as root, run with no daemon answering on {}\n",
+            env.socket()
+        ),
     );
     assert_eq!(env.list(), Vec::<Value>::new());
     // A name lease needs the caller to write the maps.

@@ -23,7 +23,7 @@ impl IdRange {
             return None;
         }
         let end = start as u64 + len - 1;
-        (end <= u32::MAX as u64).then(|| Self {
+        (end <= u32::MAX as u64).then_some(Self {
             start,
             end: end as u32,
         })

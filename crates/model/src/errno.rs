@@ -17,11 +17,15 @@ pub enum Errno {
     EINVAL = 22,
     ENOSPC = 28,
     EROFS = 30,
+    EDEADLK = 35,
     EOVERFLOW = 75,
+    EOPNOTSUPP = 95,
+    EDQUOT = 122,
+    ENOKEY = 126,
 }
 
 impl Errno {
-    const ALL: [Errno; 12] = [
+    const ALL: [Errno; 16] = [
         Errno::EPERM,
         Errno::ENOENT,
         Errno::ESRCH,
@@ -34,6 +38,10 @@ impl Errno {
         Errno::ENOSPC,
         Errno::EROFS,
         Errno::EOVERFLOW,
+        Errno::EDEADLK,
+        Errno::EOPNOTSUPP,
+        Errno::EDQUOT,
+        Errno::ENOKEY,
     ];
 
     /// The errno's number.
@@ -56,6 +64,10 @@ impl Errno {
             Errno::ENOSPC => "ENOSPC",
             Errno::EROFS => "EROFS",
             Errno::EOVERFLOW => "EOVERFLOW",
+            Errno::EDEADLK => "EDEADLK",
+            Errno::EOPNOTSUPP => "EOPNOTSUPP",
+            Errno::EDQUOT => "EDQUOT",
+            Errno::ENOKEY => "ENOKEY",
         }
     }
 

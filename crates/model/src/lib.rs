@@ -9,6 +9,8 @@
 //! [`Outcome`]: `Allowed`, `Denied(errno)` or `Unknown(reason)`, with a trace naming every
 //! kernel rule consulted and every id translated. Successful operations change the world
 //! (a `chown` changes the owner, a `setuid` the credentials, an `unshare` adds a namespace).
+//! Kernel keys and keyrings ([`Key`], per-task [`TaskKeyrings`], per-namespace user keyrings)
+//! are modelled with `add_key`/`keyctl` operations.
 //!
 //! Nothing here makes a syscall or does I/O; [`Scenario::parse`] only parses the text it is
 //! given. The real kernel is the reference: where its answer depends on something the model
@@ -67,6 +69,7 @@ macro_rules! tr {
 mod capability;
 mod caps;
 mod errno;
+mod keys;
 mod ops;
 mod outcome;
 mod scenario;
@@ -76,6 +79,11 @@ mod world;
 pub use capability::has_ns_capability;
 pub use caps::{Cap, CapSet, CAP_LAST_CAP};
 pub use errno::Errno;
+pub use keys::{
+    perm_str, Key, KeyId, KeyNeed, KeyRef, KeySpec, KeyType, TaskKeyrings, KEY_DEFAULT_PERM,
+    KEY_GRP_ALL, KEY_LINK, KEY_OTH_ALL, KEY_PERM_VALID, KEY_POS_ALL, KEY_READ, KEY_SEARCH,
+    KEY_SETATTR, KEY_USR_ALL, KEY_VIEW, KEY_WRITE, SESSION_KEYRING_PERM, USER_KEYRING_PERM,
+};
 pub use ops::{MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
 pub use outcome::{Outcome, Output, Step, StepVerdict, Values, Verdict};
 pub use scenario::{Expect, OpReport, Scenario};

@@ -6,10 +6,11 @@ use serde::Serialize;
 use crate::capability::show_groups;
 use crate::caps::{Cap, CapSet};
 use crate::errno::Errno;
+use crate::keys::{KeyId, KeyType};
 use crate::outcome::{Outcome, Output, StepVerdict, Tracer, Values, Verdict};
 use crate::vfs::{mask_str, mode_str, Check, Stop, Vfsgid, Vfsuid, MAY_EXEC, MAY_READ, MAY_WRITE};
 use crate::world::{
-    Cred, InodeRef, MntIdmap, MountRef, NsRef, TaskRef, UserNs, World, SECURE_KEEP_CAPS,
+    AclTag, Cred, InodeRef, MntIdmap, MountRef, NsRef, TaskRef, UserNs, World, SECURE_KEEP_CAPS,
     SECURE_NOROOT, SECURE_NO_SETUID_FIXUP, S_IFMT, S_ISGID, S_ISUID, S_IXGRP,
 };
 
@@ -194,6 +195,82 @@ pub enum Op {
         /// The capability.
         cap: Cap,
     },
+    /// `add_key(type, description, payload, keyring)`; yields the key's name and serial.
+    AddKey {
+        /// `user` or `keyring`.
+        ktype: KeyType,
+        /// The description.
+        description: String,
+        /// The payload (empty for a keyring).
+        payload: String,
+        /// The keyring to add it to.
+        keyring: KeyId,
+        /// The scenario's name for the new key.
+        name: Option<String>,
+    },
+    /// `keyctl(KEYCTL_READ, key)`: yields `payload=…` or, for a keyring, `keys=a,b` (sorted).
+    KeyRead {
+        /// The key.
+        key: KeyId,
+    },
+    /// `keyctl(KEYCTL_DESCRIBE, key)`: yields `desc=type;uid;gid;perm;description`.
+    KeyDescribe {
+        /// The key.
+        key: KeyId,
+    },
+    /// `keyctl(KEYCTL_UPDATE, key, payload)`.
+    KeyUpdate {
+        /// The key.
+        key: KeyId,
+        /// The new payload.
+        payload: String,
+    },
+    /// `keyctl(KEYCTL_SEARCH, keyring, type, description, 0)`: yields the key found.
+    KeySearch {
+        /// Where the search starts.
+        keyring: KeyId,
+        /// The type sought.
+        ktype: KeyType,
+        /// The description sought.
+        description: String,
+    },
+    /// `keyctl(KEYCTL_LINK, key, keyring)`.
+    KeyLink {
+        /// The key.
+        key: KeyId,
+        /// The keyring.
+        keyring: KeyId,
+    },
+    /// `keyctl(KEYCTL_UNLINK, key, keyring)`.
+    KeyUnlink {
+        /// The key.
+        key: KeyId,
+        /// The keyring.
+        keyring: KeyId,
+    },
+    /// `keyctl(KEYCTL_SETPERM, key, perm)`.
+    KeySetperm {
+        /// The key.
+        key: KeyId,
+        /// The new mask.
+        perm: u32,
+    },
+    /// `keyctl(KEYCTL_CHOWN, key, uid, gid)`; ids in the caller's numbering, `None` = -1.
+    KeyChown {
+        /// The key.
+        key: KeyId,
+        /// New owner or -1.
+        uid: Option<u32>,
+        /// New group or -1.
+        gid: Option<u32>,
+    },
+    /// `keyctl(KEYCTL_GET_KEYRING_ID, key, create)`: yields the key's name and serial.
+    KeyGetId {
+        /// The key (usually a special keyring).
+        key: KeyId,
+        /// Create the keyring if missing.
+        create: bool,
+    },
 }
 
 type OpResult = Result<Option<Output>, Stop>;
@@ -210,7 +287,16 @@ impl World {
     /// Perform `op` as `task`: decide, trace, and apply its effects if it succeeds.
     pub fn op(&mut self, task: TaskRef, op: &Op) -> Outcome {
         let mut t = Tracer::default();
+        let (fsuid, fsgid) = (self.task(task).cred.fsuid, self.task(task).cred.fsgid);
         let r = self.dispatch(&mut t, task, op);
+        if r.is_ok() {
+            self.keys_after_cred_change(&mut t, task, fsuid, fsgid);
+            if matches!(op, Op::Exec { .. }) {
+                let kr = &mut self.task_mut(task).keyrings;
+                kr.thread = None;
+                kr.process = None;
+            }
+        }
         let (result, output) = match r {
             Ok(o) => (Verdict::Allowed, o),
             Err(Stop::Errno(e)) => (Verdict::Denied(e), None),
@@ -290,6 +376,34 @@ impl World {
             }
             Op::ProcStatus { target } => self.op_proc_status(t, task, *target),
             Op::PeerCred { peer } => self.op_peercred(t, task, *peer),
+            Op::AddKey {
+                ktype,
+                description,
+                payload,
+                keyring,
+                name,
+            } => self.op_add_key(
+                t,
+                task,
+                *ktype,
+                description,
+                payload.as_bytes(),
+                keyring,
+                name.as_deref(),
+            ),
+            Op::KeyRead { key } => self.op_key_read(t, task, key),
+            Op::KeyDescribe { key } => self.op_key_describe(t, task, key),
+            Op::KeyUpdate { key, payload } => self.op_key_update(t, task, key, payload.as_bytes()),
+            Op::KeySearch {
+                keyring,
+                ktype,
+                description,
+            } => self.op_key_search(t, task, keyring, *ktype, description),
+            Op::KeyLink { key, keyring } => self.op_key_link(t, task, key, keyring),
+            Op::KeyUnlink { key, keyring } => self.op_key_unlink(t, task, key, keyring),
+            Op::KeySetperm { key, perm } => self.op_key_setperm(t, task, key, *perm),
+            Op::KeyChown { key, uid, gid } => self.op_key_chown(t, task, key, *uid, *gid),
+            Op::KeyGetId { key, create } => self.op_key_get_id(t, task, key, *create),
             Op::Capable { ns, cap } => {
                 let c = self.task(task).cred.clone();
                 if self.ns_capable(t, &c, *ns, *cap) {
@@ -722,6 +836,25 @@ impl World {
             }
         }
         self.inodes[ino.0].mode = new;
+        // posix_acl_chmod: an access ACL follows the new mode (user::, mask:: or group:: when
+        // there is no mask, other::), as the kernel rewrites it after every chmod.
+        if let Some(acl) = &mut self.inodes[ino.0].acl {
+            let has_mask = acl.entry(AclTag::Mask).is_some();
+            for e in &mut acl.0 {
+                match e.tag {
+                    AclTag::UserObj => e.perm = (new >> 6) & 7,
+                    AclTag::Mask => e.perm = (new >> 3) & 7,
+                    AclTag::GroupObj if !has_mask => e.perm = (new >> 3) & 7,
+                    AclTag::Other => e.perm = new & 7,
+                    _ => {}
+                }
+            }
+            tr!(t.info(
+                "posix_acl_chmod",
+                "the access ACL's user::, mask:: (or group::) and other:: entries take the new mode",
+                vec![],
+            ));
+        }
         Ok(Some(out(vec![("mode", mode_str(new))])))
     }
 
@@ -1067,8 +1200,14 @@ impl World {
             ));
         }
         let gained = !new.cap_permitted.is_subset(old.cap_permitted);
-        let is_setid = new.euid != old.uid || new.egid != old.gid;
-        if (is_setid || gained) && (unsafe_nnp || unsafe_share) {
+        // Since "security/commoncap: don't assume 'setid' if all ids are identical" the
+        // downgrade applies only when exec changed the euid or leaves an egid the task is not
+        // in, not merely because effective ids differ from real ones (checked on 6.18).
+        // The rule is `!uid_eq(new->euid, old->euid) || !in_group_p(new->egid)`: in_group_p
+        // looks at the old fsgid and supplementary groups.
+        let id_changed =
+            new.euid != old.euid || !(new.egid == old.fsgid || old.groups.contains(&new.egid));
+        if (id_changed || gained) && (unsafe_nnp || unsafe_share) {
             let keep = t.nested(|t| self.ns_capable(t, &old, new.user_ns, Cap::SETUID));
             if !keep || unsafe_nnp {
                 new.euid = new.uid;
@@ -1088,7 +1227,9 @@ impl World {
         new.fsuid = new.euid;
         new.sgid = new.egid;
         new.fsgid = new.egid;
-        if is_setid {
+        // A set-id exec cancels the ambient set: the same id_changed test (checked on 6.18:
+        // ambient capabilities survive an exec while euid != uid or egid != gid).
+        if id_changed {
             new.cap_ambient = CapSet::EMPTY;
         }
         new.cap_permitted = new.cap_permitted.union(new.cap_ambient);
@@ -2254,6 +2395,31 @@ impl std::fmt::Display for Op {
             Op::ProcStatus { target } => write!(f, "read /proc/task#{}/status", target.0),
             Op::PeerCred { peer } => write!(f, "SO_PEERCRED of task#{}", peer.0),
             Op::Capable { ns, cap } => write!(f, "ns_capable ns#{} {cap}", ns.0),
+            Op::AddKey {
+                ktype,
+                description,
+                keyring,
+                ..
+            } => write!(f, "add_key {} {description:?} to {keyring}", ktype.name()),
+            Op::KeyRead { key } => write!(f, "keyctl read {key}"),
+            Op::KeyDescribe { key } => write!(f, "keyctl describe {key}"),
+            Op::KeyUpdate { key, .. } => write!(f, "keyctl update {key}"),
+            Op::KeySearch {
+                keyring,
+                ktype,
+                description,
+            } => write!(
+                f,
+                "keyctl search {keyring} {} {description:?}",
+                ktype.name()
+            ),
+            Op::KeyLink { key, keyring } => write!(f, "keyctl link {key} {keyring}"),
+            Op::KeyUnlink { key, keyring } => write!(f, "keyctl unlink {key} {keyring}"),
+            Op::KeySetperm { key, perm } => write!(f, "keyctl setperm {key} {perm:#010x}"),
+            Op::KeyChown { key, uid, gid } => {
+                write!(f, "keyctl chown {key} {} {}", opt_id(*uid), opt_id(*gid))
+            }
+            Op::KeyGetId { key, create } => write!(f, "keyctl get_keyring_id {key} {create}"),
         }
     }
 }

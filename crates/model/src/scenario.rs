@@ -9,6 +9,7 @@ use toml::Spanned;
 
 use crate::caps::{Cap, CapSet};
 use crate::errno::Errno;
+use crate::keys::{KeyId, KeySpec, KeyType};
 use crate::ops::{MapKind, Op, SIGCONT};
 use crate::outcome::{Outcome, Verdict};
 use crate::world::{Acl, AclEntry, AclTag, Cred, MountOptions, NsRef, SbRef, TaskRef, World};
@@ -154,7 +155,41 @@ struct RawScenario {
     #[serde(default)]
     process: Vec<Spanned<RawProcess>>,
     #[serde(default)]
+    key: Vec<Spanned<RawKey>>,
+    #[serde(default)]
     op: Vec<Spanned<RawOp>>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl RawList {
+    fn items(&self) -> Vec<String> {
+        match self {
+            RawList::One(s) => vec![s.clone()],
+            RawList::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    name: Spanned<String>,
+    #[serde(rename = "type")]
+    ktype: Option<Spanned<String>>,
+    description: Option<String>,
+    payload: Option<String>,
+    owner: Option<Spanned<RawId>>,
+    group: Option<Spanned<RawId>>,
+    perm: Option<Spanned<RawNum>>,
+    ns: Option<Spanned<String>>,
+    at: Option<Spanned<RawList>>,
+    install: Option<Spanned<RawList>>,
 }
 
 #[derive(Deserialize)]
@@ -284,6 +319,14 @@ struct RawOp {
     text: Option<Spanned<String>>,
     ns: Option<Spanned<String>>,
     cap: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    keyring: Option<Spanned<String>>,
+    #[serde(rename = "type")]
+    ktype: Option<Spanned<String>>,
+    description: Option<Spanned<String>>,
+    payload: Option<Spanned<String>>,
+    perm: Option<Spanned<RawNum>>,
+    create: Option<bool>,
     expect: Option<Spanned<String>>,
     expect_output: Option<Spanned<String>>,
     note: Option<String>,
@@ -333,6 +376,214 @@ fn parse_num(c: &Ctx, v: &Spanned<RawNum>, what: &str) -> Result<u32, Error> {
                 .map_err(|_| c.err(v.span(), format!("{what} \"{s}\" is not an octal number")))
         }
     }
+}
+
+/// A key permission mask: an integer or a hex string ("0x3f010000" or "3f010000").
+fn parse_perm(c: &Ctx, v: &Spanned<RawNum>) -> Result<u32, Error> {
+    match v.get_ref() {
+        RawNum::Num(n) if (0..=u32::MAX as i64).contains(n) => Ok(*n as u32),
+        RawNum::Num(n) => Err(c.err(v.span(), format!("perm {n} is out of range"))),
+        RawNum::Str(s) => {
+            let t = s.trim();
+            let t = t.strip_prefix("0x").unwrap_or(t);
+            u32::from_str_radix(t, 16).map_err(|_| {
+                c.err(
+                    v.span(),
+                    format!("perm \"{s}\" is not a hex mask like \"0x3f010000\""),
+                )
+            })
+        }
+    }
+}
+
+fn key_type(c: &Ctx, v: &Option<Spanned<String>>) -> Result<KeyType, Error> {
+    match v {
+        None => Ok(KeyType::User),
+        Some(t) => KeyType::parse(t.get_ref()).ok_or_else(|| {
+            c.err(
+                t.span(),
+                format!(
+                    "key type \"{}\": the model knows \"user\" and \"keyring\"",
+                    t.get_ref()
+                ),
+            )
+        }),
+    }
+}
+
+fn slot(s: &str) -> Option<KeySpec> {
+    match s {
+        "thread" => Some(KeySpec::Thread),
+        "process" => Some(KeySpec::Process),
+        "session" => Some(KeySpec::Session),
+        "user" => Some(KeySpec::User),
+        "user_session" => Some(KeySpec::UserSession),
+        _ => None,
+    }
+}
+
+/// Declare one `[[key]]`.
+fn declare_key(c: &Ctx, w: &mut World, kspan: Range<usize>, k: &RawKey) -> Result<(), Error> {
+    let model = |span: Range<usize>, e: Error| match e {
+        Error::Model(m) => c.err(span, m),
+        other => other,
+    };
+    let name = k.name.get_ref();
+    if w.key_by_name(name).is_some() {
+        return Err(c.err(
+            k.name.span(),
+            format!("a key called \"{name}\" already exists"),
+        ));
+    }
+    if KeySpec::parse(name).is_some() || name.parse::<i64>().is_ok() || name.contains(':') {
+        return Err(c.err(
+            k.name.span(),
+            format!("key name \"{name}\" must not be a number, an @ shorthand or contain ':'"),
+        ));
+    }
+    let ktype = key_type(c, &k.ktype)?;
+    let at: Vec<String> =
+        k.at.as_ref()
+            .map(|a| a.get_ref().items())
+            .unwrap_or_default();
+    let install: Vec<String> = k
+        .install
+        .as_ref()
+        .map(|a| a.get_ref().items())
+        .unwrap_or_default();
+    let at_span = k.at.as_ref().map(|a| a.span()).unwrap_or(kspan.clone());
+    let in_span = k
+        .install
+        .as_ref()
+        .map(|a| a.span())
+        .unwrap_or(kspan.clone());
+    if at.is_empty() && install.is_empty() {
+        return Err(c.err(
+            kspan,
+            format!(
+                "key \"{name}\" is linked nowhere: give `at` (where it is linked) or `install`"
+            ),
+        ));
+    }
+    // The first process named decides the default numbering and owner.
+    let first_proc = at
+        .iter()
+        .chain(install.iter())
+        .filter_map(|p| p.split_once(':').map(|(a, _)| a.trim().to_string()))
+        .find_map(|p| w.task_by_name(&p));
+    let ns = match (&k.ns, first_proc) {
+        (Some(n), _) => ns_ref(c, w, n)?,
+        (None, Some(t)) => w.task(t).cred.user_ns,
+        (None, None) => w.init_ns(),
+    };
+    // A key placed in another declared keyring defaults to that keyring's owner and group.
+    let parent_key = at
+        .iter()
+        .filter(|a| !a.contains(':'))
+        .find_map(|a| w.key_by_name(a.trim()));
+    let uid = match (&k.owner, first_proc) {
+        (Some(v), _) => Kuid(resolve_id(c, w, v, ns, true, "owner")?),
+        (None, Some(t)) => w.task(t).cred.fsuid,
+        (None, None) if parent_key.is_some() => w.key(parent_key.expect("checked")).uid,
+        (None, None) => {
+            return Err(c.err(kspan, format!("key \"{name}\" needs an `owner`")));
+        }
+    };
+    let gid = match (&k.group, first_proc) {
+        (Some(v), _) if matches!(v.get_ref(), RawId::Num(-1)) => Kgid::INVALID,
+        (Some(v), _) => Kgid(resolve_id(c, w, v, ns, false, "group")?),
+        (None, Some(t)) => w.task(t).cred.fsgid,
+        (None, None) if parent_key.is_some() => w.key(parent_key.expect("checked")).gid,
+        (None, None) => {
+            return Err(c.err(
+                kspan,
+                format!("key \"{name}\" needs a `group` (-1 for none)"),
+            ));
+        }
+    };
+    let perm = match &k.perm {
+        Some(p) => parse_perm(c, p)?,
+        None => crate::keys::KEY_DEFAULT_PERM,
+    };
+    let desc = k.description.clone().unwrap_or_else(|| name.clone());
+    let payload = k.payload.clone().unwrap_or_default();
+    if ktype == KeyType::Keyring && !payload.is_empty() {
+        return Err(c.err(kspan, "a keyring has no payload"));
+    }
+    let key = w.alloc_key(Some(name), ktype, &desc, uid, gid, perm, payload.as_bytes());
+    for i in &install {
+        let bad = || {
+            c.err(
+                in_span.clone(),
+                format!("install \"{i}\": write \"PROCESS:thread\", \"PROCESS:process\" or \"PROCESS:session\""),
+            )
+        };
+        let (p, sl) = i.split_once(':').ok_or_else(bad)?;
+        let t = w
+            .task_by_name(p.trim())
+            .ok_or_else(|| c.err(in_span.clone(), format!("no process called \"{p}\"")))?;
+        let spec = match slot(sl.trim()) {
+            Some(s @ (KeySpec::Thread | KeySpec::Process | KeySpec::Session)) => s,
+            _ => return Err(bad()),
+        };
+        w.install_keyring(t, spec, key)
+            .map_err(|e| model(in_span.clone(), e))?;
+    }
+    for a in &at {
+        let parts: Vec<&str> = a.split(':').map(str::trim).collect();
+        let ring = match parts.as_slice() {
+            [kname] => {
+                let r = w.key_by_name(kname).ok_or_else(|| {
+                    c.err(at_span.clone(), format!("no key called \"{kname}\" (declare keyrings before what they hold)"))
+                })?;
+                r
+            }
+            [p, sl] => {
+                let t = w.task_by_name(p).ok_or_else(|| {
+                    c.err(at_span.clone(), format!("no process called \"{p}\""))
+                })?;
+                let spec = slot(sl).ok_or_else(|| {
+                    c.err(at_span.clone(), format!("at \"{a}\": the keyring is thread, process, session, user or user_session"))
+                })?;
+                w.task_keyring(t, spec)
+                    .map_err(|e| model(at_span.clone(), e))?
+            }
+            [n, u, sl] => {
+                let nsr = w
+                    .ns_by_name(n)
+                    .ok_or_else(|| c.err(at_span.clone(), format!("no namespace called \"{n}\"")))?;
+                let uid: u32 = u
+                    .parse()
+                    .map_err(|_| c.err(at_span.clone(), format!("at \"{a}\": \"{u}\" is not a uid")))?;
+                let ku = w.make_kuid(nsr, uid);
+                if !ku.is_valid() {
+                    return Err(c.err(at_span.clone(), format!("uid {uid} is not mapped in \"{n}\"")));
+                }
+                let (ur, us) = w
+                    .user_keyrings(nsr, ku)
+                    .map_err(|e| model(at_span.clone(), e))?;
+                match *sl {
+                    "user" => ur,
+                    "user_session" => us,
+                    _ => {
+                        return Err(c.err(
+                            at_span.clone(),
+                            format!("at \"{a}\": NAMESPACE:UID: takes user or user_session"),
+                        ))
+                    }
+                }
+            }
+            _ => {
+                return Err(c.err(
+                    at_span.clone(),
+                    format!("at \"{a}\": write a keyring's name, \"PROCESS:SLOT\" or \"NAMESPACE:UID:user\""),
+                ))
+            }
+        };
+        w.link_key(ring, key)
+            .map_err(|e| model(at_span.clone(), e))?;
+    }
+    Ok(())
 }
 
 fn parse_signal(c: &Ctx, v: &Spanned<RawNum>) -> Result<u32, Error> {
@@ -820,10 +1071,15 @@ impl Scenario {
             tm.session = pr.session;
         }
 
+        for k in &raw.key {
+            declare_key(&c, &mut w, k.span(), k.get_ref())?;
+        }
+
         let mut created: Vec<String> = Vec::new();
+        let mut key_names: Vec<String> = Vec::new();
         let mut ops = Vec::new();
         for o in &raw.op {
-            let so = parse_op(&c, &w, o, &mut created)?;
+            let so = parse_op(&c, &w, o, &mut created, &mut key_names)?;
             ops.push(so);
         }
         Ok(Scenario {
@@ -882,11 +1138,38 @@ impl Scenario {
     }
 }
 
+/// A key reference of an op: `@t`…`@us`, a serial number, or the name of a declared key or
+/// of one an earlier `add_key` names.
+fn need_key(
+    c: &Ctx,
+    w: &World,
+    o: &Spanned<RawOp>,
+    v: &Option<Spanned<String>>,
+    field: &str,
+    kind: &str,
+    key_names: &[String],
+) -> Result<KeyId, Error> {
+    let s = v
+        .as_ref()
+        .ok_or_else(|| c.err(o.span(), format!("op \"{kind}\" needs `{field}`")))?;
+    let id = KeyId::parse(s.get_ref());
+    if let KeyId::Name(n) = &id {
+        if w.key_by_name(n).is_none() && !key_names.contains(n) {
+            return Err(c.err(
+                s.span(),
+                format!("no key called \"{n}\" (use a [[key]] name, a name given by an earlier add_key, @t, @p, @s, @u, @us or a serial number)"),
+            ));
+        }
+    }
+    Ok(id)
+}
+
 fn parse_op(
     c: &Ctx,
     w: &World,
     o: &Spanned<RawOp>,
     created: &mut Vec<String>,
+    key_names: &mut Vec<String>,
 ) -> Result<ScenarioOp, Error> {
     let r = o.get_ref();
     let by = task_ref(c, w, &r.by)?;
@@ -937,10 +1220,18 @@ fn parse_op(
         "setns" => &["ns", "target"],
         "no_new_privs" | "getids" => &[],
         "capable" => &["ns", "cap"],
+        "add_key" => &["keyring", "type", "description", "payload", "name"],
+        "keyctl_read" | "keyctl_describe" => &["key"],
+        "keyctl_update" => &["key", "payload"],
+        "keyctl_search" => &["keyring", "type", "description"],
+        "keyctl_link" | "keyctl_unlink" => &["key", "keyring"],
+        "keyctl_setperm" => &["key", "perm"],
+        "keyctl_chown" => &["key", "uid", "gid"],
+        "keyctl_get_keyring_id" => &["key", "create"],
         _ => {
             return Err(c.err(
                 r.op.span(),
-                format!("unknown op \"{}\" (one of open, access, create, mkdir, stat, chmod, chown, exec, kill, ptrace, setuid, setreuid, setresuid, setgid, setregid, setresgid, setgroups, unshare, write_uid_map, write_gid_map, write_setgroups, setns, no_new_privs, getids, proc_status, peercred, capable)", r.op.get_ref()),
+                format!("unknown op \"{}\" (one of open, access, create, mkdir, stat, chmod, chown, exec, kill, ptrace, setuid, setreuid, setresuid, setgid, setregid, setresgid, setgroups, unshare, write_uid_map, write_gid_map, write_setgroups, setns, no_new_privs, getids, proc_status, peercred, capable, add_key, keyctl_read, keyctl_describe, keyctl_update, keyctl_search, keyctl_link, keyctl_unlink, keyctl_setperm, keyctl_chown, keyctl_get_keyring_id)", r.op.get_ref()),
             ))
         }
     };
@@ -964,6 +1255,13 @@ fn parse_op(
         ("text", r.text.as_ref().map(|v| v.span())),
         ("ns", r.ns.as_ref().map(|v| v.span())),
         ("cap", r.cap.as_ref().map(|v| v.span())),
+        ("key", r.key.as_ref().map(|v| v.span())),
+        ("keyring", r.keyring.as_ref().map(|v| v.span())),
+        ("type", r.ktype.as_ref().map(|v| v.span())),
+        ("description", r.description.as_ref().map(|v| v.span())),
+        ("payload", r.payload.as_ref().map(|v| v.span())),
+        ("perm", r.perm.as_ref().map(|v| v.span())),
+        ("create", r.create.map(|_| o.span())),
     ];
     for (field, span) in &present {
         if let Some(span) = span {
@@ -1197,6 +1495,89 @@ fn parse_op(
         }
         "no_new_privs" => Op::SetNoNewPrivs,
         "getids" => Op::GetIds,
+        "add_key" => {
+            let desc = r
+                .description
+                .as_ref()
+                .map(|d| d.get_ref().clone())
+                .unwrap_or_default();
+            let name = r.name.as_ref().map(|n| n.get_ref().clone());
+            if let Some(n) = &r.name {
+                let nm = n.get_ref();
+                if w.key_by_name(nm).is_some() || key_names.contains(nm) {
+                    return Err(c.err(n.span(), format!("a key called \"{nm}\" already exists")));
+                }
+                if KeySpec::parse(nm).is_some() || nm.parse::<i64>().is_ok() {
+                    return Err(c.err(
+                        n.span(),
+                        format!("key name \"{nm}\" must not be a number or an @ shorthand"),
+                    ));
+                }
+                key_names.push(nm.clone());
+            }
+            Op::AddKey {
+                ktype: key_type(c, &r.ktype)?,
+                description: desc,
+                payload: r
+                    .payload
+                    .as_ref()
+                    .map(|p| p.get_ref().clone())
+                    .unwrap_or_default(),
+                keyring: need_key(c, w, o, &r.keyring, "keyring", &kind, key_names)?,
+                name,
+            }
+        }
+        "keyctl_read" => Op::KeyRead {
+            key: need_key(c, w, o, &r.key, "key", &kind, key_names)?,
+        },
+        "keyctl_describe" => Op::KeyDescribe {
+            key: need_key(c, w, o, &r.key, "key", &kind, key_names)?,
+        },
+        "keyctl_update" => Op::KeyUpdate {
+            key: need_key(c, w, o, &r.key, "key", &kind, key_names)?,
+            payload: r
+                .payload
+                .as_ref()
+                .map(|p| p.get_ref().clone())
+                .unwrap_or_default(),
+        },
+        "keyctl_search" => Op::KeySearch {
+            keyring: need_key(c, w, o, &r.keyring, "keyring", &kind, key_names)?,
+            ktype: key_type(c, &r.ktype)?,
+            description: r
+                .description
+                .as_ref()
+                .map(|d| d.get_ref().clone())
+                .ok_or_else(|| c.err(o.span(), "op \"keyctl_search\" needs `description`"))?,
+        },
+        "keyctl_link" | "keyctl_unlink" => {
+            let key = need_key(c, w, o, &r.key, "key", &kind, key_names)?;
+            let keyring = need_key(c, w, o, &r.keyring, "keyring", &kind, key_names)?;
+            if kind == "keyctl_link" {
+                Op::KeyLink { key, keyring }
+            } else {
+                Op::KeyUnlink { key, keyring }
+            }
+        }
+        "keyctl_setperm" => {
+            let p = r
+                .perm
+                .as_ref()
+                .ok_or_else(|| c.err(o.span(), "op \"keyctl_setperm\" needs `perm`"))?;
+            Op::KeySetperm {
+                key: need_key(c, w, o, &r.key, "key", &kind, key_names)?,
+                perm: parse_perm(c, p)?,
+            }
+        }
+        "keyctl_chown" => Op::KeyChown {
+            key: need_key(c, w, o, &r.key, "key", &kind, key_names)?,
+            uid: opt_arg(c, &r.uid)?,
+            gid: opt_arg(c, &r.gid)?,
+        },
+        "keyctl_get_keyring_id" => Op::KeyGetId {
+            key: need_key(c, w, o, &r.key, "key", &kind, key_names)?,
+            create: r.create.unwrap_or(false),
+        },
         _ => unreachable!("checked above"),
     };
     let expect = match &r.expect {
@@ -1207,6 +1588,10 @@ fn parse_op(
     let mut text = format!("{}: {kind}", r.by.get_ref());
     for (field, span) in &present {
         if let Some(span) = span {
+            if *field == "create" {
+                text.push_str(&format!(" create={}", r.create.unwrap_or(false)));
+                continue;
+            }
             if *field == "eaccess" {
                 text.push_str(" eaccess");
                 continue;

@@ -578,7 +578,7 @@ impl World {
             });
         }
         // Components by byte: a normal path has no empty one.
-        let mut comps = path[1..].split(|c: char| c == '/').peekable();
+        let mut comps = path[1..].split('/').peekable();
         let mut end = 0; // `path[..end]` is the directory walked so far ("" for the root)
         while let Some(c) = comps.next() {
             let dir = if end == 0 { "/" } else { &path[..end] };

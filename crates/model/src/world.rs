@@ -166,6 +166,8 @@ pub struct Task {
     pub mm_user_ns: NsRef,
     /// Session id, if known (for the SIGCONT rule of `check_kill_permission`).
     pub session: Option<u32>,
+    /// Its thread, process and session keyrings.
+    pub keyrings: crate::keys::TaskKeyrings,
 }
 
 /// How an inode's type is stored in `i_mode`.
@@ -355,6 +357,7 @@ pub struct World {
     pub(crate) superblocks: Vec<SuperBlock>,
     pub(crate) mounts: Vec<Mount>,
     pub(crate) inodes: Vec<Inode>,
+    pub(crate) keys: crate::keys::KeyStore,
     /// `kernel.overflowuid`.
     pub overflowuid: u32,
     /// `kernel.overflowgid`.
@@ -467,6 +470,7 @@ impl World {
             superblocks: Vec::new(),
             mounts: Vec::new(),
             inodes: Vec::new(),
+            keys: Default::default(),
             overflowuid: OVERFLOW_ID,
             overflowgid: OVERFLOW_ID,
             suid_dumpable: 0,
@@ -519,6 +523,14 @@ impl World {
     /// Every task.
     pub fn tasks(&self) -> impl Iterator<Item = (TaskRef, &Task)> {
         self.tasks.iter().enumerate().map(|(i, t)| (TaskRef(i), t))
+    }
+
+    /// Every mount, in the order they were made.
+    pub fn mounts(&self) -> impl Iterator<Item = (MountRef, &Mount)> {
+        self.mounts
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (MountRef(i), m))
     }
 
     /// The namespace called `name`.
@@ -682,6 +694,15 @@ impl World {
         let parent = n
             .parent
             .ok_or_else(|| Error::Model("the initial namespace's maps cannot be set".into()))?;
+        // map_write refuses a write of a page or more: no namespace can have such a map.
+        if text.len() >= 4096 {
+            return Err(Error::Model(format!(
+                "{} map of \"{}\" is {} bytes; the kernel takes a map of at most 4095 bytes in one write (map_write)",
+                if uid { "uid" } else { "gid" },
+                n.name,
+                text.len()
+            )));
+        }
         let extents = credns_idmap::parse_write(text.as_bytes()).map_err(|e| {
             Error::Model(format!(
                 "{} map of \"{}\": {e}",
@@ -748,6 +769,7 @@ impl World {
             dumpable: true,
             mm_user_ns: ns,
             session: None,
+            keyrings: Default::default(),
         });
         Ok(TaskRef(self.tasks.len() - 1))
     }

@@ -1051,3 +1051,177 @@ fn outcome_json_has_stable_fields() {
     assert!(text.starts_with("=> denied: EACCES"));
     assert_eq!(text.lines().count(), o.trace.len() + 1);
 }
+
+/// Found by the kernel differential test (tests/conformance, generated scenario): with
+/// no_new_privs, exec of a file without set-id bits keeps an euid that differs from the uid;
+/// Linux 6.18 downgrades only when exec changed the effective ids.
+#[test]
+fn exec_with_no_new_privs_keeps_differing_euid_without_setid_file() {
+    let s = Scenario::parse(
+        r#"
+[[filesystem]]
+name = "t"
+type = "tmpfs"
+[[mount]]
+path = "/t"
+fs = "t"
+[[file]]
+path = "/t/f0"
+owner = 0
+group = 1000
+mode = "0750"
+[[process]]
+name = "p"
+uid = 1000
+euid = 1002
+gid = 100001
+groups = [5000, 100000]
+caps = "all"
+no_new_privs = true
+[[op]]
+by = "p"
+op = "exec"
+path = "/t/f0"
+expect = "allowed"
+expect_output = "uid=1000 euid=1002 suid=1002 fsuid=1002"
+"#,
+        "nnp_exec.toml",
+    )
+    .unwrap();
+    let r = s.run();
+    assert!(r[0].matches(), "{}", r[0].outcome);
+}
+
+/// Found by the kernel differential test: with no_new_privs, exec of a set-group-ID file is
+/// ignored (bprm_fill_uid), but an egid the task is not in (not its fsgid, not a supplementary
+/// group) still counts as an id change, so the kernel resets euid/egid to the real ids.
+#[test]
+fn exec_with_no_new_privs_resets_egid_outside_groups() {
+    let s = Scenario::parse(
+        r#"
+[[filesystem]]
+name = "t"
+type = "tmpfs"
+[[mount]]
+path = "/t"
+fs = "t"
+[[file]]
+path = "/t/f"
+owner = 1000
+group = 4242
+mode = "6755"
+[[process]]
+name = "p"
+uid = 1000
+gid = 1000
+egid = 100000
+fsgid = 0
+permitted = "CAP_SETGID, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH"
+effective = "CAP_SETGID, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH"
+no_new_privs = true
+[[op]]
+by = "p"
+op = "exec"
+path = "/t/f"
+expect = "allowed"
+expect_output = "uid=1000 euid=1000 gid=1000 egid=1000 sgid=1000 fsgid=1000"
+"#,
+        "nnp_egid.toml",
+    )
+    .unwrap();
+    let r = s.run();
+    assert!(r[0].matches(), "{}", r[0].outcome);
+}
+
+/// Found by the kernel differential test: chmod rewrites the access ACL (posix_acl_chmod):
+/// the mask takes the group bits, other:: the other bits.
+#[test]
+fn chmod_rewrites_the_access_acl() {
+    let s = Scenario::parse(
+        r#"
+[[filesystem]]
+name = "t"
+type = "tmpfs"
+[[mount]]
+path = "/t"
+fs = "t"
+[[file]]
+path = "/t/d"
+dir = true
+owner = 4242
+group = 4242
+mode = "2775"
+acl = ["user::--x", "user:4242:rw-", "group::rw-", "mask::r--", "other::-wx"]
+[[process]]
+name = "root"
+uid = 0
+[[process]]
+name = "u"
+uid = 1000
+[[op]]
+by = "u"
+op = "open"
+path = "/t/d"
+access = "r"
+expect = "EACCES"
+[[op]]
+by = "root"
+op = "chmod"
+path = "/t/d"
+mode = "2775"
+expect = "allowed"
+[[op]]
+by = "u"
+op = "open"
+path = "/t/d"
+access = "r"
+expect = "allowed"
+note = "other:: is now r-x"
+"#,
+        "chmod_acl.toml",
+    )
+    .unwrap();
+    for r in s.run() {
+        assert!(r.matches(), "op {}: {}", r.index, r.outcome);
+    }
+}
+
+/// Found by the kernel differential test: ambient capabilities survive an exec of a plain
+/// file even when the effective ids differ from the real ones (only an id change clears them).
+#[test]
+fn ambient_survives_exec_with_differing_effective_ids() {
+    let s = Scenario::parse(
+        r#"
+[[filesystem]]
+name = "t"
+type = "tmpfs"
+[[mount]]
+path = "/t"
+fs = "t"
+[[file]]
+path = "/t/f"
+owner = 1000
+group = 0
+mode = "0711"
+[[process]]
+name = "p"
+uid = 1000
+gid = 1000
+egid = 0
+permitted = "0x27"
+effective = "0x27"
+inheritable = "0x8028002b"
+ambient = "0x22"
+[[op]]
+by = "p"
+op = "exec"
+path = "/t/f"
+expect = "allowed"
+expect_output = "egid=0 CapPrm=0000000000000022 CapEff=0000000000000022 CapAmb=0000000000000022"
+"#,
+        "ambient.toml",
+    )
+    .unwrap();
+    let r = s.run();
+    assert!(r[0].matches(), "{}", r[0].outcome);
+}

@@ -67,3 +67,22 @@ fn display_includes_location() {
     let e = Scenario::parse("[[op]]\nby = \"x\"\nop = \"getids\"\n", "f.toml").unwrap_err();
     assert!(e.to_string().starts_with("f.toml:2:6: "), "{e}");
 }
+
+/// A map the kernel could never take in one write (4096 bytes or more) is refused where it is
+/// written, not modelled (regression: a 340-extent map of 7,400 bytes was accepted).
+#[test]
+fn map_longer_than_a_page_is_refused() {
+    let map: Vec<String> = (0..340u32)
+        .map(|i| format!("{} {} 20000", i * 20_000, (339 - i) * 20_000))
+        .collect();
+    let text = format!(
+        "[[namespace]]\nname = \"big\"\nowner = 0\nuid_map = \"\"\"{}\"\"\"\n",
+        map.join("\n")
+    );
+    let (line, col, msg) = err(&text);
+    assert_eq!((line, col), (4, 11), "{msg}");
+    assert!(
+        msg.contains("the kernel takes a map of at most 4095 bytes in one write (map_write)"),
+        "{msg}"
+    );
+}

@@ -191,12 +191,12 @@ impl Allocation {
     /// The uid map this allocation is meant for: namespace 0.. onto the main range, and the
     /// namespace's top ids (ending at 4294967294) onto the high range.
     pub fn uid_map(&self) -> Result<IdMap, Error> {
-        map_for(self.uid, self.high.map(|h| h.uid))
+        allocation_map(self.uid, self.high.map(|h| h.uid))
     }
 
     /// The gid map, as [`uid_map`](Self::uid_map).
     pub fn gid_map(&self) -> Result<IdMap, Error> {
-        map_for(self.gid, self.high.map(|h| h.gid))
+        allocation_map(self.gid, self.high.map(|h| h.gid))
     }
 
     fn check(&self) -> Result<(), String> {
@@ -214,7 +214,10 @@ impl Allocation {
     }
 }
 
-fn map_for(main: IdRange, high: Option<IdRange>) -> Result<IdMap, Error> {
+/// The map an allocation of `main` (and optionally `high`) ranges is meant for: namespace ids
+/// from 0 onto the main range, and the namespace's top ids (ending at 4294967294) onto the high
+/// range (seed 004's dynamic ids).
+pub fn allocation_map(main: IdRange, high: Option<IdRange>) -> Result<IdMap, Error> {
     // Ranges never hold 4294967295, so every length fits in u32.
     let mut ext = vec![Extent::new(0, main.start, main.len() as u32)];
     if let Some(h) = high {

@@ -24,8 +24,8 @@ mod policy;
 mod store;
 
 pub use alloc::{
-    AllocId, AllocRequest, Allocation, Allocator, HighRequest, Holder, Lease, LiveUserNs, Origin,
-    Part, Ranges, RegisterRequest, Selector, Usage,
+    allocation_map, AllocId, AllocRequest, Allocation, Allocator, HighRequest, Holder, Lease,
+    LiveUserNs, Origin, Part, Ranges, RegisterRequest, Selector, Usage,
 };
 pub use etc::{parse_group, parse_passwd, GroupEntry, PasswdEntry};
 pub use exclude::{Excluded, Exclusions, Reserved, Source};

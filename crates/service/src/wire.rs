@@ -276,6 +276,18 @@ pub struct AllocationInfo {
     pub origin: String,
 }
 
+impl AllocationInfo {
+    /// The uid map this allocation is meant for (as [`Allocation::uid_map`]).
+    pub fn uid_map(&self) -> Result<credns_idmap::IdMap, credns_registry::Error> {
+        credns_registry::allocation_map(self.uid.into(), self.high.map(|h| h.uid.into()))
+    }
+
+    /// The gid map this allocation is meant for (as [`Allocation::gid_map`]).
+    pub fn gid_map(&self) -> Result<credns_idmap::IdMap, credns_registry::Error> {
+        credns_registry::allocation_map(self.gid.into(), self.high.map(|h| h.gid.into()))
+    }
+}
+
 impl From<&Allocation> for AllocationInfo {
     fn from(a: &Allocation) -> Self {
         AllocationInfo {

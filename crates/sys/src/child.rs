@@ -149,6 +149,56 @@ impl UnshareOptions {
     }
 }
 
+/// An id-changing system call, with ids in the caller's namespace (`None`: -1, no change).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetId {
+    /// `setuid(2)`.
+    Setuid(u32),
+    /// `setreuid(2)`.
+    Setreuid(Option<u32>, Option<u32>),
+    /// `setresuid(2)`.
+    Setresuid(Option<u32>, Option<u32>, Option<u32>),
+    /// `setgid(2)`.
+    Setgid(u32),
+    /// `setregid(2)`.
+    Setregid(Option<u32>, Option<u32>),
+    /// `setresgid(2)`.
+    Setresgid(Option<u32>, Option<u32>, Option<u32>),
+}
+
+/// Complete credentials for a helper, in its namespace's numbering (`credentials(7)`,
+/// `capabilities(7)`): what [`UsernsChild::set_full_creds`] takes on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FullCreds {
+    /// Real, effective, saved and filesystem uid.
+    pub uid: [u32; 4],
+    /// Real, effective, saved and filesystem gid.
+    pub gid: [u32; 4],
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    /// Inheritable set.
+    pub inheritable: u64,
+    /// Permitted set.
+    pub permitted: u64,
+    /// Effective set.
+    pub effective: u64,
+    /// Bounding set.
+    pub bounding: u64,
+    /// Ambient set.
+    pub ambient: u64,
+    /// `PR_SET_SECUREBITS` value.
+    pub securebits: u32,
+    /// Set `PR_SET_NO_NEW_PRIVS`.
+    pub no_new_privs: bool,
+    /// `PR_SET_DUMPABLE` 1 (else 0).
+    pub dumpable: bool,
+    /// The file mode creation mask (`umask(2)`).
+    pub umask: u32,
+    /// Leave the supplementary groups as they are (`groups` is then ignored): in a namespace
+    /// whose setgroups is "deny", `setgroups(2)` always fails.
+    pub keep_groups: bool,
+}
+
 /// How a write is made (the offset matters to map files: `map_write` refuses any but 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteHow {
@@ -614,6 +664,7 @@ impl UsernsChild {
             Req {
                 op: helper::OP_OPEN,
                 arg0: flags.bits() as u64,
+                arg1: 0o600,
                 ..Req::default()
             },
             &path_payload(path)?,
@@ -695,6 +746,278 @@ impl UsernsChild {
             )));
         }
         Ok(Self::answer(&r.rep).map(|_| r.payload))
+    }
+
+    fn syscall(
+        &self,
+        how: u32,
+        args: [u64; 3],
+        payload: &[u8],
+    ) -> Result<Result<Reply, Errno>, Error> {
+        let r = self.call(
+            Req {
+                op: helper::OP_CALL,
+                how,
+                arg0: args[0],
+                arg1: args[1],
+                arg2: args[2],
+                ..Req::default()
+            },
+            payload,
+            None,
+        )?;
+        Ok(Self::answer(&r.rep).map(|_| r))
+    }
+
+    fn path_call(&self, how: u32, path: &Path, args: [u64; 3]) -> Result<Result<(), Errno>, Error> {
+        Ok(self.syscall(how, args, &path_payload(path)?)?.map(|_| ()))
+    }
+
+    /// Have the helper check access to `path` (`faccessat2(2)`): `mode` is `R_OK`/`W_OK`/`X_OK`
+    /// bits or 0 (`F_OK`); `eaccess` checks with the effective ids (`AT_EACCESS`).
+    #[doc(alias = "faccessat2")]
+    pub fn access(
+        &self,
+        path: &Path,
+        mode: u32,
+        eaccess: bool,
+    ) -> Result<Result<(), Errno>, Error> {
+        let flags = if eaccess { libc::AT_EACCESS as u64 } else { 0 };
+        self.path_call(helper::CALL_ACCESS, path, [mode as u64, flags, 0])
+    }
+
+    /// Have the helper `mkdir(2)` a directory with `mode` (before its umask).
+    pub fn mkdir(&self, path: &Path, mode: u32) -> Result<Result<(), Errno>, Error> {
+        self.path_call(helper::CALL_MKDIR, path, [mode as u64, 0, 0])
+    }
+
+    /// Have the helper create a file (`open(2)` with `O_CREAT|O_EXCL`, then close it).
+    pub fn create(&self, path: &Path, mode: u32) -> Result<Result<(), Errno>, Error> {
+        self.path_call(helper::CALL_CREATE, path, [mode as u64, 0, 0])
+    }
+
+    /// Have the helper `chmod(2)` a path.
+    pub fn chmod(&self, path: &Path, mode: u32) -> Result<Result<(), Errno>, Error> {
+        self.path_call(helper::CALL_CHMOD, path, [mode as u64, 0, 0])
+    }
+
+    /// Have the helper `chown(2)` a path; `None` is -1, "no change". Ids in its namespace.
+    pub fn chown(
+        &self,
+        path: &Path,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> Result<Result<(), Errno>, Error> {
+        let a = |v: Option<u32>| v.unwrap_or(u32::MAX) as u64;
+        self.path_call(helper::CALL_CHOWN, path, [a(uid), a(gid), 0])
+    }
+
+    /// Have the helper send `signal` (0: only the permission check) to `pid` (`kill(2)`).
+    /// Helpers ignore SIGHUP, SIGINT, SIGUSR1, SIGUSR2 and SIGTERM, so those may be sent to
+    /// another helper for real ([`UsernsChild::ignored_signals`]).
+    pub fn kill(&self, pid: Pid, signal: u32) -> Result<Result<(), Errno>, Error> {
+        Ok(self
+            .syscall(helper::CALL_KILL, [pid.0 as u64, signal as u64, 0], &[])?
+            .map(|_| ()))
+    }
+
+    /// The signals every helper ignores (and so survives).
+    pub fn ignored_signals() -> &'static [i32] {
+        &helper::IGNORED_SIGNALS
+    }
+
+    /// Have the helper change ids (`setuid(2)`, `setreuid(2)`, `setresuid(2)` and the gid
+    /// calls), in its namespace's numbering.
+    pub fn set_id(&self, call: SetId) -> Result<Result<(), Errno>, Error> {
+        let a = |v: Option<u32>| v.unwrap_or(u32::MAX) as u64;
+        let (how, args) = match call {
+            SetId::Setuid(u) => (helper::CALL_SETUID, [u as u64, 0, 0]),
+            SetId::Setreuid(r, e) => (helper::CALL_SETREUID, [a(r), a(e), 0]),
+            SetId::Setresuid(r, e, s) => (helper::CALL_SETRESUID, [a(r), a(e), a(s)]),
+            SetId::Setgid(g) => (helper::CALL_SETGID, [g as u64, 0, 0]),
+            SetId::Setregid(r, e) => (helper::CALL_SETREGID, [a(r), a(e), 0]),
+            SetId::Setresgid(r, e, s) => (helper::CALL_SETRESGID, [a(r), a(e), a(s)]),
+        };
+        Ok(self.syscall(how, args, &[])?.map(|_| ()))
+    }
+
+    /// Have the helper set its supplementary groups (`setgroups(2)`).
+    pub fn setgroups(&self, groups: &[u32]) -> Result<Result<(), Errno>, Error> {
+        if groups.len() > helper::MAX_GROUPS {
+            return Err(Error::Invalid(format!(
+                "a helper takes at most {} supplementary groups, not {}",
+                helper::MAX_GROUPS,
+                groups.len()
+            )));
+        }
+        let p: Vec<u8> = groups.iter().flat_map(|g| g.to_ne_bytes()).collect();
+        Ok(self
+            .syscall(helper::CALL_SETGROUPS, [0; 3], &p)?
+            .map(|_| ()))
+    }
+
+    /// Have the helper move into a new user namespace (`unshare(CLONE_NEWUSER)`).
+    pub fn unshare_user(&self) -> Result<Result<(), Errno>, Error> {
+        Ok(self
+            .syscall(helper::CALL_UNSHARE_USER, [0; 3], &[])?
+            .map(|_| ()))
+    }
+
+    /// Have the helper enter the user namespace `ns` (`setns(2)` with `CLONE_NEWUSER`). The
+    /// fd is opened by the caller and passed over, so only `setns`'s own checks apply.
+    #[doc(alias = "setns")]
+    pub fn setns_user(&self, ns: BorrowedFd<'_>) -> Result<Result<(), Errno>, Error> {
+        let r = self.call(
+            Req {
+                op: helper::OP_CALL,
+                how: helper::CALL_SETNS_USER,
+                ..Req::default()
+            },
+            &[],
+            Some(ns),
+        )?;
+        Ok(Self::answer(&r.rep))
+    }
+
+    /// Have the helper set `PR_SET_NO_NEW_PRIVS` (`prctl(2)`).
+    pub fn set_no_new_privs(&self) -> Result<Result<(), Errno>, Error> {
+        Ok(self
+            .syscall(helper::CALL_NO_NEW_PRIVS, [0; 3], &[])?
+            .map(|_| ()))
+    }
+
+    /// The helper's fsuid and fsgid as its namespace shows them (`setfsuid(2)` with -1).
+    pub fn fs_ids(&self) -> Result<(u32, u32), Error> {
+        let r = self
+            .syscall(helper::CALL_FSIDS, [0; 3], &[])?
+            .map_err(|errno| Error::Helper {
+                pid: self.pid,
+                op: "setfsuid(-1)",
+                errno,
+            })?;
+        Ok((r.rep.v[0] as u32, r.rep.v[1] as u32))
+    }
+
+    /// Have the helper take on complete credentials (see [`FullCreds`]). The inner result is
+    /// the kernel's answer to the first step that failed.
+    pub fn set_full_creds(&self, c: &FullCreds) -> Result<Result<(), Errno>, Error> {
+        if c.groups.len() > helper::MAX_GROUPS {
+            return Err(Error::Invalid(format!(
+                "a helper takes at most {} supplementary groups, not {}",
+                helper::MAX_GROUPS,
+                c.groups.len()
+            )));
+        }
+        let mut p = vec![0u8; helper::CREDS_LEN];
+        let flags = (c.no_new_privs as u32 * helper::CREDS_NO_NEW_PRIVS)
+            | (c.dumpable as u32 * helper::CREDS_DUMPABLE)
+            | (c.keep_groups as u32 * helper::CREDS_KEEP_GROUPS);
+        let words = [
+            c.uid[0],
+            c.uid[1],
+            c.uid[2],
+            c.uid[3],
+            c.gid[0],
+            c.gid[1],
+            c.gid[2],
+            c.gid[3],
+            c.securebits,
+            flags,
+            c.umask,
+            c.groups.len() as u32,
+        ];
+        for (i, w) in words.iter().chain(c.groups.iter()).enumerate() {
+            p[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        let at = 4 * (helper::CREDS_WORDS + helper::MAX_GROUPS);
+        for (i, v) in [
+            c.inheritable,
+            c.permitted,
+            c.effective,
+            c.bounding,
+            c.ambient,
+        ]
+        .iter()
+        .enumerate()
+        {
+            p[at + 8 * i..at + 8 * i + 8].copy_from_slice(&v.to_ne_bytes());
+        }
+        Ok(self
+            .syscall(helper::CALL_FULL_CREDS, [0; 3], &p)?
+            .map(|_| ()))
+    }
+
+    /// Have the helper run `path` with one argument in a forked child (`execve(2)`, empty
+    /// environment) and collect what it writes to stdout (at most 64 KiB) and its wait status.
+    /// The helper itself keeps its credentials. The errno is `execve`'s if it failed.
+    pub fn exec_capture(
+        &self,
+        path: &Path,
+        arg: &str,
+    ) -> Result<Result<(i32, Vec<u8>), Errno>, Error> {
+        let mut p = path_payload(path)?;
+        if arg.as_bytes().contains(&0) {
+            return Err(Error::Invalid(format!("argument {arg:?} holds a NUL byte")));
+        }
+        p.extend_from_slice(arg.as_bytes());
+        p.push(0);
+        Ok(self
+            .syscall(helper::CALL_EXEC, [0; 3], &p)?
+            .map(|r| (r.rep.v[0] as i32, r.payload)))
+    }
+
+    /// Have the helper attach to `pid` with `ptrace(2)` (`PTRACE_SEIZE`: the access check of
+    /// `PTRACE_ATTACH`) and detach again at once.
+    pub fn ptrace_attach(&self, pid: Pid) -> Result<Result<(), Errno>, Error> {
+        Ok(self
+            .syscall(helper::CALL_PTRACE, [pid.0 as u64, 0, 0], &[])?
+            .map(|_| ()))
+    }
+
+    /// Have the helper create a connected `AF_UNIX` stream socket pair (`socketpair(2)`): both
+    /// ends record the helper's credentials as they are now, for `SO_PEERCRED`.
+    pub fn socketpair(&self) -> Result<(RemoteFd, RemoteFd), Error> {
+        let r = self.call_ok(
+            Req {
+                op: helper::OP_SOCKETPAIR,
+                ..Req::default()
+            },
+            &[],
+            None,
+            "socketpair",
+        )?;
+        Ok((RemoteFd(r.rep.v[0] as i32), RemoteFd(r.rep.v[1] as i32)))
+    }
+
+    /// Have the helper read the credentials of the peer of a socket it holds
+    /// (`getsockopt(SO_PEERCRED)`, `unix(7)`): `(pid, uid, gid)`, the ids as the helper's
+    /// namespace shows them.
+    #[doc(alias = "SO_PEERCRED")]
+    pub fn peercred(&self, fd: RemoteFd) -> Result<Result<(Pid, u32, u32), Errno>, Error> {
+        let r = self.call(
+            Req {
+                op: helper::OP_PEERCRED,
+                fd: fd.0,
+                ..Req::default()
+            },
+            &[],
+            None,
+        )?;
+        Ok(Self::answer(&r.rep)
+            .map(|_| (Pid(r.rep.v[0] as i32), r.rep.v[1] as u32, r.rep.v[2] as u32)))
+    }
+
+    /// Have the helper `stat(2)` a path: `(st_uid, st_gid, st_mode)` as its namespace shows them.
+    pub fn stat(&self, path: &Path) -> Result<Result<(u32, u32, u32), Errno>, Error> {
+        let r = self.call(
+            Req {
+                op: helper::OP_STAT,
+                ..Req::default()
+            },
+            &path_payload(path)?,
+            None,
+        )?;
+        Ok(Self::answer(&r.rep).map(|_| (r.rep.v[0] as u32, r.rep.v[1] as u32, r.rep.v[2] as u32)))
     }
 
     /// Have the helper `stat(2)` a path: `(st_uid, st_gid)` as the helper's namespace shows them.

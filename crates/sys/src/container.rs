@@ -57,6 +57,9 @@ pub struct ContainerSpec {
     /// Switch to this root filesystem (`pivot_root(2)`), with `/proc` and a minimal `/dev`. It
     /// must contain the directories `proc` and `dev`.
     pub rootfs: Option<PathBuf>,
+    /// A detached mount (typically an idmapped clone of `rootfs`) attached at `rootfs` in the
+    /// container's mount namespace instead of a recursive bind of it. Ignored without `rootfs`.
+    pub rootfs_mount: Option<OwnedFd>,
     /// Mounts to attach before the switch.
     pub mounts: Vec<ExtraMount>,
 }
@@ -73,6 +76,7 @@ impl ContainerSpec {
             groups: Vec::new(),
             new_pid: false,
             rootfs: None,
+            rootfs_mount: None,
             mounts: Vec::new(),
         }
     }
@@ -140,6 +144,8 @@ struct Prepared {
 
 struct RootfsPaths {
     root: CString,
+    /// A detached mount to attach at `root` instead of binding it.
+    mount: Option<RawFd>,
     proc_dir: CString,
     dev: CString,
     /// (host source, target in the rootfs's /dev)
@@ -235,6 +241,7 @@ impl Prepared {
                 let dev = root.join("dev");
                 Some(RootfsPaths {
                     root: cpath(root)?,
+                    mount: spec.rootfs_mount.as_ref().map(|fd| fd.as_raw_fd()),
                     proc_dir: cpath(&root.join("proc"))?,
                     nodes: DEV_NODES
                         .iter()
@@ -396,19 +403,7 @@ impl Container {
                     path: path.clone(),
                     errno,
                 })?;
-            // The kernel takes a map in one write(2).
-            let n = rustix::io::write(&fd, text.as_bytes()).map_err(|errno| Error::Path {
-                op: "write",
-                path: path.clone(),
-                errno,
-            })?;
-            if n != text.len() {
-                return Err(Error::Path {
-                    op: "write (short)",
-                    path,
-                    errno: Errno::IO,
-                });
-            }
+            crate::maps::write_map_text(&fd, path, &text)?;
         }
         Ok(())
     }
@@ -462,7 +457,7 @@ impl Container {
             STEP_GO => "wait for the maps".into(),
             STEP_SETUP_IDS => "become the namespace's root (is 0 mapped?)".into(),
             STEP_PRIVATE => "make mounts private".into(),
-            STEP_BIND_ROOTFS => format!("bind-mount rootfs {}", root.display()),
+            STEP_BIND_ROOTFS => format!("mount rootfs {}", root.display()),
             STEP_PROC => format!("mount /proc on {}", root.join("proc").display()),
             STEP_DEV_TMPFS => format!("mount tmpfs on {}", dev.display()),
             STEP_DEV_NODE => format!(
@@ -763,9 +758,13 @@ fn setup_rootfs(p: &Prepared, r: &RootfsPaths, err: BorrowedFd<'_>) {
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
     )
     .unwrap_or_else(|e| fail(STEP_PRIVATE, e, 0));
-    // pivot_root needs the new root to be a mount point.
-    rustix::mount::mount_bind_recursive(r.root.as_c_str(), r.root.as_c_str())
-        .unwrap_or_else(|e| fail(STEP_BIND_ROOTFS, e, 0));
+    // pivot_root needs the new root to be a mount point: the given (idmapped) clone of the
+    // rootfs, or a bind of the directory onto itself.
+    match r.mount {
+        Some(fd) => attach(fd, &r.root).unwrap_or_else(|e| fail(STEP_BIND_ROOTFS, e, 0)),
+        None => rustix::mount::mount_bind_recursive(r.root.as_c_str(), r.root.as_c_str())
+            .unwrap_or_else(|e| fail(STEP_BIND_ROOTFS, e, 0)),
+    }
     let nosuid = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     if p.new_pid {
         rustix::mount::mount(c"proc", r.proc_dir.as_c_str(), c"proc", nosuid, None)

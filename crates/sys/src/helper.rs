@@ -20,6 +20,16 @@ use rustix::net::{
 
 use crate::Errno;
 
+/// Signals a helper ignores (so that sending them for real, to test `kill(2)`, leaves it
+/// running): SIGHUP, SIGINT, SIGUSR1, SIGUSR2, SIGTERM.
+pub(crate) const IGNORED_SIGNALS: [libc::c_int; 5] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGTERM,
+];
+
 /// The fd the helper keeps its control socket as.
 pub(crate) const SOCK_FD: RawFd = 3;
 /// Largest request (header + payload) and largest reply.
@@ -41,6 +51,43 @@ pub(crate) const OP_REAP: u32 = 9;
 pub(crate) const OP_FETCH_FD: u32 = 10;
 pub(crate) const OP_INSTALL_FD: u32 = 11;
 pub(crate) const OP_EXIT: u32 = 12;
+/// A connected `AF_UNIX` stream socket pair, both ends kept in the helper's fd table.
+pub(crate) const OP_SOCKETPAIR: u32 = 14;
+/// `getsockopt(SO_PEERCRED)` on one of the helper's fds.
+pub(crate) const OP_PEERCRED: u32 = 15;
+/// One system call made as the helper (which one: the request's `how`, a `CALL_*`).
+pub(crate) const OP_CALL: u32 = 13;
+
+pub(crate) const CALL_ACCESS: u32 = 1;
+pub(crate) const CALL_MKDIR: u32 = 2;
+pub(crate) const CALL_CREATE: u32 = 3;
+pub(crate) const CALL_CHMOD: u32 = 4;
+pub(crate) const CALL_CHOWN: u32 = 5;
+pub(crate) const CALL_KILL: u32 = 6;
+pub(crate) const CALL_SETUID: u32 = 7;
+pub(crate) const CALL_SETREUID: u32 = 8;
+pub(crate) const CALL_SETRESUID: u32 = 9;
+pub(crate) const CALL_SETGID: u32 = 10;
+pub(crate) const CALL_SETREGID: u32 = 11;
+pub(crate) const CALL_SETRESGID: u32 = 12;
+pub(crate) const CALL_SETGROUPS: u32 = 13;
+pub(crate) const CALL_UNSHARE_USER: u32 = 14;
+pub(crate) const CALL_SETNS_USER: u32 = 15;
+pub(crate) const CALL_NO_NEW_PRIVS: u32 = 16;
+pub(crate) const CALL_EXEC: u32 = 17;
+pub(crate) const CALL_FULL_CREDS: u32 = 18;
+pub(crate) const CALL_PTRACE: u32 = 19;
+pub(crate) const CALL_FSIDS: u32 = 20;
+
+/// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
+/// fsgid securebits flags umask ngroups.
+pub(crate) const CREDS_WORDS: usize = 12;
+/// Length of a `CALL_FULL_CREDS` payload: the words, the groups, then five u64 capability
+/// sets (inheritable, permitted, effective, bounding, ambient).
+pub(crate) const CREDS_LEN: usize = 4 * (CREDS_WORDS + MAX_GROUPS) + 5 * 8;
+pub(crate) const CREDS_NO_NEW_PRIVS: u32 = 1;
+pub(crate) const CREDS_DUMPABLE: u32 = 2;
+pub(crate) const CREDS_KEEP_GROUPS: u32 = 4;
 
 pub(crate) const HOW_WRITE: u32 = 0;
 pub(crate) const HOW_SEEK: u32 = 1;
@@ -475,6 +522,13 @@ fn run(
     if arm_parent_death_signal(parent).is_err() {
         return 121;
     }
+    // Signals sent to test the kill(2) permission rules are ignored (delivered and dropped),
+    // so a helper survives them; SIGKILL still ends it.
+    for sig in IGNORED_SIGNALS {
+        // SAFETY: signal() with SIG_IGN installs no handler code; it only changes this
+        // process's disposition of a catchable signal.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
     let mut ready = match apply_creds(opts) {
         Ok(()) => Rep::ok(),
         Err((step, e)) => Rep::err(step, e),
@@ -725,7 +779,7 @@ fn serve(
             OP_OPEN => {
                 let path = path_arg(payload).ok_or(Rep::err(STEP_PROTOCOL, Errno::INVAL))?;
                 let flags = OFlags::from_bits_retain(req.arg0 as u32);
-                let fd = rustix::fs::open(path, flags, Mode::from_bits_retain(0o600))
+                let fd = rustix::fs::open(path, flags, Mode::from_bits_retain(req.arg1 as u32))
                     .map_err(|e| Rep::err(STEP_OPEN, e))?;
                 let mut rep = Rep::ok();
                 rep.v[0] = table.insert(fd).map_err(|e| Rep::err(STEP_OPEN, e))? as u64;
@@ -836,6 +890,30 @@ fn serve(
                     .map_err(|e| Rep::err(STEP_PROTOCOL, e))? as u64;
                 Ok((rep, 0))
             }
+            OP_SOCKETPAIR => {
+                let (a, b) = rustix::net::socketpair(
+                    rustix::net::AddressFamily::UNIX,
+                    rustix::net::SocketType::STREAM,
+                    rustix::net::SocketFlags::CLOEXEC,
+                    None,
+                )
+                .map_err(|e| Rep::err(STEP_IO, e))?;
+                let mut rep = Rep::ok();
+                rep.v[0] = table.insert(a).map_err(|e| Rep::err(STEP_OPEN, e))? as u64;
+                rep.v[1] = table.insert(b).map_err(|e| Rep::err(STEP_OPEN, e))? as u64;
+                Ok((rep, 0))
+            }
+            OP_PEERCRED => {
+                let fd = table.get(req.fd).map_err(|e| Rep::err(STEP_PROTOCOL, e))?;
+                let c =
+                    rustix::net::sockopt::socket_peercred(fd).map_err(|e| Rep::err(STEP_IO, e))?;
+                let mut rep = Rep::ok();
+                rep.v[0] = c.pid.as_raw_nonzero().get() as u64;
+                rep.v[1] = c.uid.as_raw() as u64;
+                rep.v[2] = c.gid.as_raw() as u64;
+                Ok((rep, 0))
+            }
+            OP_CALL => call(req, payload, passed.take().map(own), out, parent),
             _ => Err(Rep::err(STEP_PROTOCOL, Errno::NOSYS)),
         }
     })();
@@ -863,4 +941,407 @@ pub(crate) fn write_how(
         HOW_PWRITE => rustix::io::pwrite(fd, data, offset),
         _ => rustix::io::write(fd, data),
     }
+}
+
+/// `u32::MAX` in a request's id argument: "no change" (-1) as the id syscalls take it.
+fn id_arg(v: u64) -> libc::c_long {
+    v as u32 as libc::c_long
+}
+
+/// A raw `syscall(2)` returning the errno on failure.
+fn sys_ret(r: libc::c_long) -> Result<libc::c_long, Errno> {
+    if r < 0 {
+        Err(crate::last_errno())
+    } else {
+        Ok(r)
+    }
+}
+
+fn path_or_inval(payload: &[u8]) -> Result<&CStr, Rep> {
+    path_arg(payload).ok_or(Rep::err(STEP_PROTOCOL, Errno::INVAL))
+}
+
+/// `OP_CALL`: one system call as this helper. Raw system calls only (the id-changing ones in
+/// particular must change this thread's credentials without libc's all-threads broadcast),
+/// on the request and reply buffers: no allocation.
+fn call(
+    req: &Req,
+    payload: &[u8],
+    passed: Option<OwnedFd>,
+    out: &mut [u8],
+    parent: Option<i32>,
+) -> Result<(Rep, usize), Rep> {
+    let fail = |e: Errno| Rep::err(STEP_IO, e);
+    let mut rep = Rep::ok();
+    let mut len = 0usize;
+    match req.how {
+        CALL_ACCESS => {
+            let path = path_or_inval(payload)?;
+            // SAFETY: faccessat2 reads the NUL-terminated path, which lives in the request buffer.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_faccessat2,
+                    libc::AT_FDCWD,
+                    path.as_ptr(),
+                    req.arg0 as libc::c_int,
+                    req.arg1 as libc::c_int,
+                )
+            };
+            sys_ret(r).map_err(fail)?;
+        }
+        CALL_MKDIR => {
+            let path = path_or_inval(payload)?;
+            rustix::fs::mkdir(path, Mode::from_bits_retain(req.arg0 as u32)).map_err(fail)?;
+        }
+        CALL_CREATE => {
+            let path = path_or_inval(payload)?;
+            let fd = rustix::fs::open(
+                path,
+                OFlags::CREATE | OFlags::EXCL | OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::from_bits_retain(req.arg0 as u32),
+            )
+            .map_err(fail)?;
+            drop(fd);
+        }
+        CALL_CHMOD => {
+            let path = path_or_inval(payload)?;
+            rustix::fs::chmod(path, Mode::from_bits_retain(req.arg0 as u32)).map_err(fail)?;
+        }
+        CALL_CHOWN => {
+            let path = path_or_inval(payload)?;
+            // SAFETY: chown reads the NUL-terminated path in the request buffer; ids are integers.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_chown,
+                    path.as_ptr(),
+                    id_arg(req.arg0),
+                    id_arg(req.arg1),
+                )
+            };
+            sys_ret(r).map_err(fail)?;
+        }
+        CALL_KILL => {
+            // SAFETY: kill takes two integers.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_kill,
+                    req.arg0 as libc::pid_t,
+                    req.arg1 as libc::c_int,
+                )
+            };
+            sys_ret(r).map_err(fail)?;
+        }
+        CALL_SETUID | CALL_SETGID => {
+            let nr = if req.how == CALL_SETUID {
+                libc::SYS_setuid
+            } else {
+                libc::SYS_setgid
+            };
+            // SAFETY: setuid/setgid take one integer and change only this (single) thread.
+            let r = unsafe { libc::syscall(nr, id_arg(req.arg0)) };
+            let r = sys_ret(r).map_err(fail);
+            arm_parent_death_signal(parent).map_err(|()| Rep::err(STEP_PRCTL, Errno::SRCH))?;
+            r?;
+        }
+        CALL_SETREUID | CALL_SETREGID => {
+            let nr = if req.how == CALL_SETREUID {
+                libc::SYS_setreuid
+            } else {
+                libc::SYS_setregid
+            };
+            // SAFETY: setreuid/setregid take two integers and change only this thread.
+            let r = unsafe { libc::syscall(nr, id_arg(req.arg0), id_arg(req.arg1)) };
+            let r = sys_ret(r).map_err(fail);
+            arm_parent_death_signal(parent).map_err(|()| Rep::err(STEP_PRCTL, Errno::SRCH))?;
+            r?;
+        }
+        CALL_SETRESUID | CALL_SETRESGID => {
+            let nr = if req.how == CALL_SETRESUID {
+                libc::SYS_setresuid
+            } else {
+                libc::SYS_setresgid
+            };
+            // SAFETY: setresuid/setresgid take three integers and change only this thread.
+            let r =
+                unsafe { libc::syscall(nr, id_arg(req.arg0), id_arg(req.arg1), id_arg(req.arg2)) };
+            let r = sys_ret(r).map_err(fail);
+            arm_parent_death_signal(parent).map_err(|()| Rep::err(STEP_PRCTL, Errno::SRCH))?;
+            r?;
+        }
+        CALL_SETGROUPS => {
+            let n = (payload.len() / 4).min(MAX_GROUPS);
+            let mut gids = [rustix::process::Gid::ROOT; MAX_GROUPS];
+            for (i, g) in gids.iter_mut().enumerate().take(n) {
+                *g = rustix::process::Gid::from_raw(rd_u32(payload, 4 * i));
+            }
+            rustix::thread::set_thread_groups(&gids[..n]).map_err(fail)?;
+        }
+        CALL_UNSHARE_USER => {
+            // SAFETY: unshare(CLONE_NEWUSER) changes only this single-threaded process's
+            // credentials; it shares no fs_struct.
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWUSER) }
+                .map_err(fail)?;
+            arm_parent_death_signal(parent).map_err(|()| Rep::err(STEP_PRCTL, Errno::SRCH))?;
+        }
+        CALL_SETNS_USER => {
+            let fd = passed.ok_or(Rep::err(STEP_PROTOCOL, Errno::BADF))?;
+            rustix::thread::move_into_link_name_space(
+                fd.as_fd_borrowed(),
+                Some(rustix::thread::LinkNameSpaceType::User),
+            )
+            .map_err(fail)?;
+            arm_parent_death_signal(parent).map_err(|()| Rep::err(STEP_PRCTL, Errno::SRCH))?;
+        }
+        CALL_NO_NEW_PRIVS => {
+            rustix::thread::set_no_new_privs(true).map_err(fail)?;
+        }
+        CALL_FSIDS => {
+            // SAFETY: setfsuid/setfsgid with -1 change nothing and return the current value.
+            let fsuid = unsafe { libc::syscall(libc::SYS_setfsuid, -1 as libc::c_long) };
+            // SAFETY: as above.
+            let fsgid = unsafe { libc::syscall(libc::SYS_setfsgid, -1 as libc::c_long) };
+            rep.v[0] = fsuid as u32 as u64;
+            rep.v[1] = fsgid as u32 as u64;
+        }
+        CALL_FULL_CREDS => {
+            let r = full_creds(payload);
+            arm_parent_death_signal(parent).map_err(|()| Rep::err(STEP_PRCTL, Errno::SRCH))?;
+            r.map_err(|(step, e)| Rep::err(step, e))?;
+        }
+        CALL_EXEC => {
+            let (status, n) = exec_capture(payload, out)?;
+            rep.v[0] = status as u64;
+            len = n;
+        }
+        CALL_PTRACE => ptrace_attach_detach(req.arg0 as libc::pid_t).map_err(fail)?,
+        _ => return Err(Rep::err(STEP_PROTOCOL, Errno::NOSYS)),
+    }
+    Ok((rep, len))
+}
+
+trait AsFdBorrowed {
+    fn as_fd_borrowed(&self) -> BorrowedFd<'_>;
+}
+
+impl AsFdBorrowed for OwnedFd {
+    fn as_fd_borrowed(&self) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self)
+    }
+}
+
+fn prctl(op: libc::c_int, a: libc::c_ulong, b: libc::c_ulong) -> Result<(), Errno> {
+    // SAFETY: the prctl options used here take integer arguments only.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_prctl,
+            op,
+            a,
+            b,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    sys_ret(r).map(|_| ())
+}
+
+/// `CALL_FULL_CREDS`: take on complete credentials in the helper's namespace. The order makes
+/// each step legal: keep the permitted set across the id changes (`PR_SET_KEEPCAPS`), set
+/// groups, gids and uids, fs ids, then (with every permitted capability effective, CAP_SETPCAP
+/// among them) inheritable, ambient, bounding and securebits, and last the exact sets.
+fn full_creds(p: &[u8]) -> Result<(), (u32, Errno)> {
+    use rustix::thread::{CapabilitySet, CapabilitySets};
+    if p.len() < CREDS_LEN {
+        return Err((STEP_PROTOCOL, Errno::INVAL));
+    }
+    let w = |i: usize| rd_u32(p, 4 * i);
+    let ngroups = (w(11) as usize).min(MAX_GROUPS);
+    let c = 4 * (CREDS_WORDS + MAX_GROUPS);
+    let (inh, prm, eff, bnd, amb) = (
+        rd_u64(p, c),
+        rd_u64(p, c + 8),
+        rd_u64(p, c + 16),
+        rd_u64(p, c + 24),
+        rd_u64(p, c + 32),
+    );
+    prctl(libc::PR_SET_KEEPCAPS, 1, 0).map_err(|e| (STEP_PRCTL, e))?;
+    let mut gids = [rustix::process::Gid::ROOT; MAX_GROUPS];
+    for (i, g) in gids.iter_mut().enumerate().take(ngroups) {
+        *g = rustix::process::Gid::from_raw(w(CREDS_WORDS + i));
+    }
+    if w(9) & CREDS_KEEP_GROUPS == 0 {
+        rustix::thread::set_thread_groups(&gids[..ngroups]).map_err(|e| (STEP_SETGROUPS, e))?;
+    }
+    // SAFETY: setresgid takes three integers and changes only this thread.
+    let r = unsafe { libc::syscall(libc::SYS_setresgid, w(4), w(5), w(6)) };
+    sys_ret(r).map_err(|e| (STEP_SETRESGID, e))?;
+    // SAFETY: setresuid takes three integers and changes only this thread.
+    let r = unsafe { libc::syscall(libc::SYS_setresuid, w(0), w(1), w(2)) };
+    sys_ret(r).map_err(|e| (STEP_SETRESUID, e))?;
+    // Leaving uid 0 cleared the effective set; setfsuid/setfsgid to an id other than the
+    // real/effective/saved ones need CAP_SETUID/CAP_SETGID effective again.
+    let now = rustix::thread::capabilities(None).map_err(|e| (STEP_CAPSET, e))?;
+    rustix::thread::set_capabilities(
+        None,
+        CapabilitySets {
+            effective: now.permitted,
+            permitted: now.permitted,
+            inheritable: now.inheritable,
+        },
+    )
+    .map_err(|e| (STEP_CAPSET, e))?;
+    // setfsuid/setfsgid return the old value, never an error: check the result by reading back.
+    // SAFETY: setfsgid takes one integer.
+    unsafe { libc::syscall(libc::SYS_setfsgid, w(7)) };
+    // SAFETY: setfsuid takes one integer.
+    unsafe { libc::syscall(libc::SYS_setfsuid, w(3)) };
+    // SAFETY: as above, -1 only reads.
+    let fsgid = unsafe { libc::syscall(libc::SYS_setfsgid, -1 as libc::c_long) } as u32;
+    // SAFETY: as above, -1 only reads.
+    let fsuid = unsafe { libc::syscall(libc::SYS_setfsuid, -1 as libc::c_long) } as u32;
+    if fsuid != w(3) || fsgid != w(7) {
+        return Err((STEP_SETRESUID, Errno::PERM));
+    }
+    let now = rustix::thread::capabilities(None).map_err(|e| (STEP_CAPSET, e))?;
+    let all = now.permitted;
+    rustix::thread::set_capabilities(
+        None,
+        CapabilitySets {
+            effective: all,
+            permitted: all,
+            inheritable: CapabilitySet::from_bits_retain(inh),
+        },
+    )
+    .map_err(|e| (STEP_CAPSET, e))?;
+    for cap in 0..64u64 {
+        if amb & (1 << cap) != 0 {
+            prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                cap as libc::c_ulong,
+            )
+            .map_err(|e| (STEP_CAPSET, e))?;
+        }
+    }
+    for cap in 0..64u64 {
+        if bnd & (1 << cap) == 0 {
+            match prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0) {
+                Ok(()) => {}
+                Err(_) => break, // past the last capability
+            }
+            prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0).map_err(|e| (STEP_CAPSET, e))?;
+        }
+    }
+    prctl(libc::PR_SET_SECUREBITS, w(8) as libc::c_ulong, 0).map_err(|e| (STEP_PRCTL, e))?;
+    rustix::thread::set_capabilities(
+        None,
+        CapabilitySets {
+            effective: CapabilitySet::from_bits_retain(eff),
+            permitted: CapabilitySet::from_bits_retain(prm),
+            inheritable: CapabilitySet::from_bits_retain(inh),
+        },
+    )
+    .map_err(|e| (STEP_CAPSET, e))?;
+    if w(9) & CREDS_NO_NEW_PRIVS != 0 {
+        rustix::thread::set_no_new_privs(true).map_err(|e| (STEP_PRCTL, e))?;
+    }
+    let dumpable = (w(9) & CREDS_DUMPABLE != 0) as libc::c_ulong;
+    prctl(libc::PR_SET_DUMPABLE, dumpable, 0).map_err(|e| (STEP_PRCTL, e))?;
+    rustix::process::umask(Mode::from_bits_retain(w(10)));
+    Ok(())
+}
+
+/// `CALL_EXEC`: fork; the child runs `execve(path, [path, arg], [])` with its stdout on a
+/// pipe; the helper reads what it prints into `out` and reaps it. The payload is the path and
+/// one argument, each NUL-terminated. An exec that fails is reported with its errno, which
+/// the child sends back on a second, close-on-exec pipe.
+fn exec_capture(payload: &[u8], out: &mut [u8]) -> Result<(i32, usize), Rep> {
+    let path = path_or_inval(payload)?;
+    let rest = &payload[path.to_bytes().len() + 1..];
+    let arg = path_or_inval(rest)?;
+    let (out_r, out_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| Rep::err(STEP_IO, e))?;
+    let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| Rep::err(STEP_IO, e))?;
+    let argv = [path.as_ptr(), arg.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null::<libc::c_char>()];
+    // SAFETY: this helper is single-threaded; the child only makes raw system calls (dup2,
+    // execve, write, _exit) on memory that existed before the fork.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: dup2 of an open pipe fd onto stdout; both are plain integers.
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&out_w), 1) };
+        // SAFETY: argv and envp are NULL-terminated arrays of NUL-terminated strings that
+        // live in this process's copy of the helper's stack and request buffer.
+        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        let e = crate::last_errno().raw_os_error().to_ne_bytes();
+        let _ = rustix::io::write(&err_w, &e);
+        exit_now(127);
+    }
+    if pid < 0 {
+        return Err(Rep::err(STEP_FORK, crate::last_errno()));
+    }
+    drop(out_w);
+    drop(err_w);
+    let mut len = 0usize;
+    loop {
+        if len == out.len() {
+            break;
+        }
+        match rustix::io::read(&out_r, &mut out[len..]) {
+            Ok(0) => break,
+            Ok(k) => len += k,
+            Err(Errno::INTR) => continue,
+            Err(_) => break,
+        }
+    }
+    let mut eb = [0u8; 4];
+    let got = loop {
+        match rustix::io::read(&err_r, &mut eb) {
+            Err(Errno::INTR) => continue,
+            r => break r.unwrap_or(0),
+        }
+    };
+    let status = loop {
+        let mut st: libc::c_int = 0;
+        // SAFETY: waitpid writes the status into a live local.
+        let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+        if r == pid {
+            break st;
+        }
+        if crate::last_errno() != Errno::INTR {
+            break -1;
+        }
+    };
+    if got == 4 {
+        return Err(Rep::err(
+            STEP_IO,
+            Errno::from_raw_os_error(i32::from_ne_bytes(eb)),
+        ));
+    }
+    Ok((status, len))
+}
+
+/// `CALL_PTRACE`: `PTRACE_SEIZE` (the same `ptrace_may_access(PTRACE_MODE_ATTACH_REALCREDS)`
+/// check as `PTRACE_ATTACH`, without stopping the tracee), then interrupt, wait for the stop
+/// and detach, so the tracee is left as it was.
+fn ptrace_attach_detach(pid: libc::pid_t) -> Result<(), Errno> {
+    let null = std::ptr::null_mut::<libc::c_void>();
+    // SAFETY: PTRACE_SEIZE takes the pid and null addr/data.
+    let r = unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, null, null) };
+    if r < 0 {
+        return Err(crate::last_errno());
+    }
+    // SAFETY: PTRACE_INTERRUPT on a tracee this process has just seized.
+    unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, pid, null, null) };
+    loop {
+        let mut st: libc::c_int = 0;
+        // SAFETY: waitpid writes the status into a live local.
+        let r = unsafe { libc::waitpid(pid, &mut st, libc::__WALL) };
+        if r == pid || crate::last_errno() != Errno::INTR {
+            break;
+        }
+    }
+    // SAFETY: PTRACE_DETACH on the stopped tracee, signal 0.
+    unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, null, null) };
+    Ok(())
 }

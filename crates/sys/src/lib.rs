@@ -17,6 +17,7 @@
 mod child;
 pub mod container;
 mod helper;
+pub mod keys;
 pub mod maps;
 pub mod mount;
 mod ns;
@@ -29,7 +30,8 @@ pub mod signal;
 use std::path::PathBuf;
 
 pub use child::{
-    write_fd, Actor, CapSets, HelperIds, Ids, RemoteFd, UnshareOptions, UsernsChild, WriteHow,
+    write_fd, Actor, CapSets, FullCreds, HelperIds, Ids, RemoteFd, SetId, UnshareOptions,
+    UsernsChild, WriteHow,
 };
 pub use mount::{unmount, DetachedMount, FsType, MappingUserns, MountFailure, MountRequirement};
 pub use ns::{userns_ancestry, NsId, UserNsFd};

@@ -102,9 +102,17 @@ fn write_one(
         path: path.clone(),
         errno,
     })?;
-    let text = map_text(map);
-    // The kernel takes a map in one write(2) only.
-    let n = rustix::io::write(&fd, text.as_bytes()).map_err(|errno| Error::Path {
+    write_map_text(&fd, path, &map.to_write_format())
+}
+
+/// Write a map's text to an open map file in the one `write(2)` the kernel takes (a second
+/// write, or a write at an offset, is refused); a short write is an error, never retried.
+pub(crate) fn write_map_text(
+    fd: &OwnedFd,
+    path: std::path::PathBuf,
+    text: &str,
+) -> Result<(), Error> {
+    let n = rustix::io::write(fd, text.as_bytes()).map_err(|errno| Error::Path {
         op: "write",
         path: path.clone(),
         errno,
@@ -113,18 +121,10 @@ fn write_one(
         return Err(Error::Path {
             op: "write (short)",
             path,
-            errno: Errno::INVAL,
+            errno: Errno::IO,
         });
     }
     Ok(())
-}
-
-/// The write format: one `first lower count` line per extent.
-pub fn map_text(map: &IdMap) -> String {
-    map.extents()
-        .iter()
-        .map(|e| format!("{} {} {}\n", e.first, e.lower_first, e.count))
-        .collect()
 }
 
 /// A live user namespace as a `/proc` scan sees it.

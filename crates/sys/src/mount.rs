@@ -20,8 +20,10 @@ use rustix::mount::{MoveMountFlags, OpenTreeFlags, UnmountFlags};
 use crate::UsernsChild;
 use crate::{Actor, Errno, Error, UserNsFd};
 
-/// `MOUNT_ATTR_RDONLY` (`mount_setattr(2)`).
+/// `MOUNT_ATTR_RDONLY`, `_NOSUID`, `_NOEXEC` (`mount_setattr(2)`).
 const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
+const MOUNT_ATTR_NOEXEC: u64 = 0x0000_0008;
 /// `MOUNT_ATTR_IDMAP` (`mount_setattr(2)`).
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 /// `AT_EMPTY_PATH`.
@@ -151,6 +153,17 @@ impl std::fmt::Display for MountRequirement {
     }
 }
 
+/// Per-mount flags (`mount_setattr(2)`'s `MOUNT_ATTR_*`) for [`DetachedMount::set_flags`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MountFlags {
+    /// `MOUNT_ATTR_RDONLY`.
+    pub read_only: bool,
+    /// `MOUNT_ATTR_NOSUID`: set-id bits and file capabilities are ignored on exec.
+    pub nosuid: bool,
+    /// `MOUNT_ATTR_NOEXEC`.
+    pub noexec: bool,
+}
+
 /// A clone of a mount tree that is not attached anywhere yet (`open_tree(2)` with
 /// `OPEN_TREE_CLONE`): only such a mount can be given an idmap. Dropped before
 /// [`attach`](Self::attach), the clone vanishes with its fd.
@@ -235,8 +248,31 @@ impl DetachedMount {
 
     /// Make the clone read-only (`MOUNT_ATTR_RDONLY`); the filesystem itself is unchanged.
     pub fn set_read_only(&self) -> Result<(), Error> {
+        self.set_flags(MountFlags {
+            read_only: true,
+            ..MountFlags::default()
+        })
+    }
+
+    /// Set per-mount flags on the clone (`MOUNT_ATTR_RDONLY`, `MOUNT_ATTR_NOSUID`,
+    /// `MOUNT_ATTR_NOEXEC`); the filesystem itself is unchanged. No flag: nothing is done.
+    #[doc(alias = "mount_setattr")]
+    pub fn set_flags(&self, flags: MountFlags) -> Result<(), Error> {
+        let mut set = 0;
+        for (on, bit) in [
+            (flags.read_only, MOUNT_ATTR_RDONLY),
+            (flags.nosuid, MOUNT_ATTR_NOSUID),
+            (flags.noexec, MOUNT_ATTR_NOEXEC),
+        ] {
+            if on {
+                set |= bit;
+            }
+        }
+        if set == 0 {
+            return Ok(());
+        }
         let attr = MountAttr {
-            attr_set: MOUNT_ATTR_RDONLY,
+            attr_set: set,
             ..MountAttr::default()
         };
         self.setattr(&attr).map_err(|errno| {
@@ -296,6 +332,14 @@ impl DetachedMount {
             }
             e
         })
+    }
+}
+
+impl From<DetachedMount> for OwnedFd {
+    /// The clone's fd, e.g. to hand to a process that attaches it in another mount namespace
+    /// (`ExtraMount` of [`ContainerSpec`](crate::container::ContainerSpec)).
+    fn from(m: DetachedMount) -> OwnedFd {
+        m.fd
     }
 }
 

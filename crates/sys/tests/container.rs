@@ -164,3 +164,59 @@ fn extra_mounts_are_attached_inside_only() {
     // The host's tree is unchanged.
     assert!(!dst.join("hello").exists());
 }
+
+/// A rootfs with a static busybox as /bin/sh, or `None` (skipped, or failing under
+/// CREDNS_REQUIRE_ALL=1) when there is no static /bin/busybox.
+fn busybox_rootfs(test: &str, dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let bytes = std::fs::read("/bin/busybox").unwrap_or_default();
+    let dynamic =
+        bytes.windows(8).any(|w| w == b"/lib64/l") || bytes.windows(7).any(|w| w == b"/lib/ld");
+    if bytes.is_empty() || dynamic {
+        let reason = "needs a static /bin/busybox (apt-get install busybox-static)";
+        if std::env::var("CREDNS_REQUIRE_ALL").as_deref() == Ok("1") {
+            panic!("{test}: {reason}, and CREDNS_REQUIRE_ALL=1 forbids skipping");
+        }
+        println!("{test}: skipped: {reason}");
+        return None;
+    }
+    let root = dir.join("rootfs");
+    for d in ["bin", "proc", "dev"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("bin/busybox"), bytes).unwrap();
+    std::fs::set_permissions(
+        root.join("bin/busybox"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    Some(root)
+}
+
+#[test]
+fn rootfs_mount_is_attached_instead_of_the_bind() {
+    let t = "rootfs_mount_is_attached_instead_of_the_bind";
+    if !needs_root(t) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(root) = busybox_rootfs(t, dir.path()) else {
+        return;
+    };
+    // Owned by host root: through a plain bind the container sees the overflow id.
+    let check = "[ \"$(/bin/busybox stat -c %u:%g /bin/busybox)\" = 0:0 ]";
+    let mut spec = sh(check);
+    spec.rootfs = Some(root.clone());
+    assert_eq!(run(&spec), ExitStatus::Exited(1));
+    // Through a clone idmapped like the container, on-disk 0 is the container's 0.
+    let idmap = credns_sys::MappingUserns::new(&map(), &map()).unwrap();
+    let tree = credns_sys::DetachedMount::clone_tree(&root, true).unwrap();
+    tree.set_idmap(&idmap).unwrap();
+    let mut spec = sh(check);
+    spec.rootfs = Some(root.clone());
+    spec.rootfs_mount = Some(tree.into());
+    assert_eq!(run(&spec), ExitStatus::Exited(0));
+    // Nothing stays mounted on the host's tree.
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!info.contains(root.to_str().unwrap()), "{info}");
+}

@@ -454,3 +454,88 @@ fn nested_helpers_that_changed_ids_still_die_with_their_parent() {
         drop(nn);
     }
 }
+
+#[test]
+fn full_credentials_system_calls_and_exec_as_a_helper() {
+    if !needs_root("full_credentials_system_calls_and_exec_as_a_helper") {
+        return;
+    }
+    use credns_sys::{FullCreds, SetId};
+    let c = UsernsChild::spawn(&UnshareOptions {
+        new_userns: false,
+        ..UnshareOptions::new()
+    })
+    .unwrap();
+    const CAP_KILL: u64 = 1 << 5;
+    const CAP_SETUID: u64 = 1 << 7;
+    let want = FullCreds {
+        uid: [1000, 1001, 1002, 1003],
+        gid: [2000, 2001, 2002, 2003],
+        groups: vec![5, 6],
+        inheritable: CAP_KILL,
+        permitted: CAP_KILL | CAP_SETUID,
+        effective: CAP_KILL,
+        bounding: CAP_KILL | CAP_SETUID,
+        ambient: CAP_KILL,
+        securebits: 0,
+        no_new_privs: false,
+        dumpable: true,
+        umask: 0o027,
+        keep_groups: false,
+    };
+    c.set_full_creds(&want).unwrap().unwrap();
+    let ids = c.ids().unwrap();
+    assert_eq!(ids.uid, [1000, 1001, 1002]);
+    assert_eq!(ids.gid, [2000, 2001, 2002]);
+    assert_eq!(ids.groups, vec![5, 6]);
+    assert_eq!(c.fs_ids().unwrap(), (1003, 2003));
+    assert_eq!(ids.caps.permitted, CAP_KILL | CAP_SETUID);
+    assert_eq!(ids.caps.effective, CAP_KILL);
+    let st = std::fs::read_to_string(format!("/proc/{}/status", c.pid().0)).unwrap();
+    assert!(st.contains("CapAmb:\t0000000000000020"), "{st}");
+    assert!(st.contains("CapBnd:\t00000000000000a0"), "{st}");
+    assert!(st.contains("Umask:\t0027"), "{st}");
+    // Without CAP_SETUID in the effective set a uid outside r/e/s is refused.
+    assert_eq!(c.set_id(SetId::Setuid(7)).unwrap(), Err(Errno::PERM));
+    assert_eq!(
+        c.set_id(SetId::Setresuid(None, Some(1000), None)).unwrap(),
+        Ok(())
+    );
+    // exec: cat prints its own status. The egid (2001) is neither the fsgid nor a
+    // supplementary group, so the kernel counts the exec as an id change: the ambient set is
+    // cleared and nothing is effective.
+    let (status, out) = c
+        .exec_capture(std::path::Path::new("/bin/cat"), "/proc/self/status")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 0);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("CapAmb:\t0000000000000000"), "{out}");
+    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+    assert!(out.contains("Uid:\t1000\t1000\t1000\t1000"), "{out}");
+    assert_eq!(
+        c.exec_capture(std::path::Path::new("/nonexistent"), "x")
+            .unwrap(),
+        Err(Errno::NOENT)
+    );
+    // kill: signal 0 to the test process (other uid, CAP_KILL effective) is allowed; an
+    // ignored signal to another helper arrives without ending it.
+    let other = UsernsChild::spawn(&UnshareOptions {
+        new_userns: false,
+        ..UnshareOptions::new()
+    })
+    .unwrap();
+    assert_eq!(c.kill(Pid::this(), 0).unwrap(), Ok(()));
+    assert_eq!(c.kill(other.pid(), 15).unwrap(), Ok(()));
+    assert!(other.ids().is_ok(), "the helper survived SIGTERM");
+    // SO_PEERCRED: the other helper (root) on one end, seen from this one.
+    let (a, b) = other.socketpair().unwrap();
+    let fd = other.fetch_fd(b).unwrap();
+    let mine = c.install_fd(fd.as_fd()).unwrap();
+    let (pid, uid, gid) = c.peercred(mine).unwrap().unwrap();
+    assert_eq!((pid, uid, gid), (other.pid(), 0, 0));
+    other.close(a).unwrap().unwrap();
+    // ptrace: the test process's helper (root) may attach to this one and leaves it running.
+    assert_eq!(other.ptrace_attach(c.pid()).unwrap(), Ok(()));
+    assert!(c.ids().is_ok());
+}

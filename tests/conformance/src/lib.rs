@@ -1,12 +1,16 @@
 //! Differential tests: the same case on the running kernel and in credns's model.
 //!
 //! The tests live in `tests/`; this library holds what they share: the root gate, seeds, map
-//! generators ([`gen`]), the observation of real write contexts ([`observe`]) and the
-//! comparison and reporting of results ([`diff`]).
+//! generators ([`gen`]), the observation of real write contexts ([`observe`]), the
+//! comparison and reporting of results ([`diff`]), the kernel executor that realises model
+//! scenarios on this machine ([`kernel`]) and the scenario generator ([`scenario_gen`]).
 
 pub mod diff;
 pub mod gen;
+pub mod kernel;
+pub mod keys_gen;
 pub mod observe;
+pub mod scenario_gen;
 pub mod scratch;
 
 use credns_idmap::{IdKind, IdMap};
