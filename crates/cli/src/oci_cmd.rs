@@ -29,6 +29,9 @@ pub struct OciArgs {
     /// The registry database (used directly, as root, when no daemon runs).
     #[arg(long, value_name = "PATH", default_value = DEFAULT_STORE)]
     store: PathBuf,
+    /// The registry daemon's socket: used when a daemon answers there.
+    #[arg(long, value_name = "PATH", default_value = credns_service::DEFAULT_SOCKET)]
+    socket: PathBuf,
 }
 
 /// The lease name of a bundle: `oci:` and its canonical path.
@@ -67,13 +70,32 @@ pub fn run(args: OciArgs) -> Result<ExitCode> {
         bail!("{}: linux: expected an object", config_path.display());
     }
     let name = bundle_lease_name(&bundle);
-    let mut store = DirectStore::open(&args.store)?;
-    let alloc = store.acquire(&Lease::name(name.clone()), args.size)?;
-    set_oci_mappings(
-        &mut config,
-        Some(&alloc.uid_map()?),
-        Some(&alloc.gid_map()?),
-    )?;
+    // (id, uid range, gid range, uid map, gid map) from the daemon when one answers, else the store.
+    let (id, uid, gid, uid_map, gid_map) =
+        if let Ok(mut client) = credns_service::Client::connect(&args.socket) {
+            let opts = credns_service::AllocOptions {
+                size: args.size,
+                ..Default::default()
+            };
+            let a = client
+                .allocate_name(&name, &opts)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(size) = args.size.filter(|&s| s != a.uid.len()) {
+                bail!(
+                    "{name} already holds allocation {} of {} ids, not {size}; release it first",
+                    a.id,
+                    a.uid.len()
+                );
+            }
+            let (um, gm) = (a.uid_map()?, a.gid_map()?);
+            (a.id, a.uid.into(), a.gid.into(), um, gm)
+        } else {
+            let mut store = DirectStore::open(&args.store)?;
+            let a = store.acquire(&Lease::name(name.clone()), args.size)?;
+            (a.id.0, a.uid, a.gid, a.uid_map()?, a.gid_map()?)
+        };
+    let (uid, gid): (credns_idmap::IdRange, credns_idmap::IdRange) = (uid, gid);
+    set_oci_mappings(&mut config, Some(&uid_map), Some(&gid_map))?;
     let linux = config
         .get_mut("linux")
         .and_then(Value::as_object_mut)
@@ -93,13 +115,12 @@ pub fn run(args: OciArgs) -> Result<ExitCode> {
     out.push('\n');
     write_atomically(&config_path, out.as_bytes())?;
     println!(
-        "{name}: allocation {} uids {}-{} gids {}-{} ({} ids)",
-        alloc.id,
-        alloc.uid.start,
-        alloc.uid.end,
-        alloc.gid.start,
-        alloc.gid.end,
-        alloc.uid.len()
+        "{name}: allocation #{id} uids {}-{} gids {}-{} ({} ids)",
+        uid.start,
+        uid.end,
+        gid.start,
+        gid.end,
+        uid.len()
     );
     Ok(ExitCode::SUCCESS)
 }

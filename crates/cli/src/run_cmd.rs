@@ -253,7 +253,7 @@ pub fn parse_volume(s: &str) -> Result<VolumeSpec> {
 
 /// A detached clone (of the rootfs or a volume) waiting for its idmap.
 #[derive(Debug)]
-struct PendingMount {
+pub(crate) struct PendingMount {
     tree: DetachedMount,
     /// `None`: the rootfs; else where it is attached.
     target: Option<PathBuf>,
@@ -264,7 +264,7 @@ struct PendingMount {
 
 /// Check the volumes against the host and the rootfs and clone their trees (and the rootfs's)
 /// as detached mounts, before anything is allocated.
-fn clone_trees(rootfs: Option<&Path>, volumes: &[String]) -> Result<Vec<PendingMount>> {
+pub(crate) fn clone_trees(rootfs: Option<&Path>, volumes: &[String]) -> Result<Vec<PendingMount>> {
     let specs = volumes
         .iter()
         .map(|v| parse_volume(v))
@@ -404,15 +404,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     spec.new_pid = args.pid;
     spec.rootfs = rootfs;
     if let Some(client) = crate::run_daemon::connect(&args.socket) {
-        if spec.rootfs.is_some() || !args.volumes.is_empty() {
-            bail!(
-                "--rootfs and --volume do not go through the daemon yet (their idmapped mounts \
-                 are made before the container, from an allocation the daemon does not hand \
-                 over); as root, run with no daemon answering on {}",
-                args.socket.display()
-            );
-        }
-        return crate::run_daemon::run(client, &args, spec, root);
+        let mounts = clone_trees(spec.rootfs.as_deref(), &args.volumes)?;
+        return crate::run_daemon::run(client, &args, spec, mounts, root);
     }
     if !root {
         bail!(
@@ -446,17 +439,7 @@ fn run_with(
             // container as its N, and what its N creates is stored as N.
             let idmap = MappingUserns::new(&alloc.uid_map()?, &alloc.gid_map()?)
                 .context("making the idmap's user namespace")?;
-            for m in mounts.drain(..) {
-                m.tree.set_idmap(&idmap).with_context(|| m.what.clone())?;
-                if m.read_only {
-                    m.tree.set_read_only().with_context(|| m.what.clone())?;
-                }
-                let fd = OwnedFd::from(m.tree);
-                match m.target {
-                    None => spec.rootfs_mount = Some(fd),
-                    Some(target) => spec.mounts.push(ExtraMount { fd, target }),
-                }
-            }
+            idmap_into(std::mem::take(&mut mounts), &idmap, &mut spec)?;
         }
         let c = Container::spawn(&spec).context("creating the container's namespaces")?;
         // The child holds its copies of the mount fds; ours are of no further use.
@@ -507,6 +490,27 @@ fn run_with(
     }
     let code = status.map_or(1, |s| s.code());
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Give each cloned tree the idmap of `userns` (a namespace with the container's maps) and
+/// hand it to the container's spec: the rootfs, or a volume at its target.
+pub(crate) fn idmap_into(
+    mounts: Vec<PendingMount>,
+    userns: &credns_sys::UserNsFd,
+    spec: &mut ContainerSpec,
+) -> Result<()> {
+    for m in mounts {
+        m.tree.set_idmap(userns).with_context(|| m.what.clone())?;
+        if m.read_only {
+            m.tree.set_read_only().with_context(|| m.what.clone())?;
+        }
+        let fd = OwnedFd::from(m.tree);
+        match m.target {
+            None => spec.rootfs_mount = Some(fd),
+            Some(target) => spec.mounts.push(ExtraMount { fd, target }),
+        }
+    }
+    Ok(())
 }
 
 /// `--user`'s ids must be mapped.

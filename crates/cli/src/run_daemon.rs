@@ -12,6 +12,14 @@
 //!
 //! Name lease (`--name`, root only): the daemon allocates (or finds) the named range and this
 //! process writes the maps, as on the direct path; the lease outlives the command.
+//!
+//! `--rootfs` and `--volume` (root only) need the container's maps before the container
+//! exists, for their idmapped mounts. With a namespace lease, the range is leased to a holder:
+//! a helper process in an empty user namespace of its own, whose maps the daemon writes like any
+//! other. That namespace then carries the idmap of the mounts, the container gets the same maps
+//! (written by this process), and the holder lives until the command ends: its exit is what
+//! the daemon sees to release the range (if this process dies, the holder sees its socket close
+//! and exits, and the container, whose parent-death signal is set, goes too).
 
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -21,8 +29,9 @@ use anyhow::{bail, Context, Result};
 use credns_service::{AllocOptions, AllocationInfo, Client};
 use credns_sys::container::{Container, ContainerSpec};
 use credns_sys::pidfd::PidFd;
+use credns_sys::{MappingUserns, UnshareOptions, UsernsChild};
 
-use crate::run_cmd::{ChildFailed, RunArgs};
+use crate::run_cmd::{idmap_into, ChildFailed, PendingMount, RunArgs};
 
 /// A connection to the daemon at `socket`, or `None` if nothing answers there.
 pub fn connect(socket: &Path) -> Option<Client> {
@@ -34,13 +43,16 @@ pub fn connect(socket: &Path) -> Option<Client> {
 pub fn run(
     mut client: Client,
     args: &RunArgs,
-    spec: ContainerSpec,
+    mut spec: ContainerSpec,
+    mounts: Vec<PendingMount>,
     root: bool,
 ) -> Result<ExitCode> {
     let opts = AllocOptions {
         size: args.size,
         ..AllocOptions::default()
     };
+    // Kept until the command ends when it holds the lease (see the module's documentation).
+    let mut _holder: Option<UsernsChild> = None;
     let mut c = match &args.name {
         Some(name) => {
             if !root {
@@ -54,9 +66,34 @@ pub fn run(
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             check_size(&a, args.size, name)?;
             check_ids_mapped(a.uid.len(), a.id, spec.uid, spec.gid)?;
+            if !mounts.is_empty() {
+                let idmap = MappingUserns::new(&a.uid_map()?, &a.gid_map()?)
+                    .context("making the idmap's user namespace")?;
+                idmap_into(mounts, &idmap, &mut spec)?;
+            }
             let c = Container::spawn(&spec).context("creating the container's namespaces")?;
             c.write_maps(&a.uid_map()?, &a.gid_map()?)
                 .context("writing the container's ID maps")?;
+            c
+        }
+        None if !mounts.is_empty() => {
+            let holder = UsernsChild::spawn(&UnshareOptions::new())
+                .context("creating the lease holder's user namespace")?;
+            let ns = holder.userns_fd()?;
+            let member = PidFd::open(holder.pid()).context("opening a pidfd of the holder")?;
+            let opts = AllocOptions {
+                write_maps: true,
+                ..opts
+            };
+            let a = client
+                .allocate_userns(ns.as_fd(), Some(member.as_fd()), &opts)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            check_ids_mapped(a.uid.len(), a.id, spec.uid, spec.gid)?;
+            idmap_into(mounts, &ns, &mut spec)?;
+            let c = Container::spawn(&spec).context("creating the container's namespaces")?;
+            c.write_maps(&a.uid_map()?, &a.gid_map()?)
+                .context("writing the container's ID maps")?;
+            _holder = Some(holder);
             c
         }
         None => {

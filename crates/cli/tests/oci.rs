@@ -23,11 +23,15 @@ fn read_config(bundle: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(bundle.join("config.json")).unwrap()).unwrap()
 }
 
+/// `credns oci` on the store directly (no daemon answers on the socket it is given).
 fn oci(store: &Path, bundle: &Path) -> std::process::Output {
+    let nosock = store.with_extension("no-daemon.sock");
     credns(&[
         "oci",
         "--store",
         store.to_str().unwrap(),
+        "--socket",
+        nosock.to_str().unwrap(),
         bundle.to_str().unwrap(),
     ])
 }
@@ -246,5 +250,51 @@ fn crun_runs_the_container_with_the_allocated_range() {
             vec![0],
         ],
         "{text}"
+    );
+}
+
+/// With a daemon answering, the bundle's allocation comes from it (the daemon holds the store),
+/// named after the bundle, and is reused the next time.
+#[test]
+fn through_the_daemon() {
+    if !needs_root("through_the_daemon") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/io.credns.Registry");
+    let store = dir.path().join("lib/registry.redb");
+    let _d = serve(&socket, &store);
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::write(
+        bundle.join("config.json"),
+        r#"{"ociVersion": "1.0.2", "linux": {}}"#,
+    )
+    .unwrap();
+    let sock = socket.to_str().unwrap();
+    let first = ok(&credns(&[
+        "oci",
+        "--socket",
+        sock,
+        bundle.to_str().unwrap(),
+    ]));
+    let again = ok(&credns(&[
+        "oci",
+        "--socket",
+        sock,
+        bundle.to_str().unwrap(),
+    ]));
+    assert_eq!(first, again, "the same allocation is reused");
+    let name = format!("oci:{}", std::fs::canonicalize(&bundle).unwrap().display());
+    let shown: Value =
+        serde_json::from_str(&ok(&credns(&["show", "--socket", sock, &name, "--json"]))).unwrap();
+    let config = read_config(&bundle);
+    let m = &config["linux"]["uidMappings"][0];
+    assert_eq!(m["containerID"], 0);
+    assert_eq!(m["hostID"], shown["uid"]["start"], "{config} {shown}");
+    assert_eq!(m["size"], 65536);
+    assert!(
+        first.starts_with(&format!("{name}: allocation #{} uids ", shown["id"])),
+        "{first}"
     );
 }

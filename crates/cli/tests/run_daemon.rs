@@ -331,27 +331,6 @@ fn unprivileged_errors_are_exact() {
         ),
         "credns: error: --rootfs needs root (an idmapped mount needs CAP_SYS_ADMIN over the host's filesystem)\n",
     );
-    // As root, --rootfs does not go through the daemon (yet): refused, naming the socket.
-    failed(
-        &env.run(
-            false,
-            &[
-                "run",
-                "--socket",
-                env.socket(),
-                "--rootfs",
-                rootfs.to_str().unwrap(),
-                "--",
-                "id",
-            ],
-        ),
-        &format!(
-            "credns: error: --rootfs and --volume do not go through the daemon yet (their \
-             idmapped mounts are made before the container, from an allocation the daemon does \
-             not hand over); as root, run with no daemon answering on {}\n",
-            env.socket()
-        ),
-    );
     assert_eq!(env.list(), Vec::<Value>::new());
     // A name lease needs the caller to write the maps.
     failed(
@@ -385,4 +364,66 @@ fn unprivileged_errors_are_exact() {
     assert_eq!(l[0]["lease"]["name"], "mine");
     // Root's quota is not limited: the same daemon still serves root.
     ok(&env.run(false, &["run", "--socket", env.socket(), "--", "true"]));
+}
+
+/// As root with a daemon answering, --rootfs and --volume go through it too: the range is
+/// leased to a holder namespace whose maps the daemon writes and which carries the mounts'
+/// idmap; the container sees the image's and the volume's owners as its own ids, and the lease
+/// is gone once the command ends.
+#[test]
+fn root_rootfs_and_volume_through_the_daemon() {
+    let test = "root_rootfs_and_volume_through_the_daemon";
+    if !needs_root(test) {
+        return;
+    }
+    let Some(busybox) = common::static_busybox(test) else {
+        return;
+    };
+    let env = Env::new();
+    let _d = env.serve(None);
+    let rootfs = common::busybox_rootfs(&busybox, env.dir.path());
+    std::fs::create_dir_all(rootfs.join("data")).unwrap();
+    let data = env.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for (name, uid) in [("by0", 0u32), ("by1000", 1000)] {
+        let f = data.join(name);
+        std::fs::write(&f, "").unwrap();
+        std::os::unix::fs::chown(&f, Some(uid), Some(uid)).unwrap();
+    }
+    let volume = format!("{}:/data", data.display());
+    let o = env.run(
+        false,
+        &[
+            "run",
+            "--socket",
+            env.socket(),
+            "--rootfs",
+            rootfs.to_str().unwrap(),
+            "--volume",
+            &volume,
+            "--",
+            "sh",
+            "-c",
+            "id -u; stat -c %u /bin/busybox /data/by0 /data/by1000; cat /proc/self/uid_map; touch /data/new",
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..4], &["0", "0", "0", "1000"], "{out}");
+    assert_from_pool(one_extent(lines[4]));
+    // Created inside as the container's root: stored with the image's id 0, not a host id.
+    let meta = std::fs::metadata(data.join("new")).unwrap();
+    assert_eq!(
+        (
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            std::os::unix::fs::MetadataExt::gid(&meta)
+        ),
+        (0, 0)
+    );
+    env.wait_list("the daemon to release the holder's lease", |l| l.is_empty());
 }

@@ -108,3 +108,34 @@ pub fn allocations(store: &Path) -> Vec<Allocation> {
     let reg = Registry::open(store, Policy::default()).expect("open store");
     reg.list().cloned().collect()
 }
+
+/// A `credns serve` on `socket` with `store`, stopped (SIGKILL, then reaped) on drop.
+pub struct Serve(std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `credns serve --socket SOCKET --store STORE` and wait until it answers.
+pub fn serve(socket: &Path, store: &Path) -> Serve {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_credns"))
+        .arg("serve")
+        .arg("--socket")
+        .arg(socket)
+        .arg("--store")
+        .arg(store)
+        .spawn()
+        .expect("credns serve starts");
+    let t0 = std::time::Instant::now();
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("credns serve exited: {st}");
+        }
+        assert!(t0.elapsed().as_secs() < 30, "credns serve did not answer");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Serve(child)
+}
