@@ -412,25 +412,15 @@ fn mountinfo_idmapped(text: &str, mnt_id: u64) -> bool {
 #[derive(Debug)]
 pub struct MappingUserns;
 
-/// `struct clone_args` (`CLONE_ARGS_SIZE_VER0`, 64 bytes).
-#[repr(C)]
-#[derive(Debug, Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-}
-
-/// The waiting child: killed with SIGKILL and reaped on drop.
+/// The waiting child: killed with SIGKILL and reaped on drop. It shares our address space
+/// (`CLONE_VM`), so neither its creation nor its exit copies or tears down page tables; it
+/// runs only `holder_main` on its own stack, which outlives it.
 #[derive(Debug)]
 struct Holder {
     pid: crate::Pid,
     pidfd: OwnedFd,
+    /// The child's stack: freed only after the child is reaped.
+    _stack: Vec<u8>,
 }
 
 impl Drop for Holder {
@@ -445,51 +435,47 @@ impl Drop for Holder {
     }
 }
 
+/// The holder's whole life: wait to be killed. Only a raw system call, on its own stack.
+extern "C" fn holder_main(_: *mut libc::c_void) -> libc::c_int {
+    loop {
+        // SAFETY: pause has no arguments; the child waits here for SIGKILL.
+        unsafe { libc::pause() };
+    }
+}
+
+/// Stack of the holder: `holder_main` and the signal frame of SIGKILL need little.
+const HOLDER_STACK: usize = 64 * 1024;
+
 fn spawn_holder() -> Result<Holder, Error> {
-    let parent = rustix::process::getpid().as_raw_nonzero().get();
+    let mut stack = vec![0u8; HOLDER_STACK];
     let mut pidfd: libc::c_int = -1;
-    let args = CloneArgs {
-        flags: (libc::CLONE_NEWUSER | libc::CLONE_PIDFD) as u64,
-        pidfd: &mut pidfd as *mut libc::c_int as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..CloneArgs::default()
-    };
-    // SAFETY: clone3 without CLONE_VM is a fork: the child gets a copy of the address space and
-    // runs only the raw system calls below before it is killed or exits; the kernel writes the
-    // pidfd into `pidfd`, which outlives the call, and reads `args` (a live #[repr(C)] struct of
-    // the size passed).
+    // The stack grows down: its top, 16-byte aligned.
+    let top = (stack.as_mut_ptr() as usize + HOLDER_STACK) & !15;
+    // SAFETY: clone(2) through glibc runs `holder_main` in a child that shares this address
+    // space (CLONE_VM) on `stack`, which lives in the returned Holder until the child has been
+    // killed and reaped; the child touches no memory of ours but its stack. With CLONE_PIDFD
+    // the kernel stores the pidfd in `pidfd` (passed as parent_tid), a live local.
     let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
+        libc::clone(
+            holder_main,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_NEWUSER | libc::CLONE_PIDFD | libc::SIGCHLD,
+            std::ptr::null_mut(),
+            &mut pidfd as *mut libc::c_int,
         )
     };
     if r < 0 {
         return Err(Error::Sys {
-            op: "clone3(CLONE_NEWUSER)",
+            op: "clone(CLONE_VM|CLONE_NEWUSER)",
             errno: crate::last_errno(),
         });
     }
-    if r == 0 {
-        // The child, possibly forked from a multithreaded process: raw system calls only.
-        // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-        // SAFETY: getppid has no arguments. If the parent died before the prctl, exit now.
-        if unsafe { libc::getppid() } != parent {
-            // SAFETY: _exit ends the process without running the parent's atexit handlers.
-            unsafe { libc::_exit(0) };
-        }
-        loop {
-            // SAFETY: pause has no arguments; the child waits here for SIGKILL.
-            unsafe { libc::pause() };
-        }
-    }
-    // SAFETY: on success clone3 stored a new pidfd that nothing else owns.
+    // SAFETY: on success clone stored a new pidfd that nothing else owns.
     let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd) };
     Ok(Holder {
-        pid: crate::Pid(r as i32),
+        pid: crate::Pid(r),
         pidfd,
+        _stack: stack,
     })
 }
 
