@@ -268,7 +268,7 @@ fn print_one(a: &AllocationInfo, json: bool) -> Result<()> {
     }
     t.add_row(vec!["lease".to_string(), lease_text(a)]);
     t.add_row(vec!["owner".to_string(), a.owner.to_string()]);
-    t.add_row(vec!["created".to_string(), a.created.to_string()]);
+    t.add_row(vec!["created".to_string(), utc(a.created)]);
     t.add_row(vec!["origin".to_string(), a.origin.clone()]);
     if let Some(l) = &a.label {
         t.add_row(vec!["label".to_string(), l.clone()]);
@@ -430,4 +430,35 @@ fn who(a: WhoArgs) -> Result<ExitCode> {
     }
     println!("{t}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Seconds since the epoch as `YYYY-MM-DD hh:mm:ss UTC` (the civil calendar from days, as in
+/// Howard Hinnant's `civil_from_days`).
+fn utc(secs: u64) -> String {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(super::utc(1_795_493_637), "2026-11-24 04:13:57 UTC");
+    }
 }
