@@ -84,3 +84,13 @@ fn flags_must_be_booleans() {
     let r = parse_request(br#"{"method": "a.B", "more": true}"#).unwrap();
     assert!(r.more && !r.oneway && r.parameters.is_null());
 }
+
+/// Regression (found by the varlink_request fuzz target): a number in the parameters must
+/// print and parse back to the same value; serde_json's fast float parsing did not round-trip
+/// 6.5777777777777775e97 until `float_roundtrip` was enabled.
+#[test]
+fn large_numbers_round_trip() {
+    let text = br#"{"method":"io.credns.Registry.Allocate","parameters":{"x":65777777777777777777777777777777777777777777777777777777777777777777777777777777777777777777777539}}"#;
+    let r = parse_request(text).expect("a well-formed request");
+    assert_eq!(parse_request(&request_text(&r)).expect("printed request parses"), r);
+}
