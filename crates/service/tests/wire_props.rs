@@ -92,5 +92,8 @@ fn flags_must_be_booleans() {
 fn large_numbers_round_trip() {
     let text = br#"{"method":"io.credns.Registry.Allocate","parameters":{"x":65777777777777777777777777777777777777777777777777777777777777777777777777777777777777777777777539}}"#;
     let r = parse_request(text).expect("a well-formed request");
-    assert_eq!(parse_request(&request_text(&r)).expect("printed request parses"), r);
+    assert_eq!(
+        parse_request(&request_text(&r)).expect("printed request parses"),
+        r
+    );
 }
