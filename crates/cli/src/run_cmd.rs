@@ -25,8 +25,8 @@ use clap::Args;
 use credns_idmap::formats::SubidFile;
 use credns_idmap::IdKind;
 use credns_registry::{
-    parse_group, parse_passwd, AllocRequest, Allocation, Exclusions, Lease, Policy,
-    RegisterRequest, Registry, Selector,
+    parse_group, parse_passwd, AllocRequest, Allocation, Exclusions, Lease, Policy, Registry,
+    Selector,
 };
 use credns_sys::container::{
     become_subreaper, descendants_remain, process_start_ns, Container, ContainerSpec, ExtraMount,
@@ -184,17 +184,7 @@ impl RangeSource for DirectStore {
         }
         let a = match (lease, setup(&a)?) {
             (Some(_), None) => a,
-            (None, Some(ns)) => {
-                txn.release(&Selector::Id(a.id))?;
-                txn.register(&RegisterRequest {
-                    lease: ns,
-                    owner: a.owner,
-                    uid: a.uid,
-                    gid: a.gid,
-                    high: a.high,
-                    label: a.label.clone(),
-                })?
-            }
+            (None, Some(ns)) => txn.set_lease(a.id, ns)?,
             (Some(l), Some(ns)) => bail!("{l} given, yet the setup named {ns} too"),
             (None, None) => bail!("the setup named no user namespace to lease the range to"),
         };

@@ -65,7 +65,7 @@ impl Lease {
         Lease::Name(name.into())
     }
 
-    fn validate(&self) -> Result<(), Error> {
+    pub(crate) fn validate(&self) -> Result<(), Error> {
         let Lease::Name(name) = self else {
             return Ok(());
         };
@@ -596,7 +596,7 @@ impl Allocator {
         &self.excluded
     }
 
-    fn holder_of(&self, lease: &Lease) -> Option<AllocId> {
+    pub(crate) fn holder_of(&self, lease: &Lease) -> Option<AllocId> {
         match lease {
             Lease::Name(n) => self.names.get(n).copied(),
             Lease::UserNs {

@@ -21,7 +21,7 @@ use redb::{
 };
 
 use crate::alloc::{
-    AllocId, AllocRequest, Allocation, Allocator, Holder, LiveUserNs, Plan, RegisterRequest,
+    AllocId, AllocRequest, Allocation, Allocator, Holder, Lease, LiveUserNs, Plan, RegisterRequest,
     Selector,
 };
 use crate::exclude::Exclusions;
@@ -368,6 +368,28 @@ impl Txn<'_> {
         self.reg.alloc.remove(id);
         self.undo.push(Undo::Removed(a.clone()));
         Ok(a)
+    }
+
+    /// Give allocation `id` another lease; its id, ranges, owner, origin and creation time stay.
+    /// For a range that sets a namespace up before the namespace exists: allocated under a
+    /// provisional lease, then leased to the namespace, in one transaction. The new lease must
+    /// not hold an allocation. Durable at [`commit`](Self::commit).
+    pub fn set_lease(&mut self, id: AllocId, lease: Lease) -> Result<Allocation, Error> {
+        self.usable()?;
+        lease.validate()?;
+        if let Some(by) = self.reg.alloc.holder_of(&lease) {
+            return Err(Error::LeaseTaken {
+                owner: self.reg.alloc.get(&Selector::Id(by)).expect("held").owner,
+                lease,
+                by,
+            });
+        }
+        let old = self.release(&Selector::Id(id))?;
+        let new = Allocation { lease, ..old };
+        self.write(|w| put(w, &new))?;
+        self.reg.alloc.insert(new.clone());
+        self.undo.push(Undo::Inserted(new.id));
+        Ok(new)
     }
 
     /// As [`Registry::reap`], durable at [`commit`](Self::commit).

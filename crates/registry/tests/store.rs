@@ -393,3 +393,47 @@ fn an_unsynced_release_reaches_the_disk_with_the_next_durable_commit() {
         }
     }
 }
+
+/// A range set up before its namespace exists is allocated under a provisional lease, then
+/// leased to the namespace in the same transaction: same id, ranges, origin and creation time;
+/// a taken lease is refused; dropped uncommitted, nothing changes.
+#[test]
+fn set_lease_keeps_the_allocation_and_refuses_a_taken_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.redb");
+    let mut reg = Registry::open(&path, Policy::default()).unwrap();
+    reg.allocate(&named("taken")).unwrap();
+    let ns = Lease::UserNs {
+        dev: 4,
+        ino: 4026532000,
+        created_ns: 7,
+    };
+    let before = snapshot(&reg);
+    {
+        let mut t = reg.begin().unwrap();
+        let a = t.allocate(&named("provisional")).unwrap();
+        let e = t.set_lease(a.id, Lease::name("taken")).unwrap_err();
+        assert!(matches!(e, Error::LeaseTaken { .. }), "{e}");
+        // Dropped: the provisional allocation goes too.
+    }
+    assert_eq!(snapshot(&reg), before);
+    let mut t = reg.begin().unwrap();
+    let a = t.allocate(&named("provisional")).unwrap();
+    let b = t.set_lease(a.id, ns.clone()).unwrap();
+    assert_eq!(
+        (b.id, b.uid, b.gid, b.origin, b.created),
+        (a.id, a.uid, a.gid, a.origin, a.created)
+    );
+    assert_eq!(b.lease, ns);
+    t.commit().unwrap();
+    drop(reg);
+    let reg = Registry::open(&path, Policy::default()).unwrap();
+    assert!(reg.get(&Selector::Name("provisional".into())).is_none());
+    let kept = reg
+        .get(&Selector::from(&ns))
+        .expect("leased to the namespace");
+    assert_eq!(
+        (kept.id, kept.uid, kept.origin),
+        (a.id, a.uid, Origin::Allocated)
+    );
+}
