@@ -17,7 +17,7 @@ use credns_sys::{
     mount::mount_is_idmapped, Actor, CapSets, DetachedMount, Errno, Error, FsType, Ids,
     MappingUserns, MountRequirement, OFlags, ProcFs, UnshareOptions, UserNsFd, UsernsChild,
 };
-use scratch::{run, FsKind, MountGuard, ScratchFs};
+use scratch::{mount_overlay, run, FsKind, MountGuard, ScratchFs};
 
 fn skip_reason(test: &str, reason: Option<String>) -> bool {
     let Some(reason) = reason else { return false };
@@ -284,24 +284,7 @@ fn overlayfs_over_idmapped_layers() {
     std::fs::create_dir(&upper).unwrap();
     std::fs::create_dir(&work).unwrap();
     let merged = up_fs.mount_point("merged");
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
-        upper.display(),
-        work.display()
-    );
-    run(
-        "mount",
-        &[
-            "-t",
-            "overlay",
-            "overlay",
-            "-o",
-            &opts,
-            merged.to_str().unwrap(),
-        ],
-    );
-    let _go = MountGuard(merged.clone());
+    let _go = mount_overlay(&lower, &upper, &work, &merged);
 
     assert_eq!(owner(&merged.join("five")), (100005, 100005));
     assert_eq!(owner(&merged.join("outside")), (65534, 65534));

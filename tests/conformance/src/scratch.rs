@@ -130,6 +130,20 @@ impl Drop for MountGuard {
     }
 }
 
+/// Mount an overlay of `lower` with `upper` and `work` (directories that exist) at `merged`;
+/// unmounted when the guard drops.
+pub fn mount_overlay(lower: &Path, upper: &Path, work: &Path, merged: &Path) -> MountGuard {
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    let target = merged.to_str().expect("a UTF-8 mount point");
+    run("mount", &["-t", "overlay", "overlay", "-o", &opts, target]);
+    MountGuard(merged.to_owned())
+}
+
 /// A loop device attached to a file, detached on drop.
 #[derive(Debug)]
 pub struct LoopDevice(pub String);

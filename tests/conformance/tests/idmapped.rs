@@ -14,7 +14,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 
 use credns_conformance::gen::Rng;
-use credns_conformance::scratch::{run, FsKind, MountGuard, ScratchFs};
+use credns_conformance::scratch::{mount_overlay, FsKind, MountGuard, ScratchFs};
 use credns_conformance::{needs_root, scaled, seed};
 use credns_idmap::{Extent, IdKind, IdMap, Kgid, Kuid};
 use credns_model::{CapSet, Cred, MountOptions, Op, Verdict, World};
@@ -614,24 +614,7 @@ fn overlayfs_is_unknown_to_the_model() {
     let (upper, work, merged) = (up.join("u"), up.join("w"), lower_fs.mount_point("merged"));
     std::fs::create_dir(&upper).unwrap();
     std::fs::create_dir(&work).unwrap();
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
-        upper.display(),
-        work.display()
-    );
-    run(
-        "mount",
-        &[
-            "-t",
-            "overlay",
-            "overlay",
-            "-o",
-            &opts,
-            merged.to_str().unwrap(),
-        ],
-    );
-    let _go = MountGuard(merged.clone());
+    let _go = mount_overlay(&lower, &upper, &work, &merged);
     let real = std::fs::metadata(merged.join("f")).unwrap();
     assert_eq!((real.uid(), real.gid()), (100_005, 100_005));
 
