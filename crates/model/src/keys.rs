@@ -887,7 +887,7 @@ impl World {
         }
         let r = self
             .user_keyrings(c.user_ns, c.uid)
-            .map_err(|e| Stop::Unknown(e.to_string()))?;
+            .map_err(|e| Stop::unknown(e.to_string()))?;
         tr!(t.info(
             f,
             format!("created {} and {}", self.key_show(r.0), self.key_show(r.1)),
@@ -909,7 +909,7 @@ impl World {
         need: KeyNeed,
     ) -> Result<(KeyRef, bool), Stop> {
         let f = "lookup_user_key";
-        let model = |e: Error| Stop::Unknown(e.to_string());
+        let model = |e: Error| Stop::unknown(e.to_string());
         let (k, possessed) = match id {
             KeyId::Special(spec) => {
                 let kr = self.task(task).keyrings;
@@ -1008,7 +1008,7 @@ impl World {
                                 tr!(t.fail(f, format!("{n} is not a valid key id"), vec![]));
                                 return Err(Errno::EINVAL.into());
                             }
-                            return Err(Stop::Unknown(format!(
+                            return Err(Stop::unknown(format!(
                                 "special id {n} (request_key authorisation) is not modelled"
                             )));
                         }
@@ -1017,7 +1017,7 @@ impl World {
                     KeyId::Name(n) => match self.key_by_name(n) {
                         Some(k) => Some(k),
                         None => {
-                            return Err(Stop::Unknown(format!(
+                            return Err(Stop::unknown(format!(
                                 "no key is called \"{n}\" (the op that was to create it failed)"
                             )))
                         }
@@ -1040,13 +1040,13 @@ impl World {
                             vec![],
                             crate::outcome::StepVerdict::Unknown,
                         ));
-                        return Err(Stop::Unknown(format!(
+                        return Err(Stop::unknown(format!(
                             "{} was unlinked from everything: the kernel frees it after an RCU grace period, so a lookup may still find it",
                             self.key_show(k)
                         )));
                     }
                     Liveness::Pending => {
-                        return Err(Stop::Unknown(format!(
+                        return Err(Stop::unknown(format!(
                         "{} is only linked from unreferenced keyrings awaiting garbage collection",
                         self.key_show(k)
                     )))
@@ -1063,7 +1063,7 @@ impl World {
                 let r = t.nested(|t| self.search_process_keyrings(t, task, Match::Exact(k)));
                 let possessed = match r {
                     Ok(_) => true,
-                    Err(Miss::Unknown(why)) => return Err(Stop::Unknown(why)),
+                    Err(Miss::Unknown(why)) => return Err(Stop::unknown(why)),
                     Err(_) => false,
                 };
                 tr!(t.info(
@@ -1190,7 +1190,7 @@ impl World {
             ],
         ));
         self.link_key(kr, k)
-            .map_err(|e| Stop::Unknown(e.to_string()))?;
+            .map_err(|e| Stop::unknown(e.to_string()))?;
         Ok(Some(out(self.key_out(k))))
     }
 
@@ -1333,7 +1333,7 @@ impl World {
                 Err(Errno::ENOKEY.into())
             }
             Err(Miss::Err(e)) => Err(e.into()),
-            Err(Miss::Unknown(why)) => Err(Stop::Unknown(why)),
+            Err(Miss::Unknown(why)) => Err(Stop::unknown(why)),
         }
     }
 
@@ -1369,7 +1369,7 @@ impl World {
                     return Err(Errno::EDEADLK.into());
                 }
                 if d >= KEYRING_SEARCH_MAX_DEPTH {
-                    return Err(Stop::Unknown("keyrings nested too deep (ELOOP)".into()));
+                    return Err(Stop::unknown("keyrings nested too deep (ELOOP)"));
                 }
                 for &l in &self.key(r).links {
                     if self.key(l).is_keyring() {
@@ -1384,7 +1384,7 @@ impl World {
             vec![],
         ));
         self.link_key(kr, k)
-            .map_err(|e| Stop::Unknown(e.to_string()))?;
+            .map_err(|e| Stop::unknown(e.to_string()))?;
         Ok(None)
     }
 

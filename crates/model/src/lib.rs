@@ -49,19 +49,19 @@
 
 /// Record a trace step only when the tracer is on: `tr!(t.info(f, text, values))`. The
 /// arguments (formatted text, value lists) are not evaluated when it is off; `tr!(t.check(ok, …))`
-/// still yields `ok`.
+/// still yields `ok`. The recording is out of line, so the rules themselves stay small.
 macro_rules! tr {
     ($t:ident . check ( $ok:expr , $($rest:tt)* )) => {{
         let ok: bool = $ok;
         if $t.on {
-            $t.check(ok, $($rest)*)
+            $crate::outcome::traced(|| $t.check(ok, $($rest)*))
         } else {
             ok
         }
     }};
     ($t:ident . $m:ident ( $($args:tt)* )) => {
         if $t.on {
-            $t.$m($($args)*)
+            $crate::outcome::traced(|| $t.$m($($args)*))
         }
     };
 }
@@ -72,6 +72,7 @@ mod errno;
 mod keys;
 mod ops;
 mod outcome;
+mod query;
 mod scenario;
 mod vfs;
 mod world;
@@ -86,6 +87,7 @@ pub use keys::{
 };
 pub use ops::{MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
 pub use outcome::{Outcome, Output, Step, StepVerdict, Values, Verdict};
+pub use query::AccessQuery;
 pub use scenario::{Expect, OpReport, Scenario};
 pub use vfs::{Vfsgid, Vfsuid, MAY_EXEC, MAY_READ, MAY_WRITE};
 pub use world::{

@@ -326,7 +326,8 @@ impl World {
         self.clone().op(task, op)
     }
 
-    fn dispatch(&mut self, t: &mut Tracer, task: TaskRef, op: &Op) -> OpResult {
+    /// The first step of every trace: who acts, with which credentials.
+    pub(crate) fn trace_task(&self, t: &mut Tracer, task: TaskRef) {
         tr!(t.info(
             "task",
             format!(
@@ -336,6 +337,10 @@ impl World {
             ),
             self.cred_values(task),
         ));
+    }
+
+    fn dispatch(&mut self, t: &mut Tracer, task: TaskRef, op: &Op) -> OpResult {
+        self.trace_task(t, task);
         match op {
             Op::Open { path, read, write } => self.op_open(t, task, path, *read, *write),
             Op::Access {
@@ -491,6 +496,16 @@ impl World {
         path: &str,
     ) -> Result<(MountRef, InodeRef), Stop> {
         let w = self.path_walk(t, cred, path)?;
+        self.existing(t, w, path)
+    }
+
+    /// The inode the walk of `path` found, or ENOENT for a missing last component.
+    fn existing(
+        &self,
+        t: &mut Tracer,
+        w: crate::vfs::Walk,
+        path: &str,
+    ) -> Result<(MountRef, InodeRef), Stop> {
         match w.target {
             Some(x) => Ok(x),
             None => {
@@ -556,12 +571,28 @@ impl World {
     }
 
     fn op_access(
-        &mut self,
+        &self,
         t: &mut Tracer,
         task: TaskRef,
         path: &str,
         mode: u32,
         eaccess: bool,
+    ) -> OpResult {
+        self.access_as(t, task, path, mode, eaccess, |t, cred| {
+            self.path_walk(t, cred, path)
+        })
+    }
+
+    /// `do_faccessat(path)` as `task`, with `walk` for the walk of `path` (made with the
+    /// credentials access() checks with).
+    pub(crate) fn access_as(
+        &self,
+        t: &mut Tracer,
+        task: TaskRef,
+        path: &str,
+        mode: u32,
+        eaccess: bool,
+        walk: impl FnOnce(&mut Tracer, &Cred) -> Result<crate::vfs::Walk, Stop>,
     ) -> OpResult {
         if mode & !7 != 0 {
             tr!(t.fail(
@@ -571,17 +602,39 @@ impl World {
             ));
             return Err(Errno::EINVAL.into());
         }
-        let mut cred = self.task(task).cred.clone();
+        // `access_override_creds` checks with the real ids, and with an effective set that
+        // is the permitted set for the namespace's root and empty for anyone else; like the
+        // kernel (`access_need_override_creds`), the task's own credentials serve when that
+        // changes nothing.
+        let own = &self.task(task).cred;
+        let mut cred = std::borrow::Cow::Borrowed(own);
         if !eaccess {
-            cred.fsuid = cred.uid;
-            cred.fsgid = cred.gid;
-            let fixup = !cred.issecure(SECURE_NO_SETUID_FIXUP);
-            let root = self.make_kuid(cred.user_ns, 0);
-            if fixup {
-                if root.is_valid() && cred.uid == root {
-                    cred.cap_effective = cred.cap_permitted;
-                } else {
-                    cred.cap_effective = CapSet::EMPTY;
+            let fixup = !own.issecure(SECURE_NO_SETUID_FIXUP);
+            let root = || self.make_kuid(own.user_ns, 0);
+            let is_root = || root().is_valid() && own.uid == root();
+            // Without capabilities, the effective set is empty whether or not the task is
+            // its namespace's root.
+            let capless = own.cap_effective == CapSet::EMPTY && own.cap_permitted == CapSet::EMPTY;
+            let need = own.fsuid != own.uid
+                || own.fsgid != own.gid
+                || (fixup
+                    && !capless
+                    && if is_root() {
+                        own.cap_effective != own.cap_permitted
+                    } else {
+                        own.cap_effective != CapSet::EMPTY
+                    });
+            if need {
+                let is_root = is_root();
+                let c = cred.to_mut();
+                c.fsuid = c.uid;
+                c.fsgid = c.gid;
+                if fixup {
+                    c.cap_effective = if is_root {
+                        c.cap_permitted
+                    } else {
+                        CapSet::EMPTY
+                    };
                 }
             }
             tr!(t.info(
@@ -593,6 +646,7 @@ impl World {
                         ("fsgid", cred.fsgid.0.to_string()),
                     ];
                     if fixup {
+                        let root = root();
                         v.push((
                             "root_uid",
                             if root.is_valid() {
@@ -607,7 +661,8 @@ impl World {
                 }
             ));
         }
-        let (m, ino) = self.walk_existing(t, &cred, path)?;
+        let w = walk(t, &cred)?;
+        let (m, ino) = self.existing(t, w, path)?;
         let i = self.inode(ino);
         if mode & MAY_EXEC != 0 && i.is_reg() && self.mount(m).noexec {
             tr!(t.fail(
@@ -737,7 +792,7 @@ impl World {
         let full = path.to_string();
         let ino = self
             .add_inode(&full, dir, ku, gid, m)
-            .map_err(|e| Stop::Unknown(format!("model could not add the inode: {e}")))?;
+            .map_err(|e| Stop::unknown(format!("model could not add the inode: {e}")))?;
         let vu = self.i_uid_into_vfsuid(&idmap, ino);
         let vg = self.i_gid_into_vfsgid(&idmap, ino);
         Ok(Some(out(vec![
@@ -1356,7 +1411,7 @@ impl World {
                 _ => {
                     let why = "SIGCONT is allowed within the same session, and the sessions are not modelled (set `session` on both processes)".to_string();
                     tr!(t.step(f, why.clone(), vec![], StepVerdict::Unknown));
-                    return Err(Stop::Unknown(why));
+                    return Err(Stop::unknown(why));
                 }
             }
         }
@@ -1974,7 +2029,7 @@ impl World {
             return Err(Errno::EPERM.into());
         }
         if self.ns_by_name(name).is_some() {
-            return Err(Stop::Unknown(format!(
+            return Err(Stop::unknown(format!(
                 "the scenario already has a namespace called \"{name}\""
             )));
         }

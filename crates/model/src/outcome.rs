@@ -325,10 +325,30 @@ impl Tracer {
 
     /// Run `f` one level deeper.
     #[inline]
-    pub(crate) fn nested<T>(&mut self, f: impl FnOnce(&mut Tracer) -> T) -> T {
+    /// One level deeper (for the steps of a rule), until [`Tracer::leave`].
+    pub(crate) fn enter(&mut self) {
         self.depth = self.depth.saturating_add(1);
-        let r = f(self);
+    }
+
+    /// Back from [`Tracer::enter`].
+    pub(crate) fn leave(&mut self) {
         self.depth = self.depth.saturating_sub(1);
+    }
+
+    /// `f` one level deeper.
+    #[inline(always)]
+    pub(crate) fn nested<T>(&mut self, f: impl FnOnce(&mut Tracer) -> T) -> T {
+        self.enter();
+        let r = f(self);
+        self.leave();
         r
     }
+}
+
+/// Run the recording of a trace step (`tr!`): out of line and marked cold, as a decision made
+/// for an answer alone never records.
+#[cold]
+#[inline(never)]
+pub(crate) fn traced<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }

@@ -22,6 +22,13 @@ pub(crate) enum Stop {
     Unknown(String),
 }
 
+impl Stop {
+    /// `Unknown`, with the reason.
+    pub(crate) fn unknown(why: impl Into<String>) -> Stop {
+        Stop::Unknown(why.into())
+    }
+}
+
 impl From<Errno> for Stop {
     fn from(e: Errno) -> Stop {
         Stop::Errno(e)
@@ -84,6 +91,57 @@ pub(crate) fn mask_str(mask: u32) -> String {
     s.push(if mask & MAY_WRITE != 0 { 'w' } else { '-' });
     s.push(if mask & MAY_EXEC != 0 { 'x' } else { '-' });
     s
+}
+
+/// `path` as the walk takes it: itself when normal, else normalised (`None`: not absolute, or
+/// with `.` or `..`, which the model does not take).
+pub(crate) fn normal_path(path: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if crate::world::is_normal_path(path) {
+        Some(std::borrow::Cow::Borrowed(path))
+    } else {
+        crate::world::normalise(path).map(std::borrow::Cow::Owned)
+    }
+}
+
+/// The first test of `acl_permission_check`: the owner, group and other bits of `mode` all
+/// grant `mask` (read, write, exec), and there is no ACL that could say otherwise.
+fn granted_to_all(mode: u32, mask: u32, has_acl: bool) -> bool {
+    ((mask & 7) * 0o111) & !mode == 0 && !has_acl
+}
+
+/// The directory holding the component that starts at byte `start` of a normal path.
+fn dir_of(path: &str, start: usize) -> &str {
+    if start == 1 {
+        "/"
+    } else {
+        &path[..start - 1]
+    }
+}
+
+/// One directory a walk searches (`may_lookup`): it looks up `path[start..end]` there, a
+/// mount point when `mounted` (the walk goes on at that mount's root).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lookup {
+    pub(crate) dir: (MountRef, InodeRef),
+    start: usize,
+    end: usize,
+    mounted: Option<MountRef>,
+}
+
+/// Where a walk ends, whoever walks: at an inode, at a missing last component, or refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WalkEnd {
+    Found(MountRef, InodeRef),
+    /// The last component does not exist (a create may make it).
+    Absent,
+    /// After the last lookup, a component under something that is not a directory (ENOTDIR).
+    NotDir,
+    /// After the last lookup, a component under a missing one (ENOENT).
+    NoEnt,
+    /// A path the model does not take (ENOENT).
+    BadPath,
+    /// Nothing is mounted at `/` (ENOENT).
+    NoRoot,
 }
 
 /// The result of walking a path.
@@ -211,10 +269,24 @@ impl World {
         ino: InodeRef,
         what: &str,
     ) -> (Vfsuid, Vfsgid) {
-        let i = self.inode(ino);
-        let sbns = self.sb(i.sb).user_ns;
         let vu = self.i_uid_into_vfsuid(idmap, ino);
         let vg = self.i_gid_into_vfsgid(idmap, ino);
+        self.record_inode_ids(t, idmap, ino, what, vu, vg);
+        (vu, vg)
+    }
+
+    /// The trace step of [`World::trace_inode_ids`].
+    fn record_inode_ids(
+        &self,
+        t: &mut Tracer,
+        idmap: &MntIdmap,
+        ino: InodeRef,
+        what: &str,
+        vu: Vfsuid,
+        vg: Vfsgid,
+    ) {
+        let i = self.inode(ino);
+        let sbns = self.sb(i.sb).user_ns;
         tr!(t.info(
             "i_uid_into_vfsuid",
             format!(
@@ -237,10 +309,10 @@ impl World {
                 ("vfsgid", vg.show()),
             ],
         ));
-        (vu, vg)
     }
 
     /// `inode_permission(idmap, inode, mask)`.
+    #[inline]
     pub(crate) fn inode_permission(
         &self,
         t: &mut Tracer,
@@ -249,44 +321,100 @@ impl World {
         ino: InodeRef,
         mask: u32,
     ) -> Check {
-        let f = "inode_permission";
-        let mnt = self.mount(m);
+        if self.allowed_to_all(t, ino, mask) {
+            return Ok(());
+        }
+        self.inode_permission_traced(t, cred, m, ino, mask)
+    }
+
+    /// Untraced, a request without write on a `generic_permission` filesystem that every
+    /// class grants, with no ACL, is allowed by the first test of `acl_permission_check`
+    /// whoever asks (most directories of a walk): `inode_permission` can answer at once.
+    #[inline(always)]
+    fn allowed_to_all(&self, t: &Tracer, ino: InodeRef, mask: u32) -> bool {
+        if t.on || mask & MAY_WRITE != 0 {
+            return false;
+        }
         let i = self.inode(ino);
         let sb = self.sb(i.sb);
+        sb.generic_permission && granted_to_all(i.mode, mask, sb.posix_acl && i.acl.is_some())
+    }
+
+    /// `inode_permission` from its trace line on (out of line: the common case above is
+    /// small).
+    #[inline(never)]
+    fn inode_permission_traced(
+        &self,
+        t: &mut Tracer,
+        cred: &Cred,
+        m: MountRef,
+        ino: InodeRef,
+        mask: u32,
+    ) -> Check {
         tr!(t.info(
-            f,
+            "inode_permission",
             format!(
                 "{} on an inode of \"{}\" mode {}",
                 mask_str(mask),
-                sb.name,
-                mode_str(i.mode)
+                self.sb(self.inode(ino).sb).name,
+                mode_str(self.inode(ino).mode)
             ),
             vec![],
         ));
-        t.nested(|t| {
-            if mask & MAY_WRITE != 0 {
-                if sb.read_only && (i.is_reg() || i.is_dir()) {
-                    tr!(t.fail("sb_permission", "write to a read-only filesystem", vec![("sb", sb.name.clone())]));
-                    return Err(Errno::EROFS.into());
-                }
-                if i.immutable {
-                    tr!(t.fail(f, "write to an immutable inode", vec![]));
-                    return Err(Errno::EPERM.into());
-                }
-                let (vu, vg) = self.trace_inode_ids(t, &mnt.idmap, ino, "HAS_UNMAPPED_ID");
-                let ok = vu.is_valid() && vg.is_valid();
-                tr!(t.check(ok, f, "writing needs the inode's owner and group valid through the mount (HAS_UNMAPPED_ID)", vec![]));
-                if !ok {
-                    return Err(Errno::EACCES.into());
-                }
+        t.enter();
+        let r = self.inode_permission_steps(t, cred, m, ino, mask);
+        t.leave();
+        r
+    }
+
+    /// The steps of `inode_permission` below its trace line: the write checks, then the
+    /// filesystem's permission function.
+    fn inode_permission_steps(
+        &self,
+        t: &mut Tracer,
+        cred: &Cred,
+        m: MountRef,
+        ino: InodeRef,
+        mask: u32,
+    ) -> Check {
+        let f = "inode_permission";
+        let i = self.inode(ino);
+        let sb = self.sb(i.sb);
+        if mask & MAY_WRITE != 0 {
+            if sb.read_only && (i.is_reg() || i.is_dir()) {
+                tr!(t.fail(
+                    "sb_permission",
+                    "write to a read-only filesystem",
+                    vec![("sb", sb.name.clone())]
+                ));
+                return Err(Errno::EROFS.into());
             }
-            if !sb.generic_permission {
-                let why = format!("filesystem type \"{}\" is not modelled (it may have its own ->permission)", sb.fs_type);
-                tr!(t.step("do_inode_permission", why.clone(), vec![], crate::outcome::StepVerdict::Unknown));
-                return Err(Stop::Unknown(why));
+            if i.immutable {
+                tr!(t.fail(f, "write to an immutable inode", vec![]));
+                return Err(Errno::EPERM.into());
             }
-            self.generic_permission(t, cred, m, ino, mask)
-        })
+            let idmap = &self.mount(m).idmap;
+            let (vu, vg) = self.trace_inode_ids(t, idmap, ino, "HAS_UNMAPPED_ID");
+            let ok = vu.is_valid() && vg.is_valid();
+            tr!(t.check(ok, f, "writing needs the inode's owner and group valid through the mount (HAS_UNMAPPED_ID)", vec![]));
+            if !ok {
+                return Err(Errno::EACCES.into());
+            }
+        }
+        if !sb.generic_permission {
+            let why = format!(
+                "filesystem type \"{}\" is not modelled (it may have its own ->permission)",
+                sb.fs_type
+            );
+            tr!(t.step(
+                "do_inode_permission",
+                why.clone(),
+                vec![],
+                crate::outcome::StepVerdict::Unknown
+            ));
+            return Err(Stop::unknown(why));
+        }
+        self.generic_permission(t, cred, m, ino, mask)
     }
 
     /// `generic_permission`.
@@ -370,7 +498,7 @@ impl World {
         let want = mask & 7;
         let mut mode = i.mode;
         let has_acl = sb.posix_acl && i.acl.is_some();
-        if (want * 0o111) & !mode == 0 && !has_acl {
+        if granted_to_all(mode, want, has_acl) {
             tr!(t.pass(
                 f,
                 "every class (owner, group, other) grants the request and there is no ACL",
@@ -378,7 +506,12 @@ impl World {
             ));
             return Ok(());
         }
-        let (vu, vg) = self.trace_inode_ids(t, idmap, ino, "owner check");
+        // The group is translated only when the owner check fails, as in the kernel.
+        let vu = self.i_uid_into_vfsuid(idmap, ino);
+        if t.on {
+            let vg = self.i_gid_into_vfsgid(idmap, ino);
+            self.record_inode_ids(t, idmap, ino, "owner check", vu, vg);
+        }
         if vu.eq_kuid(cred.fsuid) {
             let ok = want & !(mode >> 6) & 7 == 0;
             tr!(t.check(
@@ -408,6 +541,7 @@ impl World {
             }
         }
         if want & (mode ^ (mode >> 3)) != 0 {
+            let vg = self.i_gid_into_vfsgid(idmap, ino);
             if t.nested(|t| self.vfsgid_in_group_p(t, cred, vg, "the inode's group")) {
                 mode >>= 3;
                 let ok = want & !mode & 7 == 0;
@@ -548,83 +682,155 @@ impl World {
     /// Walk an absolute path: `may_lookup` (MAY_EXEC) on every directory that holds a
     /// component, crossing into mounts. The last component may be missing.
     pub(crate) fn path_walk(&self, t: &mut Tracer, cred: &Cred, path: &str) -> Result<Walk, Stop> {
-        let f = "link_path_walk";
-        // Walk slices of one normal path ("/a/b"): `here` is the prefix walked so far, so no
-        // component or prefix is copied (a path that is not normal is normalised once).
-        let normal: std::borrow::Cow<'_, str> = if crate::world::is_normal_path(path) {
-            std::borrow::Cow::Borrowed(path)
-        } else if let Some(p) = crate::world::normalise(path) {
-            std::borrow::Cow::Owned(p)
-        } else {
-            tr!(t.fail(
-                f,
-                "the model only takes absolute paths without . or ..",
-                vec![("path", path.into())],
-            ));
-            return Err(Errno::ENOENT.into());
+        let normal = normal_path(path);
+        let shown = normal.as_deref().unwrap_or(path);
+        let mut last = None;
+        let end = self.resolve_with(normal.as_deref(), |s| {
+            self.may_lookup(t, cred, shown, s)?;
+            last = Some(*s);
+            Ok(())
+        })?;
+        self.walk_end(t, shown, end, last.as_ref())
+    }
+
+    /// The walk of `path` (normal, or `None` for a path the model does not take) without its
+    /// permission checks, which depend on the caller: `visit` is given each directory
+    /// searched, in order, and may stop the walk; the answer is where the walk ends. It ends
+    /// where the kernel's would whoever walks: under something that is not a directory, under
+    /// a missing component, or at the last one.
+    pub(crate) fn resolve_with(
+        &self,
+        path: Option<&str>,
+        mut visit: impl FnMut(&Lookup) -> Result<(), Stop>,
+    ) -> Result<WalkEnd, Stop> {
+        let Some(path) = path else {
+            return Ok(WalkEnd::BadPath);
         };
-        let path = normal.as_ref();
-        let Some(root) = self.mounts.iter().rposition(|m| m.path == "/") else {
-            tr!(t.fail(f, "nothing is mounted at /", vec![]));
-            return Err(Errno::ENOENT.into());
+        let Some(mut m) = self.root_mount() else {
+            return Ok(WalkEnd::NoRoot);
         };
-        let mut m = MountRef(root);
         let mut cur = self.mount(m).root;
-        let mut parent = (m, cur);
         if path == "/" {
-            return Ok(Walk {
-                target: Some((m, cur)),
-                parent,
-            });
+            return Ok(WalkEnd::Found(m, cur));
         }
         // Components by byte: a normal path has no empty one.
-        let mut comps = path[1..].split('/').peekable();
-        let mut end = 0; // `path[..end]` is the directory walked so far ("" for the root)
-        while let Some(c) = comps.next() {
-            let dir = if end == 0 { "/" } else { &path[..end] };
+        let bytes = path.as_bytes();
+        let mut start = 1;
+        loop {
+            let end = bytes[start..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(bytes.len(), |p| start + p);
+            let last = end == bytes.len();
             if !self.inode(cur).is_dir() {
-                tr!(t.fail(f, format!("\"{dir}\" is not a directory"), vec![]));
-                return Err(Errno::ENOTDIR.into());
+                return Ok(WalkEnd::NotDir);
             }
+            let mounted = self.mount_at(&path[..end]);
+            visit(&Lookup {
+                dir: (m, cur),
+                start,
+                end,
+                mounted,
+            })?;
+            if let Some(i) = mounted {
+                m = i;
+                cur = self.mount(m).root;
+            } else {
+                match self.inode(cur).children.get(&path[start..end]) {
+                    Some(next) => cur = *next,
+                    None if last => return Ok(WalkEnd::Absent),
+                    None => return Ok(WalkEnd::NoEnt),
+                }
+            }
+            if last {
+                return Ok(WalkEnd::Found(m, cur));
+            }
+            start = end + 1;
+        }
+    }
+
+    /// `may_lookup`: search permission on a directory of the walk of `path`.
+    #[inline(always)]
+    pub(crate) fn may_lookup(&self, t: &mut Tracer, cred: &Cred, path: &str, s: &Lookup) -> Check {
+        if self.allowed_to_all(t, s.dir.1, MAY_EXEC) {
+            return Ok(());
+        }
+        self.may_lookup_traced(t, cred, path, s)
+    }
+
+    /// `may_lookup` with its trace.
+    #[inline(never)]
+    fn may_lookup_traced(&self, t: &mut Tracer, cred: &Cred, path: &str, s: &Lookup) -> Check {
+        tr!(t.info(
+            "may_lookup",
+            format!(
+                "search permission on \"{}\" to look up \"{}\"",
+                dir_of(path, s.start),
+                &path[s.start..s.end]
+            ),
+            vec![],
+        ));
+        t.nested(|t| self.inode_permission(t, cred, s.dir.0, s.dir.1, MAY_EXEC))?;
+        if let Some(m) = s.mounted {
             tr!(t.info(
-                "may_lookup",
-                format!("search permission on \"{dir}\" to look up \"{c}\""),
+                "link_path_walk",
+                format!(
+                    "\"{}\" is a mount point: continue on filesystem \"{}\"",
+                    &path[..s.end],
+                    self.sb(self.mount(m).sb).name
+                ),
                 vec![],
             ));
-            t.nested(|t| self.inode_permission(t, cred, m, cur, MAY_EXEC))?;
-            parent = (m, cur);
-            end += 1 + c.len();
-            let here = &path[..end];
-            if let Some(i) = self.mounts.iter().rposition(|mm| mm.path == here) {
-                m = MountRef(i);
-                cur = self.mount(m).root;
-                tr!(t.info(
+        }
+        Ok(())
+    }
+
+    /// The end of the walk of `path` whose last directory searched was `last`.
+    pub(crate) fn walk_end(
+        &self,
+        t: &mut Tracer,
+        path: &str,
+        end: WalkEnd,
+        last: Option<&Lookup>,
+    ) -> Result<Walk, Stop> {
+        let f = "link_path_walk";
+        // The component after `last` (the first one when nothing was searched).
+        let next = last.map_or(1, |s| s.end + 1);
+        let parent = match (last, end) {
+            (Some(s), _) => s.dir,
+            (None, WalkEnd::Found(m, cur)) => (m, cur),
+            (None, WalkEnd::BadPath) => {
+                tr!(t.fail(
                     f,
-                    format!(
-                        "\"{here}\" is a mount point: continue on filesystem \"{}\"",
-                        self.sb(self.mount(m).sb).name
-                    ),
-                    vec![],
+                    "the model only takes absolute paths without . or ..",
+                    vec![("path", path.into())],
                 ));
-                continue;
+                return Err(Errno::ENOENT.into());
             }
-            match self.inode(cur).children.get(c) {
-                Some(next) => cur = *next,
-                None if comps.peek().is_none() => {
-                    return Ok(Walk {
-                        target: None,
-                        parent,
-                    });
-                }
-                None => {
-                    tr!(t.fail(f, format!("\"{here}\" does not exist"), vec![]));
-                    return Err(Errno::ENOENT.into());
-                }
+            (None, _) => {
+                tr!(t.fail(f, "nothing is mounted at /", vec![]));
+                return Err(Errno::ENOENT.into());
+            }
+        };
+        match end {
+            WalkEnd::Found(m, cur) => Ok(Walk {
+                target: Some((m, cur)),
+                parent,
+            }),
+            WalkEnd::Absent => Ok(Walk {
+                target: None,
+                parent,
+            }),
+            WalkEnd::NotDir => {
+                let dir = dir_of(path, next);
+                tr!(t.fail(f, format!("\"{dir}\" is not a directory"), vec![]));
+                Err(Errno::ENOTDIR.into())
+            }
+            WalkEnd::NoEnt | WalkEnd::BadPath | WalkEnd::NoRoot => {
+                let here = &path[..next - 1];
+                tr!(t.fail(f, format!("\"{here}\" does not exist"), vec![]));
+                Err(Errno::ENOENT.into())
             }
         }
-        Ok(Walk {
-            target: Some((m, cur)),
-            parent,
-        })
     }
 }

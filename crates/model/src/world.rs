@@ -349,6 +349,21 @@ pub struct MountOptions {
     pub subdir: Option<String>,
 }
 
+/// An index of mount points for the path walk (the model's `__lookup_mnt`): the topmost mount
+/// at `/`, and a mask of the lengths of every mount point's path (bit `min(len, 127)`), so a
+/// component whose prefix has no mount point's length costs no string comparison.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MountPoints {
+    root: Option<MountRef>,
+    lens: u128,
+}
+
+impl MountPoints {
+    fn len_bit(len: usize) -> u128 {
+        1u128 << len.min(127)
+    }
+}
+
 /// The whole modelled system.
 #[derive(Clone, Debug)]
 pub struct World {
@@ -356,7 +371,12 @@ pub struct World {
     pub(crate) tasks: Vec<Task>,
     pub(crate) superblocks: Vec<SuperBlock>,
     pub(crate) mounts: Vec<Mount>,
+    /// Where the mounts are, kept with `mounts` by [`World::add_mount`].
+    pub(crate) mount_points: MountPoints,
     pub(crate) inodes: Vec<Inode>,
+    /// Bumped by every change that can change what a path names (a new inode or mount, or
+    /// an inode handed out mutably), so a kept resolution knows when it is stale.
+    pub(crate) generation: u64,
     pub(crate) keys: crate::keys::KeyStore,
     /// `kernel.overflowuid`.
     pub overflowuid: u32,
@@ -469,7 +489,9 @@ impl World {
             tasks: Vec::new(),
             superblocks: Vec::new(),
             mounts: Vec::new(),
+            mount_points: MountPoints::default(),
             inodes: Vec::new(),
+            generation: 0,
             keys: Default::default(),
             overflowuid: OVERFLOW_ID,
             overflowgid: OVERFLOW_ID,
@@ -858,11 +880,17 @@ impl World {
                 gid_map: self.ns(ns).gid_map.clone(),
             },
         };
-        if path != "/" && !self.mounts.iter().any(|m| m.path == "/") {
+        if path != "/" && self.mount_points.root.is_none() {
             return Err(Error::Model(format!(
                 "mount at \"{path}\" before anything is mounted at \"/\""
             )));
         }
+        let r = MountRef(self.mounts.len());
+        if path == "/" {
+            self.mount_points.root = Some(r);
+        }
+        self.mount_points.lens |= MountPoints::len_bit(path.len());
+        self.generation += 1;
         self.mounts.push(Mount {
             path,
             sb,
@@ -872,7 +900,23 @@ impl World {
             noexec: opts.noexec,
             read_only: opts.read_only,
         });
-        Ok(MountRef(self.mounts.len() - 1))
+        Ok(r)
+    }
+
+    /// The topmost mount at `/`.
+    pub(crate) fn root_mount(&self) -> Option<MountRef> {
+        self.mount_points.root
+    }
+
+    /// The topmost mount whose mount point is `path` (a normal path other than `/`).
+    pub(crate) fn mount_at(&self, path: &str) -> Option<MountRef> {
+        if self.mount_points.lens & MountPoints::len_bit(path.len()) == 0 {
+            return None;
+        }
+        self.mounts
+            .iter()
+            .rposition(|m| m.path == path)
+            .map(MountRef)
     }
 
     /// The mount whose path is the longest prefix of `path`, and the remaining components.
@@ -938,6 +982,7 @@ impl World {
                         self.new_inode(sb, ruid, rgid, S_IFDIR | 0o755)
                     };
                     self.inodes[cur.0].children.insert(c.clone(), new);
+                    self.generation += 1;
                     cur = new;
                 }
             }
@@ -947,6 +992,8 @@ impl World {
 
     /// An inode, mutably (flags, ACL).
     pub fn inode_mut(&mut self, r: InodeRef) -> &mut Inode {
+        // The caller may change `children`.
+        self.generation += 1;
         &mut self.inodes[r.0]
     }
 
@@ -966,14 +1013,13 @@ impl World {
     /// Find an inode by mount-tree path without permission checks.
     pub fn lookup_unchecked(&self, path: &str) -> Option<(MountRef, InodeRef)> {
         let comps = path_components(path)?;
-        let root = self.mounts.iter().rposition(|m| m.path == "/")?;
-        let mut m = MountRef(root);
+        let mut m = self.root_mount()?;
         let mut cur = self.mount(m).root;
         let mut here = String::new();
         for c in comps {
             here = format!("{here}/{c}");
-            if let Some(i) = self.mounts.iter().rposition(|mm| mm.path == here) {
-                m = MountRef(i);
+            if let Some(i) = self.mount_at(&here) {
+                m = i;
                 cur = self.mount(m).root;
                 continue;
             }
