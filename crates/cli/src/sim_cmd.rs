@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 use credns_model::{OpReport, Scenario, Verdict};
 
 /// Run scenario files (docs/scenarios.md) through the model of the kernel's rules.
@@ -24,6 +25,135 @@ pub struct SimArgs {
     /// Print only each operation's outcome line, not its trace.
     #[arg(long, conflicts_with = "json")]
     brief: bool,
+    /// Instead of running the operations, ask of every process of the scenario (as
+    /// declared, before any operation) whether `access(PATH, --access)` would succeed.
+    #[arg(long, value_name = "PATH", conflicts_with = "brief")]
+    who_can: Option<String>,
+    /// The access `--who-can` asks for: any of r, w, x (as access(2)'s R_OK, W_OK, X_OK).
+    #[arg(long, value_name = "rwx", default_value = "r", requires = "who_can", value_parser = parse_access)]
+    access: u32,
+}
+
+/// `r`, `w`, `x` in any order and combination, as `access(2)`'s mode bits.
+fn parse_access(s: &str) -> Result<u32, String> {
+    let mut mode = 0;
+    for c in s.chars() {
+        let bit = match c {
+            'r' => 4,
+            'w' => 2,
+            'x' => 1,
+            _ => return Err(format!("'{c}' is not one of r, w, x")),
+        };
+        if mode & bit != 0 {
+            return Err(format!("'{c}' is given twice"));
+        }
+        mode |= bit;
+    }
+    if mode == 0 {
+        return Err("give at least one of r, w, x".into());
+    }
+    Ok(mode)
+}
+
+fn access_text(mode: u32) -> String {
+    [(4, 'r'), (2, 'w'), (1, 'x')]
+        .iter()
+        .filter(|(b, _)| mode & b != 0)
+        .map(|(_, c)| *c)
+        .collect()
+}
+
+/// `--who-can`: every process of every scenario, asked through one resolved query.
+fn who_can(args: &SimArgs, path: &str, scenarios: &[Scenario]) -> Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for (i, s) in scenarios.iter().enumerate() {
+        let w = &s.world;
+        let q = w.access_query(path, args.access, false);
+        let mut rows = Vec::new();
+        for (task, t) in w.tasks() {
+            let c = &t.cred;
+            let ns = c.user_ns;
+            let result = w.decide_access(task, &q);
+            rows.push((
+                t,
+                w.ns(ns).name.as_str(),
+                w.from_kuid_munged(ns, c.uid),
+                w.from_kgid_munged(ns, c.gid),
+                result,
+            ));
+        }
+        if args.json {
+            for (t, ns, uid, gid, result) in &rows {
+                let mut v = serde_json::json!({
+                    "file": s.source_name,
+                    "path": q.path(),
+                    "access": access_text(args.access),
+                    "process": t.name,
+                    "ns": ns,
+                    "uid": uid,
+                    "gid": gid,
+                    "kuid": t.cred.uid.0,
+                    "kgid": t.cred.gid.0,
+                });
+                if let Some(obj) = v.as_object_mut() {
+                    match result {
+                        Verdict::Allowed => {
+                            obj.insert("result".into(), "allowed".into());
+                        }
+                        Verdict::Denied(e) => {
+                            obj.insert("result".into(), "denied".into());
+                            obj.insert("errno".into(), e.name().into());
+                        }
+                        Verdict::Unknown(why) => {
+                            obj.insert("result".into(), "unknown".into());
+                            obj.insert("reason".into(), why.as_str().into());
+                        }
+                    }
+                }
+                writeln!(out, "{v}")?;
+            }
+            continue;
+        }
+        if i > 0 {
+            writeln!(out)?;
+        }
+        let allowed = rows.iter().filter(|r| r.4 == Verdict::Allowed).count();
+        writeln!(
+            out,
+            "{}: access(\"{}\", {}) by each process: {allowed} of {} allowed",
+            s.source_name,
+            q.path(),
+            access_text(args.access),
+            rows.len()
+        )?;
+        let mut table = Table::new();
+        table.load_preset(UTF8_BORDERS_ONLY);
+        table.set_header([
+            "process",
+            "namespace",
+            "uid:gid",
+            "kernel uid:gid",
+            "answer",
+        ]);
+        for (t, ns, uid, gid, result) in &rows {
+            let answer = match result {
+                Verdict::Allowed => "allowed".to_owned(),
+                Verdict::Denied(e) => format!("denied {e}"),
+                Verdict::Unknown(why) => format!("unknown ({why})"),
+            };
+            table.add_row([
+                t.name.clone(),
+                ns.to_string(),
+                format!("{uid}:{gid}"),
+                format!("{}:{}", t.cred.uid.0, t.cred.gid.0),
+                answer,
+            ]);
+        }
+        writeln!(out, "{table}")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Parse every file first, so that a bad file is reported before any output.
@@ -95,6 +225,9 @@ fn expectation_text(r: &OpReport) -> String {
 
 pub fn run(args: SimArgs) -> Result<ExitCode> {
     let scenarios = load(&args.files)?;
+    if let Some(path) = &args.who_can {
+        return who_can(&args, path, &scenarios);
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let (mut ops, mut mismatches) = (0usize, 0usize);
@@ -144,4 +277,40 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any order of distinct r, w, x gives the same bits, and prints back in rwx order.
+        #[test]
+        fn access_round_trips(mode in 1u32..8, turn in 0usize..3, reverse: bool) {
+            let mut letters: Vec<char> = access_text(mode).chars().collect();
+            let n = letters.len();
+            letters.rotate_left(turn % n);
+            if reverse {
+                letters.reverse();
+            }
+            let s: String = letters.into_iter().collect();
+            prop_assert_eq!(parse_access(&s), Ok(mode));
+        }
+
+        /// Anything else is refused, naming what is wrong.
+        #[test]
+        fn access_refuses_other_text(s in "\\PC{0,6}") {
+            let valid = !s.is_empty()
+                && s.chars().all(|c| "rwx".contains(c))
+                && s.chars().collect::<std::collections::BTreeSet<_>>().len() == s.chars().count();
+            match parse_access(&s) {
+                Ok(_) => prop_assert!(valid, "{s:?} accepted"),
+                Err(e) => {
+                    prop_assert!(!valid, "{s:?} refused: {e}");
+                    prop_assert!(e.contains("not one of") || e.contains("twice") || e.contains("at least one"));
+                }
+            }
+        }
+    }
 }

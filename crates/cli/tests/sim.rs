@@ -142,3 +142,77 @@ fn json_is_one_object_per_operation() {
     assert_eq!(lines[9]["output"]["uid"], "1");
     assert!(lines[1].get("errno").is_none());
 }
+
+/// `--who-can`: every process of seed 000 asked whether it may read the file of host uid
+/// 501, which namespace 1 does not map. Only its owner may: ns1's root (host uid 500) has no
+/// capability over an inode whose owner its namespace does not map, and ns1's 501 is not host
+/// uid 501.
+#[test]
+fn who_can_read_seed000_file() {
+    let f = example("seed000_kill_and_files.toml");
+    let out = credns(&["sim", &f, "--who-can", "/home/f501"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{f}: access(\"/home/f501\", r) by each process: 1 of 4 allowed
+┌────────────────────────────────────────────────────────────────┐
+│ process   namespace   uid:gid   kernel uid:gid   answer        │
+╞════════════════════════════════════════════════════════════════╡
+│ host500   init        500:500   500:500          denied EACCES │
+│ host501   init        501:501   501:501          allowed       │
+│ nsroot    ns1         0:0       500:500          denied EACCES │
+│ ns501     ns1         501:501   100500:100500    denied EACCES │
+└────────────────────────────────────────────────────────────────┘
+"
+        )
+    );
+
+    let out = credns(
+        &[
+            "sim",
+            &f,
+            "--who-can",
+            "/home/f501",
+            "--access",
+            "rw",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[1]["process"], "host501");
+    assert_eq!(lines[1]["access"], "rw");
+    assert_eq!(lines[1]["result"], "allowed");
+    assert_eq!(lines[2]["process"], "nsroot");
+    assert_eq!(
+        (lines[2]["uid"].as_u64(), lines[2]["kuid"].as_u64()),
+        (Some(0), Some(500))
+    );
+    assert_eq!(
+        (lines[2]["result"].as_str(), lines[2]["errno"].as_str()),
+        (Some("denied"), Some("EACCES"))
+    );
+}
+
+#[test]
+fn who_can_refuses_a_bad_access() {
+    let f = example("seed000_kill_and_files.toml");
+    let out = credns(
+        &["sim", &f, "--who-can", "/home/f501", "--access", "rq"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).starts_with(
+            "error: invalid value 'rq' for '--access <rwx>': 'q' is not one of r, w, x\n"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+}
