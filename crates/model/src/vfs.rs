@@ -770,7 +770,8 @@ impl World {
             ),
             vec![],
         ));
-        t.nested(|t| self.inode_permission(t, cred, s.dir.0, s.dir.1, MAY_EXEC))?;
+        // `may_lookup` has tried the answer-at-once case already.
+        t.nested(|t| self.inode_permission_traced(t, cred, s.dir.0, s.dir.1, MAY_EXEC))?;
         if let Some(m) = s.mounted {
             tr!(t.info(
                 "link_path_walk",
