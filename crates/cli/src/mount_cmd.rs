@@ -152,7 +152,7 @@ fn maps_from(a: &MountArgs) -> Result<(IdMap, IdMap, String)> {
     }
     let reg = credns_registry::Registry::open(&a.registry, credns_registry::Policy::default())
         .map_err(|e| {
-            if matches!(e, credns_registry::Error::Db(_)) && e.to_string().contains("already open")
+            if matches!(&e, credns_registry::Error::Store(s) if s.kind == credns_registry::StoreErrorKind::Locked)
             {
                 anyhow!(
                     "--name {name}: the registry {} is locked by another process and no credns \

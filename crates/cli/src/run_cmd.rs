@@ -120,11 +120,15 @@ impl DirectStore {
         }
         let mut reg = match Registry::open(path, Policy::default()) {
             Ok(r) => r,
-            Err(credns_registry::Error::Db(redb::Error::DatabaseAlreadyOpen)) => bail!(
-                "the registry {} is locked by another process (a credns daemon? give its \
+            Err(credns_registry::Error::Store(e))
+                if e.kind == credns_registry::StoreErrorKind::Locked =>
+            {
+                bail!(
+                    "the registry {} is locked by another process (a credns daemon? give its \
                  socket with --socket)",
-                path.display()
-            ),
+                    path.display()
+                )
+            }
             Err(e) => {
                 return Err(e).with_context(|| format!("opening the registry {}", path.display()))
             }

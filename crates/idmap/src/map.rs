@@ -202,6 +202,24 @@ pub(crate) fn check_extent(before: &[Extent], e: &Extent) -> Result<(), ExtentRu
 }
 
 impl IdMap {
+    /// The map of a container given a `main` host range and an optional `top` one: namespace ids
+    /// from 0 onto `main`, and the namespace's highest ids (ending at 4294967294) onto `top`
+    /// (seed 004's dynamic ids near 2^32). Ranges never hold 4294967295.
+    pub fn from_base_and_top(
+        main: crate::IdRange,
+        top: Option<crate::IdRange>,
+    ) -> Result<Self, Error> {
+        let mut ext = vec![Extent::new(0, main.start, main.len() as u32)];
+        if let Some(h) = top {
+            ext.push(Extent::new(
+                (u32::MAX as u64 - h.len()) as u32,
+                h.start,
+                h.len() as u32,
+            ));
+        }
+        Self::new(ext)
+    }
+
     /// Build a map from extents in written order, applying the kernel's structural rules
     /// (reserved id, zero count and wrap-around, overlaps, at most 340, at least one).
     pub fn new(extents: impl Into<Vec<Extent>>) -> Result<Self, Error> {

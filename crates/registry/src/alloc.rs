@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use credns_idmap::{Extent, IdMap, IdRange, IdRangeSet};
+use credns_idmap::{IdMap, IdRange, IdRangeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::exclude::{Excluded, ExclusionIndex, Exclusions, Reserved, Source};
@@ -218,16 +218,7 @@ impl Allocation {
 /// from 0 onto the main range, and the namespace's top ids (ending at 4294967294) onto the high
 /// range (seed 004's dynamic ids).
 pub fn allocation_map(main: IdRange, high: Option<IdRange>) -> Result<IdMap, Error> {
-    // Ranges never hold 4294967295, so every length fits in u32.
-    let mut ext = vec![Extent::new(0, main.start, main.len() as u32)];
-    if let Some(h) = high {
-        ext.push(Extent::new(
-            (u32::MAX as u64 - h.len()) as u32,
-            h.start,
-            h.len() as u32,
-        ));
-    }
-    Ok(IdMap::new(ext)?)
+    Ok(IdMap::from_base_and_top(main, high)?)
 }
 
 /// Whether and how big a high-window range to add.

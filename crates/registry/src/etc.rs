@@ -124,47 +124,99 @@ impl Ctx<'_> {
 
 /// Parse `/etc/passwd` text. `source_name` is used in errors only (e.g. `"/etc/passwd"`).
 pub fn parse_passwd(source_name: &str, text: &str) -> Result<Vec<PasswdEntry>, Error> {
-    let mut out = Vec::new();
-    for (line, raw) in entry_lines(text) {
-        let cx = Ctx {
-            source: source_name,
-            line,
-        };
-        let f = fields(raw);
-        cx.count(&f, 7, "a passwd line", raw)?;
-        out.push(PasswdEntry {
-            name: cx.name(f[0], "user")?,
-            uid: cx.id(f[2], "uid")?,
-            gid: cx.id(f[3], "gid")?,
-            line,
-        });
-    }
-    Ok(out)
+    entry_lines(text)
+        .map(|(line, raw)| passwd_line(source_name, line, raw))
+        .collect()
+}
+
+fn passwd_line(source: &str, line: usize, raw: &str) -> Result<PasswdEntry, Error> {
+    let cx = Ctx { source, line };
+    let f = fields(raw);
+    cx.count(&f, 7, "a passwd line", raw)?;
+    Ok(PasswdEntry {
+        name: cx.name(f[0], "user")?,
+        uid: cx.id(f[2], "uid")?,
+        gid: cx.id(f[3], "gid")?,
+        line,
+    })
 }
 
 /// Parse `/etc/group` text. `source_name` is used in errors only (e.g. `"/etc/group"`).
 pub fn parse_group(source_name: &str, text: &str) -> Result<Vec<GroupEntry>, Error> {
-    let mut out = Vec::new();
+    entry_lines(text)
+        .map(|(line, raw)| group_line(source_name, line, raw))
+        .collect()
+}
+
+fn group_line(source: &str, line: usize, raw: &str) -> Result<GroupEntry, Error> {
+    let cx = Ctx { source, line };
+    let f = fields(raw);
+    cx.count(&f, 4, "a group line", raw)?;
+    Ok(GroupEntry {
+        name: cx.name(f[0], "group")?,
+        gid: cx.id(f[2], "gid")?,
+        members: f[3]
+            .1
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .map(str::to_string)
+            .collect(),
+        line,
+    })
+}
+
+/// A decimal id in field `i` of a `:`-separated line, if there is one (for lenient reading).
+fn salvage_id(raw: &str, i: usize) -> Option<u32> {
+    let v: u64 = raw.split(':').nth(i)?.trim().parse().ok()?;
+    (v < u32::MAX as u64).then_some(v as u32)
+}
+
+/// Parse `/etc/passwd` leniently and conservatively: a line that does not parse still gives
+/// its entry when its uid and gid fields are decimal ids (some reader may take them), named
+/// after its first field; every line that does not parse is returned as an error too.
+pub fn parse_passwd_lenient(source_name: &str, text: &str) -> (Vec<PasswdEntry>, Vec<Error>) {
+    let mut out = (Vec::new(), Vec::new());
     for (line, raw) in entry_lines(text) {
-        let cx = Ctx {
-            source: source_name,
-            line,
-        };
-        let f = fields(raw);
-        cx.count(&f, 4, "a group line", raw)?;
-        out.push(GroupEntry {
-            name: cx.name(f[0], "group")?,
-            gid: cx.id(f[2], "gid")?,
-            members: f[3]
-                .1
-                .split(',')
-                .filter(|m| !m.is_empty())
-                .map(str::to_string)
-                .collect(),
-            line,
-        });
+        match passwd_line(source_name, line, raw) {
+            Ok(e) => out.0.push(e),
+            Err(e) => {
+                if let (Some(uid), Some(gid)) = (salvage_id(raw, 2), salvage_id(raw, 3)) {
+                    let name = raw.split(':').next().unwrap_or("").to_string();
+                    out.0.push(PasswdEntry {
+                        name,
+                        uid,
+                        gid,
+                        line,
+                    });
+                }
+                out.1.push(e);
+            }
+        }
     }
-    Ok(out)
+    out
+}
+
+/// Parse `/etc/group` leniently and conservatively, as [`parse_passwd_lenient`].
+pub fn parse_group_lenient(source_name: &str, text: &str) -> (Vec<GroupEntry>, Vec<Error>) {
+    let mut out = (Vec::new(), Vec::new());
+    for (line, raw) in entry_lines(text) {
+        match group_line(source_name, line, raw) {
+            Ok(e) => out.0.push(e),
+            Err(e) => {
+                if let Some(gid) = salvage_id(raw, 2) {
+                    let name = raw.split(':').next().unwrap_or("").to_string();
+                    out.0.push(GroupEntry {
+                        name,
+                        gid,
+                        members: Vec::new(),
+                        line,
+                    });
+                }
+                out.1.push(e);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

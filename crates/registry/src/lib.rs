@@ -7,34 +7,43 @@
 //!   `DESIGN.md` and the `index` module), never handing out reserved ids, ids of
 //!   passwd/group/subuid/subgid entries ([`Exclusions`]) or ids live user namespaces map
 //!   ([`Allocator::observe_live`]). It answers [`who`](Allocator::who) holds a host id.
-//! * [`Registry`] is the allocator backed by a `redb` database: every change is committed with
-//!   fsync before it is returned, and opening rebuilds the in-memory index from the file.
+//! * [`Registry`] is the allocator over a [`Store`]: every change is committed durably before
+//!   it is returned, and opening rebuilds the in-memory index from the store's records.
 //!   [`Txn`] groups changes into one commit (batches, or two-phase use by a daemon).
+//!   [`RedbStore`] is the store of one host (a redb file); no redb type leaves it.
 //!
-//! This crate does no I/O besides the database file: callers read `/etc/passwd` and friends
-//! ([`parse_passwd`], [`parse_group`]) and scan live namespaces themselves.
+//! I/O: the store's file, and the host's id files ([`HostFiles`] reads passwd, group, subuid
+//! and subgid). Callers scan live namespaces themselves.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod alloc;
 mod etc;
 mod exclude;
+mod host;
 mod index;
 mod policy;
+mod redb_store;
+mod registry;
 mod store;
 
 pub use alloc::{
     allocation_map, AllocId, AllocRequest, Allocation, Allocator, HighRequest, Holder, Lease,
     LiveUserNs, Origin, Part, Ranges, RegisterRequest, Selector, Usage,
 };
-pub use etc::{parse_group, parse_passwd, GroupEntry, PasswdEntry};
+pub use etc::{
+    parse_group, parse_group_lenient, parse_passwd, parse_passwd_lenient, GroupEntry, PasswdEntry,
+};
 pub use exclude::{Excluded, Exclusions, Reserved, Source};
+pub use host::{HostFileError, HostFiles, HostIds};
 pub use policy::{
     HighWindow, Policy, PoolConfig, Quota, Window, CONTAINER_POOL_END, CONTAINER_POOL_START,
     DEFAULT_ALIGN, DEFAULT_MAX_IDS, DEFAULT_MAX_RANGES, DEFAULT_SIZE, HIGH_DEFAULT_SIZE,
     HIGH_WINDOW_END, HIGH_WINDOW_START,
 };
-pub use store::{Registry, Txn, ID_BLOCK};
+pub use redb_store::RedbStore;
+pub use registry::{Registry, Txn, ID_BLOCK};
+pub use store::{Loaded, Store, StoreError, StoreErrorKind, StoreTxn};
 
 use credns_idmap::IdRange;
 
@@ -211,9 +220,9 @@ pub enum Error {
     /// A database operation of this transaction failed; it can only be dropped.
     #[error("an earlier step of this transaction failed; drop it and begin a new one")]
     TxnPoisoned,
-    /// The database failed.
-    #[error("registry database: {0}")]
-    Db(#[from] redb::Error),
+    /// The store failed (locked, full, unwritable, corrupt: see its kind).
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The database holds something this code cannot have written.
     #[error("corrupt registry database: {0}")]
     Corrupt(String),
@@ -221,21 +230,3 @@ pub enum Error {
     #[error(transparent)]
     Map(#[from] credns_idmap::Error),
 }
-
-macro_rules! db_error {
-    ($($t:ty),*) => {$(
-        impl From<$t> for Error {
-            fn from(e: $t) -> Self {
-                Error::Db(e.into())
-            }
-        }
-    )*};
-}
-db_error!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::SetDurabilityError
-);

@@ -1,439 +1,75 @@
-//! The durable registry: an [`Allocator`] whose every change is committed to a `redb` file
-//! (copy-on-write B-trees, checksummed commit slots, fsync on commit) before it is returned.
-//!
-//! Layout (schema 1), two tables:
-//! * `allocations`: `u64` allocation id → the [`Allocation`] as JSON, the only record of truth;
-//!   the name and namespace indexes are rebuilt in memory on open, where the single writer
-//!   enforces lease uniqueness (and loading refuses duplicates);
-//! * `meta`: `"schema"` → 1, and `"id_mark"` → a high-water mark of allocation ids: every id
-//!   ever used is below it. It is raised by [`ID_BLOCK`] at a time, so most commits touch only
-//!   `allocations`; after a reopen, numbering continues from the mark, so ids are never reused.
-//!
-//! Opening reads every record and rebuilds the in-memory index. Live-namespace and host
-//! exclusions are not stored: they describe the host now and are supplied again after each open.
+//! The storage seam: what the [`Registry`](crate::Registry) needs from a durable store, and the
+//! errors a store reports. The registry keeps every allocation in memory and asks its store
+//! only to load them all at open and to apply a transaction's changes atomically. redb
+//! ([`RedbStore`](crate::RedbStore)) is the store of one host; a cluster store implements the
+//! same two traits.
 
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use crate::alloc::{AllocId, Allocation};
 
-use credns_idmap::IdRangeSet;
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
-};
-
-use crate::alloc::{
-    AllocId, AllocRequest, Allocation, Allocator, Holder, Lease, LiveUserNs, Plan, RegisterRequest,
-    Selector,
-};
-use crate::exclude::Exclusions;
-use crate::policy::Policy;
-use crate::Error;
-
-const ALLOCS: TableDefinition<u64, &[u8]> = TableDefinition::new("allocations");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const SCHEMA_KEY: &str = "schema";
-const ID_MARK_KEY: &str = "id_mark";
-const SCHEMA: u64 = 1;
-/// How far the stored id mark is raised when an allocation reaches it.
-pub const ID_BLOCK: u64 = 1024;
-
-fn system_clock() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// What a store holds: every allocation record and the allocation-id high-water mark (every id
+/// ever used is below it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// The records, in any order.
+    pub allocations: Vec<Allocation>,
+    /// The id mark (at least 1).
+    pub id_mark: u64,
 }
 
-/// The allocator and its database. One process opens a database at a time (redb locks the
-/// file); a daemon owns it and serves others. Methods take `&mut self`: wrap it in a mutex to
-/// share it between threads.
-pub struct Registry {
-    db: Database,
-    alloc: Allocator,
-    clock: fn() -> u64,
-    path: PathBuf,
-    id_mark: u64,
+/// A durable home for allocation records. One writer at a time: a store that other processes
+/// can also open reports [`StoreErrorKind::Locked`] while one holds it.
+pub trait Store: Send {
+    /// Every record and the id mark, as last committed.
+    fn load(&mut self) -> Result<Loaded, StoreError>;
+    /// Begin a write transaction. Its changes become visible to [`load`](Self::load), together
+    /// and only together, at [`StoreTxn::commit`]; dropping it uncommitted discards them.
+    fn begin(&mut self) -> Result<Box<dyn StoreTxn>, StoreError>;
+    /// Where it is, for messages (a path, an endpoint).
+    fn location(&self) -> String;
 }
 
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
-            .field("path", &self.path)
-            .field("allocations", &self.alloc.len())
-            .finish()
-    }
+/// A store's write transaction.
+pub trait StoreTxn {
+    /// Write (insert or replace) a record.
+    fn put(&mut self, a: &Allocation) -> Result<(), StoreError>;
+    /// Delete a record.
+    fn delete(&mut self, id: AllocId) -> Result<(), StoreError>;
+    /// Raise the id mark.
+    fn set_id_mark(&mut self, mark: u64) -> Result<(), StoreError>;
+    /// Apply the changes atomically. `durable`: on stable storage when this returns (else
+    /// they reach it with a later durable commit, and a crash before that loses them).
+    fn commit(self: Box<Self>, durable: bool) -> Result<(), StoreError>;
 }
 
-impl Registry {
-    /// Open (or create) the database at `path` and rebuild the index from it under `policy`.
-    /// Records outside the policy's windows are kept (see [`Allocator::out_of_pool`]);
-    /// inconsistent records fail with [`Error::Corrupt`].
-    pub fn open(path: impl AsRef<Path>, policy: Policy) -> Result<Self, Error> {
-        policy.validate()?;
-        let path = path.as_ref().to_path_buf();
-        let db = Database::create(&path)?;
-        init(&db)?;
-        let (allocs, id_mark) = read_all(&db)?;
-        let alloc = Allocator::load(policy, allocs, id_mark)?;
-        Ok(Self {
-            db,
-            alloc,
-            clock: system_clock,
-            path,
-            id_mark,
-        })
-    }
+/// What kind of failure a store reported; callers decide on the kind, never on the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// Another process holds the store.
+    Locked,
+    /// The device is full (ENOSPC, EDQUOT): nothing was written; retry once space is freed.
+    Full,
+    /// The store cannot be read or written (EIO, EACCES, EROFS, ...): nothing was written.
+    Unwritable,
+    /// The store holds something this code cannot have written.
+    Corrupt,
+}
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
+/// A store's failure: its kind and a sentence saying what happened where.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    /// The kind.
+    pub kind: StoreErrorKind,
+    /// What happened, naming the store.
+    pub message: String,
+}
 
-    /// Use another clock for creation times (seconds since the Unix epoch).
-    pub fn set_clock(&mut self, clock: fn() -> u64) {
-        self.clock = clock;
-    }
-
-    /// The in-memory state: every query ([`who`](Allocator::who), [`get`](Allocator::get),
-    /// [`list`](Allocator::list), [`usage`](Allocator::usage), free space...).
-    pub fn allocator(&self) -> &Allocator {
-        &self.alloc
-    }
-
-    /// See [`Allocator::set_host_exclusions`]. Not stored.
-    pub fn set_host_exclusions(&mut self, exclusions: Exclusions) {
-        self.alloc.set_host_exclusions(exclusions);
-    }
-
-    /// See [`Allocator::observe_live`]. Not stored: call after every open and on demand.
-    pub fn observe_live(&mut self, live: IdRangeSet) {
-        self.alloc.observe_live(live);
-    }
-
-    /// Begin a transaction: its changes show in memory at once and reach the disk together at
-    /// [`Txn::commit`]; dropping it without committing undoes them.
-    pub fn begin(&mut self) -> Result<Txn<'_>, Error> {
-        let mut wtx = self.db.begin_write()?;
-        wtx.set_durability(Durability::Immediate)?;
-        Ok(Txn {
-            saved_next_id: self.alloc.next_id,
-            saved_id_mark: self.id_mark,
-            reg: self,
-            wtx: Some(wtx),
-            undo: Vec::new(),
-            poisoned: false,
-        })
-    }
-
-    /// Allocate by policy; the allocation is on disk when this returns. A held lease of the same
-    /// owner returns its allocation without writing.
-    pub fn allocate(&mut self, req: &AllocRequest) -> Result<Allocation, Error> {
-        if let Some(a) = self.alloc.existing(&req.lease, req.owner)? {
-            return Ok(a.clone());
+impl StoreError {
+    /// A failure of `kind`.
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        StoreError {
+            kind,
+            message: message.into(),
         }
-        let mut t = self.begin()?;
-        let a = t.allocate(req)?;
-        t.commit()?;
-        Ok(a)
-    }
-
-    /// Record ranges someone else chose, durably.
-    pub fn register(&mut self, req: &RegisterRequest) -> Result<Allocation, Error> {
-        let mut t = self.begin()?;
-        let a = t.register(req)?;
-        t.commit()?;
-        Ok(a)
-    }
-
-    /// Release an allocation by id, name or namespace, durably.
-    pub fn release(&mut self, sel: &Selector) -> Result<Allocation, Error> {
-        let mut t = self.begin()?;
-        let a = t.release(sel)?;
-        t.commit()?;
-        Ok(a)
-    }
-
-    /// Release, committed without waiting for the disk (redb's `Durability::None`): the
-    /// release reaches the disk with the next durable commit, and a crash before that undoes
-    /// it. Only for a lease that a restart releases again by itself: a user-namespace lease
-    /// whose namespace is dead ([`reap`](Self::reap) at start). Never for a release a caller
-    /// is told is done.
-    pub fn release_unsynced(&mut self, sel: &Selector) -> Result<Allocation, Error> {
-        let mut t = self.begin()?;
-        t.wtx
-            .as_mut()
-            .expect("open until commit")
-            .set_durability(Durability::None)?;
-        let a = t.release(sel)?;
-        t.commit()?;
-        Ok(a)
-    }
-
-    /// Release, in one commit, every user-namespace lease whose namespace is not in `live`
-    /// (see [`Allocator::dead_leases`]); returns what was released.
-    pub fn reap(&mut self, live: &[LiveUserNs]) -> Result<Vec<Allocation>, Error> {
-        if self.alloc.dead_leases(live).is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut t = self.begin()?;
-        let out = t.reap(live)?;
-        t.commit()?;
-        Ok(out)
-    }
-
-    /// See [`Allocator::get`].
-    pub fn get(&self, sel: &Selector) -> Option<&Allocation> {
-        self.alloc.get(sel)
-    }
-
-    /// See [`Allocator::list`].
-    pub fn list(&self) -> impl Iterator<Item = &Allocation> {
-        self.alloc.list()
-    }
-
-    /// See [`Allocator::who`].
-    pub fn who(&self, id: u32) -> Vec<Holder> {
-        self.alloc.who(id)
-    }
-}
-
-fn init(db: &Database) -> Result<(), Error> {
-    let wtx = db.begin_write()?;
-    let fresh = {
-        let mut meta = wtx.open_table(META)?;
-        let schema = meta.get(SCHEMA_KEY)?.map(|g| g.value());
-        match schema {
-            Some(SCHEMA) => false,
-            Some(v) => {
-                return Err(Error::Corrupt(format!(
-                    "schema {v}; this build reads schema {SCHEMA}"
-                )))
-            }
-            None => {
-                meta.insert(SCHEMA_KEY, SCHEMA)?;
-                meta.insert(ID_MARK_KEY, 1)?;
-                true
-            }
-        }
-    };
-    if fresh {
-        wtx.open_table(ALLOCS)?;
-        wtx.commit()?;
-    } else {
-        wtx.abort()?;
-    }
-    Ok(())
-}
-
-fn read_all(db: &Database) -> Result<(Vec<Allocation>, u64), Error> {
-    let rtx = db.begin_read()?;
-    let id_mark = rtx
-        .open_table(META)?
-        .get(ID_MARK_KEY)?
-        .map(|g| g.value())
-        .ok_or_else(|| Error::Corrupt("no id_mark".into()))?;
-    let mut allocs = Vec::new();
-    for item in rtx.open_table(ALLOCS)?.iter()? {
-        let (k, v) = item?;
-        let a: Allocation = serde_json::from_slice(v.value())
-            .map_err(|e| Error::Corrupt(format!("allocation #{}: {e}", k.value())))?;
-        if a.id.0 != k.value() {
-            return Err(Error::Corrupt(format!(
-                "record under key {} says it is {}",
-                k.value(),
-                a.id
-            )));
-        }
-        allocs.push(a);
-    }
-    Ok((allocs, id_mark))
-}
-
-fn put(w: &WriteTransaction, a: &Allocation) -> Result<(), Error> {
-    let bytes = serde_json::to_vec(a)
-        .map_err(|e| Error::Corrupt(format!("cannot encode {}: {e}", a.id)))?;
-    w.open_table(ALLOCS)?.insert(a.id.0, bytes.as_slice())?;
-    Ok(())
-}
-
-fn raise_mark(w: &WriteTransaction, mark: u64) -> Result<(), Error> {
-    w.open_table(META)?.insert(ID_MARK_KEY, mark)?;
-    Ok(())
-}
-
-fn delete(w: &WriteTransaction, a: &Allocation) -> Result<(), Error> {
-    w.open_table(ALLOCS)?.remove(a.id.0)?;
-    Ok(())
-}
-
-enum Undo {
-    Inserted(AllocId),
-    Removed(Allocation),
-}
-
-/// A write transaction of the registry: several changes, one durable commit.
-///
-/// Changes apply to the in-memory state at once (so a batch of allocations gets disjoint
-/// ranges, and [`allocator`](Self::allocator) shows them) and are written to the database's
-/// transaction; [`commit`](Self::commit) makes them durable together. Dropping the transaction
-/// without committing, or a failed commit, aborts the database transaction and undoes the
-/// in-memory changes in reverse order, so memory and disk never disagree. A daemon may use it
-/// two-phase: allocate, set the namespace up, commit only if that worked.
-pub struct Txn<'r> {
-    reg: &'r mut Registry,
-    wtx: Option<WriteTransaction>,
-    undo: Vec<Undo>,
-    saved_next_id: u64,
-    saved_id_mark: u64,
-    poisoned: bool,
-}
-
-impl std::fmt::Debug for Txn<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Txn")
-            .field("changes", &self.undo.len())
-            .field("poisoned", &self.poisoned)
-            .finish()
-    }
-}
-
-impl Txn<'_> {
-    fn write(
-        &mut self,
-        f: impl FnOnce(&WriteTransaction) -> Result<(), Error>,
-    ) -> Result<(), Error> {
-        let r = f(self.wtx.as_ref().expect("open until commit"));
-        self.poisoned |= r.is_err();
-        r
-    }
-
-    /// Write a new record, raising the stored id mark first if the id reaches it.
-    fn put_new(&mut self, a: &Allocation) -> Result<(), Error> {
-        if a.id.0 >= self.reg.id_mark {
-            let mark = a.id.0 + ID_BLOCK;
-            self.write(|w| raise_mark(w, mark))?;
-            self.reg.id_mark = mark;
-        }
-        self.write(|w| put(w, a))
-    }
-
-    fn usable(&self) -> Result<(), Error> {
-        if self.poisoned {
-            Err(Error::TxnPoisoned)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// The in-memory state including this transaction's uncommitted changes.
-    pub fn allocator(&self) -> &Allocator {
-        &self.reg.alloc
-    }
-
-    /// As [`Registry::allocate`], durable at [`commit`](Self::commit).
-    pub fn allocate(&mut self, req: &AllocRequest) -> Result<Allocation, Error> {
-        self.usable()?;
-        let now = (self.reg.clock)();
-        match self.reg.alloc.plan_allocate(req, now)? {
-            Plan::Existing(a) => Ok(a),
-            Plan::New(a) => {
-                self.put_new(&a)?;
-                self.reg.alloc.insert(a.clone());
-                self.undo.push(Undo::Inserted(a.id));
-                Ok(a)
-            }
-        }
-    }
-
-    /// As [`Registry::register`], durable at [`commit`](Self::commit).
-    pub fn register(&mut self, req: &RegisterRequest) -> Result<Allocation, Error> {
-        self.usable()?;
-        let now = (self.reg.clock)();
-        let a = self.reg.alloc.plan_register(req, now)?;
-        self.put_new(&a)?;
-        self.reg.alloc.insert(a.clone());
-        self.undo.push(Undo::Inserted(a.id));
-        Ok(a)
-    }
-
-    /// As [`Registry::release`], durable at [`commit`](Self::commit).
-    pub fn release(&mut self, sel: &Selector) -> Result<Allocation, Error> {
-        self.usable()?;
-        let id = self.reg.alloc.resolve(sel)?;
-        let a = self
-            .reg
-            .alloc
-            .get(&Selector::Id(id))
-            .cloned()
-            .expect("resolved");
-        self.write(|w| delete(w, &a))?;
-        self.reg.alloc.remove(id);
-        self.undo.push(Undo::Removed(a.clone()));
-        Ok(a)
-    }
-
-    /// Give allocation `id` another lease; its id, ranges, owner, origin and creation time stay.
-    /// For a range that sets a namespace up before the namespace exists: allocated under a
-    /// provisional lease, then leased to the namespace, in one transaction. The new lease must
-    /// not hold an allocation. Durable at [`commit`](Self::commit).
-    pub fn set_lease(&mut self, id: AllocId, lease: Lease) -> Result<Allocation, Error> {
-        self.usable()?;
-        lease.validate()?;
-        if let Some(by) = self.reg.alloc.holder_of(&lease) {
-            return Err(Error::LeaseTaken {
-                owner: self.reg.alloc.get(&Selector::Id(by)).expect("held").owner,
-                lease,
-                by,
-            });
-        }
-        let old = self.release(&Selector::Id(id))?;
-        let new = Allocation { lease, ..old };
-        self.write(|w| put(w, &new))?;
-        self.reg.alloc.insert(new.clone());
-        self.undo.push(Undo::Inserted(new.id));
-        Ok(new)
-    }
-
-    /// As [`Registry::reap`], durable at [`commit`](Self::commit).
-    pub fn reap(&mut self, live: &[LiveUserNs]) -> Result<Vec<Allocation>, Error> {
-        let dead = self.reg.alloc.dead_leases(live);
-        dead.into_iter()
-            .map(|id| self.release(&Selector::Id(id)))
-            .collect()
-    }
-
-    /// Make every change durable (one fsync'd commit). On error nothing was stored and the
-    /// in-memory changes are undone.
-    pub fn commit(mut self) -> Result<(), Error> {
-        self.usable()?;
-        let wtx = self.wtx.take().expect("open until commit");
-        if self.undo.is_empty() {
-            wtx.abort()?;
-            return Ok(());
-        }
-        wtx.commit()?;
-        self.undo.clear();
-        self.saved_id_mark = self.reg.id_mark;
-        Ok(())
-    }
-}
-
-impl Drop for Txn<'_> {
-    fn drop(&mut self) {
-        if let Some(w) = self.wtx.take() {
-            // Nothing to keep; a failed abort leaves nothing committed either.
-            let _ = w.abort();
-        }
-        self.reg.id_mark = self.saved_id_mark;
-        if self.undo.is_empty() {
-            return;
-        }
-        while let Some(u) = self.undo.pop() {
-            match u {
-                Undo::Inserted(id) => {
-                    self.reg.alloc.remove(id);
-                }
-                Undo::Removed(a) => self.reg.alloc.insert(a),
-            }
-        }
-        self.reg.alloc.next_id = self.saved_next_id;
     }
 }

@@ -195,7 +195,7 @@ fn reap_releases_dead_namespaces_durably() {
     assert!(left.contains(&alive.id));
     let e = Registry::open(&path, Policy::default()).unwrap_err();
     assert!(
-        matches!(e, Error::Db(_)),
+        matches!(&e, Error::Store(s) if s.kind == credns_registry::StoreErrorKind::Locked),
         "a second open while one is live is refused: {e}"
     );
     let sel = Selector::UserNs {
@@ -436,4 +436,34 @@ fn set_lease_keeps_the_allocation_and_refuses_a_taken_lease() {
         (kept.id, kept.uid, kept.origin),
         (a.id, a.uid, Origin::Allocated)
     );
+}
+
+#[test]
+fn host_files_are_read_leniently_and_changes_are_noticed() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path();
+    std::fs::write(
+        etc.join("passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nodd:x:700000:700001\n",
+    )
+    .unwrap();
+    std::fs::write(etc.join("subuid"), "alice:800000:65536\n").unwrap();
+    let mut host = credns_registry::HostFiles::new(etc);
+    assert!(host.changed(), "nothing is loaded yet");
+    let ids = host.load().unwrap();
+    let set = ids.exclusions.set();
+    // The malformed line still excludes the ids some reader may take from it.
+    assert!(set.contains(700000) && set.contains(700001));
+    assert!(set.contains(800000) && set.contains(865535) && !set.contains(865536));
+    assert_eq!(ids.warnings.len(), 1, "{:?}", ids.warnings);
+    assert!(
+        ids.warnings[0].starts_with(&format!("{}:2:", etc.join("passwd").display())),
+        "{}",
+        ids.warnings[0]
+    );
+    assert!(!host.changed());
+    std::fs::write(etc.join("subgid"), "bob:900000:10\n").unwrap();
+    assert!(host.changed(), "a new file is a change");
+    assert!(host.load().unwrap().exclusions.set().contains(900009));
+    assert!(!host.changed());
 }
