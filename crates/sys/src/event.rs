@@ -6,7 +6,9 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Duration;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rustix::event::epoll;
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendFlags};
@@ -42,9 +44,9 @@ pub struct Poller {
 }
 
 fn flags(i: Interest) -> epoll::EventFlags {
-    let mut f = epoll::EventFlags::RDHUP;
+    let mut f = epoll::EventFlags::empty();
     if i.readable {
-        f |= epoll::EventFlags::IN;
+        f |= epoll::EventFlags::IN | epoll::EventFlags::RDHUP;
     }
     if i.writable {
         f |= epoll::EventFlags::OUT;
@@ -66,7 +68,7 @@ impl Poller {
     }
 
     /// Watch `fd` for `interest`, reporting it as `token` (`EPOLL_CTL_ADD`). Hang-ups and
-    /// errors are always reported.
+    /// errors are always reported; a half-close (`EPOLLRDHUP`) only with `readable`.
     pub fn add(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> Result<(), Error> {
         epoll::add(
             &self.epoll,
@@ -279,6 +281,50 @@ pub fn send_nonblocking(sock: BorrowedFd<'_>, data: &[u8]) -> Result<usize, Erro
     }
 }
 
+/// Connect a stream socket to the Unix socket at `path`, giving up after `timeout`. A
+/// listener whose backlog is full makes a nonblocking `connect(2)` fail with `EAGAIN` (it
+/// cannot be waited for), so that is retried every few milliseconds until the deadline, then
+/// reported as `ETIMEDOUT`. The stream returned is blocking.
+#[doc(alias = "connect")]
+pub fn unix_connect_timeout(path: &Path, timeout: Duration) -> Result<UnixStream, Error> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let err = |op, errno| Error::Path {
+        op,
+        path: path.to_path_buf(),
+        errno,
+    };
+    let addr = SocketAddrUnix::new(path).map_err(|e| err("connect", e))?;
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(|e| err("socket", e))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match rustix::net::connect(&fd, &addr) {
+            Ok(()) => break,
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) | Err(Errno::INPROGRESS) => {
+                if Instant::now() >= deadline {
+                    return Err(err("connect", Errno::TIMEDOUT));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(err("connect", e)),
+        }
+    }
+    let stream = UnixStream::from(fd);
+    stream.set_nonblocking(false).map_err(|e| {
+        err(
+            "fcntl O_NONBLOCK",
+            Errno::from_io_error(&e).unwrap_or(Errno::IO),
+        )
+    })?;
+    Ok(stream)
+}
+
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit; returns the new soft limit (`None`:
 /// unlimited).
 #[doc(alias = "setrlimit")]
@@ -305,7 +351,6 @@ pub fn raise_nofile_limit() -> Result<Option<u64>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::net::UnixStream;
 
     #[test]
     fn waker_wakes_poller() {
@@ -365,6 +410,31 @@ mod tests {
             recv_nonblocking(b.as_fd(), &mut buf, &mut fds, 2).unwrap(),
             Received::Eof
         );
+    }
+
+    #[test]
+    fn connect_with_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let e = unix_connect_timeout(&path, Duration::from_millis(50)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Path {
+                    errno: Errno::NOENT,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let mut s = unix_connect_timeout(&path, Duration::from_secs(5)).unwrap();
+        let (mut a, _) = l.accept().unwrap();
+        use std::io::{Read, Write};
+        s.write_all(b"hi").unwrap();
+        let mut b = [0u8; 2];
+        a.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"hi");
     }
 
     #[test]
