@@ -16,6 +16,7 @@
 
 mod child;
 pub mod container;
+pub mod event;
 mod helper;
 pub mod keys;
 pub mod maps;
