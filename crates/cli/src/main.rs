@@ -8,13 +8,19 @@ mod map_cmd;
 mod mount_cmd;
 mod oci_cmd;
 mod registry_cmd;
+mod output;
 mod run_cmd;
-mod run_daemon;
 mod sim_cmd;
 
 /// Identity for Linux containers: ID maps, user namespaces, idmapped mounts and keyrings.
 #[derive(Debug, Parser)]
-#[command(name = "credns", version, about, propagate_version = true)]
+#[command(
+    name = "credns",
+    version,
+    about,
+    propagate_version = true,
+    disable_help_subcommand = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,6 +40,25 @@ enum Command {
     Oci(oci_cmd::OciArgs),
     #[command(flatten)]
     Registry(registry_cmd::RegistryCommand),
+    /// Print the help of credns or of one of its commands (`credns help run`).
+    Help {
+        /// The command (and subcommand) whose help to print.
+        command: Vec<String>,
+    },
+}
+
+/// `credns help [COMMAND...]`: the same text as `credns [COMMAND...] --help`.
+fn help(path: &[String]) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    for name in path {
+        let Some(sub) = cmd.find_subcommand(name).cloned() else {
+            anyhow::bail!("help: no command {name:?} (see `credns --help`)");
+        };
+        cmd = sub;
+    }
+    cmd.print_long_help()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -45,6 +70,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_cmd::run(args),
         Command::Oci(args) => oci_cmd::run(args),
         Command::Registry(cmd) => registry_cmd::run(cmd),
+        Command::Help { command } => help(&command),
     };
     match result {
         Ok(code) => code,
@@ -55,8 +81,12 @@ fn main() -> ExitCode {
             eprintln!("credns run: {f}");
             ExitCode::from(f.exit_code())
         }
+        Err(e) if e.is::<run_cmd::SetupFailed>() => {
+            eprintln!("credns run: error: {}", output::error_text(&e));
+            ExitCode::from(125)
+        }
         Err(e) => {
-            eprintln!("credns: error: {e:#}");
+            eprintln!("credns: error: {}", output::error_text(&e));
             ExitCode::from(2)
         }
     }

@@ -9,9 +9,6 @@ use credns_idmap::{Extent, IdKind, IdMap};
 use credns_sys::{DetachedMount, MappingUserns, Pid, ProcFs};
 use serde_json::json;
 
-/// Where `--name` looks allocations up unless `--registry` says otherwise.
-const DEFAULT_REGISTRY: &str = "/var/lib/credns/registry.redb";
-
 /// Show a tree elsewhere with its on-disk ids translated (an idmapped mount)
 ///
 /// SRC appears at DST through an idmapped mount (open_tree(2) clone, mount_setattr(2)
@@ -56,12 +53,9 @@ pub struct MountArgs {
     /// Take the idmap from a registry allocation (by name lease).
     #[arg(long, value_name = "ALLOCATION")]
     name: Option<String>,
-    /// The registry database for --name, when no daemon answers.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_REGISTRY)]
-    registry: PathBuf,
-    /// The daemon's socket, asked first for --name.
-    #[arg(long, value_name = "PATH", default_value = credns_service::DEFAULT_SOCKET)]
-    socket: PathBuf,
+    /// Where --name finds the allocation.
+    #[command(flatten)]
+    at: crate::registry_cmd::Where,
     /// The first on-disk id of the tree (added to the idmap's on-disk side).
     #[arg(long, value_name = "B", default_value_t = 0)]
     disk_base: u32,
@@ -133,45 +127,10 @@ fn maps_from(a: &MountArgs) -> Result<(IdMap, IdMap, String)> {
         return Ok((uid, gid, format!("--like {pid}")));
     }
     let name = a.name.as_deref().expect("clap requires one of the three");
-    // The daemon holds the store while it runs: ask it first.
-    if let Ok(mut client) = credns_service::Client::connect(&a.socket) {
-        let alloc = client
-            .show(&credns_service::Target::Name(name.to_string()))
-            .map_err(|e| anyhow!("--name {name}: {e}"))?;
-        let uid = alloc.uid_map().with_context(|| format!("--name {name}"))?;
-        let gid = alloc.gid_map().with_context(|| format!("--name {name}"))?;
-        return Ok((uid, gid, format!("--name {name}")));
-    }
-    if !a.registry.exists() {
-        bail!(
-            "--name {name}: no credns daemon answers at {} and there is no registry at {} \
-             (give --socket or --registry)",
-            a.socket.display(),
-            a.registry.display()
-        );
-    }
-    let reg = credns_registry::Registry::open(&a.registry, credns_registry::Policy::default())
-        .map_err(|e| {
-            if matches!(&e, credns_registry::Error::Store(s) if s.kind == credns_registry::StoreErrorKind::Locked)
-            {
-                anyhow!(
-                    "--name {name}: the registry {} is locked by another process and no credns \
-                     daemon answers at {}",
-                    a.registry.display(),
-                    a.socket.display()
-                )
-            } else {
-                anyhow!("--name {name}: opening {}: {e}", a.registry.display())
-            }
-        })?;
-    let alloc = reg
-        .get(&credns_registry::Selector::Name(name.to_string()))
-        .ok_or_else(|| {
-            anyhow!(
-                "--name {name}: no allocation with that name in {}",
-                a.registry.display()
-            )
-        })?;
+    let (mut client, _) = a.at.connect().with_context(|| format!("--name {name}"))?;
+    let alloc = client
+        .show(&credns_service::Target::Name(name.to_string()))
+        .with_context(|| format!("--name {name}"))?;
     let uid = alloc.uid_map().with_context(|| format!("--name {name}"))?;
     let gid = alloc.gid_map().with_context(|| format!("--name {name}"))?;
     Ok((uid, gid, format!("--name {name}")))

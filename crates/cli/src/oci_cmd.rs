@@ -14,10 +14,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use credns_idmap::formats::{parse_oci_config_value, set_oci_mappings};
-use credns_registry::Lease;
 use serde_json::{json, Value};
 
-use crate::run_cmd::{DirectStore, RangeSource, DEFAULT_STORE};
+use crate::registry_cmd::Where;
 
 #[derive(Debug, Args)]
 pub struct OciArgs {
@@ -26,12 +25,8 @@ pub struct OciArgs {
     /// Ids to allocate (default: the policy's, 65536).
     #[arg(long)]
     size: Option<u64>,
-    /// The registry database (used directly, as root, when no daemon runs).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_STORE)]
-    store: PathBuf,
-    /// The registry daemon's socket: used when a daemon answers there.
-    #[arg(long, value_name = "PATH", default_value = credns_service::DEFAULT_SOCKET)]
-    socket: PathBuf,
+    #[command(flatten)]
+    at: Where,
 }
 
 /// The lease name of a bundle: `oci:` and its canonical path.
@@ -70,31 +65,21 @@ pub fn run(args: OciArgs) -> Result<ExitCode> {
         bail!("{}: linux: expected an object", config_path.display());
     }
     let name = bundle_lease_name(&bundle);
-    // (id, uid range, gid range, uid map, gid map) from the daemon when one answers, else the store.
-    let (id, uid, gid, uid_map, gid_map) =
-        if let Ok(mut client) = credns_service::Client::connect(&args.socket) {
-            let opts = credns_service::AllocOptions {
-                size: args.size,
-                ..Default::default()
-            };
-            let a = client
-                .allocate_name(&name, &opts)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            if let Some(size) = args.size.filter(|&s| s != a.uid.len()) {
-                bail!(
-                    "{name} already holds allocation {} of {} ids, not {size}; release it first",
-                    a.id,
-                    a.uid.len()
-                );
-            }
-            let (um, gm) = (a.uid_map()?, a.gid_map()?);
-            (a.id, a.uid.into(), a.gid.into(), um, gm)
-        } else {
-            let mut store = DirectStore::open(&args.store)?;
-            let a = store.acquire(&Lease::name(name.clone()), args.size)?;
-            (a.id.0, a.uid, a.gid, a.uid_map()?, a.gid_map()?)
-        };
-    let (uid, gid): (credns_idmap::IdRange, credns_idmap::IdRange) = (uid, gid);
+    let (mut client, _) = args.at.connect()?;
+    let opts = credns_service::AllocOptions {
+        size: args.size,
+        ..Default::default()
+    };
+    let a = client.allocate_name(&name, &opts)?.allocation;
+    if let Some(size) = args.size.filter(|&s| s != a.uid.len()) {
+        bail!(
+            "{name} already holds allocation #{} of {} ids, not {size}; release it first",
+            a.id,
+            a.uid.len()
+        );
+    }
+    let (id, uid, gid) = (a.id, a.uid, a.gid);
+    let (uid_map, gid_map) = (a.uid_map()?, a.gid_map()?);
     set_oci_mappings(&mut config, Some(&uid_map), Some(&gid_map))?;
     let linux = config
         .get_mut("linux")

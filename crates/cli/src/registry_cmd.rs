@@ -1,24 +1,26 @@
 //! The registry commands: `credns serve` (the daemon) and `alloc`, `release`, `list`, `show`,
-//! `who`, which talk to the daemon when its socket answers and otherwise open the store
-//! directly (the same code answers either way).
+//! `who`, which reach the registry through [`credns_service::connect`]: the daemon when its
+//! socket answers, otherwise (root) the store opened for each call. The same methods answer
+//! either way, so the output is the same.
 
 use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 use credns_registry::Policy;
 use credns_service::{
-    AllocOptions, AllocationInfo, Caller, Client, Config, HolderInfo, Server, Service, Target,
-    DEFAULT_SOCKET, DEFAULT_STORE,
+    AllocOptions, AllocationInfo, Config, Endpoint, HolderInfo, RegistryClient, Route, Server,
+    Service, Target, DEFAULT_SOCKET, DEFAULT_STORE,
 };
 use credns_sys::pidfd::PidFd;
 use credns_sys::signal::TermSignals;
 use credns_sys::{Pid, ProcFs, UserNsFd};
-use serde_json::{json, Value};
+
+use crate::output::{escape, snake_json};
 
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
@@ -36,18 +38,34 @@ pub enum RegistryCommand {
     Who(WhoArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct Where {
     /// The daemon's socket.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
+    pub socket: PathBuf,
     /// The store, opened directly (as root) when no daemon answers on the socket.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_STORE)]
-    store: PathBuf,
-    /// The allocation policy (TOML, fields as in credns_registry::Policy) for a directly
-    /// opened store.
+    pub store: PathBuf,
+    /// The allocation policy (TOML, crates/registry/DESIGN.md) of a directly opened store.
     #[arg(long, value_name = "FILE")]
-    policy: Option<PathBuf>,
+    pub policy: Option<PathBuf>,
+}
+
+impl Where {
+    /// The endpoint of [`credns_service::connect`].
+    pub fn endpoint(&self) -> Result<Endpoint> {
+        Ok(Endpoint {
+            socket: self.socket.clone(),
+            store: self.store.clone(),
+            policy: load_policy(&self.policy)?,
+            etc: Some("/etc".into()),
+        })
+    }
+
+    /// The registry: the daemon if it answers, else the store (root only).
+    pub fn connect(&self) -> Result<(RegistryClient, Route)> {
+        Ok(credns_service::connect(&self.endpoint()?)?)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -69,8 +87,8 @@ pub struct AllocArgs {
     /// Lease the range to the user namespace of this process (released when it dies).
     #[arg(long, value_name = "PID")]
     userns: Option<i32>,
-    /// Also write that namespace's uid_map and gid_map.
-    #[arg(long, requires = "userns")]
+    /// Also write that namespace's uid_map and gid_map (with --userns only).
+    #[arg(long)]
     write_maps: bool,
     /// Ids wanted (default: the policy's, 65536).
     #[arg(long)]
@@ -128,19 +146,12 @@ pub fn run(cmd: RegistryCommand) -> Result<ExitCode> {
     }
 }
 
-fn load_policy(path: &Option<PathBuf>) -> Result<Policy> {
+pub(crate) fn load_policy(path: &Option<PathBuf>) -> Result<Policy> {
     let Some(p) = path else {
         return Ok(Policy::default());
     };
     let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
     toml::from_str(&text).with_context(|| format!("{}: not a valid policy", p.display()))
-}
-
-fn ensure_store_dir(store: &Path) -> Result<()> {
-    if let Some(dir) = store.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    Ok(())
 }
 
 fn serve(a: ServeArgs) -> Result<ExitCode> {
@@ -150,111 +161,50 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     if std::os::unix::net::UnixStream::connect(&a.at.socket).is_ok() {
         return Err(credns_service::Error::SocketInUse(a.at.socket.clone()).into());
     }
-    ensure_store_dir(&a.at.store)?;
     let mut cfg = Config::new(&a.at.store);
     cfg.policy = load_policy(&a.at.policy)?;
     cfg.etc = Some(a.etc.clone());
-    let svc = Service::open(&cfg)
-        .with_context(|| format!("opening the registry {}", a.at.store.display()))?;
+    let svc = Service::open(&cfg)?;
     let server = Server::bind(&a.at.socket, svc.clone())?;
+    let stop = server.stop_flag();
     eprintln!(
         "credns: serving io.credns.Registry on {} (store {})",
         a.at.socket.display(),
         a.at.store.display()
     );
-    std::thread::Builder::new()
-        .name("credns-accept".into())
-        .spawn(move || {
-            if let Err(e) = server.run() {
-                eprintln!("credns: error: {e}");
-                std::process::exit(2);
-            }
-        })?;
+    let socket = a.at.socket.clone();
+    let serving = std::thread::Builder::new()
+        .name("credns-serve".into())
+        .spawn(move || server.run())?;
     let sig = signals.wait()?;
-    // Holding the registry lock: no commit is in flight, and none starts.
-    let _reg = svc.lock_registry();
-    let _ = std::fs::remove_file(&a.at.socket);
-    eprintln!("credns: signal {sig}, exiting");
-    std::process::exit(0)
-}
-
-/// The daemon, or the store opened in this process.
-enum Backend {
-    Daemon(Client),
-    Local(Service, Caller),
-}
-
-impl Backend {
-    fn open(at: &Where) -> Result<Self> {
-        match Client::connect(&at.socket) {
-            Ok(c) => Ok(Backend::Daemon(c)),
-            Err(daemon_err) => {
-                let uid = std::fs::metadata("/proc/self")
-                    .map(|m| m.uid())
-                    .unwrap_or(u32::MAX);
-                if uid != 0 {
-                    bail!(
-                        "no daemon answers ({daemon_err}), and only root opens the store {} directly",
-                        at.store.display()
-                    );
-                }
-                ensure_store_dir(&at.store)?;
-                let mut cfg = Config::new(&at.store);
-                cfg.policy = load_policy(&at.policy)?;
-                let svc = Service::open(&cfg).with_context(|| {
-                    format!(
-                        "no daemon answers ({daemon_err}); opening the store {} directly",
-                        at.store.display()
-                    )
-                })?;
-                Ok(Backend::Local(
-                    svc,
-                    Caller {
-                        uid,
-                        pid: Pid::this(),
-                    },
-                ))
-            }
-        }
+    eprintln!("credns: signal {sig}, stopping");
+    stop.store(true, Ordering::SeqCst);
+    // The server returns once the requests being run are answered.
+    if let Ok(Err(e)) = serving.join() {
+        eprintln!("credns: {e}");
     }
-
-    fn call(
-        &mut self,
-        method: &str,
-        params: Value,
-        fds: Vec<std::os::fd::OwnedFd>,
-    ) -> Result<Value> {
-        match self {
-            Backend::Daemon(c) => {
-                let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-                c.call(&format!("io.credns.Registry.{method}"), params, &borrowed)
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-            }
-            Backend::Local(s, caller) => {
-                let mut fds: Vec<_> = fds.into_iter().map(Some).collect();
-                s.call(*caller, method, &params, &mut fds)
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-            }
-        }
-    }
-}
-
-fn allocation(v: &Value) -> Result<AllocationInfo> {
-    Ok(serde_json::from_value(v["allocation"].clone())?)
+    let _ = std::fs::remove_file(&socket);
+    // Holding the registry: no commit is in flight (the reaper's included), and none starts.
+    let _ = svc.with_registry(|_| std::process::exit(0));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn lease_text(a: &AllocationInfo) -> String {
     match (&a.lease.name, &a.lease.user_namespace) {
-        (Some(n), _) => n.clone(),
+        (Some(n), _) => escape(n),
         (None, Some(u)) => format!("user:[{}] (dev {})", u.ino, u.dev),
         _ => "-".into(),
     }
 }
 
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(&snake_json(serde_json::to_value(v)?))?);
+    Ok(())
+}
+
 fn print_one(a: &AllocationInfo, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(a)?);
-        return Ok(());
+        return print_json(a);
     }
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY);
@@ -271,68 +221,47 @@ fn print_one(a: &AllocationInfo, json: bool) -> Result<()> {
     t.add_row(vec!["created".to_string(), utc(a.created)]);
     t.add_row(vec!["origin".to_string(), a.origin.clone()]);
     if let Some(l) = &a.label {
-        t.add_row(vec!["label".to_string(), l.clone()]);
+        t.add_row(vec!["label".to_string(), escape(l)]);
     }
     println!("{t}");
     Ok(())
 }
 
 fn alloc(a: AllocArgs) -> Result<ExitCode> {
+    if a.write_maps && a.userns.is_none() {
+        bail!("--write-maps writes a namespace's maps: it needs --userns PID, not --name");
+    }
     let opts = AllocOptions {
         size: a.size,
         high: a.high,
         label: a.label.clone(),
         write_maps: a.write_maps,
     };
-    let mut params = json!({});
-    if let Some(s) = opts.size {
-        params["size"] = json!(s);
-    }
-    if opts.high {
-        params["high"] = json!(true);
-    }
-    if let Some(l) = &opts.label {
-        params["label"] = json!(l);
-    }
-    let mut fds = Vec::new();
-    match (&a.name, a.userns) {
-        (Some(n), _) => params["name"] = json!(n),
+    let (mut c, _) = a.at.connect()?;
+    let got = match (&a.name, a.userns) {
+        (Some(n), _) => c.allocate_name(n, &opts)?,
         (None, Some(pid)) => {
             let pid = Pid(pid);
             let pidfd = PidFd::open(pid)?;
             let ns = UserNsFd::open(&ProcFs::new(), pid)?;
-            fds.push(ns.into_owned_fd());
-            fds.push(pidfd_into_owned(pidfd)?);
-            params["userNamespaceFileDescriptor"] = json!(0);
-            params["pidFileDescriptor"] = json!(1);
-            if a.write_maps {
-                params["writeMaps"] = json!(true);
-            }
+            c.allocate_userns(ns.as_fd(), Some(pidfd.as_fd()), &opts)?
         }
         (None, None) => bail!("alloc needs --name NAME or --userns PID"),
-    }
-    let mut b = Backend::open(&a.at)?;
-    let v = b.call("Allocate", params, fds)?;
-    print_one(&allocation(&v)?, a.json)?;
+    };
+    print_one(&got.allocation, a.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn pidfd_into_owned(p: PidFd) -> Result<std::os::fd::OwnedFd> {
-    Ok(p.as_fd().try_clone_to_owned()?)
-}
-
-fn target_params(s: &str) -> Value {
-    match Target::parse(s) {
-        Target::Id(i) => json!({ "id": i }),
-        Target::Name(n) => json!({ "name": n }),
-    }
+fn target(s: &str) -> Result<Target> {
+    Target::parse(s).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn release(a: TargetArgs) -> Result<ExitCode> {
-    let mut b = Backend::open(&a.at)?;
-    let r = allocation(&b.call("Release", target_params(&a.target), Vec::new())?)?;
+    let t = target(&a.target)?;
+    let (mut c, _) = a.at.connect()?;
+    let r = c.release(&t)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        print_json(&r)?;
     } else {
         println!(
             "released #{} ({}): uids {}, gids {}",
@@ -346,20 +275,17 @@ fn release(a: TargetArgs) -> Result<ExitCode> {
 }
 
 fn show(a: TargetArgs) -> Result<ExitCode> {
-    let mut b = Backend::open(&a.at)?;
-    print_one(
-        &allocation(&b.call("Show", target_params(&a.target), Vec::new())?)?,
-        a.json,
-    )?;
+    let t = target(&a.target)?;
+    let (mut c, _) = a.at.connect()?;
+    print_one(&c.show(&t)?, a.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn list(a: ListArgs) -> Result<ExitCode> {
-    let mut b = Backend::open(&a.at)?;
-    let v = b.call("List", json!({}), Vec::new())?;
-    let all: Vec<AllocationInfo> = serde_json::from_value(v["allocations"].clone())?;
+    let (mut c, _) = a.at.connect()?;
+    let all = c.list()?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        print_json(&all)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut t = Table::new();
@@ -376,7 +302,7 @@ fn list(a: ListArgs) -> Result<ExitCode> {
             x.high.map_or("-".into(), |h| h.uid.to_string()),
             lease_text(x),
             x.owner.to_string(),
-            x.label.clone().unwrap_or_else(|| "-".into()),
+            x.label.as_deref().map_or_else(|| "-".into(), escape),
         ]);
     }
     println!("{t}");
@@ -384,15 +310,28 @@ fn list(a: ListArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn holder_text(h: &HolderInfo) -> String {
+    match h.kind.as_str() {
+        "allocation" => format!(
+            "#{} {} owner {}{}",
+            h.allocation.unwrap_or_default(),
+            h.part.as_deref().unwrap_or(""),
+            h.owner.unwrap_or_default(),
+            h.lease
+                .as_ref()
+                .map(|l| format!(", lease {}", escape(&l.to_string())))
+                .unwrap_or_default()
+        ),
+        "excluded" => escape(h.source.as_deref().unwrap_or_default()),
+        _ => h.user_namespace.clone().unwrap_or_default(),
+    }
+}
+
 fn who(a: WhoArgs) -> Result<ExitCode> {
-    let mut b = Backend::open(&a.at)?;
-    let v = b.call("Who", json!({ "id": a.id }), Vec::new())?;
-    let hs: Vec<HolderInfo> = serde_json::from_value(v["holders"].clone())?;
+    let (mut c, _) = a.at.connect()?;
+    let hs = c.who(a.id)?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "id": a.id, "holders": hs }))?
-        );
+        print_json(&serde_json::json!({ "id": a.id, "holders": hs }))?;
         return Ok(ExitCode::SUCCESS);
     }
     if hs.is_empty() {
@@ -406,27 +345,13 @@ fn who(a: WhoArgs) -> Result<ExitCode> {
     t.load_preset(UTF8_BORDERS_ONLY);
     t.set_header(vec!["KIND", "HOLDER", "AS"]);
     for h in &hs {
-        let holder = match h.kind.as_str() {
-            "allocation" => format!(
-                "#{} {} owner {}{}",
-                h.allocation.unwrap_or_default(),
-                h.part.as_deref().unwrap_or(""),
-                h.owner.unwrap_or_default(),
-                h.lease
-                    .as_ref()
-                    .map(|l| format!(", lease {l}"))
-                    .unwrap_or_default()
-            ),
-            "excluded" => h.source.clone().unwrap_or_default(),
-            _ => h.user_namespace.clone().unwrap_or_default(),
-        };
         let as_ = match (h.as_uid, h.as_gid) {
             (Some(true), Some(true)) => "uid, gid",
             (Some(true), _) => "uid",
             (_, Some(true)) => "gid",
             _ => "-",
         };
-        t.add_row(vec![h.kind.clone(), holder, as_.into()]);
+        t.add_row(vec![h.kind.clone(), holder_text(h), as_.into()]);
     }
     println!("{t}");
     Ok(ExitCode::SUCCESS)

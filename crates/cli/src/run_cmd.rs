@@ -1,48 +1,51 @@
-//! `credns run`: run a command in a new user namespace (and mount namespace, optionally a pid
+//! `credns run`: run a command in a new user namespace (and a mount namespace, optionally a pid
 //! namespace and a root filesystem) with an allocated ID range.
 //!
-//! When a daemon answers on `--socket`, the work goes through it (run_daemon.rs); otherwise root
-//! uses the registry directly, as follows.
+//! The range comes through [`credns_service::connect`]: the daemon when it answers, else (root)
+//! the store, opened for each call. The same methods answer either way:
 //!
-//! Order of work: the arguments are checked and the trees of `--rootfs` and `--volume` are
-//! cloned (detached mounts); the range is allocated in a registry transaction; the clones get
-//! an idmap equal to the container's maps (on-disk N appears as the container's N) and the
-//! container's first process is cloned (inheriting them) and waits; for a namespace lease the
-//! allocation is re-keyed to the new namespace; the transaction commits (the record is on disk
-//! before any id of it is used); the parent writes the maps; the child attaches the mounts,
-//! takes its ids and execs. A failure before the commit leaves nothing allocated. A name lease
-//! (`--name`) is kept after exit; a namespace lease is released after exit once no process of
-//! the container is left (this process is their subreaper, so it knows without scanning
-//! /proc).
+//! * Namespace lease (the default): the container's first process is cloned into its new
+//!   namespaces and waits; the registry gets the namespace's nsfs fd and a pidfd of that
+//!   process, checks the namespace is the caller's, allocates durably and writes `uid_map` and
+//!   `gid_map` itself (newuidmap's job, with no setuid binary); then the child goes on. The
+//!   daemon watches the namespace and releases the lease when it dies; on the direct path this
+//!   process, the subreaper of the container's processes, releases it when none is left.
+//! * Name lease (`--name`, root only): the named range is allocated (or found) and this
+//!   process writes the maps; the lease outlives the command.
+//! * `--rootfs` and `--volume` (root only) need the container's maps before the container
+//!   exists, for their idmapped mounts. With a namespace lease the range is leased to a holder,
+//!   a helper process in an empty user namespace of its own whose maps the registry writes;
+//!   that namespace carries the mounts' idmap and lives until the command ends.
+//!
+//! Everything that can be refused for a reason of the arguments or the filesystems is checked
+//! before the range is used, and a refused setup releases a range it allocated: a refusal
+//! leaves nothing allocated. Setup failures exit 125; the command's own status is passed on
+//! (126 cannot execute, 127 not found, 128 + N killed by signal N).
 
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use credns_idmap::formats::SubidFile;
-use credns_idmap::IdKind;
-use credns_registry::{
-    parse_group, parse_passwd, AllocRequest, Allocation, Exclusions, Lease, Policy, Registry,
-    Selector,
-};
+use credns_service::{AllocOptions, AllocationInfo, RegistryClient, Route, Target};
 use credns_sys::container::{
-    become_subreaper, descendants_remain, process_start_ns, Container, ContainerSpec, ExtraMount,
+    become_subreaper, descendants_remain, Container, ContainerSpec, ExtraMount,
 };
-use credns_sys::{DetachedMount, Errno, MappingUserns, ProcFs};
+use credns_sys::pidfd::PidFd;
+use credns_sys::{DetachedMount, Errno, MappingUserns, UnshareOptions, UsernsChild};
 
-/// The registry database root uses when no daemon runs.
-pub const DEFAULT_STORE: &str = "/var/lib/credns/registry.redb";
+use crate::registry_cmd::Where;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Ids to allocate (default: the policy's, 65536).
     #[arg(long)]
     pub(crate) size: Option<u64>,
-    /// Lease the range to this name: it is kept after the command exits and reused next time.
-    /// Without it the range is leased to the new user namespace and released when it dies.
+    /// Lease the range to this name (root): it is kept after the command exits and reused next
+    /// time. Without it the range is leased to the new user namespace and released when it
+    /// dies.
     #[arg(long)]
     pub(crate) name: Option<String>,
     /// Also make a pid namespace: the command is its pid 1.
@@ -51,155 +54,35 @@ pub struct RunArgs {
     /// Run as UID[:GID] of the namespace (default 0:0, the namespace's root; GID defaults to UID).
     #[arg(long, value_name = "UID[:GID]")]
     user: Option<String>,
-    /// Switch to this root filesystem, with /proc and a minimal /dev. It must have `proc` and
-    /// `dev` directories. It is idmapped like the container: its files stored with ids
-    /// 0..SIZE-1 appear owned by the container's same ids, and files the container makes are
-    /// stored with the container's ids.
+    /// Switch to this root filesystem, with /proc and a minimal /dev (root). It must have
+    /// `proc` and `dev` directories. It is idmapped like the container: its files stored with
+    /// ids 0..SIZE-1 appear owned by the container's same ids, and files the container makes
+    /// are stored with the container's ids.
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
     /// Show the directory SRC at DST (absolute; inside the rootfs when there is one, where it
-    /// must exist), idmapped as the rootfs is; `:ro` makes it read-only. Repeatable; attached
-    /// in the order given.
+    /// must exist), idmapped as the rootfs is; `:ro` makes it read-only (root). Repeatable;
+    /// attached in the order given.
     #[arg(long = "volume", short = 'v', value_name = "SRC:DST[:ro]")]
     volumes: Vec<String>,
-    /// The registry daemon's socket: used when a daemon answers there.
-    #[arg(long, value_name = "PATH", default_value = credns_service::DEFAULT_SOCKET)]
-    socket: PathBuf,
-    /// The registry database (used directly, as root, when no daemon runs).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_STORE)]
-    store: PathBuf,
+    #[command(flatten)]
+    pub(crate) at: Where,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     cmd: Vec<OsString>,
 }
 
-/// Where ranges come from. The direct store is used by root when no daemon runs; a daemon
-/// client implements the same calls.
-pub trait RangeSource {
-    /// The allocation held by `lease`, made now if there is none; durable when it returns.
-    fn acquire(&mut self, lease: &Lease, size: Option<u64>) -> Result<Allocation>;
-    /// Two-phase [`acquire`](Self::acquire): the allocation held by `lease` (made now if there
-    /// is none), or with `lease` `None` a fresh one for a user namespace that `setup` makes, is
-    /// given to `setup`; it is stored (durably, when this returns) only if `setup` succeeds.
-    /// `setup` returns the namespace's lease when `lease` is `None`, and `None` otherwise.
-    fn acquire_with(
-        &mut self,
-        lease: Option<&Lease>,
-        size: Option<u64>,
-        setup: &mut dyn FnMut(&Allocation) -> Result<Option<Lease>>,
-    ) -> Result<Allocation>;
-    /// Release the allocation held by `lease`.
-    fn release(&mut self, lease: &Lease) -> Result<Allocation>;
-}
-
-/// The registry database, opened by this process (redb lets one process open it at a time).
+/// A failure of the container's setup (exit status 125): the command did not run.
 #[derive(Debug)]
-pub struct DirectStore {
-    reg: Registry,
-    owner: u32,
-}
+pub struct SetupFailed(pub anyhow::Error);
 
-impl DirectStore {
-    /// Open (or create) the database at `path`, creating its directory, with the host's
-    /// passwd, group, subuid and subgid ids excluded.
-    pub fn open(path: &Path) -> Result<Self> {
-        let owner = ProcFs::new()
-            .status(credns_sys::Pid::this())
-            .context("reading this process's credentials")?
-            .uid[1];
-        if owner != 0 {
-            bail!(
-                "using the registry {} directly needs root; without root, run through \
-                 the daemon (`credns serve`)",
-                path.display()
-            );
-        }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating the registry directory {}", dir.display()))?;
-        }
-        let mut reg = match Registry::open(path, Policy::default()) {
-            Ok(r) => r,
-            Err(credns_registry::Error::Store(e))
-                if e.kind == credns_registry::StoreErrorKind::Locked =>
-            {
-                bail!(
-                    "the registry {} is locked by another process (a credns daemon? give its \
-                 socket with --socket)",
-                    path.display()
-                )
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("opening the registry {}", path.display()))
-            }
-        };
-        reg.set_host_exclusions(host_exclusions()?);
-        Ok(DirectStore { reg, owner })
+impl std::fmt::Display for SetupFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::output::error_text(&self.0))
     }
 }
 
-impl RangeSource for DirectStore {
-    fn acquire(&mut self, lease: &Lease, size: Option<u64>) -> Result<Allocation> {
-        let mut req = AllocRequest::new(lease.clone(), self.owner);
-        if let Some(s) = size {
-            req = req.size(s);
-        }
-        let a = self.reg.allocate(&req)?;
-        if let Some(s) = size {
-            if a.uid.len() != s {
-                bail!(
-                    "{lease} already holds allocation {} of {} ids, not {s}; release it first",
-                    a.id,
-                    a.uid.len()
-                );
-            }
-        }
-        Ok(a)
-    }
-
-    fn acquire_with(
-        &mut self,
-        lease: Option<&Lease>,
-        size: Option<u64>,
-        setup: &mut dyn FnMut(&Allocation) -> Result<Option<Lease>>,
-    ) -> Result<Allocation> {
-        // Until the namespace exists its lease is this key; nsfs inodes are never 0, and the
-        // transaction is never committed with it.
-        let provisional = Lease::UserNs {
-            dev: 0,
-            ino: 0,
-            created_ns: 0,
-        };
-        let lease = lease.cloned();
-        let mut txn = self.reg.begin()?;
-        let mut req = AllocRequest::new(lease.clone().unwrap_or(provisional), self.owner);
-        if let Some(s) = size {
-            req = req.size(s);
-        }
-        let a = txn.allocate(&req)?;
-        if let (Some(s), Some(l)) = (size, &lease) {
-            if a.uid.len() != s {
-                bail!(
-                    "{l} already holds allocation {} of {} ids, not {s}; release it first",
-                    a.id,
-                    a.uid.len()
-                );
-            }
-        }
-        let a = match (lease, setup(&a)?) {
-            (Some(_), None) => a,
-            (None, Some(ns)) => txn.set_lease(a.id, ns)?,
-            (Some(l), Some(ns)) => bail!("{l} given, yet the setup named {ns} too"),
-            (None, None) => bail!("the setup named no user namespace to lease the range to"),
-        };
-        txn.commit()?;
-        Ok(a)
-    }
-
-    fn release(&mut self, lease: &Lease) -> Result<Allocation> {
-        Ok(self.reg.release(&Selector::from(lease))?)
-    }
-}
+impl std::error::Error for SetupFailed {}
 
 /// One `--volume SRC:DST[:ro]`, checked for syntax.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -315,40 +198,6 @@ pub(crate) fn clone_trees(rootfs: Option<&Path>, volumes: &[String]) -> Result<V
     Ok(out)
 }
 
-/// Host ids no container range may use: users and groups of /etc/passwd and /etc/group, and the
-/// delegations of /etc/subuid and /etc/subgid. Missing files exclude nothing.
-fn host_exclusions() -> Result<Exclusions> {
-    let mut ex = Exclusions::new();
-    let read = |p: &str| -> Result<Option<String>> {
-        match std::fs::read_to_string(p) {
-            Ok(t) => Ok(Some(t)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {p}")),
-        }
-    };
-    if let Some(t) = read("/etc/passwd")? {
-        ex.add_passwd(&parse_passwd("/etc/passwd", &t)?);
-    }
-    if let Some(t) = read("/etc/group")? {
-        ex.add_group(&parse_group("/etc/group", &t)?);
-    }
-    for (p, kind) in [("/etc/subuid", IdKind::Uid), ("/etc/subgid", IdKind::Gid)] {
-        if let Some(t) = read(p)? {
-            // Lenient: a line other tools tolerate must not stop containers from running.
-            let (file, _skipped) = SubidFile::parse_lenient(&t, p);
-            ex.add_subid(&file.entries, kind);
-        }
-    }
-    Ok(ex)
-}
-
-/// Whether this process's effective uid is 0.
-fn euid_is_root() -> bool {
-    ProcFs::new()
-        .status(credns_sys::Pid::this())
-        .is_ok_and(|s| s.uid[1] == 0)
-}
-
 fn parse_user(s: &str) -> Result<(u32, u32)> {
     let num = |v: &str| -> Result<u32> {
         v.parse::<u32>()
@@ -364,126 +213,229 @@ fn parse_user(s: &str) -> Result<(u32, u32)> {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
-    let (uid, gid) = match &args.user {
-        Some(u) => parse_user(u)?,
-        None => (0, 0),
-    };
-    let root = euid_is_root();
-    if !root && (args.rootfs.is_some() || !args.volumes.is_empty()) {
-        let what = if args.rootfs.is_some() {
-            "--rootfs"
-        } else {
-            "--volume"
-        };
-        bail!(
-            "{what} needs root (an idmapped mount needs CAP_SYS_ADMIN over the host's filesystem)"
-        );
-    }
-    let rootfs = match &args.rootfs {
-        Some(r) => {
-            Some(std::fs::canonicalize(r).with_context(|| format!("--rootfs {}", r.display()))?)
-        }
-        None => None,
-    };
-    if let Some(root) = &rootfs {
-        for d in ["proc", "dev"] {
-            if !root.join(d).is_dir() {
-                bail!("--rootfs {}: no {d} directory in it", root.display());
-            }
-        }
-    }
-    let mut spec = ContainerSpec::new(args.cmd.clone());
-    spec.uid = uid;
-    spec.gid = gid;
-    spec.new_pid = args.pid;
-    spec.rootfs = rootfs;
-    if let Some(client) = crate::run_daemon::connect(&args.socket) {
-        let mounts = clone_trees(spec.rootfs.as_deref(), &args.volumes)?;
-        return crate::run_daemon::run(client, &args, spec, mounts, root);
-    }
-    if !root {
-        bail!(
-            "no credns daemon answers at {}; start `credns serve` as root, or run as root",
-            args.socket.display()
-        );
-    }
-    let mounts = clone_trees(spec.rootfs.as_deref(), &args.volumes)?;
-    let mut store = DirectStore::open(&args.store)?;
-    run_with(&mut store, &args, spec, mounts)
+    let run = Run::prepare(&args).map_err(|e| anyhow::Error::new(SetupFailed(e)))?;
+    run.go()
 }
 
-fn run_with(
-    source: &mut dyn RangeSource,
-    args: &RunArgs,
-    mut spec: ContainerSpec,
-    mut mounts: Vec<PendingMount>,
-) -> Result<ExitCode> {
-    let name_lease = args.name.clone().map(Lease::name);
-    if name_lease.is_none() {
-        become_subreaper()?;
-    }
-    let mut container: Option<Container> = None;
-    let mut ns_lease: Option<Lease> = None;
-    // Everything that can fail for a reason of the arguments or the filesystems happens inside
-    // the transaction, before it commits: a refusal leaves nothing allocated.
-    let alloc = source.acquire_with(name_lease.as_ref(), args.size, &mut |alloc| {
-        check_ids(alloc, spec.uid, spec.gid)?;
-        if !mounts.is_empty() {
-            // The container's own maps: inside N is host base+N, so on-disk N appears to the
-            // container as its N, and what its N creates is stored as N.
-            let idmap = MappingUserns::new(&alloc.uid_map()?, &alloc.gid_map()?)
-                .context("making the idmap's user namespace")?;
-            idmap_into(std::mem::take(&mut mounts), &idmap, &mut spec)?;
-        }
-        let c = Container::spawn(&spec).context("creating the container's namespaces")?;
-        // The child holds its copies of the mount fds; ours are of no further use.
-        spec.rootfs_mount = None;
-        spec.mounts.clear();
-        let lease = match name_lease {
-            Some(_) => None,
-            None => {
-                let ns = c.userns_fd().id()?;
-                Some(Lease::UserNs {
-                    dev: ns.dev,
-                    ino: ns.ino,
-                    created_ns: process_start_ns(&ProcFs::new(), c.pid())?,
-                })
-            }
+/// A checked `credns run`: its spec, its cloned trees, and the registry.
+struct Run<'a> {
+    args: &'a RunArgs,
+    spec: ContainerSpec,
+    mounts: Vec<PendingMount>,
+    client: RegistryClient,
+    route: Route,
+}
+
+impl<'a> Run<'a> {
+    /// Check the arguments, clone the trees and reach the registry; nothing is allocated yet.
+    fn prepare(args: &'a RunArgs) -> Result<Self> {
+        let (uid, gid) = match &args.user {
+            Some(u) => parse_user(u)?,
+            None => (0, 0),
         };
-        container = Some(c);
-        ns_lease.clone_from(&lease);
-        Ok(lease)
-    })?;
-    let mut c = container.expect("set by a successful setup");
-    let ns = c.userns_fd().id()?;
-    let outcome = start(&mut c, &alloc);
-    let status = match outcome {
-        Ok(()) => Some(c.wait()?),
-        Err(e) => {
-            drop(c);
-            if let Some(lease) = &ns_lease {
-                source.release(lease)?;
+        let root = credns_sys::is_root();
+        if !root {
+            if let Some(what) = [
+                (args.rootfs.is_some(), "--rootfs"),
+                (!args.volumes.is_empty(), "--volume"),
+            ]
+            .iter()
+            .find_map(|(on, w)| on.then_some(*w))
+            {
+                bail!("{what} needs root (an idmapped mount needs CAP_SYS_ADMIN over the host's filesystem)");
             }
-            return Err(e);
+            if args.name.is_some() {
+                bail!(
+                    "--name needs root: the registry writes the maps of namespace leases only; \
+                     run without --name (the range is then leased to the new namespace)"
+                );
+            }
         }
-    };
-    if let Some(lease) = &ns_lease {
-        // This process is the subreaper of the container's processes: when none is left, no
-        // process of the namespace is (barring a process that joined it from outside with
-        // setns(2)), and the lease is released. Otherwise the namespace lives on and so does
-        // the lease, until a reaper finds the namespace gone.
+        let rootfs = match &args.rootfs {
+            Some(r) => Some(
+                std::fs::canonicalize(r).with_context(|| format!("--rootfs {}", r.display()))?,
+            ),
+            None => None,
+        };
+        if let Some(root) = &rootfs {
+            for d in ["proc", "dev"] {
+                if !root.join(d).is_dir() {
+                    bail!("--rootfs {}: no {d} directory in it", root.display());
+                }
+            }
+        }
+        let mut spec = ContainerSpec::new(args.cmd.clone());
+        spec.uid = uid;
+        spec.gid = gid;
+        spec.new_pid = args.pid;
+        spec.rootfs = rootfs;
+        let mounts = clone_trees(spec.rootfs.as_deref(), &args.volumes)?;
+        let (client, route) = args.at.connect()?;
+        Ok(Run {
+            args,
+            spec,
+            mounts,
+            client,
+            route,
+        })
+    }
+
+    fn opts(&self, write_maps: bool) -> AllocOptions {
+        AllocOptions {
+            size: self.args.size,
+            write_maps,
+            ..AllocOptions::default()
+        }
+    }
+
+    /// Set the container up (a refusal releases what this run allocated), run the command,
+    /// and pass its status on.
+    fn go(mut self) -> Result<ExitCode> {
+        let direct_ns_lease = self.route == Route::Direct && self.args.name.is_none();
+        if direct_ns_lease {
+            // This process then knows, without scanning /proc, when the container's last
+            // process is gone, and releases the lease itself.
+            become_subreaper().map_err(|e| anyhow::Error::new(SetupFailed(e.into())))?;
+        }
+        let (mut c, alloc, _holder) = self
+            .set_up()
+            .map_err(|e| anyhow::Error::new(SetupFailed(e)))?;
+        if !direct_ns_lease {
+            // The daemon must not wait on this connection while the command runs.
+            drop(self.client);
+            return finish(start(&mut c).and_then(|()| Ok(c.wait()?)));
+        }
+        let status = start(&mut c).and_then(|()| Ok(c.wait()?));
+        drop(_holder);
         if descendants_remain()? {
             eprintln!(
-                "credns run: processes of {ns} outlive the command; allocation {} stays until \
-                 the namespace is reaped",
+                "credns run: processes of the container outlive the command; allocation #{} \
+                 stays until the namespace is reaped",
                 alloc.id
             );
         } else {
-            source.release(lease)?;
+            self.client.release(&Target::Id(alloc.id))?;
+        }
+        finish(status)
+    }
+
+    /// The container, waiting to start, with its maps written; its allocation; and the lease
+    /// holder to keep alive while it runs.
+    fn set_up(&mut self) -> Result<(Container, AllocationInfo, Option<UsernsChild>)> {
+        match (self.args.name.clone(), self.mounts.is_empty()) {
+            (Some(name), _) => self.named(&name).map(|(c, a)| (c, a, None)),
+            (None, false) => self.held(),
+            (None, true) => self.in_namespace().map(|(c, a)| (c, a, None)),
         }
     }
-    let code = status.map_or(1, |s| s.code());
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+
+    /// A name lease: allocate (or find) it, idmap the trees, spawn, write the maps here. A
+    /// fresh allocation is released again if any of it fails.
+    fn named(&mut self, name: &str) -> Result<(Container, AllocationInfo)> {
+        let got = self.client.allocate_name(name, &self.opts(false))?;
+        let a = got.allocation;
+        let r = (|| {
+            check_size(&a, self.args.size, name)?;
+            check_ids_mapped(&a, self.spec.uid, self.spec.gid)?;
+            if !self.mounts.is_empty() {
+                let idmap = MappingUserns::new(&a.uid_map()?, &a.gid_map()?)
+                    .context("making the idmap's user namespace")?;
+                idmap_into(std::mem::take(&mut self.mounts), &idmap, &mut self.spec)?;
+            }
+            let c = Container::spawn(&self.spec).context("creating the container's namespaces")?;
+            c.write_maps(&a.uid_map()?, &a.gid_map()?)
+                .context("writing the container's ID maps")?;
+            Ok(c)
+        })();
+        self.undo_if(got.fresh, &a, r).map(|c| (c, a))
+    }
+
+    /// A namespace lease with idmapped trees: the range is leased to a holder namespace whose
+    /// maps the registry writes; the trees are idmapped through it.
+    fn held(&mut self) -> Result<(Container, AllocationInfo, Option<UsernsChild>)> {
+        let holder = UsernsChild::spawn(&UnshareOptions::new())
+            .context("creating the lease holder's user namespace")?;
+        let ns = holder.userns_fd()?;
+        let member = PidFd::open(holder.pid()).context("opening a pidfd of the holder")?;
+        let got = self
+            .client
+            .allocate_userns(ns.as_fd(), Some(member.as_fd()), &self.opts(true))?;
+        let a = got.allocation;
+        let r = (|| {
+            check_ids_mapped(&a, self.spec.uid, self.spec.gid)?;
+            idmap_into(std::mem::take(&mut self.mounts), &ns, &mut self.spec)?;
+            let c = Container::spawn(&self.spec).context("creating the container's namespaces")?;
+            c.write_maps(&a.uid_map()?, &a.gid_map()?)
+                .context("writing the container's ID maps")?;
+            Ok(c)
+        })();
+        self.undo_if(true, &a, r).map(|c| (c, a, Some(holder)))
+    }
+
+    /// A namespace lease: the container's own namespace, maps written by the registry.
+    fn in_namespace(&mut self) -> Result<(Container, AllocationInfo)> {
+        let c = Container::spawn(&self.spec).context("creating the container's namespaces")?;
+        let member = PidFd::open(c.pid()).context("opening a pidfd of the container")?;
+        // The registry commits the allocation, then writes the maps; on any failure it has
+        // released it again. Dropping `c` on an error kills the waiting child.
+        let got = self
+            .client
+            .allocate_userns(c.userns_fd().as_fd(), Some(member.as_fd()), &self.opts(true))?;
+        let a = got.allocation;
+        // A size too small for --user: the lease goes with the child this error kills.
+        let r = check_ids_mapped(&a, self.spec.uid, self.spec.gid).map(|()| c);
+        self.undo_if(true, &a, r).map(|c| (c, a))
+    }
+
+    /// On a failed setup, release the allocation if this run made it.
+    fn undo_if<T>(&mut self, fresh: bool, a: &AllocationInfo, r: Result<T>) -> Result<T> {
+        if r.is_err() && fresh {
+            if let Err(e) = self.client.release(&Target::Id(a.id)) {
+                eprintln!("credns run: releasing allocation #{} after the refusal: {e}", a.id);
+            }
+        }
+        r
+    }
+}
+
+/// Let the waiting child go on: it attaches its mounts, takes its ids and execs.
+fn start(c: &mut Container) -> Result<()> {
+    c.start().map_err(|e| match e {
+        credns_sys::Error::Container { what, errno } => {
+            anyhow::Error::new(ChildFailed { what, errno })
+        }
+        e => anyhow::Error::new(SetupFailed(e.into())),
+    })
+}
+
+fn finish(status: Result<credns_sys::container::ExitStatus>) -> Result<ExitCode> {
+    Ok(ExitCode::from(status?.code().clamp(0, 255) as u8))
+}
+
+/// `--user`'s ids must lie in the namespace's mapped ids `0..size`.
+fn check_ids_mapped(a: &AllocationInfo, uid: u32, gid: u32) -> Result<()> {
+    let size = a.uid.len();
+    for (what, id) in [("uid", uid), ("gid", gid)] {
+        if u64::from(id) >= size {
+            bail!(
+                "--user: {what} {id} is outside the namespace's mapped ids 0-{} (allocation #{})",
+                size - 1,
+                a.id
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_size(a: &AllocationInfo, size: Option<u64>, name: &str) -> Result<()> {
+    if let Some(s) = size.filter(|&s| s != a.uid.len()) {
+        bail!(
+            "name {name:?} already holds allocation #{} of {} ids, not {s}; release it first",
+            a.id,
+            a.uid.len()
+        );
+    }
+    Ok(())
 }
 
 /// Give each cloned tree the idmap of `userns` (a namespace with the container's maps) and
@@ -505,33 +457,6 @@ pub(crate) fn idmap_into(
         }
     }
     Ok(())
-}
-
-/// `--user`'s ids must be mapped.
-fn check_ids(alloc: &Allocation, uid: u32, gid: u32) -> Result<()> {
-    let size = alloc.uid.len();
-    for (what, id) in [("uid", uid), ("gid", gid)] {
-        if u64::from(id) >= size {
-            bail!(
-                "--user: {what} {id} is outside the namespace's mapped ids 0-{} (allocation {})",
-                size - 1,
-                alloc.id
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Write the maps and let the child exec.
-fn start(c: &mut Container, alloc: &Allocation) -> Result<()> {
-    c.write_maps(&alloc.uid_map()?, &alloc.gid_map()?)
-        .context("writing the container's ID maps")?;
-    c.start().map_err(|e| match e {
-        credns_sys::Error::Container { what, errno } => {
-            anyhow::Error::new(ChildFailed { what, errno })
-        }
-        e => e.into(),
-    })
 }
 
 /// A failure inside the container before its command ran; reported as the shell would.

@@ -33,6 +33,11 @@ pub enum ParseRule {
     TrailingJunk,
     /// The text has an empty line other than one trailing newline (or is empty).
     EmptyLine,
+    /// The line ends after this many of its three fields.
+    MissingField {
+        /// Fields present (1 or 2).
+        present: u8,
+    },
 }
 
 impl std::fmt::Display for ParseRule {
@@ -43,6 +48,12 @@ impl std::fmt::Display for ParseRule {
             }
             ParseRule::TrailingJunk => "unexpected text after the third number",
             ParseRule::EmptyLine => "empty line (only one trailing newline is allowed)",
+            ParseRule::MissingField { present: 1 } => {
+                "the line ends after its first number: the lower first id and the count are missing (an extent is FIRST LOWER-FIRST COUNT)"
+            }
+            ParseRule::MissingField { .. } => {
+                "the line ends after two numbers: the count is missing (an extent is FIRST LOWER-FIRST COUNT)"
+            }
         })
     }
 }
@@ -260,20 +271,28 @@ pub fn parse_write(text: &[u8]) -> Result<Vec<Extent>, WriteRule> {
         };
         let at_space = |p: usize| p < line.len() && kernel_isspace(line[p]);
         pos = skip(pos);
+        // A number that ends the line (after its digits, only whitespace) leaves fields out.
+        let ends_line = |from: usize, p: usize| p > from && skip(p) == line.len();
         let (first, p) = number(pos);
-        if !at_space(p) {
-            return Err(err(
-                p,
-                if line.is_empty() {
-                    ParseRule::EmptyLine
-                } else {
-                    ParseRule::ExpectedSpaceAfterNumber
-                },
-            ));
+        if !at_space(p) || ends_line(pos, p) {
+            let rule = if line.is_empty() {
+                ParseRule::EmptyLine
+            } else if ends_line(pos, p) {
+                ParseRule::MissingField { present: 1 }
+            } else {
+                ParseRule::ExpectedSpaceAfterNumber
+            };
+            return Err(err(p, rule));
         }
-        let (lower_first, p) = number(skip(p));
-        if !at_space(p) {
-            return Err(err(p, ParseRule::ExpectedSpaceAfterNumber));
+        let from = skip(p);
+        let (lower_first, p) = number(from);
+        if !at_space(p) || ends_line(from, p) {
+            let rule = if ends_line(from, p) {
+                ParseRule::MissingField { present: 2 }
+            } else {
+                ParseRule::ExpectedSpaceAfterNumber
+            };
+            return Err(err(p, rule));
         }
         let (count, p) = number(skip(p));
         if p < line.len() && !kernel_isspace(line[p]) {

@@ -767,7 +767,7 @@ fn write_rule_messages() {
     assert_eq!(
         msg(&h, b"0 0"),
         (
-            "expected a decimal number followed by whitespace".into(),
+            "the line ends after two numbers: the count is missing (an extent is FIRST LOWER-FIRST COUNT)".into(),
             Some((1, Some(4)))
         )
     );

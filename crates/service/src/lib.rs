@@ -1,28 +1,45 @@
-//! The credns registry daemon's interface, `io.credns.Registry`, over varlink: a Unix socket
-//! carrying NUL-terminated JSON messages (`{"method": ..., "parameters": ...}` one way,
-//! `{"parameters": ...}` or `{"error": ..., "parameters": ...}` back), the convention systemd's
-//! `io.systemd.NamespaceResource` uses.
+//! The credns registry daemon: `io.credns.Registry` served over varlink
+//! ([`credns_varlink`]), and the one way commands reach the registry ([`connect`]: the daemon
+//! if it answers, else the store directly, as root).
 //!
-//! * [`Service`] holds the [`Registry`](credns_registry::Registry) and implements the methods
-//!   for a caller identified by `SO_PEERCRED` ([`Caller`]); it watches the processes of leased
-//!   user namespaces by pidfd and releases a lease when its namespace has no process left.
-//! * [`Server`] listens on the socket, one thread per connection.
-//! * [`Client`] is the blocking client (`credns` commands, `credns run`).
+//! * [`Service`] holds the registry open and locked, runs the methods for a caller identified
+//!   by `SO_PEERCRED` ([`Caller`]), and watches the processes of leased user namespaces by
+//!   pidfd, releasing a lease when its namespace has no process left.
+//! * [`Server`] binds the socket and serves the service (an event loop and bounded workers).
+//! * [`connect`] gives a [`RegistryClient`] to the daemon or, for root with no daemon, to the
+//!   same methods run in this process over a store locked only while a call runs.
 //!
-//! File descriptors (a user namespace, a pidfd) travel with a request by `SCM_RIGHTS`;
-//! parameters name them by index (`userNamespaceFileDescriptor: 0`), as systemd does.
+//! Files: `params` (method parameters as serde types), `methods` (authorization, leases, map
+//! writing), `cell` (the registry held or opened per call), `nswatch` (namespace deaths),
+//! `live` (live namespaces' ids), `errors` and `convert` (the interface's errors and
+//! records), `daemon` and `access` (the two ways in).
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod client;
-mod server;
-mod service;
-pub mod wire;
+mod access;
+mod cell;
+mod convert;
+mod daemon;
+mod errors;
+mod live;
+mod methods;
+mod nswatch;
+mod params;
 
-pub use client::{AllocOptions, Client, Target};
-pub use server::{Server, DEFAULT_SOCKET};
-pub use service::{Caller, Config, Service, DEFAULT_STORE};
-pub use wire::{AllocationInfo, ErrorReply, HolderInfo, Range, WireLease};
+pub use access::{connect, direct, Endpoint, Route};
+pub use credns_api::registry::{
+    AllocOptions, Allocated, AllocationInfo, HolderInfo, Range, RegistryClient, Target,
+    WireLease, DEFAULT_SOCKET,
+};
+pub use credns_varlink::ErrorReply;
+pub use daemon::{Config, Server, Service, DEFAULT_STORE};
+pub use methods::Caller;
+
+/// A registry record as `io.credns.Registry` carries it.
+pub fn allocation_info(a: &credns_registry::Allocation) -> AllocationInfo {
+    convert::allocation(a)
+}
 
 use std::path::PathBuf;
 
@@ -46,26 +63,34 @@ pub enum Error {
     /// The registry failed.
     #[error(transparent)]
     Registry(#[from] credns_registry::Error),
-    /// A host file (subuid, subgid) did not parse.
+    /// A host id file could not be read.
     #[error(transparent)]
-    Idmap(#[from] credns_idmap::Error),
-    /// The daemon answered with an error.
-    #[error("{0}")]
-    Remote(ErrorReply),
-    /// The peer broke the protocol.
-    #[error("varlink protocol: {0}")]
-    Protocol(String),
+    HostFile(#[from] credns_registry::HostFileError),
+    /// The varlink layer failed.
+    #[error(transparent)]
+    Varlink(#[from] credns_varlink::Error),
+    /// A client call failed.
+    #[error(transparent)]
+    Api(#[from] credns_api::Error),
     /// A daemon already serves this socket.
     #[error("{}: another daemon is already listening there", .0.display())]
     SocketInUse(PathBuf),
-}
-
-impl Error {
-    /// The varlink error name if the daemon answered with one.
-    pub fn remote_name(&self) -> Option<&str> {
-        match self {
-            Error::Remote(r) => Some(&r.error),
-            _ => None,
-        }
-    }
+    /// The store's directory or file could be changed by someone else.
+    #[error("refusing the registry store at {}: {why}", path.display())]
+    UnsafeStore {
+        /// The directory or file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// No daemon answers and this process may not open the store itself.
+    #[error("no credns daemon answers at {} ({why}), and only root opens the store {} directly", socket.display(), store.display())]
+    NoDaemon {
+        /// The socket tried.
+        socket: PathBuf,
+        /// The store.
+        store: PathBuf,
+        /// Why the connection failed.
+        why: String,
+    },
 }

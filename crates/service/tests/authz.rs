@@ -7,13 +7,13 @@ mod common;
 use std::os::fd::AsFd;
 
 use credns_idmap::IdKind;
-use credns_service::{AllocOptions, Client, Target};
+use credns_service::{AllocOptions, RegistryClient as Client, Target};
 use credns_sys::pidfd::PidFd;
 use credns_sys::{ProcFs, UnshareOptions, UserNsFd, UsernsChild};
 
 const HELPER: &str = "helper_as_uid_1000";
 
-fn err_name<T: std::fmt::Debug>(r: Result<T, credns_service::Error>) -> String {
+fn err_name<T: std::fmt::Debug>(r: Result<T, credns_api::Error>) -> String {
     match r {
         Ok(v) => format!("ok {v:?}"),
         Err(e) => e
@@ -44,7 +44,7 @@ fn helper_as_uid_1000() {
     assert!(mine.iter().all(|a| a.owner == 1000));
     let e = c.allocate_name("u-d", &o).unwrap_err();
     assert_eq!(e.remote_name(), Some("io.credns.Registry.QuotaExceeded"));
-    let credns_service::Error::Remote(r) = &e else {
+    let Some(r) = e.remote() else {
         unreachable!()
     };
     assert_eq!(r.parameters["owner"], 1000);
@@ -102,7 +102,7 @@ fn helper_as_uid_1000() {
     let foreign =
         UserNsFd::open_path(std::path::Path::new(&format!("/proc/self/fd/{foreign_fd}"))).unwrap();
     let e = c.allocate_userns(foreign.as_fd(), None, &o).unwrap_err();
-    let credns_service::Error::Remote(r) = &e else {
+    let Some(r) = e.remote() else {
         panic!("{e}")
     };
     assert_eq!(r.error, "io.credns.Registry.PermissionDenied");

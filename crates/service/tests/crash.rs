@@ -12,7 +12,9 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use credns_registry::{Policy, Registry};
-use credns_service::{AllocOptions, AllocationInfo, Client, Config, Server, Service, Target};
+use credns_service::{
+    AllocOptions, AllocationInfo, Config, RegistryClient as Client, Server, Service, Target,
+};
 use credns_sys::ProcFs;
 
 const ROUNDS: usize = 220;
@@ -113,7 +115,7 @@ fn sigkill_during_allocate_and_release_loses_nothing() {
                     Op::Alloc(name) => format!("{{\"method\":\"io.credns.Registry.Allocate\",\"parameters\":{{\"name\":\"{name}\"}}}}\0"),
                     Op::Release(name, _) => format!("{{\"method\":\"io.credns.Registry.Release\",\"parameters\":{{\"name\":\"{name}\"}}}}\0"),
                 };
-                c.send_raw(text.as_bytes(), &[]).unwrap();
+                c.varlink().send_raw(text.as_bytes(), &[]).unwrap();
                 kill(&child);
                 pending = Some(op);
                 break;
@@ -136,7 +138,7 @@ fn sigkill_during_allocate_and_release_loses_nothing() {
                     acked_ops += 1;
                     match (&op, got) {
                         (Op::Alloc(name), Some(a)) => {
-                            held.insert(name.clone(), a);
+                            held.insert(name.clone(), a.allocation);
                         }
                         (Op::Release(name, id), _) => {
                             held.remove(name);
@@ -219,7 +221,7 @@ fn sigkill_during_allocate_and_release_loses_nothing() {
             // Only the request in flight may have landed without an acknowledgement.
             match &pending {
                 Some(Op::Alloc(p)) if p == name => {
-                    held.insert(name.clone(), AllocationInfo::from(a));
+                    held.insert(name.clone(), credns_service::allocation_info(a));
                 }
                 _ => panic!(
                     "round {round}: allocation {name} #{} was never acknowledged",

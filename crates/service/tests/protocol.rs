@@ -6,19 +6,22 @@ mod common;
 
 use credns_idmap::IdRange;
 use credns_registry::Policy;
-use credns_service::{AllocOptions, Client, Target};
+use credns_service::{AllocOptions, RegistryClient as Client, Target};
 use serde_json::{json, Value};
 
 fn raw(c: &mut Client, text: &str) -> Value {
     let mut m = text.as_bytes().to_vec();
     m.push(0);
-    c.send_raw(&m, &[]).expect("send");
-    serde_json::from_slice(&c.recv_raw().expect("reply")).expect("reply is JSON")
+    c.varlink().send_raw(&m, &[]).expect("send");
+    serde_json::from_slice(&c.varlink().recv_raw().expect("reply")).expect("reply is JSON")
 }
 
-fn remote(r: Result<impl std::fmt::Debug, credns_service::Error>) -> (String, Value) {
-    match r {
-        Err(credns_service::Error::Remote(e)) => (e.error, e.parameters),
+fn remote<T: std::fmt::Debug, E: Into<credns_api::Error>>(r: Result<T, E>) -> (String, Value) {
+    match r.map_err(Into::into) {
+        Err(e) if e.remote().is_some() => {
+            let r = e.remote().unwrap();
+            (r.error.clone(), r.parameters.clone())
+        }
         other => panic!("expected a varlink error, got {other:?}"),
     }
 }
@@ -43,7 +46,7 @@ fn malformed_requests_get_malformed_request_and_the_connection_closes() {
             "{text}: {v}"
         );
         // The daemon hung up after answering.
-        assert!(c.recv_raw().is_err(), "{text}: connection still open");
+        assert!(c.varlink().recv_raw().is_err(), "{text}: connection still open");
     }
     assert!(s.client().list().unwrap().is_empty());
 }
@@ -53,6 +56,7 @@ fn introspection_and_unknown_methods() {
     let s = common::TestServer::start(Policy::default());
     let mut c = s.client();
     let info = c
+        .varlink()
         .call("org.varlink.service.GetInfo", json!({}), &[])
         .unwrap();
     assert_eq!(
@@ -60,7 +64,7 @@ fn introspection_and_unknown_methods() {
         json!(["org.varlink.service", "io.credns.Registry"])
     );
     let d = c
-        .call(
+        .varlink().call(
             "org.varlink.service.GetInterfaceDescription",
             json!({"interface": "io.credns.Registry"}),
             &[],
@@ -70,7 +74,7 @@ fn introspection_and_unknown_methods() {
     assert!(d.contains("interface io.credns.Registry\n"));
     assert!(d.contains("method Allocate("));
     assert!(d.contains("error QuotaExceeded ("));
-    let (e, p) = remote(c.call(
+    let (e, p) = remote(c.varlink().call(
         "org.varlink.service.GetInterfaceDescription",
         json!({"interface": "com.example.Nope"}),
         &[],
@@ -82,7 +86,7 @@ fn introspection_and_unknown_methods() {
             json!({"interface": "com.example.Nope"})
         )
     );
-    let (e, p) = remote(c.call("io.credns.Registry.Frobnicate", json!({}), &[]));
+    let (e, p) = remote(c.varlink().call("io.credns.Registry.Frobnicate", json!({}), &[]));
     assert_eq!(
         (e.as_str(), p),
         (
@@ -90,7 +94,7 @@ fn introspection_and_unknown_methods() {
             json!({"method": "io.credns.Registry.Frobnicate"})
         )
     );
-    let (e, p) = remote(c.call("com.example.Thing.Do", json!({}), &[]));
+    let (e, p) = remote(c.varlink().call("com.example.Thing.Do", json!({}), &[]));
     assert_eq!(
         (e.as_str(), p),
         (
@@ -99,7 +103,7 @@ fn introspection_and_unknown_methods() {
         )
     );
     // The connection survives method errors; a oneway call gets no reply.
-    c.send_raw(
+    c.varlink().send_raw(
         b"{\"method\": \"io.credns.Registry.List\", \"oneway\": true}\0",
         &[],
     )
@@ -165,12 +169,12 @@ fn bad_parameters_name_the_parameter() {
         ),
     ];
     for (params, parameter, reason) in cases {
-        let (e, p) = remote(c.call("io.credns.Registry.Allocate", params.clone(), &[]));
+        let (e, p) = remote(c.varlink().call("io.credns.Registry.Allocate", params.clone(), &[]));
         assert_eq!(e, "io.credns.Registry.InvalidParameter", "{params}");
         assert_eq!(p["parameter"], parameter, "{params}: {p}");
         assert_eq!(p["reason"], reason, "{params}: {p}");
     }
-    let (e, p) = remote(c.call("io.credns.Registry.Allocate", json!([1]), &[]));
+    let (e, p) = remote(c.varlink().call("io.credns.Registry.Allocate", json!([1]), &[]));
     assert_eq!(
         (e.as_str(), &p["parameter"]),
         ("io.credns.Registry.InvalidParameter", &json!("parameters"))
@@ -188,7 +192,7 @@ fn bad_parameters_name_the_parameter() {
             .starts_with("not a user namespace: ioctl NS_GET_OWNER_UID"),
         "{p}"
     );
-    let (e, p) = remote(c.call(
+    let (e, p) = remote(c.varlink().call(
         "io.credns.Registry.Release",
         json!({"id": 1, "name": "x"}),
         &[],
@@ -197,7 +201,7 @@ fn bad_parameters_name_the_parameter() {
         (e.as_str(), &p["parameter"]),
         ("io.credns.Registry.InvalidParameter", &json!("id"))
     );
-    let (e, p) = remote(c.call("io.credns.Registry.Who", json!({"id": 4294967296u64}), &[]));
+    let (e, p) = remote(c.varlink().call("io.credns.Registry.Who", json!({"id": 4294967296u64}), &[]));
     assert_eq!(
         (e.as_str(), &p["reason"]),
         (
@@ -242,7 +246,8 @@ fn exhausted_pool_and_taken_ranges_are_refused_without_a_write() {
     // The aligned tail 1179648..=1196607 is all that is left.
     assert_eq!(p["largestFree"], 16_960);
     // The same lease again is the same allocation (idempotent), not a new one.
-    assert_eq!(c.allocate_name("a", &AllocOptions::default()).unwrap(), a);
+    let again = c.allocate_name("a", &AllocOptions::default()).unwrap();
+    assert_eq!((&again.allocation, again.fresh), (&a.allocation, false));
     let (e, p) = remote(c.register_name(
         "r",
         credns_service::Range {
@@ -253,7 +258,7 @@ fn exhausted_pool_and_taken_ranges_are_refused_without_a_write() {
     ));
     assert_eq!(e, "io.credns.Registry.RangeUnavailable");
     assert_eq!(p["allocation"], a.id);
-    assert_eq!(c.list().unwrap(), vec![a.clone(), b]);
+    assert_eq!(c.list().unwrap(), vec![a.allocation.clone(), b.allocation]);
     c.release(&Target::Name("a".into())).unwrap();
     let c2 = c.allocate_name("c", &AllocOptions::default()).unwrap();
     assert_eq!(c2.uid, a.uid);

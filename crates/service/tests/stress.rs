@@ -74,7 +74,7 @@ fn thirty_two_clients_never_overlap() {
             ns_pids.clone(),
         );
         std::thread::spawn(move || {
-            let mut c = credns_service::Client::connect(&socket).unwrap();
+            let mut c = credns_service::RegistryClient::connect(&socket).unwrap();
             let procfs = ProcFs::new();
             let snapshot = || -> HashMap<i32, Range> { ns_pids.lock().unwrap().clone() };
             while !done.load(Ordering::Relaxed) {
@@ -134,7 +134,7 @@ fn thirty_two_clients_never_overlap() {
         .map(|t| {
             let (socket, held, ns_pids) = (s.socket.clone(), held.clone(), ns_pids.clone());
             std::thread::spawn(move || {
-                let mut c = credns_service::Client::connect(&socket).unwrap();
+                let mut c = credns_service::RegistryClient::connect(&socket).unwrap();
                 // Namespace cycles fork a process each: fewer of them, the rest spread over the others.
                 let plain = (CYCLES - NS_CLIENTS * NS_CYCLES) / (CLIENTS - NS_CLIENTS);
                 let extra = (CYCLES - NS_CLIENTS * NS_CYCLES) % (CLIENTS - NS_CLIENTS);

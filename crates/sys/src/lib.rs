@@ -19,6 +19,7 @@ pub mod container;
 pub mod event;
 mod helper;
 pub mod keys;
+pub mod lockfile;
 pub mod maps;
 pub mod mount;
 mod ns;
@@ -224,6 +225,17 @@ pub fn outcome_display<T>(r: &Result<T, Errno>) -> String {
         Ok(_) => "ok".to_string(),
         Err(e) => errno_display(*e),
     }
+}
+
+/// This process's effective uid (`geteuid(2)`): the one check of "am I root" in credns.
+#[doc(alias = "geteuid")]
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// Whether this process's effective uid is 0.
+pub fn is_root() -> bool {
+    euid() == 0
 }
 
 /// The calling thread's errno after a failed libc call.

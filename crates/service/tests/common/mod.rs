@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use credns_registry::Policy;
-use credns_service::{Client, Config, Server, Service};
+use credns_service::{Config, RegistryClient as Client, Server, Service};
 use credns_sys::{Pid, ProcFs};
 
 /// Whether the test runs as root; otherwise it says why it skips (or fails under

@@ -1,0 +1,259 @@
+//! The daemon: the registry held open, the namespace death watch, and `io.credns.Registry`
+//! served over varlink on a Unix socket.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use credns_api::registry::{IDL, INTERFACE};
+use credns_registry::{Policy, Registry};
+use credns_sys::{Pid, ProcFs};
+use credns_varlink::{Call, ErrorReply, Interface, Limits, ServerInfo};
+use serde_json::Value;
+
+use crate::cell::RegistryCell;
+use crate::methods::{Caller, Methods};
+use crate::nswatch::NsWatch;
+use crate::Error;
+
+/// Where the daemon keeps its store unless told otherwise.
+pub const DEFAULT_STORE: &str = "/var/lib/credns/registry.redb";
+
+/// How to open a [`Service`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The redb store.
+    pub store: PathBuf,
+    /// The allocation policy.
+    pub policy: Policy,
+    /// The procfs to scan and to write maps through.
+    pub procfs: ProcFs,
+    /// Directory holding `passwd`, `group`, `subuid`, `subgid` whose ids are never allocated
+    /// (`/etc`); `None` reads none.
+    pub etc: Option<PathBuf>,
+}
+
+impl Config {
+    /// Defaults: the store at `store`, the default policy, `/proc`, `/etc`.
+    pub fn new(store: impl Into<PathBuf>) -> Self {
+        Config {
+            store: store.into(),
+            policy: Policy::default(),
+            procfs: ProcFs::new(),
+            etc: Some("/etc".into()),
+        }
+    }
+}
+
+struct Inner {
+    methods: Methods,
+    watch: Arc<NsWatch>,
+}
+
+/// The daemon's registry and methods, shared between the server's workers and the reaper.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Open and lock the store, exclude host ids, scan live namespaces, reap leases whose
+    /// namespace is gone and start watching the rest.
+    pub fn open(cfg: &Config) -> Result<Self, Error> {
+        let cell = RegistryCell::held(&cfg.store, cfg.policy.clone(), cfg.etc.as_deref())?;
+        let own_ns = cfg.procfs.userns(Pid::this()).ok();
+        let watch = Arc::new(NsWatch::new(cfg.procfs.clone(), own_ns)?);
+        let methods = Methods {
+            cell,
+            procfs: cfg.procfs.clone(),
+            own_ns,
+            leases: watch.clone(),
+        };
+        methods.cell.with(|reg| watch.reap_and_watch(reg))??;
+        Ok(Service {
+            inner: Arc::new(Inner { methods, watch }),
+        })
+    }
+
+    /// Run `f` with the registry locked: a caller holding it knows no commit is in flight.
+    pub fn with_registry<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> Result<T, Error> {
+        self.inner.methods.cell.with(f)
+    }
+
+    /// Run one method of `io.credns.Registry` for `caller`, in this process. `fds` are the
+    /// descriptors that came with the request.
+    pub fn call(
+        &self,
+        caller: Caller,
+        method: &str,
+        params: &Value,
+        fds: &mut [Option<OwnedFd>],
+    ) -> Result<Value, ErrorReply> {
+        self.inner
+            .methods
+            .call(caller, method, params, &mut crate::methods::SliceFds(fds))
+    }
+
+    /// Serve exit events of leased namespaces' processes forever (on its own thread).
+    pub fn run_reaper(&self) -> ! {
+        self.inner.watch.run_reaper(&self.inner.methods)
+    }
+
+    /// The varlink interface of these methods.
+    pub fn interface(&self) -> Arc<dyn Interface> {
+        Arc::new(RegistryInterface(self.inner.clone()))
+    }
+}
+
+/// `io.credns.Registry` as a varlink interface over [`Methods`].
+pub(crate) struct RegistryInterface(Arc<Inner>);
+
+impl RegistryInterface {
+    pub(crate) fn direct(methods: Methods) -> Self {
+        let watch = Arc::new(
+            NsWatch::new(methods.procfs.clone(), methods.own_ns).expect("an epoll set"),
+        );
+        RegistryInterface(Arc::new(Inner { methods, watch }))
+    }
+}
+
+impl Interface for RegistryInterface {
+    fn name(&self) -> &str {
+        INTERFACE
+    }
+
+    fn description(&self) -> &str {
+        IDL
+    }
+
+    fn call(&self, call: &mut Call<'_>) -> Result<Value, ErrorReply> {
+        let peer = call.peer();
+        let caller = Caller {
+            uid: peer.uid,
+            pid: Pid(peer.pid),
+        };
+        let method = call.method().to_string();
+        let params = call.parameters().clone();
+        self.0.methods.call(caller, &method, &params, call)
+    }
+}
+
+/// The server's identity in `org.varlink.service.GetInfo`.
+pub(crate) fn server_info() -> ServerInfo {
+    ServerInfo {
+        vendor: "credns".into(),
+        product: "credns registry daemon".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        url: "https://example.invalid/credns".into(),
+    }
+}
+
+/// A bound socket and the service it serves.
+pub struct Server {
+    service: Service,
+    listener: UnixListener,
+    path: PathBuf,
+    limits: Limits,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Server {
+    /// Bind `socket` (creating its directory, mode 0755; replacing a stale socket nobody
+    /// answers on; refusing one a daemon still serves). The socket is mode 0666: every user
+    /// may connect, and each is told apart by `SO_PEERCRED`.
+    pub fn bind(socket: impl AsRef<Path>, service: Service) -> Result<Self, Error> {
+        let path = socket.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+                    .map_err(io_err("chmod", dir))?;
+            }
+        }
+        if let Ok(meta) = std::fs::symlink_metadata(&path) {
+            if !meta.file_type().is_socket() {
+                return Err(Error::Io {
+                    op: "bind",
+                    path,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "exists and is not a socket; not replacing it",
+                    ),
+                });
+            }
+            if UnixStream::connect(&path).is_ok() {
+                return Err(Error::SocketInUse(path));
+            }
+            std::fs::remove_file(&path).map_err(io_err("remove stale socket", &path))?;
+        }
+        let listener = UnixListener::bind(&path).map_err(io_err("bind", &path))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+            .map_err(io_err("chmod", &path))?;
+        Ok(Server {
+            service,
+            listener,
+            path,
+            limits: Limits::default(),
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Serve with other limits than [`Limits::default`].
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The service.
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// Setting it makes [`run`](Self::run) return once requests being run are answered.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Serve until the stop flag is set; also starts the namespace reaper.
+    pub fn run(self) -> Result<(), Error> {
+        let reaper = self.service.clone();
+        std::thread::Builder::new()
+            .name("credns-reaper".into())
+            .spawn(move || reaper.run_reaper())
+            .map_err(io_err("spawn reaper thread", &self.path))?;
+        let mut server = credns_varlink::Server::new(server_info(), self.limits.clone());
+        server.add(self.service.interface());
+        server.serve(self.listener, &self.stop)?;
+        Ok(())
+    }
+}
