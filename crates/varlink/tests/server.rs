@@ -221,6 +221,29 @@ fn fds_are_passed_taken_and_the_rest_closed() {
 }
 
 #[test]
+fn oneway_calls_sent_just_before_closing_still_run() {
+    let srv = start(Limits::default());
+    for _ in 0..3 {
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        let mut c = srv.client();
+        // Slow first call, so the peer is gone before the second is read.
+        c.send_raw(
+            b"{\"method\":\"io.example.Toy.Sleep\",\"parameters\":{\"ms\":50},\"oneway\":true}\0",
+            &[],
+        )
+        .unwrap();
+        c.send_raw(
+            b"{\"method\":\"io.example.Toy.WriteFd\",\"parameters\":{\"fd\":0,\"text\":\"late\"},\"oneway\":true}\0",
+            &[w.as_fd()],
+        )
+        .unwrap();
+        drop(c);
+        drop(w);
+        assert_eq!(read_to_eof(r), "late");
+    }
+}
+
+#[test]
 fn too_many_fds_close_the_connection() {
     let srv = start(Limits {
         max_fds_per_message: 2,
@@ -394,7 +417,7 @@ fn principal_mapping_and_total_limit_with_root_reserve() {
     let mut c = as_uid(1000, || vec![srv.client(), srv.client()]);
     let got: Vec<bool> = c.iter_mut().map(ok).collect();
     assert_eq!(got, [true, false]);
-    let mut roots = vec![srv.client(), srv.client(), srv.client()];
+    let mut roots = [srv.client(), srv.client(), srv.client()];
     let got: Vec<bool> = roots.iter_mut().map(ok).collect();
     assert_eq!(got, [true, true, false]);
 }
