@@ -226,9 +226,9 @@ fn oneway_calls_sent_just_before_closing_still_run() {
     for _ in 0..3 {
         let (r, w) = rustix::pipe::pipe().unwrap();
         let mut c = srv.client();
-        // Slow first call, so the peer is gone before the second is read.
+        // A slower first call, so the peer is likely gone before the second is read.
         c.send_raw(
-            b"{\"method\":\"io.example.Toy.Sleep\",\"parameters\":{\"ms\":50},\"oneway\":true}\0",
+            b"{\"method\":\"io.example.Toy.Big\",\"parameters\":{\"size\":1000000},\"oneway\":true}\0",
             &[],
         )
         .unwrap();
@@ -519,12 +519,15 @@ fn a_client_that_never_reads_is_closed_without_blocking_others() {
 fn stop_answers_calls_already_running() {
     let srv = start(Limits::default());
     let path = srv.path.clone();
+    let before = SLEEPS_STARTED.load(std::sync::atomic::Ordering::SeqCst);
     let caller = std::thread::spawn(move || {
         let mut c = Client::connect_timeout(&path, LONG).unwrap();
         c.call("io.example.Toy.Sleep", json!({"ms": 500}), &[])
     });
-    // Give the call time to start; if it has not, it is dropped and the test says so below.
-    std::thread::sleep(Duration::from_millis(200));
+    // Stop once the call runs (calls still queued at stop are dropped).
+    while SLEEPS_STARTED.load(std::sync::atomic::Ordering::SeqCst) == before {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     srv.stop();
     let r = caller.join().unwrap();
     assert!(r.is_ok(), "{r:?}");
