@@ -382,8 +382,9 @@ impl Server {
     /// memory on accept is logged to stderr once per burst and waited out (the listener is
     /// not polled for 100 ms); existing connections keep being served. After `stop`, calls
     /// not yet started are dropped, those running are finished and their replies written
-    /// (for at most 2 s after the last one ends), every connection is closed, and `Ok(())`
-    /// is returned. Errors only if the loop cannot be set up (epoll, eventfd, no worker
+    /// (for at most 2 s after the last one ends; [`Call::reply_continues`] fails from then
+    /// on, so a stream ends and its connection is closed), every connection is closed, and
+    /// `Ok(())` is returned. Errors only if the loop cannot be set up (epoll, eventfd, no worker
     /// thread).
     pub fn serve(&self, listener: UnixListener, stop: &AtomicBool) -> Result<(), Error> {
         if let Err(e) = credns_sys::event::raise_nofile_limit() {
@@ -432,7 +433,9 @@ impl Server {
                 let max_output = self.limits.max_output;
                 let shared = &job.shared;
                 let mut sink = |bytes: Vec<u8>| -> bool {
-                    if shared.closed.load(Ordering::Acquire) {
+                    if shared.closed.load(Ordering::Acquire)
+                        || queue.stopping.load(Ordering::Acquire)
+                    {
                         return false;
                     }
                     let queued = shared.unsent.fetch_add(bytes.len(), Ordering::AcqRel);
@@ -487,6 +490,8 @@ struct Queues {
 struct JobQueue {
     q: Mutex<Queues>,
     cond: Condvar,
+    /// The server is stopping: intermediate replies are refused, so streams end.
+    stopping: AtomicBool,
 }
 
 impl JobQueue {
@@ -685,6 +690,7 @@ impl<'s> EventLoop<'s> {
 
     fn begin_stop(&mut self) {
         self.stopping = Some(Instant::now());
+        self.queue.stopping.store(true, Ordering::Release);
         let _ = self.poller.delete(self.listener.as_fd());
         for id in self.queue.clear() {
             self.close(id);

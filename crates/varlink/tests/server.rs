@@ -565,3 +565,17 @@ fn serve_stream_answers_on_the_calling_thread() {
     drop(c);
     t.join().unwrap().unwrap();
 }
+
+#[test]
+fn stop_ends_a_stream_that_would_never_end() {
+    let srv = start(Limits::default());
+    let mut c = srv.client();
+    c.send_raw(
+        b"{\"method\":\"io.example.Toy.Count\",\"parameters\":{\"n\":18446744073709551615},\"more\":true}\0",
+        &[],
+    )
+    .unwrap();
+    c.recv_raw().unwrap();
+    srv.stop();
+    assert!(closed_within(&mut c, LONG));
+}
