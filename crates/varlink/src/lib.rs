@@ -6,7 +6,9 @@
 //! `parameters`; `oneway` asks for no reply, `more` lets the method send several replies
 //! (all but the last marked `"continues": true`). Errors are replies naming a fully qualified
 //! error (`org.varlink.service.MethodNotFound`). File descriptors travel as `SCM_RIGHTS`
-//! with a message's bytes and belong to the next complete message (systemd's convention).
+//! with a message's bytes and belong to the message they came with: the one the read that
+//! brought them ends in, which for a client sending each call with its own `sendmsg(2)` (as
+//! [`Client`] and systemd do) is that call, pipelined calls before it notwithstanding.
 //!
 //! # Server design
 //!

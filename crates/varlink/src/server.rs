@@ -135,6 +135,59 @@ fn find_nul(buf: &[u8], from: usize) -> Option<usize> {
         .map(|i| i + from)
 }
 
+/// Incoming bytes and the descriptors that came with them, cut into messages.
+///
+/// The kernel ends a `recvmsg(2)` on a stream socket right after the data that carried
+/// descriptors, so a read's descriptors belong to the message its last byte is part of (the
+/// call a client sent them with, even when calls before it arrived in the same read).
+#[derive(Debug, Default)]
+struct Framer {
+    buf: Vec<u8>,
+    /// Bytes of `buf` known to hold no NUL.
+    scanned: usize,
+    /// Descriptors, each with the index in `buf` of the last byte of the read that brought it.
+    fds: Vec<(usize, OwnedFd)>,
+}
+
+impl Framer {
+    fn push(&mut self, bytes: &[u8], fds: Vec<OwnedFd>) {
+        self.buf.extend_from_slice(bytes);
+        let pos = self.buf.len().saturating_sub(1);
+        self.fds.extend(fds.into_iter().map(|f| (pos, f)));
+    }
+
+    /// The first complete message (without its NUL) and its descriptors.
+    fn next(&mut self) -> Option<(Vec<u8>, Vec<OwnedFd>)> {
+        let Some(end) = find_nul(&self.buf, self.scanned) else {
+            self.scanned = self.buf.len();
+            return None;
+        };
+        let msg: Vec<u8> = self.buf.drain(..=end).take(end).collect();
+        self.scanned = 0;
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.fds)
+            .into_iter()
+            .partition(|(p, _)| *p <= end);
+        self.fds = rest.into_iter().map(|(p, f)| (p - end - 1, f)).collect();
+        Some((msg, mine.into_iter().map(|(_, f)| f).collect()))
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    fn fd_count(&self) -> usize {
+        self.fds.len()
+    }
+
+    fn clear(&mut self) {
+        *self = Framer::default();
+    }
+}
+
 fn oversized(max: usize) -> Vec<u8> {
     frame(&Err(ErrorReply::invalid_parameter_message(
         "",
@@ -281,15 +334,10 @@ impl Server {
         let lim = &self.limits;
         let _ = stream.set_read_timeout(Some(lim.idle_timeout).filter(|d| !d.is_zero()));
         let send = |b: &[u8]| send_with_fds(stream.as_fd(), b, &[]).is_ok();
-        let mut buf: Vec<u8> = Vec::new();
-        let mut fds: Vec<OwnedFd> = Vec::new();
+        let mut input = Framer::default();
         let mut chunk = vec![0u8; 64 * 1024];
-        let mut scanned = 0;
         loop {
-            while let Some(end) = find_nul(&buf, scanned) {
-                let msg: Vec<u8> = buf.drain(..=end).take(end).collect();
-                scanned = 0;
-                let taken = std::mem::take(&mut fds);
+            while let Some((msg, taken)) = input.next() {
                 let mut sink = |b: Vec<u8>| send(&b);
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
                     self.handle(&msg, peer, taken, &mut sink)
@@ -310,18 +358,20 @@ impl Server {
                     }
                 }
             }
-            scanned = buf.len();
-            if buf.len() > lim.max_message {
+            if input.len() > lim.max_message {
                 send(&oversized(lim.max_message));
                 return Ok(());
             }
-            if fds.len() > lim.max_fds_per_message {
+            if input.fd_count() > lim.max_fds_per_message {
                 return Ok(());
             }
-            let room = (lim.max_message + 1 - buf.len()).clamp(1, chunk.len());
+            let room = (lim.max_message + 1)
+                .saturating_sub(input.len())
+                .clamp(1, chunk.len());
+            let mut fds = Vec::new();
             match recv_with_fds(stream.as_fd(), &mut chunk[..room], &mut fds) {
                 Ok(0) | Err(_) => return Ok(()),
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => input.push(&chunk[..n], fds),
             }
         }
     }
@@ -332,8 +382,9 @@ impl Server {
     /// memory on accept is logged to stderr once per burst and waited out (the listener is
     /// not polled for 100 ms); existing connections keep being served. After `stop`, calls
     /// not yet started are dropped, those running are finished and their replies written
-    /// (for at most 2 s after the last one ends), every connection is closed, and `Ok(())`
-    /// is returned. Errors only if the loop cannot be set up (epoll, eventfd, no worker
+    /// (for at most 2 s after the last one ends; [`Call::reply_continues`] fails from then
+    /// on, so a stream ends and its connection is closed), every connection is closed, and
+    /// `Ok(())` is returned. Errors only if the loop cannot be set up (epoll, eventfd, no worker
     /// thread).
     pub fn serve(&self, listener: UnixListener, stop: &AtomicBool) -> Result<(), Error> {
         if let Err(e) = credns_sys::event::raise_nofile_limit() {
@@ -382,7 +433,9 @@ impl Server {
                 let max_output = self.limits.max_output;
                 let shared = &job.shared;
                 let mut sink = |bytes: Vec<u8>| -> bool {
-                    if shared.closed.load(Ordering::Acquire) {
+                    if shared.closed.load(Ordering::Acquire)
+                        || queue.stopping.load(Ordering::Acquire)
+                    {
                         return false;
                     }
                     let queued = shared.unsent.fetch_add(bytes.len(), Ordering::AcqRel);
@@ -437,6 +490,8 @@ struct Queues {
 struct JobQueue {
     q: Mutex<Queues>,
     cond: Condvar,
+    /// The server is stopping: intermediate replies are refused, so streams end.
+    stopping: AtomicBool,
 }
 
 impl JobQueue {
@@ -509,14 +564,14 @@ struct Conn {
     stream: UnixStream,
     peer: Peer,
     principal: u32,
-    inbuf: Vec<u8>,
-    /// Bytes of `inbuf` known to hold no NUL.
-    scanned: usize,
-    fds: Vec<OwnedFd>,
+    input: Framer,
     out: Vec<u8>,
     out_pos: usize,
     in_flight: bool,
     read_eof: bool,
+    /// The peer closed its end (`EPOLLHUP`): no longer in the epoll set; what it sent before
+    /// is still read and run (a oneway call sent just before closing), replies fail.
+    hung_up: bool,
     close_after_flush: bool,
     last_active: Instant,
     msg_started: Option<Instant>,
@@ -635,6 +690,7 @@ impl<'s> EventLoop<'s> {
 
     fn begin_stop(&mut self) {
         self.stopping = Some(Instant::now());
+        self.queue.stopping.store(true, Ordering::Release);
         let _ = self.poller.delete(self.listener.as_fd());
         for id in self.queue.clear() {
             self.close(id);
@@ -740,13 +796,12 @@ impl<'s> EventLoop<'s> {
                     pid: cred.pid.as_raw(),
                 },
                 principal,
-                inbuf: Vec::new(),
-                scanned: 0,
-                fds: Vec::new(),
+                input: Framer::default(),
                 out: Vec::new(),
                 out_pos: 0,
                 in_flight: false,
                 read_eof: false,
+                hung_up: false,
                 close_after_flush: false,
                 last_active: Instant::now(),
                 msg_started: None,
@@ -775,14 +830,36 @@ impl<'s> EventLoop<'s> {
 
     fn conn_event(&mut self, id: u64, readable: bool, writable: bool, hangup: bool) {
         if hangup {
-            // The peer is gone (or the socket failed): nothing sent can be read any more.
-            self.close(id);
+            // Level-triggered and reported whatever the interest: leave the epoll set, then
+            // read and run what the peer sent before it went.
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            if !c.hung_up {
+                c.hung_up = true;
+                let _ = self.poller.delete(c.stream.as_fd());
+                self.drain_hung_up(id);
+            }
             return;
         }
         if writable && !self.flush(id) {
             return;
         }
         if readable {
+            self.read(id);
+        }
+    }
+
+    /// Read a hung-up connection until a call is in flight or it is closed.
+    fn drain_hung_up(&mut self, id: u64) {
+        while let Some(c) = self.conns.get(&id) {
+            if c.in_flight || c.close_after_flush || self.stopping.is_some() {
+                return;
+            }
+            if c.read_eof {
+                self.close(id);
+                return;
+            }
             self.read(id);
         }
     }
@@ -797,31 +874,33 @@ impl<'s> EventLoop<'s> {
             return;
         }
         let room = (lim.max_message + 1)
-            .saturating_sub(c.inbuf.len())
+            .saturating_sub(c.input.len())
             .clamp(1, READ_CHUNK);
+        let mut fds = Vec::new();
         let r = recv_nonblocking(
             c.stream.as_fd(),
             &mut self.chunk[..room],
-            &mut c.fds,
+            &mut fds,
             lim.max_fds_per_message,
         );
         match r {
             Ok(Received::Data(n)) => {
                 let now = Instant::now();
-                if c.inbuf.is_empty() {
+                if c.input.is_empty() {
                     c.msg_started = Some(now);
                 }
-                c.inbuf.extend_from_slice(&self.chunk[..n]);
+                c.input.push(&self.chunk[..n], fds);
                 c.last_active = now;
             }
             Ok(Received::Eof) => c.read_eof = true,
+            Ok(Received::WouldBlock) if c.hung_up => c.read_eof = true,
             Ok(Received::WouldBlock) => return,
             Ok(Received::FdsTruncated) | Err(_) => {
                 self.close(id);
                 return;
             }
         }
-        if c.fds.len() > lim.max_fds_per_message {
+        if c.input.fd_count() > lim.max_fds_per_message {
             self.close(id);
             return;
         }
@@ -840,24 +919,20 @@ impl<'s> EventLoop<'s> {
             self.update_interest(id);
             return;
         }
-        if let Some(end) = find_nul(&c.inbuf, c.scanned) {
-            let msg: Vec<u8> = c.inbuf.drain(..=end).take(end).collect();
-            c.scanned = 0;
-            c.msg_started = (!c.inbuf.is_empty()).then(Instant::now);
+        if let Some((msg, fds)) = c.input.next() {
+            c.msg_started = (!c.input.is_empty()).then(Instant::now);
             c.in_flight = true;
             let job = Job {
                 conn: id,
                 peer: c.peer,
                 msg,
-                fds: std::mem::take(&mut c.fds),
+                fds,
                 shared: c.shared.clone(),
             };
             self.queue.push(job);
         } else {
-            c.scanned = c.inbuf.len();
-            if c.inbuf.len() > lim.max_message {
-                c.inbuf = Vec::new();
-                c.fds.clear();
+            if c.input.len() > lim.max_message {
+                c.input.clear();
                 self.queue_output(id, oversized(lim.max_message), true);
                 return;
             }
@@ -878,12 +953,15 @@ impl<'s> EventLoop<'s> {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
+        if c.hung_up {
+            return;
+        }
         let want = Interest {
             readable: !c.in_flight
                 && !c.close_after_flush
                 && !c.read_eof
                 && !stopping
-                && c.inbuf.len() <= lim.max_message,
+                && c.input.len() <= lim.max_message,
             writable: c.out_pos < c.out.len(),
         };
         if want != c.interest {
@@ -956,7 +1034,7 @@ impl<'s> EventLoop<'s> {
                     };
                     c.in_flight = false;
                     c.last_active = Instant::now();
-                    if !c.inbuf.is_empty() {
+                    if !c.input.is_empty() {
                         c.msg_started = Some(c.last_active);
                     }
                     match outcome {
@@ -972,6 +1050,9 @@ impl<'s> EventLoop<'s> {
                         }
                     }
                     self.process_input(conn);
+                    if self.conns.get(&conn).is_some_and(|c| c.hung_up) {
+                        self.drain_hung_up(conn);
+                    }
                 }
             }
         }
@@ -986,7 +1067,7 @@ impl<'s> EventLoop<'s> {
             .filter(|(_, c)| {
                 !c.in_flight
                     && match c.msg_started {
-                        Some(t) if !c.inbuf.is_empty() => {
+                        Some(t) if !c.input.is_empty() => {
                             now.duration_since(t) >= lim.message_timeout
                         }
                         _ => now.duration_since(c.last_active) >= lim.idle_timeout,
@@ -997,5 +1078,66 @@ impl<'s> EventLoop<'s> {
         for id in expired {
             self.close(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(conn: u64, uid: u32) -> Job {
+        Job {
+            conn,
+            peer: Peer {
+                uid,
+                gid: uid,
+                pid: 1,
+            },
+            msg: Vec::new(),
+            fds: Vec::new(),
+            shared: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn root_calls_are_taken_first_others_in_order() {
+        let q = JobQueue::default();
+        for (conn, uid) in [(1, 1000), (2, 1001), (3, 0), (4, 1000), (5, 0)] {
+            q.push(job(conn, uid));
+        }
+        let order: Vec<u64> = (0..5).map(|_| q.take().unwrap().conn).collect();
+        assert_eq!(order, [3, 5, 1, 2, 4]);
+        assert_eq!(q.running(), 5);
+        q.push(job(6, 1));
+        assert_eq!(q.clear(), [6]);
+        q.shut_down();
+        assert!(q.take().is_none());
+    }
+
+    #[test]
+    fn descriptors_belong_to_the_message_their_read_ended_in() {
+        let fd = || rustix::pipe::pipe().unwrap().0;
+        let mut f = Framer::default();
+        f.push(b"one\0tw", vec![fd()]);
+        f.push(b"o\0three\0", vec![fd(), fd()]);
+        f.push(b"fo", vec![]);
+        let (m, fds) = f.next().unwrap();
+        assert_eq!((m.as_slice(), fds.len()), (&b"one"[..], 0));
+        let (m, fds) = f.next().unwrap();
+        assert_eq!((m.as_slice(), fds.len()), (&b"two"[..], 1));
+        let (m, fds) = f.next().unwrap();
+        assert_eq!((m.as_slice(), fds.len()), (&b"three"[..], 2));
+        assert!(f.next().is_none());
+        f.push(b"ur\0", vec![fd()]);
+        let (m, fds) = f.next().unwrap();
+        assert_eq!((m.as_slice(), fds.len()), (&b"four"[..], 1));
+        assert!(f.is_empty() && f.fd_count() == 0);
+    }
+
+    #[test]
+    fn find_nul_from() {
+        assert_eq!(find_nul(b"ab\0c\0", 0), Some(2));
+        assert_eq!(find_nul(b"ab\0c\0", 3), Some(4));
+        assert_eq!(find_nul(b"ab", 5), None);
     }
 }

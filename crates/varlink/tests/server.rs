@@ -221,6 +221,29 @@ fn fds_are_passed_taken_and_the_rest_closed() {
 }
 
 #[test]
+fn oneway_calls_sent_just_before_closing_still_run() {
+    let srv = start(Limits::default());
+    for _ in 0..3 {
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        let mut c = srv.client();
+        // A slower first call, so the peer is likely gone before the second is read.
+        c.send_raw(
+            b"{\"method\":\"io.example.Toy.Big\",\"parameters\":{\"size\":1000000},\"oneway\":true}\0",
+            &[],
+        )
+        .unwrap();
+        c.send_raw(
+            b"{\"method\":\"io.example.Toy.WriteFd\",\"parameters\":{\"fd\":0,\"text\":\"late\"},\"oneway\":true}\0",
+            &[w.as_fd()],
+        )
+        .unwrap();
+        drop(c);
+        drop(w);
+        assert_eq!(read_to_eof(r), "late");
+    }
+}
+
+#[test]
 fn too_many_fds_close_the_connection() {
     let srv = start(Limits {
         max_fds_per_message: 2,
@@ -394,7 +417,7 @@ fn principal_mapping_and_total_limit_with_root_reserve() {
     let mut c = as_uid(1000, || vec![srv.client(), srv.client()]);
     let got: Vec<bool> = c.iter_mut().map(ok).collect();
     assert_eq!(got, [true, false]);
-    let mut roots = vec![srv.client(), srv.client(), srv.client()];
+    let mut roots = [srv.client(), srv.client(), srv.client()];
     let got: Vec<bool> = roots.iter_mut().map(ok).collect();
     assert_eq!(got, [true, true, false]);
 }
@@ -496,12 +519,15 @@ fn a_client_that_never_reads_is_closed_without_blocking_others() {
 fn stop_answers_calls_already_running() {
     let srv = start(Limits::default());
     let path = srv.path.clone();
+    let before = SLEEPS_STARTED.load(std::sync::atomic::Ordering::SeqCst);
     let caller = std::thread::spawn(move || {
         let mut c = Client::connect_timeout(&path, LONG).unwrap();
         c.call("io.example.Toy.Sleep", json!({"ms": 500}), &[])
     });
-    // Give the call time to start; if it has not, it is dropped and the test says so below.
-    std::thread::sleep(Duration::from_millis(200));
+    // Stop once the call runs (calls still queued at stop are dropped).
+    while SLEEPS_STARTED.load(std::sync::atomic::Ordering::SeqCst) == before {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     srv.stop();
     let r = caller.join().unwrap();
     assert!(r.is_ok(), "{r:?}");
@@ -538,4 +564,18 @@ fn serve_stream_answers_on_the_calling_thread() {
     assert_eq!(e.error, "io.example.Toy.Broken");
     drop(c);
     t.join().unwrap().unwrap();
+}
+
+#[test]
+fn stop_ends_a_stream_that_would_never_end() {
+    let srv = start(Limits::default());
+    let mut c = srv.client();
+    c.send_raw(
+        b"{\"method\":\"io.example.Toy.Count\",\"parameters\":{\"n\":18446744073709551615},\"more\":true}\0",
+        &[],
+    )
+    .unwrap();
+    c.recv_raw().unwrap();
+    srv.stop();
+    assert!(closed_within(&mut c, LONG));
 }

@@ -30,6 +30,9 @@ method Panic() -> ()
 error Broken (message: string)
 ";
 
+/// How many `Sleep` calls have started, in this process.
+pub static SLEEPS_STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// The toy interface.
 pub struct Toy;
 
@@ -108,6 +111,7 @@ impl Interface for Toy {
             }
             "Sleep" => {
                 let p: SleepP = call.parameters_as()?;
+                SLEEPS_STARTED.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(p.ms));
                 Ok(json!({}))
             }
