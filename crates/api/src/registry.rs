@@ -407,7 +407,9 @@ impl RegistryClient {
     }
 
     fn call(&mut self, method: &str, p: Value, fds: &[BorrowedFd<'_>]) -> Result<Value, Error> {
-        Ok(self.varlink.call(&format!("{INTERFACE}.{method}"), p, fds)?)
+        Ok(self
+            .varlink
+            .call(&format!("{INTERFACE}.{method}"), p, fds)?)
     }
 
     /// Allocate a range leased to `name`.

@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 mod map_cmd;
 mod mount_cmd;
 mod oci_cmd;
-mod registry_cmd;
 mod output;
+mod registry_cmd;
 mod run_cmd;
 mod sim_cmd;
 

@@ -198,7 +198,10 @@ fn lease_text(a: &AllocationInfo) -> String {
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(&snake_json(serde_json::to_value(v)?))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&snake_json(serde_json::to_value(v)?))?
+    );
     Ok(())
 }
 

@@ -357,9 +357,9 @@ impl<'a> Run<'a> {
             .context("creating the lease holder's user namespace")?;
         let ns = holder.userns_fd()?;
         let member = PidFd::open(holder.pid()).context("opening a pidfd of the holder")?;
-        let got = self
-            .client
-            .allocate_userns(ns.as_fd(), Some(member.as_fd()), &self.opts(true))?;
+        let got =
+            self.client
+                .allocate_userns(ns.as_fd(), Some(member.as_fd()), &self.opts(true))?;
         let a = got.allocation;
         let r = (|| {
             check_ids_mapped(&a, self.spec.uid, self.spec.gid)?;
@@ -378,9 +378,11 @@ impl<'a> Run<'a> {
         let member = PidFd::open(c.pid()).context("opening a pidfd of the container")?;
         // The registry commits the allocation, then writes the maps; on any failure it has
         // released it again. Dropping `c` on an error kills the waiting child.
-        let got = self
-            .client
-            .allocate_userns(c.userns_fd().as_fd(), Some(member.as_fd()), &self.opts(true))?;
+        let got = self.client.allocate_userns(
+            c.userns_fd().as_fd(),
+            Some(member.as_fd()),
+            &self.opts(true),
+        )?;
         let a = got.allocation;
         // A size too small for --user: the lease goes with the child this error kills.
         let r = check_ids_mapped(&a, self.spec.uid, self.spec.gid).map(|()| c);
@@ -391,7 +393,10 @@ impl<'a> Run<'a> {
     fn undo_if<T>(&mut self, fresh: bool, a: &AllocationInfo, r: Result<T>) -> Result<T> {
         if r.is_err() && fresh {
             if let Err(e) = self.client.release(&Target::Id(a.id)) {
-                eprintln!("credns run: releasing allocation #{} after the refusal: {e}", a.id);
+                eprintln!(
+                    "credns run: releasing allocation #{} after the refusal: {e}",
+                    a.id
+                );
             }
         }
         r

@@ -225,7 +225,8 @@ fn without_a_daemon_an_unprivileged_user_is_told_why() {
     let err = stderr(&o);
     assert!(
         err.starts_with(&format!(
-            "credns: error: no daemon answers (connect {}: ",
+            "credns: error: no credns daemon answers at {} (connect {}: ",
+            e.socket.display(),
             e.socket.display()
         )),
         "{err}"

@@ -74,7 +74,12 @@ pub fn connect(ep: &Endpoint) -> Result<(RegistryClient, Route), Error> {
 pub fn direct(ep: &Endpoint) -> Result<RegistryClient, Error> {
     let procfs = ProcFs::new();
     let methods = Methods {
-        cell: RegistryCell::per_call(&ep.store, ep.policy.clone(), ep.etc.as_deref(), procfs.clone()),
+        cell: RegistryCell::per_call(
+            &ep.store,
+            ep.policy.clone(),
+            ep.etc.as_deref(),
+            procfs.clone(),
+        ),
         own_ns: procfs.userns(Pid::this()).ok(),
         procfs,
         leases: Arc::new(NoWatch),
@@ -96,5 +101,7 @@ pub fn direct(ep: &Endpoint) -> Result<RegistryClient, Error> {
             path: ep.store.clone(),
             source,
         })?;
-    Ok(RegistryClient::new(credns_varlink::Client::from_stream(ours)))
+    Ok(RegistryClient::new(credns_varlink::Client::from_stream(
+        ours,
+    )))
 }

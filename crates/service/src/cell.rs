@@ -134,7 +134,12 @@ impl RegistryCell {
     }
 
     /// A command's cell: nothing is opened until a call.
-    pub(crate) fn per_call(store: &Path, policy: Policy, etc: Option<&Path>, procfs: ProcFs) -> Self {
+    pub(crate) fn per_call(
+        store: &Path,
+        policy: Policy,
+        etc: Option<&Path>,
+        procfs: ProcFs,
+    ) -> Self {
         RegistryCell::PerCall {
             store: store.to_path_buf(),
             policy,
@@ -169,7 +174,9 @@ impl RegistryCell {
                 }
                 refresh_host(&mut reg, &mut host)?;
                 drop(host);
-                reg.observe_live(crate::live::live_ids(&crate::live::scan(procfs, None)));
+                // Our own namespace's map (the host's identity map, usually) is not a container's.
+                let own = procfs.userns(credns_sys::Pid::this()).ok();
+                reg.observe_live(crate::live::live_ids(&crate::live::scan(procfs, own)));
                 Ok(f(&mut reg))
             }
         }

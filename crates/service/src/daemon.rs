@@ -119,9 +119,8 @@ pub(crate) struct RegistryInterface(Arc<Inner>);
 
 impl RegistryInterface {
     pub(crate) fn direct(methods: Methods) -> Self {
-        let watch = Arc::new(
-            NsWatch::new(methods.procfs.clone(), methods.own_ns).expect("an epoll set"),
-        );
+        let watch =
+            Arc::new(NsWatch::new(methods.procfs.clone(), methods.own_ns).expect("an epoll set"));
         RegistryInterface(Arc::new(Inner { methods, watch }))
     }
 }

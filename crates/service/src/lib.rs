@@ -29,8 +29,8 @@ mod params;
 
 pub use access::{connect, direct, Endpoint, Route};
 pub use credns_api::registry::{
-    AllocOptions, Allocated, AllocationInfo, HolderInfo, Range, RegistryClient, Target,
-    WireLease, DEFAULT_SOCKET,
+    AllocOptions, Allocated, AllocationInfo, HolderInfo, Range, RegistryClient, Target, WireLease,
+    DEFAULT_SOCKET,
 };
 pub use credns_varlink::ErrorReply;
 pub use daemon::{Config, Server, Service, DEFAULT_STORE};

@@ -17,9 +17,7 @@ use serde_json::{json, Value};
 
 use crate::cell::RegistryCell;
 use crate::errors::{denied, internal, invalid, namespace_failed, not_found, registry_error};
-use crate::params::{
-    decode, AllocateParams, NoParams, RegisterParams, TargetParams, WhoParams,
-};
+use crate::params::{decode, AllocateParams, NoParams, RegisterParams, TargetParams, WhoParams};
 use crate::{convert, live};
 
 /// Who is asking (from `SO_PEERCRED`).
@@ -131,12 +129,10 @@ impl Methods {
         &self,
         f: impl FnOnce(&mut Registry) -> Result<T, ErrorReply>,
     ) -> Result<T, ErrorReply> {
-        self.cell
-            .with(f)
-            .map_err(|e| match e {
-                crate::Error::Registry(r) => registry_error(r),
-                e => internal(e.to_string()),
-            })?
+        self.cell.with(f).map_err(|e| match e {
+            crate::Error::Registry(r) => registry_error(r),
+            e => internal(e.to_string()),
+        })?
     }
 
     fn lease_for(
@@ -259,10 +255,7 @@ impl Methods {
             fds,
         )?;
         if p.write_maps && ns.is_none() {
-            return Err(invalid(
-                "writeMaps",
-                "needs a userNamespaceFileDescriptor",
-            ));
+            return Err(invalid("writeMaps", "needs a userNamespaceFileDescriptor"));
         }
         let mut req = AllocRequest::new(lease, caller.uid);
         req.size = p.size;

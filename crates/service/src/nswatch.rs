@@ -180,7 +180,11 @@ impl NsWatch {
                 }
             }
             let ancestors = userns_ancestry(&self.procfs, n.pids[0]).unwrap_or_default();
-            for a in ancestors.iter().skip(1).filter(|a| Some(**a) != self.own_ns) {
+            for a in ancestors
+                .iter()
+                .skip(1)
+                .filter(|a| Some(**a) != self.own_ns)
+            {
                 live.push(RegLiveNs {
                     dev: a.dev,
                     ino: a.ino,

@@ -72,11 +72,7 @@ pub(crate) fn decode<T: DeserializeOwned>(params: &Value) -> Result<T, ErrorRepl
             path.split('.').next().unwrap_or(&path).to_string()
         } else {
             // Unknown and missing fields are reported at the top, named in the text.
-            inner
-                .split('`')
-                .nth(1)
-                .unwrap_or("parameters")
-                .to_string()
+            inner.split('`').nth(1).unwrap_or("parameters").to_string()
         };
         let reason = match inner.split_once(", expected one of") {
             Some((head, _)) => head.to_string(),

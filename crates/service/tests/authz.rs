@@ -44,9 +44,7 @@ fn helper_as_uid_1000() {
     assert!(mine.iter().all(|a| a.owner == 1000));
     let e = c.allocate_name("u-d", &o).unwrap_err();
     assert_eq!(e.remote_name(), Some("io.credns.Registry.QuotaExceeded"));
-    let Some(r) = e.remote() else {
-        unreachable!()
-    };
+    let Some(r) = e.remote() else { unreachable!() };
     assert_eq!(r.parameters["owner"], 1000);
     assert_eq!(r.parameters["limit"], "max_ranges");
     assert_eq!(r.parameters["max"], 3);
@@ -102,9 +100,7 @@ fn helper_as_uid_1000() {
     let foreign =
         UserNsFd::open_path(std::path::Path::new(&format!("/proc/self/fd/{foreign_fd}"))).unwrap();
     let e = c.allocate_userns(foreign.as_fd(), None, &o).unwrap_err();
-    let Some(r) = e.remote() else {
-        panic!("{e}")
-    };
+    let Some(r) = e.remote() else { panic!("{e}") };
     assert_eq!(r.error, "io.credns.Registry.PermissionDenied");
     assert!(
         r.parameters["reason"]

@@ -51,7 +51,10 @@ fn namespace_lease_is_released_when_its_last_process_exits() {
     assert_eq!(map.extents()[0].lower_first, a.uid.start);
     // Asking again for the same namespace is the same allocation; maps are not rewritten.
     let again = c.allocate_userns(ns.as_fd(), None, &opts).unwrap();
-    assert_eq!((&again.allocation, again.fresh, a.fresh), (&a.allocation, false, true));
+    assert_eq!(
+        (&again.allocation, again.fresh, a.fresh),
+        (&a.allocation, false, true)
+    );
     drop(ns);
     drop(child);
     let t0 = Instant::now();
