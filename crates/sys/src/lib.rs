@@ -14,7 +14,6 @@
 //! [`Errno::raw_os_error`]); failures of credns's own plumbing (a helper that died, a /proc file
 //! that does not parse) are [`Error`]s.
 
-mod child;
 pub mod container;
 pub mod event;
 mod helper;
@@ -31,7 +30,7 @@ pub mod signal;
 
 use std::path::PathBuf;
 
-pub use child::{
+pub use helper::{
     write_fd, Actor, CapSets, FullCreds, HelperIds, Ids, RemoteFd, SetId, UnshareOptions,
     UsernsChild, WriteHow,
 };

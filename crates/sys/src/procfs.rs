@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use credns_idmap::{Extent, IdKind, IdMap, INVALID_ID};
+use credns_idmap::formats::{proc_map_lines, ProcLineError, ProcLineErrorKind};
+use credns_idmap::{IdKind, IdMap};
 
 use crate::ns::NsId;
 use crate::{Errno, Error, Pid};
@@ -203,39 +204,12 @@ pub(crate) fn io_errno(e: &std::io::Error) -> Errno {
     Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
-/// Parse a map as /proc renders it (`uid_m_show`: three `%10u` columns; any whitespace accepted).
+/// Parse a map as /proc renders it (`uid_m_show`: three `%10u` columns; any whitespace
+/// accepted), line by line with credns-idmap's parser, then checked whole by [`IdMap::new`].
 pub(crate) fn parse_proc_map(path: &Path, text: &str) -> Result<IdMap, Error> {
     let mut extents = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.is_empty() {
-            continue;
-        }
-        let bad = |message: String| Error::Format {
-            path: path.to_owned(),
-            line: line_no,
-            message,
-        };
-        if fields.len() != 3 {
-            return Err(bad(format!(
-                "expected 3 numbers (first lower count), found {}",
-                fields.len()
-            )));
-        }
-        let mut nums = [0u32; 3];
-        for (n, f) in nums.iter_mut().zip(&fields) {
-            *n = f
-                .parse::<u32>()
-                .map_err(|_| bad(format!("{f:?} is not a 32-bit unsigned number")))?;
-        }
-        if nums[1] == INVALID_ID {
-            return Err(Error::LowerNotVisible {
-                path: path.to_owned(),
-                line: line_no,
-            });
-        }
-        extents.push(Extent::new(nums[0], nums[1], nums[2]));
+    for l in proc_map_lines(text) {
+        extents.push(l.map_err(|e| line_error(path, e))?.extent);
     }
     if extents.is_empty() {
         return Ok(IdMap::empty());
@@ -245,6 +219,30 @@ pub(crate) fn parse_proc_map(path: &Path, text: &str) -> Result<IdMap, Error> {
         line: 1,
         message: format!("not a valid map: {e}"),
     })
+}
+
+/// This crate's error for a map line that is not an extent.
+fn line_error(path: &Path, e: ProcLineError) -> Error {
+    let message = match e.kind {
+        ProcLineErrorKind::LowerNotVisible => {
+            return Error::LowerNotVisible {
+                path: path.to_owned(),
+                line: e.line,
+            }
+        }
+        ProcLineErrorKind::FieldCount(n) => {
+            format!("expected 3 numbers (first lower count), found {n}")
+        }
+        ProcLineErrorKind::Number { text, .. } => {
+            format!("{text:?} is not a 32-bit unsigned number")
+        }
+        _ => e.message,
+    };
+    Error::Format {
+        path: path.to_owned(),
+        line: e.line,
+        message,
+    }
 }
 
 fn parse_status(path: &Path, text: &str) -> Result<ProcStatus, Error> {
@@ -326,6 +324,7 @@ fn parse_status(path: &Path, text: &str) -> Result<ProcStatus, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use credns_idmap::Extent;
 
     #[test]
     fn parses_kernel_map_text() {
@@ -355,6 +354,34 @@ mod tests {
             parse_proc_map(p, "0 1 4294967296\n"),
             Err(Error::Format { .. })
         ));
+    }
+
+    #[test]
+    fn map_errors_keep_their_wording() {
+        let p = Path::new("/proc/1/uid_map");
+        let msg = |t: &str| parse_proc_map(p, t).unwrap_err().to_string();
+        assert_eq!(
+            msg("0 1 1\n0 1\n"),
+            "/proc/1/uid_map: line 2: expected 3 numbers (first lower count), found 2"
+        );
+        assert_eq!(
+            msg("0 1 1 1\n"),
+            "/proc/1/uid_map: line 1: expected 3 numbers (first lower count), found 4"
+        );
+        assert_eq!(
+            msg("\n\n0 x 1\n"),
+            "/proc/1/uid_map: line 3: \"x\" is not a 32-bit unsigned number"
+        );
+        assert_eq!(
+            msg("0 1 4294967296\n"),
+            "/proc/1/uid_map: line 1: \"4294967296\" is not a 32-bit unsigned number"
+        );
+        assert_eq!(
+            msg("0 0 10\n5 100 10\n"),
+            "/proc/1/uid_map: line 1: not a valid map: extent 2 \"5 100 10\": its upper (namespace) \
+             range overlaps extent 1"
+        );
+        assert!(msg("0 4294967295 1\n").starts_with("/proc/1/uid_map: line 1: lower id is"));
     }
 
     #[test]

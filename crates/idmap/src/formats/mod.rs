@@ -26,7 +26,7 @@ pub use oci::{
     oci_mappings_json, parse_oci_config, parse_oci_config_value, parse_oci_mappings,
     parse_oci_mappings_value, set_oci_mappings, OciMappings,
 };
-pub use proc::parse_proc_map;
+pub use proc::{parse_proc_map, proc_map_lines, ProcLineError, ProcLineErrorKind, ProcMapLine};
 pub use subid::{SubidEntry, SubidFile, SubidOwner};
 
 use crate::map::{Extent, ExtentRule};
@@ -93,19 +93,18 @@ pub(crate) fn num_error(
     field: &str,
     e: NumError,
 ) -> Error {
+    let (column, message) = num_message(column, what, field, e);
+    syntax(source_name, line, column, message)
+}
+
+/// The column and message of a [`NumError`] for the field `what` starting at 1-based `column`.
+pub(crate) fn num_message(column: usize, what: &str, field: &str, e: NumError) -> (usize, String) {
     match e {
-        NumError::Empty => syntax(source_name, line, column, format!("{what} is empty")),
-        NumError::NotDigit(i) => syntax(
-            source_name,
-            line,
+        NumError::Empty => (column, format!("{what} is empty")),
+        NumError::NotDigit(i) => (
             column + i,
             format!("{what} must be a decimal number, found {:?}", field),
         ),
-        NumError::TooLarge => syntax(
-            source_name,
-            line,
-            column,
-            format!("{what} {field} is larger than 4294967295"),
-        ),
+        NumError::TooLarge => (column, format!("{what} {field} is larger than 4294967295")),
     }
 }

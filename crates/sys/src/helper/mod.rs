@@ -1,0 +1,43 @@
+//! Helper processes in new user namespaces, driven over a socket (`unshare(2)`,
+//! `user_namespaces(7)`).
+//!
+//! A helper is a process forked from the caller (or from another helper, for nested
+//! namespaces) that sets itself up (ids, capabilities, `unshare(CLONE_NEWUSER)`) and then does
+//! what it is told over a `SOCK_SEQPACKET` socket, one message per request and per reply.
+//! The files are named by the side of the fork their code runs on:
+//!
+//! | file | side | what |
+//! |---|---|---|
+//! | `protocol` | both | the wire: request and reply headers, payload layouts, fd passing |
+//! | `api` | parent | the public values calls take and return ([`UnshareOptions`], [`FullCreds`], ...) |
+//! | `parent` | parent | [`UsernsChild`]: spawning, the channel, ending the helper on drop |
+//! | `parent_requests` | parent | requests about files, fds, sockets and processes |
+//! | `parent_creds` | parent | requests about credentials and namespaces |
+//! | `child_main` | child | from the fork to `_exit`: take-over, setup, the request loop, nested forks |
+//! | `child_serve` | child | serving one request |
+//! | `child_calls` | child | `OP_CALL`: one system call made as the helper |
+//! | `child_creds` | child | setting credentials: ids, groups, capability sets, securebits |
+//! | `child_tables` | child | the fd table and the list of nested helpers |
+//!
+//! The child side runs in a fork of a possibly multithreaded process, so it only makes raw
+//! system calls on buffers allocated before the fork: no allocation, no locks, no stdio. It
+//! keeps its control socket as fd 3; every other fd above 2 is closed at start, so no helper
+//! holds another helper's socket and each sees end-of-file (and exits) when its controller
+//! goes away.
+
+mod api;
+mod child_calls;
+mod child_creds;
+mod child_main;
+mod child_serve;
+mod child_tables;
+mod parent;
+mod parent_creds;
+mod parent_requests;
+mod protocol;
+
+pub use api::{
+    write_fd, Actor, CapSets, FullCreds, HelperIds, Ids, RemoteFd, SetId, UnshareOptions, WriteHow,
+};
+pub(crate) use child_main::exit_now;
+pub use parent::UsernsChild;
