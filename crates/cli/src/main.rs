@@ -1,4 +1,5 @@
 //! `credns`: identity for Linux containers. A thin binary over the credns libraries.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 

@@ -305,12 +305,13 @@ impl<'a> Run<'a> {
             drop(self.client);
             return finish(start(&mut c).and_then(|()| Ok(c.wait()?)));
         }
+        let ns = c.userns_fd().id()?;
         let status = start(&mut c).and_then(|()| Ok(c.wait()?));
         drop(_holder);
         if descendants_remain()? {
             eprintln!(
-                "credns run: processes of the container outlive the command; allocation #{} \
-                 stays until the namespace is reaped",
+                "credns run: processes of {ns} outlive the command; allocation #{} stays until \
+                 the namespace is reaped",
                 alloc.id
             );
         } else {

@@ -225,7 +225,7 @@ fn name_takes_the_allocation_from_the_registry() {
         s(&dst),
         "--name",
         "web",
-        "--registry",
+        "--store",
         s(&db),
         "--socket",
         s(&nosock),
@@ -240,17 +240,14 @@ fn name_takes_the_allocation_from_the_registry() {
         s(&dst2),
         "--name",
         "nope",
-        "--registry",
+        "--store",
         s(&db),
         "--socket",
         s(&nosock),
     ]);
     assert_eq!(
         err,
-        format!(
-            "credns: error: --name nope: no allocation with that name in {}\n",
-            db.display()
-        )
+        "credns: error: --name nope: no allocation named \"nope\" (io.credns.Registry.NotFound)\n"
     );
     // A registry held open by another process (as the daemon holds it) is refused clearly.
     let held = credns_registry::Registry::open(&db, credns_registry::Policy::default()).unwrap();
@@ -260,7 +257,7 @@ fn name_takes_the_allocation_from_the_registry() {
         s(&dst2),
         "--name",
         "web",
-        "--registry",
+        "--store",
         s(&db),
         "--socket",
         s(&nosock),
@@ -268,10 +265,9 @@ fn name_takes_the_allocation_from_the_registry() {
     assert_eq!(
         err,
         format!(
-            "credns: error: --name web: the registry {} is locked by another process and no \
-             credns daemon answers at {}\n",
-            db.display(),
-            nosock.display()
+            "credns: error: --name web: the registry store {} is held by another process (a \
+             credns daemon? give its socket with --socket) (io.credns.Registry.StoreUnavailable)\n",
+            db.display()
         )
     );
     drop(held);

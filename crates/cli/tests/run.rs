@@ -101,9 +101,9 @@ fn size_is_allocated() {
     let out = ok(&env.run(&["--size", "131072", "--", "cat", "/proc/self/uid_map"]));
     assert_eq!(one_extent(&out).2, 131072);
     let out = env.run(&["--size", "0", "--", "true"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(125));
     assert!(
-        stderr(&out).starts_with("credns: error: invalid size 0 for the "),
+        stderr(&out).starts_with("credns run: error: invalid size 0 for the "),
         "{}",
         stderr(&out)
     );
@@ -252,17 +252,17 @@ fn bad_input_is_refused_with_a_clear_error() {
     );
 
     let out = env.run(&["--user", "abc", "--", "true"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(125));
     assert_eq!(
         stderr(&out),
-        "credns: error: --user \"abc\": \"abc\" is not a numeric id: invalid digit found in string\n"
+        "credns run: error: --user \"abc\": \"abc\" is not a numeric id: invalid digit found in string\n"
     );
     let out = env.run(&["--user", "70000", "--", "true"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(125));
     let err = stderr(&out);
     assert!(
         err.starts_with(
-            "credns: error: --user: uid 70000 is outside the namespace's mapped ids 0-65535 (allocation #"
+            "credns run: error: --user: uid 70000 is outside the namespace's mapped ids 0-65535 (allocation #"
         ),
         "{err}"
     );
@@ -270,11 +270,11 @@ fn bad_input_is_refused_with_a_clear_error() {
     let empty = env.dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     let out = env.run(&["--rootfs", empty.to_str().unwrap(), "--", "true"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(125));
     assert_eq!(
         stderr(&out),
         format!(
-            "credns: error: --rootfs {}: no proc directory in it\n",
+            "credns run: error: --rootfs {}: no proc directory in it\n",
             empty.display()
         )
     );
@@ -288,12 +288,12 @@ fn bad_input_is_refused_with_a_clear_error() {
     // A store another process holds (a daemon) is refused, naming the reason.
     let held = Registry::open(&store, Policy::default()).unwrap();
     let out = env.run(&["--", "true"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(125));
     assert_eq!(
         stderr(&out),
         format!(
-            "credns: error: the registry {} is locked by another process (a credns daemon? \
-             give its socket with --socket)\n",
+            "credns run: error: the registry store {} is held by another process (a credns \
+             daemon? give its socket with --socket) (io.credns.Registry.StoreUnavailable)\n",
             store.display()
         )
     );

@@ -158,7 +158,7 @@ fn assert_from_pool(e: (u64, u64, u64)) {
 }
 
 fn lease_is_userns(a: &Value) -> bool {
-    a["lease"]["userNamespace"].is_object()
+    a["lease"]["user_namespace"].is_object()
 }
 
 /// `credns run` as root or uid 1000: root inside, the daemon's range in uid_map and gid_map,
@@ -295,7 +295,7 @@ fn unprivileged_errors_are_exact() {
     let env = Env::new();
     let _d = env.serve(Some("[quota]\nmax_ranges = 1\n"));
     let failed = |o: &Output, want: &str| {
-        assert_eq!(o.status.code(), Some(2), "{}", stderr(o));
+        assert_eq!(o.status.code(), Some(125), "{}", stderr(o));
         assert_eq!(stderr(o), want);
         assert_eq!(stdout(o), "");
     };
@@ -307,7 +307,8 @@ fn unprivileged_errors_are_exact() {
             &["run", "--socket", nowhere.to_str().unwrap(), "--", "id"],
         ),
         &format!(
-            "credns: error: no credns daemon answers at {}; start `credns serve` as root, or run as root\n",
+            "credns run: error: no credns daemon answers at {} (connect {}: ENOENT (No such file or directory)), and only root opens the store /var/lib/credns/registry.redb directly\n",
+            nowhere.display(),
             nowhere.display()
         ),
     );
@@ -329,7 +330,7 @@ fn unprivileged_errors_are_exact() {
                 "id",
             ],
         ),
-        "credns: error: --rootfs needs root (an idmapped mount needs CAP_SYS_ADMIN over the host's filesystem)\n",
+        "credns run: error: --rootfs needs root (an idmapped mount needs CAP_SYS_ADMIN over the host's filesystem)\n",
     );
     assert_eq!(env.list(), Vec::<Value>::new());
     // A name lease needs the caller to write the maps.
@@ -338,7 +339,7 @@ fn unprivileged_errors_are_exact() {
             true,
             &["run", "--socket", env.socket(), "--name", "x", "--", "id"],
         ),
-        "credns: error: --name needs root: the daemon writes the maps of namespace leases only; \
+        "credns run: error: --name needs root: the registry writes the maps of namespace leases only; \
          run without --name (the range is then leased to the new namespace)\n",
     );
     // Quota: uid 1000 holds its one range; the daemon's refusal comes through credns run.
@@ -356,7 +357,7 @@ fn unprivileged_errors_are_exact() {
     ok(&o);
     failed(
         &env.run(true, &["run", "--socket", env.socket(), "--", "id"]),
-        "credns: error: quota exceeded for owner 1000: holds 1 ranges, the limit is 1 \
+        "credns run: error: quota exceeded for owner 1000: holds 1 ranges, the limit is 1 \
          (quota.max_ranges) (io.credns.Registry.QuotaExceeded)\n",
     );
     let l = env.list();

@@ -350,10 +350,10 @@ fn unidmappable_volume_is_refused_and_nothing_allocated() {
             "true",
         ]);
         let out = env.run(&args);
-        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
         assert_eq!(
             stderr(&out),
-            "credns: error: --volume \"/proc/sys:/data\": mount_setattr /proc/sys (proc): \
+            "credns run: error: --volume \"/proc/sys:/data\": mount_setattr /proc/sys (proc): \
              filesystem proc does not support idmapped mounts (FS_ALLOW_IDMAP): EINVAL \
              (Invalid argument)\n"
         );
@@ -363,10 +363,10 @@ fn unidmappable_volume_is_refused_and_nothing_allocated() {
     let out = env.run(&[
         "--name", "big", "--user", "70000", "--rootfs", image, "--", "true",
     ]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(125));
     assert!(
         stderr(&out).starts_with(
-            "credns: error: --user: uid 70000 is outside the namespace's mapped ids 0-65535"
+            "credns run: error: --user: uid 70000 is outside the namespace's mapped ids 0-65535"
         ),
         "{}",
         stderr(&out)
@@ -420,8 +420,8 @@ fn bad_volumes_are_refused_before_the_registry_is_opened() {
         let out = env.run(&[
             "--name", "x", "--rootfs", image, "--volume", &volume, "--", "true",
         ]);
-        assert_eq!(out.status.code(), Some(2), "{volume}");
-        assert_eq!(stderr(&out), format!("credns: error: {msg}\n"));
+        assert_eq!(out.status.code(), Some(125), "{volume}");
+        assert_eq!(stderr(&out), format!("credns run: error: {msg}\n"));
         assert!(!env.store().exists(), "{volume}: the registry was created");
     }
 }

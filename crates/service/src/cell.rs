@@ -123,7 +123,7 @@ impl RegistryCell {
         check_store_path(store)?;
         let lock = FileLock::acquire(&lock_path(store), Duration::ZERO)?
             .ok_or_else(|| Error::Registry(locked(store)))?;
-        let mut reg = Registry::open(store, policy)?;
+        let mut reg = open(store, policy)?;
         let mut host = etc.map(HostFiles::new);
         refresh_host(&mut reg, &mut host)?;
         Ok(RegistryCell::Held {
@@ -166,7 +166,7 @@ impl RegistryCell {
                 check_store_path(store)?;
                 let _lock = FileLock::acquire(&lock_path(store), LOCK_WAIT)?
                     .ok_or_else(|| Error::Registry(locked(store)))?;
-                let mut reg = Registry::open(store, policy.clone())?;
+                let mut reg = open(store, policy.clone())?;
                 let mut host = lock(host);
                 if let Some(h) = host.as_mut() {
                     // A fresh registry has no exclusions yet: load them whatever changed.
@@ -181,6 +181,17 @@ impl RegistryCell {
             }
         }
     }
+}
+
+/// Open the store; a store another process holds (without our lock file: an older daemon, a
+/// tool) is the same clear refusal as a held lock.
+fn open(store: &Path, policy: Policy) -> Result<Registry, Error> {
+    Registry::open(store, policy).map_err(|e| match e {
+        credns_registry::Error::Store(s) if s.kind == StoreErrorKind::Locked => {
+            Error::Registry(locked(store))
+        }
+        e => e.into(),
+    })
 }
 
 fn locked(store: &Path) -> credns_registry::Error {

@@ -110,6 +110,10 @@ pub(crate) fn registry_error(e: credns_registry::Error) -> ErrorReply {
                 json!({"reason": reason, "message": format!("{reason}: {s}; nothing was changed, retry once it takes writes")}),
             )
         }
+        E::Store(s) if s.kind == StoreErrorKind::Locked => named(
+            "StoreUnavailable",
+            json!({"reason": "store locked", "message": message}),
+        ),
         _ => internal(message),
     }
 }

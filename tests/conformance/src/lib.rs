@@ -5,6 +5,8 @@
 //! comparison and reporting of results ([`diff`]), the kernel executor that realises model
 //! scenarios on this machine ([`kernel`]) and the scenario generator ([`scenario_gen`]).
 
+#![forbid(unsafe_code)]
+
 pub mod diff;
 pub mod gen;
 pub mod kernel;
