@@ -26,7 +26,7 @@ use credns_idmap::{Kgid, Kuid};
 use serde::{Serialize, Serializer};
 
 use crate::caps::Cap;
-use crate::errno::Errno;
+use credns_idmap::Errno;
 use crate::outcome::{Output, Tracer, Values};
 use crate::vfs::Stop;
 use crate::world::{NsRef, TaskRef, World};

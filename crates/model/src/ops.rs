@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::capability::show_groups;
 use crate::caps::{Cap, CapSet};
-use crate::errno::Errno;
+use credns_idmap::Errno;
 use crate::keys::{KeyId, KeyType};
 use crate::outcome::{Outcome, Output, StepVerdict, Tracer, Values, Verdict};
 use crate::vfs::{mask_str, mode_str, Check, Stop, Vfsgid, Vfsuid, MAY_EXEC, MAY_READ, MAY_WRITE};
@@ -2224,7 +2224,7 @@ impl World {
                 Ok(None)
             }
             Err(rule) => {
-                let e = Errno::from_idmap(rule.errno());
+                let e = rule.errno();
                 tr!(t.fail(
                     rule.kernel_function(),
                     rule.to_string(),

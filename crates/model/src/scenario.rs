@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::caps::{Cap, CapSet};
-use crate::errno::Errno;
+use credns_idmap::Errno;
 use crate::keys::{KeyId, KeySpec, KeyType};
 use crate::ops::{MapKind, Op, SIGCONT};
 use crate::outcome::{Outcome, Verdict};

@@ -4,7 +4,7 @@
 use credns_idmap::{Kgid, Kuid};
 
 use crate::caps::Cap;
-use crate::errno::Errno;
+use credns_idmap::Errno;
 use crate::outcome::Tracer;
 use crate::world::{AclTag, Cred, InodeRef, MntIdmap, MountRef, NsRef, World, S_IRWXG, S_IXUGO};
 
