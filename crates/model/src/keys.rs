@@ -26,11 +26,11 @@ use credns_idmap::{Kgid, Kuid};
 use serde::{Serialize, Serializer};
 
 use crate::caps::Cap;
-use credns_idmap::Errno;
 use crate::outcome::{Output, Tracer, Values};
 use crate::vfs::Stop;
 use crate::world::{NsRef, TaskRef, World};
 use crate::Error;
+use credns_idmap::Errno;
 
 /// `KEY_*_VIEW`: see the key's attributes.
 pub const KEY_VIEW: u32 = 0x01;

@@ -8,12 +8,12 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::caps::{Cap, CapSet};
-use credns_idmap::Errno;
 use crate::keys::{KeyId, KeySpec, KeyType};
 use crate::ops::{MapKind, Op, SIGCONT};
 use crate::outcome::{Outcome, Verdict};
 use crate::world::{Acl, AclEntry, AclTag, Cred, MountOptions, NsRef, SbRef, TaskRef, World};
 use crate::Error;
+use credns_idmap::Errno;
 
 /// What an operation is expected to return.
 #[derive(Clone, Debug, PartialEq, Eq)]
