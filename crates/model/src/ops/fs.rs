@@ -127,65 +127,12 @@ impl World {
             ));
             return Err(Errno::EINVAL.into());
         }
-        // `access_override_creds` checks with the real ids, and with an effective set that
-        // is the permitted set for the namespace's root and empty for anyone else; like the
-        // kernel (`access_need_override_creds`), the task's own credentials serve when that
-        // changes nothing.
         let own = &self.task(task).cred;
-        let mut cred = std::borrow::Cow::Borrowed(own);
-        if !eaccess {
-            let fixup = !own.issecure(SECURE_NO_SETUID_FIXUP);
-            let root = || self.make_kuid(own.user_ns, 0);
-            let is_root = || root().is_valid() && own.uid == root();
-            // Without capabilities, the effective set is empty whether or not the task is
-            // its namespace's root.
-            let capless = own.cap_effective == CapSet::EMPTY && own.cap_permitted == CapSet::EMPTY;
-            let need = own.fsuid != own.uid
-                || own.fsgid != own.gid
-                || (fixup
-                    && !capless
-                    && if is_root() {
-                        own.cap_effective != own.cap_permitted
-                    } else {
-                        own.cap_effective != CapSet::EMPTY
-                    });
-            if need {
-                let is_root = is_root();
-                let c = cred.to_mut();
-                c.fsuid = c.uid;
-                c.fsgid = c.gid;
-                if fixup {
-                    c.cap_effective = if is_root {
-                        c.cap_permitted
-                    } else {
-                        CapSet::EMPTY
-                    };
-                }
-            }
-            tr!(t.info(
-                "access_override_creds",
-                "access() checks with the real uid/gid; the effective set is the permitted set for the namespace's root, else empty",
-                {
-                    let mut v = vec![
-                        ("fsuid", cred.fsuid.0.to_string()),
-                        ("fsgid", cred.fsgid.0.to_string()),
-                    ];
-                    if fixup {
-                        let root = root();
-                        v.push((
-                            "root_uid",
-                            if root.is_valid() {
-                                root.0.to_string()
-                            } else {
-                                "INVALID".into()
-                            },
-                        ));
-                        v.push(("cap_effective", cred.cap_effective.to_string()));
-                    }
-                    v
-                }
-            ));
-        }
+        let cred = if eaccess {
+            std::borrow::Cow::Borrowed(own)
+        } else {
+            self.access_override_creds(t, own)
+        };
         let w = walk(t, &cred)?;
         let (m, ino) = self.existing(t, w, path)?;
         let i = self.inode(ino);
@@ -211,6 +158,70 @@ impl World {
             }
         }
         Ok(None)
+    }
+
+    /// `access_override_creds`: access() checks with the real ids, and with an effective set
+    /// that is the permitted set for the namespace's root and empty for anyone else; like the
+    /// kernel (`access_need_override_creds`), the task's own credentials serve when that
+    /// changes nothing.
+    fn access_override_creds<'c>(
+        &self,
+        t: &mut Tracer,
+        own: &'c Cred,
+    ) -> std::borrow::Cow<'c, Cred> {
+        let mut cred = std::borrow::Cow::Borrowed(own);
+        let fixup = !own.issecure(SECURE_NO_SETUID_FIXUP);
+        let root = || self.make_kuid(own.user_ns, 0);
+        let is_root = || root().is_valid() && own.uid == root();
+        // Without capabilities, the effective set is empty whether or not the task is
+        // its namespace's root.
+        let capless = own.cap_effective == CapSet::EMPTY && own.cap_permitted == CapSet::EMPTY;
+        let need = own.fsuid != own.uid
+            || own.fsgid != own.gid
+            || (fixup
+                && !capless
+                && if is_root() {
+                    own.cap_effective != own.cap_permitted
+                } else {
+                    own.cap_effective != CapSet::EMPTY
+                });
+        if need {
+            let is_root = is_root();
+            let c = cred.to_mut();
+            c.fsuid = c.uid;
+            c.fsgid = c.gid;
+            if fixup {
+                c.cap_effective = if is_root {
+                    c.cap_permitted
+                } else {
+                    CapSet::EMPTY
+                };
+            }
+        }
+        tr!(t.info(
+            "access_override_creds",
+            "access() checks with the real uid/gid; the effective set is the permitted set for the namespace's root, else empty",
+            {
+                let mut v = vec![
+                    ("fsuid", cred.fsuid.0.to_string()),
+                    ("fsgid", cred.fsgid.0.to_string()),
+                ];
+                if fixup {
+                    let root = root();
+                    v.push((
+                        "root_uid",
+                        if root.is_valid() {
+                            root.0.to_string()
+                        } else {
+                            "INVALID".into()
+                        },
+                    ));
+                    v.push(("cap_effective", cred.cap_effective.to_string()));
+                }
+                v
+            }
+        ));
+        cred
     }
 
     /// `mapped_fsuid`/`mapped_fsgid` and `fsuidgid_has_mapping`.
@@ -276,22 +287,7 @@ impl World {
         t.nested(|t| self.inode_permission(t, &cred, pm, pdir, MAY_WRITE | MAY_EXEC))?;
         let idmap = self.mount(pm).idmap.clone();
         let d = self.inode(pdir).clone();
-        // vfs_prepare_mode
-        let mut m = if dir { mode & 0o1777 } else { mode & 0o7777 };
-        if !dir && m & (S_ISGID | S_IXGRP) == (S_ISGID | S_IXGRP) && d.mode & S_ISGID != 0 {
-            let (_, dvg) = self.trace_inode_ids(t, &idmap, pdir, "directory group");
-            let keep = t.nested(|t| self.in_group_or_capable(t, &cred, &idmap, pdir, dvg));
-            tr!(t.check(keep, "mode_strip_sgid", "a setgid+group-exec file in a setgid directory keeps S_ISGID only for a group member or CAP_FSETID", vec![]));
-            if !keep {
-                m &= !S_ISGID;
-            }
-        }
-        m &= !umask;
-        tr!(t.info(
-            "vfs_prepare_mode",
-            "apply the umask",
-            vec![("umask", format!("{umask:04o}")), ("mode", mode_str(m))],
-        ));
+        let mut m = self.vfs_prepare_mode(t, &cred, (pm, pdir), mode, dir, umask);
         // inode_init_owner
         let (gid, how) = if d.mode & S_ISGID != 0 {
             if dir {
@@ -332,6 +328,38 @@ impl World {
             ("disk_uid", self.show_in(sbns, ku.0, true)),
             ("disk_gid", self.show_in(sbns, gid.0, false)),
         ])))
+    }
+
+    /// `vfs_prepare_mode`: the requested mode, without S_ISGID where `mode_strip_sgid`
+    /// strips it (a setgid, group-executable file in a setgid directory, created by someone
+    /// outside the directory's group without CAP_FSETID), minus the umask.
+    fn vfs_prepare_mode(
+        &self,
+        t: &mut Tracer,
+        cred: &Cred,
+        (pm, pdir): (MountRef, InodeRef),
+        mode: u32,
+        dir: bool,
+        umask: u32,
+    ) -> u32 {
+        let idmap = &self.mount(pm).idmap;
+        let d = self.inode(pdir);
+        let mut m = if dir { mode & 0o1777 } else { mode & 0o7777 };
+        if !dir && m & (S_ISGID | S_IXGRP) == (S_ISGID | S_IXGRP) && d.mode & S_ISGID != 0 {
+            let (_, dvg) = self.trace_inode_ids(t, idmap, pdir, "directory group");
+            let keep = t.nested(|t| self.in_group_or_capable(t, cred, idmap, pdir, dvg));
+            tr!(t.check(keep, "mode_strip_sgid", "a setgid+group-exec file in a setgid directory keeps S_ISGID only for a group member or CAP_FSETID", vec![]));
+            if !keep {
+                m &= !S_ISGID;
+            }
+        }
+        m &= !umask;
+        tr!(t.info(
+            "vfs_prepare_mode",
+            "apply the umask",
+            vec![("umask", format!("{umask:04o}")), ("mode", mode_str(m))],
+        ));
+        m
     }
 
     pub(super) fn op_stat(&mut self, t: &mut Tracer, task: TaskRef, path: &str) -> OpResult {

@@ -6,7 +6,7 @@ use credns_idmap::{IdKind, Kgid, Kuid, OpenerNs, WriteContext};
 use crate::caps::{Cap, CapSet};
 use crate::outcome::Tracer;
 use crate::vfs::{Check, Stop};
-use crate::world::{Cred, NsRef, TaskRef, UserNs, World};
+use crate::world::{Cred, NsRef, Task, TaskRef, UserNs, World};
 use credns_idmap::Errno;
 
 use super::op::MapKind;
@@ -37,43 +37,7 @@ impl World {
         let f = "create_user_ns";
         let parent = tk.cred.user_ns;
         let p = self.ns(parent).clone();
-        if !tr!(t.check(
-            p.level <= 32,
-            f,
-            "nesting: the parent's level must be at most 32",
-            vec![
-                ("parent", p.name.clone()),
-                ("parent_level", p.level.to_string()),
-            ],
-        )) {
-            return Err(Errno::ENOSPC.into());
-        }
-        tr!(t.info(
-            "inc_user_namespaces",
-            "the max_user_namespaces limits are not modelled (assumed not reached)",
-            vec![],
-        ));
-        if !tr!(t.check(!tk.chrooted, f, "the caller must not be chrooted", vec![])) {
-            return Err(Errno::EPERM.into());
-        }
-        let um = self.kuid_has_mapping(parent, tk.cred.euid);
-        let gm = self.kgid_has_mapping(parent, tk.cred.egid);
-        if !tr!(t.check(
-            um && gm,
-            f,
-            format!(
-                "the creator's euid and egid must be mapped in the parent \"{}\"",
-                p.name
-            ),
-            vec![
-                ("euid", tk.cred.euid.0.to_string()),
-                ("euid_mapped", um.to_string()),
-                ("egid", tk.cred.egid.0.to_string()),
-                ("egid_mapped", gm.to_string()),
-            ],
-        )) {
-            return Err(Errno::EPERM.into());
-        }
+        self.create_user_ns_permitted(t, &tk)?;
         if self.ns_by_name(name).is_some() {
             return Err(Stop::unknown(format!(
                 "the scenario already has a namespace called \"{name}\""
@@ -117,6 +81,52 @@ impl World {
             ("ns", name.into()),
             ("level", (p.level + 1).to_string()),
         ])))
+    }
+
+    /// `create_user_ns`'s refusals, in its order: the nesting limit, a chrooted caller, and a
+    /// creator whose euid or egid is unmapped in the parent (it would own nothing there).
+    fn create_user_ns_permitted(&self, t: &mut Tracer, tk: &Task) -> Check {
+        let f = "create_user_ns";
+        let parent = tk.cred.user_ns;
+        let p = self.ns(parent);
+        if !tr!(t.check(
+            p.level <= 32,
+            f,
+            "nesting: the parent's level must be at most 32",
+            vec![
+                ("parent", p.name.clone()),
+                ("parent_level", p.level.to_string()),
+            ],
+        )) {
+            return Err(Errno::ENOSPC.into());
+        }
+        tr!(t.info(
+            "inc_user_namespaces",
+            "the max_user_namespaces limits are not modelled (assumed not reached)",
+            vec![],
+        ));
+        if !tr!(t.check(!tk.chrooted, f, "the caller must not be chrooted", vec![])) {
+            return Err(Errno::EPERM.into());
+        }
+        let um = self.kuid_has_mapping(parent, tk.cred.euid);
+        let gm = self.kgid_has_mapping(parent, tk.cred.egid);
+        if !tr!(t.check(
+            um && gm,
+            f,
+            format!(
+                "the creator's euid and egid must be mapped in the parent \"{}\"",
+                p.name
+            ),
+            vec![
+                ("euid", tk.cred.euid.0.to_string()),
+                ("euid_mapped", um.to_string()),
+                ("egid", tk.cred.egid.0.to_string()),
+                ("egid_mapped", gm.to_string()),
+            ],
+        )) {
+            return Err(Errno::EPERM.into());
+        }
+        Ok(())
     }
 
     /// Open permission of a /proc/PID file of mode 0644 (owner from `task_dump_owner`).
@@ -183,7 +193,47 @@ impl World {
         };
         self.proc_open_write(t, &cred, target, file)?;
         let map_ns = self.task(target).cred.user_ns;
-        let n = self.ns(map_ns).clone();
+        let ctx = self.map_write_context(t, &cred, map_ns, kind);
+        let n = self.ns(map_ns);
+        match credns_idmap::judge_write(&ctx, text.as_bytes()) {
+            Ok(acc) => {
+                tr!(t.pass(
+                    "map_write",
+                    format!("{file} of \"{}\" written", n.name),
+                    vec![(
+                        "kernel_map",
+                        acc.kernel.to_write_format().trim_end().replace('\n', "; "),
+                    )],
+                ));
+                match kind {
+                    MapKind::Uid => self.namespaces[map_ns.0].uid_map = acc.kernel,
+                    MapKind::Gid => self.namespaces[map_ns.0].gid_map = acc.kernel,
+                }
+                Ok(None)
+            }
+            Err(rule) => {
+                let e = rule.errno();
+                tr!(t.fail(
+                    rule.kernel_function(),
+                    rule.to_string(),
+                    vec![("errno", e.to_string())],
+                ));
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The facts `map_write` and `new_idmap_permitted` consult, computed from the namespace
+    /// tree in the order the kernel consults them; only CAP_SYS_ADMIN in the target is a
+    /// step of its own in the trace, the rest are listed together.
+    fn map_write_context(
+        &self,
+        t: &mut Tracer,
+        cred: &Cred,
+        map_ns: NsRef,
+        kind: MapKind,
+    ) -> WriteContext {
+        let n = self.ns(map_ns);
         let opener_ns = if cred.user_ns == map_ns {
             OpenerNs::Target
         } else if n.parent == Some(cred.user_ns) {
@@ -198,7 +248,7 @@ impl World {
         let parent = n.parent;
         let mut scratch = Tracer::default();
         let cap = |ns: Option<NsRef>, cap: Cap, tr: &mut Tracer| {
-            ns.is_some_and(|ns| self.cap_capable(tr, &cred, ns, cap))
+            ns.is_some_and(|ns| self.cap_capable(tr, cred, ns, cap))
         };
         // Compute each capability fact with its trace, in the order map_write consults them.
         let sys_admin = t.nested(|t| {
@@ -259,32 +309,7 @@ impl World {
                 ),
             ],
         ));
-        match credns_idmap::judge_write(&ctx, text.as_bytes()) {
-            Ok(acc) => {
-                tr!(t.pass(
-                    "map_write",
-                    format!("{file} of \"{}\" written", n.name),
-                    vec![(
-                        "kernel_map",
-                        acc.kernel.to_write_format().trim_end().replace('\n', "; "),
-                    )],
-                ));
-                match kind {
-                    MapKind::Uid => self.namespaces[map_ns.0].uid_map = acc.kernel,
-                    MapKind::Gid => self.namespaces[map_ns.0].gid_map = acc.kernel,
-                }
-                Ok(None)
-            }
-            Err(rule) => {
-                let e = rule.errno();
-                tr!(t.fail(
-                    rule.kernel_function(),
-                    rule.to_string(),
-                    vec![("errno", e.to_string())],
-                ));
-                Err(e.into())
-            }
-        }
+        ctx
     }
 
     pub(super) fn op_write_setgroups(

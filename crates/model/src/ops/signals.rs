@@ -4,7 +4,7 @@
 use crate::caps::Cap;
 use crate::outcome::{Output, StepVerdict, Tracer};
 use crate::vfs::Stop;
-use crate::world::{TaskRef, World};
+use crate::world::{Cred, TaskRef, World};
 use credns_idmap::Errno;
 
 use super::op::{NSIG, SIGCONT};
@@ -51,26 +51,7 @@ impl World {
             return Ok(output(t));
         }
         tr!(t.info("kill_ok_by_cred", "a uid match (sender euid or uid against target suid or uid), or CAP_KILL in the target's namespace", vec![]));
-        let ok = t.nested(|t| {
-            let pairs = [
-                ("sender euid == target suid", c.euid == tc.suid),
-                ("sender euid == target uid", c.euid == tc.uid),
-                ("sender uid == target suid", c.uid == tc.suid),
-                ("sender uid == target uid", c.uid == tc.uid),
-            ];
-            let vals = vec![
-                ("sender_uid", c.uid.0.to_string()),
-                ("sender_euid", c.euid.0.to_string()),
-                ("target_uid", tc.uid.0.to_string()),
-                ("target_suid", tc.suid.0.to_string()),
-            ];
-            if let Some((what, _)) = pairs.iter().find(|(_, ok)| *ok) {
-                tr!(t.pass("kill_ok_by_cred", format!("kernel ids match: {what}"), vals));
-                return true;
-            }
-            tr!(t.fail("kill_ok_by_cred", "no kernel-id match", vals));
-            self.ns_capable(t, &c, tc.user_ns, Cap::KILL)
-        });
+        let ok = t.nested(|t| self.kill_ok_by_cred(t, &c, &tc));
         if ok {
             return Ok(output(t));
         }
@@ -96,6 +77,30 @@ impl World {
             }
         }
         Err(Errno::EPERM.into())
+    }
+
+    /// `kill_ok_by_cred`: the sender's euid or uid equals the target's suid or uid (kernel
+    /// ids, so the same person in any namespace), or the sender has CAP_KILL in the
+    /// target's namespace.
+    fn kill_ok_by_cred(&self, t: &mut Tracer, c: &Cred, tc: &Cred) -> bool {
+        let pairs = [
+            ("sender euid == target suid", c.euid == tc.suid),
+            ("sender euid == target uid", c.euid == tc.uid),
+            ("sender uid == target suid", c.uid == tc.suid),
+            ("sender uid == target uid", c.uid == tc.uid),
+        ];
+        let vals = vec![
+            ("sender_uid", c.uid.0.to_string()),
+            ("sender_euid", c.euid.0.to_string()),
+            ("target_uid", tc.uid.0.to_string()),
+            ("target_suid", tc.suid.0.to_string()),
+        ];
+        if let Some((what, _)) = pairs.iter().find(|(_, ok)| *ok) {
+            tr!(t.pass("kill_ok_by_cred", format!("kernel ids match: {what}"), vals));
+            return true;
+        }
+        tr!(t.fail("kill_ok_by_cred", "no kernel-id match", vals));
+        self.ns_capable(t, c, tc.user_ns, Cap::KILL)
     }
 
     pub(super) fn op_ptrace(&mut self, t: &mut Tracer, task: TaskRef, target: TaskRef) -> OpResult {
