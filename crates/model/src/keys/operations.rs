@@ -43,31 +43,7 @@ impl World {
             return Err(Errno::EPERM.into());
         }
         let (kr, possessed) = self.lookup_user_key(t, task, keyring, true, KeyNeed::Write)?;
-        let fc = "key_create_or_update";
-        if !self.key(kr).is_keyring() {
-            tr!(t.fail(
-                fc,
-                format!("{} is not a keyring", self.key_show(kr)),
-                vec![],
-            ));
-            return Err(Errno::ENOTDIR.into());
-        }
-        let bad_payload = match ktype {
-            KeyType::User => payload.is_empty() || payload.len() > 32767,
-            KeyType::Keyring => !payload.is_empty(),
-        };
-        if bad_payload {
-            tr!(t.fail(
-                fc,
-                "the type's preparse refuses the payload (user: 1..=32767 bytes; keyring: none)",
-                vec![("len", payload.len().to_string())],
-            ));
-            return Err(Errno::EINVAL.into());
-        }
-        if description.is_empty() {
-            tr!(t.fail(fc, "no description", vec![]));
-            return Err(Errno::EINVAL.into());
-        }
+        self.key_create_preparse(t, kr, ktype, description, payload)?;
         if !self.key_task_permission(t, task, kr, possessed, KeyNeed::Write) {
             return Err(Errno::EACCES.into());
         }
@@ -119,6 +95,45 @@ impl World {
         self.link_key(kr, k)
             .map_err(|e| Stop::unknown(e.to_string()))?;
         Ok(Some(out(self.key_out(k))))
+    }
+
+    /// `key_create_or_update`'s refusals before any permission check: the destination must
+    /// be a keyring, the type's preparse must accept the payload, and a description is
+    /// required.
+    fn key_create_preparse(
+        &self,
+        t: &mut Tracer,
+        kr: KeyRef,
+        ktype: KeyType,
+        description: &str,
+        payload: &[u8],
+    ) -> Result<(), Stop> {
+        let fc = "key_create_or_update";
+        if !self.key(kr).is_keyring() {
+            tr!(t.fail(
+                fc,
+                format!("{} is not a keyring", self.key_show(kr)),
+                vec![],
+            ));
+            return Err(Errno::ENOTDIR.into());
+        }
+        let bad_payload = match ktype {
+            KeyType::User => payload.is_empty() || payload.len() > 32767,
+            KeyType::Keyring => !payload.is_empty(),
+        };
+        if bad_payload {
+            tr!(t.fail(
+                fc,
+                "the type's preparse refuses the payload (user: 1..=32767 bytes; keyring: none)",
+                vec![("len", payload.len().to_string())],
+            ));
+            return Err(Errno::EINVAL.into());
+        }
+        if description.is_empty() {
+            tr!(t.fail(fc, "no description", vec![]));
+            return Err(Errno::EINVAL.into());
+        }
+        Ok(())
     }
 
     /// `keyctl(KEYCTL_READ)`.

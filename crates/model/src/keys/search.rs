@@ -4,7 +4,6 @@
 use crate::outcome::Tracer;
 use crate::vfs::Stop;
 use crate::world::{TaskRef, World};
-use crate::Error;
 use credns_idmap::Errno;
 
 /// `KEY_*_VIEW`: see the key's attributes.
@@ -346,174 +345,27 @@ impl World {
         create: bool,
         need: KeyNeed,
     ) -> Result<(KeyRef, bool), Stop> {
-        let f = "lookup_user_key";
-        let model = |e: Error| Stop::unknown(e.to_string());
         let (k, possessed) = match id {
             KeyId::Special(spec) => {
-                let kr = self.task(task).keyrings;
                 let k = match spec {
                     KeySpec::Thread | KeySpec::Process => {
-                        let cur = if *spec == KeySpec::Thread {
-                            kr.thread
-                        } else {
-                            kr.process
-                        };
-                        match cur {
-                            Some(k) => k,
-                            None if create => {
-                                let k = self.task_keyring(task, *spec).map_err(model)?;
-                                tr!(t.info(
-                                    f,
-                                    format!("{}: created {}", spec.shorthand(), self.key_show(k)),
-                                    vec![],
-                                ));
-                                k
-                            }
-                            None => {
-                                tr!(t.fail(
-                                    f,
-                                    format!(
-                                        "{}: the task has none (KEY_LOOKUP_CREATE not given)",
-                                        spec.shorthand()
-                                    ),
-                                    vec![],
-                                ));
-                                return Err(Errno::ENOKEY.into());
-                            }
-                        }
+                        self.lookup_task_keyring(t, task, *spec, create)?
                     }
-                    KeySpec::Session => {
-                        let cur = kr.session;
-                        let uid_ring = cur.map(|s| self.key(s).uid_keyring).unwrap_or(false);
-                        match cur {
-                            Some(s) if !(uid_ring && create) => s,
-                            _ => {
-                                let c = self.task(task).cred.clone();
-                                let (_, us) = self.look_up_user_keyrings(t, task)?;
-                                let s = if create {
-                                    let s = self.alloc_key(
-                                        None,
-                                        KeyType::Keyring,
-                                        "_ses",
-                                        c.uid,
-                                        c.gid,
-                                        SESSION_KEYRING_PERM,
-                                        &[],
-                                    );
-                                    tr!(t.info(
-                                        f,
-                                        "@s: join a new anonymous session keyring",
-                                        vec![("keyring", self.key_show(s))],
-                                    ));
-                                    s
-                                } else {
-                                    tr!(t.info(
-                                        f,
-                                        "@s: no session keyring; install the user-session keyring",
-                                        vec![("keyring", self.key_show(us))],
-                                    ));
-                                    us
-                                };
-                                self.tasks[task.0].keyrings.session = Some(s);
-                                s
-                            }
-                        }
-                    }
+                    KeySpec::Session => self.lookup_session_keyring(t, task, create)?,
                     KeySpec::User | KeySpec::UserSession => {
-                        let c = self.task(task).cred.clone();
-                        let (u, us) = self.look_up_user_keyrings(t, task)?;
-                        let k = if *spec == KeySpec::User { u } else { us };
-                        tr!(t.info(
-                            f,
-                            format!(
-                                "{}: the keyring of the real uid in namespace \"{}\"",
-                                spec.shorthand(),
-                                self.ns(c.user_ns).name
-                            ),
-                            vec![("keyring", self.key_show(k)), ("ruid", c.uid.0.to_string())],
-                        ));
-                        k
+                        self.lookup_user_keyring(t, task, *spec)?
                     }
                 };
-                tr!(t.info(f, format!("{} is possessed", spec.shorthand()), vec![]));
+                tr!(t.info(
+                    "lookup_user_key",
+                    format!("{} is possessed", spec.shorthand()),
+                    vec![]
+                ));
                 (k, true)
             }
             KeyId::Serial(_) | KeyId::Name(_) => {
-                let k = match id {
-                    KeyId::Serial(n) => {
-                        if *n < 1 {
-                            if *n == -6 || *n == 0 || *n < -8 {
-                                tr!(t.fail(f, format!("{n} is not a valid key id"), vec![]));
-                                return Err(Errno::EINVAL.into());
-                            }
-                            return Err(Stop::unknown(format!(
-                                "special id {n} (request_key authorisation) is not modelled"
-                            )));
-                        }
-                        self.key_by_serial(*n)
-                    }
-                    KeyId::Name(n) => match self.key_by_name(n) {
-                        Some(k) => Some(k),
-                        None => {
-                            return Err(Stop::unknown(format!(
-                                "no key is called \"{n}\" (the op that was to create it failed)"
-                            )))
-                        }
-                    },
-                    KeyId::Special(_) => unreachable!(),
-                };
-                let Some(k) = k else {
-                    tr!(t.fail(f, format!("no key has serial {id}"), vec![]));
-                    return Err(Errno::ENOKEY.into());
-                };
-                match self.liveness(k) {
-                    Liveness::Alive => {}
-                    Liveness::Gone => {
-                        // The unlink drops the keyring's reference only after an RCU grace
-                        // period (assoc_array_apply_edit -> call_rcu), and key_lookup fails
-                        // once the count is zero: ENOKEY or not depends on timing.
-                        tr!(t.step(
-                            "key_lookup",
-                            format!("{} is linked nowhere: whether its last reference is gone yet depends on an RCU grace period", self.key_show(k)),
-                            vec![],
-                            crate::outcome::StepVerdict::Unknown,
-                        ));
-                        return Err(Stop::unknown(format!(
-                            "{} was unlinked from everything: the kernel frees it after an RCU grace period, so a lookup may still find it",
-                            self.key_show(k)
-                        )));
-                    }
-                    Liveness::Pending => {
-                        return Err(Stop::unknown(format!(
-                        "{} is only linked from unreferenced keyrings awaiting garbage collection",
-                        self.key_show(k)
-                    )))
-                    }
-                }
-                tr!(t.info(
-                    f,
-                    format!(
-                        "{} exists; is it possessed? search the task's keyrings",
-                        self.key_show(k)
-                    ),
-                    vec![],
-                ));
-                let r = t.nested(|t| self.search_process_keyrings(t, task, Match::Exact(k)));
-                let possessed = match r {
-                    Ok(_) => true,
-                    Err(Miss::Unknown(why)) => return Err(Stop::unknown(why)),
-                    Err(_) => false,
-                };
-                tr!(t.info(
-                    f,
-                    if possessed {
-                        "possessed"
-                    } else {
-                        "not possessed"
-                    },
-                    vec![],
-                ));
-                (k, possessed)
+                let k = self.key_lookup(t, id)?;
+                (k, self.key_possessed(t, task, k)?)
             }
         };
         let ok = self.key_task_permission(t, task, k, possessed, need);
@@ -521,5 +373,200 @@ impl World {
             return Err(Errno::EACCES.into());
         }
         Ok((k, possessed))
+    }
+
+    /// `@t`/`@p`: the task's thread or process keyring, created only with
+    /// `KEY_LOOKUP_CREATE`.
+    fn lookup_task_keyring(
+        &mut self,
+        t: &mut Tracer,
+        task: TaskRef,
+        spec: KeySpec,
+        create: bool,
+    ) -> Result<KeyRef, Stop> {
+        let f = "lookup_user_key";
+        let kr = self.task(task).keyrings;
+        let cur = if spec == KeySpec::Thread {
+            kr.thread
+        } else {
+            kr.process
+        };
+        match cur {
+            Some(k) => Ok(k),
+            None if create => {
+                let k = self
+                    .task_keyring(task, spec)
+                    .map_err(|e| Stop::unknown(e.to_string()))?;
+                tr!(t.info(
+                    f,
+                    format!("{}: created {}", spec.shorthand(), self.key_show(k)),
+                    vec![],
+                ));
+                Ok(k)
+            }
+            None => {
+                tr!(t.fail(
+                    f,
+                    format!(
+                        "{}: the task has none (KEY_LOOKUP_CREATE not given)",
+                        spec.shorthand()
+                    ),
+                    vec![],
+                ));
+                Err(Errno::ENOKEY.into())
+            }
+        }
+    }
+
+    /// `@s`: the session keyring; without one (or when it is the user-session keyring and
+    /// creation is asked for) the task joins a new anonymous session keyring or installs
+    /// the user-session keyring.
+    fn lookup_session_keyring(
+        &mut self,
+        t: &mut Tracer,
+        task: TaskRef,
+        create: bool,
+    ) -> Result<KeyRef, Stop> {
+        let f = "lookup_user_key";
+        let cur = self.task(task).keyrings.session;
+        let uid_ring = cur.map(|s| self.key(s).uid_keyring).unwrap_or(false);
+        if let Some(s) = cur.filter(|_| !(uid_ring && create)) {
+            return Ok(s);
+        }
+        let c = self.task(task).cred.clone();
+        let (_, us) = self.look_up_user_keyrings(t, task)?;
+        let s = if create {
+            let s = self.alloc_key(
+                None,
+                KeyType::Keyring,
+                "_ses",
+                c.uid,
+                c.gid,
+                SESSION_KEYRING_PERM,
+                &[],
+            );
+            tr!(t.info(
+                f,
+                "@s: join a new anonymous session keyring",
+                vec![("keyring", self.key_show(s))],
+            ));
+            s
+        } else {
+            tr!(t.info(
+                f,
+                "@s: no session keyring; install the user-session keyring",
+                vec![("keyring", self.key_show(us))],
+            ));
+            us
+        };
+        self.tasks[task.0].keyrings.session = Some(s);
+        Ok(s)
+    }
+
+    /// `@u`/`@us`: the user or user-session keyring of the real uid in the task's namespace.
+    fn lookup_user_keyring(
+        &mut self,
+        t: &mut Tracer,
+        task: TaskRef,
+        spec: KeySpec,
+    ) -> Result<KeyRef, Stop> {
+        let c = self.task(task).cred.clone();
+        let (u, us) = self.look_up_user_keyrings(t, task)?;
+        let k = if spec == KeySpec::User { u } else { us };
+        tr!(t.info(
+            "lookup_user_key",
+            format!(
+                "{}: the keyring of the real uid in namespace \"{}\"",
+                spec.shorthand(),
+                self.ns(c.user_ns).name
+            ),
+            vec![("keyring", self.key_show(k)), ("ruid", c.uid.0.to_string())],
+        ));
+        Ok(k)
+    }
+
+    /// `key_lookup`: the key a serial number (or a scenario's key name) refers to, if it is
+    /// still alive.
+    fn key_lookup(&self, t: &mut Tracer, id: &KeyId) -> Result<KeyRef, Stop> {
+        let f = "lookup_user_key";
+        let k = match id {
+            KeyId::Serial(n) => {
+                if *n < 1 {
+                    if *n == -6 || *n == 0 || *n < -8 {
+                        tr!(t.fail(f, format!("{n} is not a valid key id"), vec![]));
+                        return Err(Errno::EINVAL.into());
+                    }
+                    return Err(Stop::unknown(format!(
+                        "special id {n} (request_key authorisation) is not modelled"
+                    )));
+                }
+                self.key_by_serial(*n)
+            }
+            KeyId::Name(n) => match self.key_by_name(n) {
+                Some(k) => Some(k),
+                None => {
+                    return Err(Stop::unknown(format!(
+                        "no key is called \"{n}\" (the op that was to create it failed)"
+                    )))
+                }
+            },
+            KeyId::Special(_) => unreachable!("special ids are looked up by the caller"),
+        };
+        let Some(k) = k else {
+            tr!(t.fail(f, format!("no key has serial {id}"), vec![]));
+            return Err(Errno::ENOKEY.into());
+        };
+        match self.liveness(k) {
+            Liveness::Alive => Ok(k),
+            Liveness::Gone => {
+                // The unlink drops the keyring's reference only after an RCU grace
+                // period (assoc_array_apply_edit -> call_rcu), and key_lookup fails
+                // once the count is zero: ENOKEY or not depends on timing.
+                tr!(t.step(
+                    "key_lookup",
+                    format!("{} is linked nowhere: whether its last reference is gone yet depends on an RCU grace period", self.key_show(k)),
+                    vec![],
+                    crate::outcome::StepVerdict::Unknown,
+                ));
+                Err(Stop::unknown(format!(
+                    "{} was unlinked from everything: the kernel frees it after an RCU grace period, so a lookup may still find it",
+                    self.key_show(k)
+                )))
+            }
+            Liveness::Pending => Err(Stop::unknown(format!(
+                "{} is only linked from unreferenced keyrings awaiting garbage collection",
+                self.key_show(k)
+            ))),
+        }
+    }
+
+    /// `lookup_user_key_possessed`: a key named by serial is possessed if searching the
+    /// task's keyrings finds it.
+    fn key_possessed(&self, t: &mut Tracer, task: TaskRef, k: KeyRef) -> Result<bool, Stop> {
+        let f = "lookup_user_key";
+        tr!(t.info(
+            f,
+            format!(
+                "{} exists; is it possessed? search the task's keyrings",
+                self.key_show(k)
+            ),
+            vec![],
+        ));
+        let r = t.nested(|t| self.search_process_keyrings(t, task, Match::Exact(k)));
+        let possessed = match r {
+            Ok(_) => true,
+            Err(Miss::Unknown(why)) => return Err(Stop::unknown(why)),
+            Err(_) => false,
+        };
+        tr!(t.info(
+            f,
+            if possessed {
+                "possessed"
+            } else {
+                "not possessed"
+            },
+            vec![],
+        ));
+        Ok(possessed)
     }
 }
