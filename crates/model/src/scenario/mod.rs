@@ -206,12 +206,10 @@ impl Scenario {
             declare_key(&c, &mut w, k.span(), k.get_ref())?;
         }
 
-        let mut created: Vec<String> = Vec::new();
-        let mut key_names: Vec<String> = Vec::new();
+        let mut earlier = ops::Earlier::default();
         let mut ops = Vec::new();
-        for o in &raw.op {
-            let so = parse_op(&c, &w, o, &mut created, &mut key_names)?;
-            ops.push(so);
+        for o in &ops::op_tables(&c, text)? {
+            ops.push(parse_op(&c, &w, o, &mut earlier)?);
         }
         Ok(Scenario {
             source_name: source_name.to_owned(),

@@ -1,8 +1,18 @@
-//! The `[[op]]` tables of a scenario.
+//! The `[[op]]` tables of a scenario: one struct per operation, chosen by the table's `op`
+//! field. Serde decides which fields an operation takes (`deny_unknown_fields`) and which it
+//! needs; this module turns the fields into an [`Op`] and errors into ones that name the
+//! operation.
+//!
+//! The `op` field is lifted out of the table and becomes the key of a one-entry table, so the
+//! operation is an externally tagged enum: serde's internally tagged enums buffer the table
+//! and lose toml's positions, and every error here must point at the offending text.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
+use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::raw::*;
@@ -10,518 +20,880 @@ use super::{Expect, ScenarioOp};
 use crate::caps::Cap;
 use crate::keys::{KeyId, KeySpec};
 use crate::ops::{MapKind, Op};
-use crate::world::{TaskRef, World};
+use crate::world::{NsRef, TaskRef, World};
 use crate::Error;
 
+/// The fields of an `[[op]]` table that are not the operation's own.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawOp {
+struct OpCommon {
     by: Spanned<String>,
     op: Spanned<String>,
-    path: Option<Spanned<String>>,
-    access: Option<Spanned<String>>,
-    eaccess: Option<bool>,
-    mode: Option<Spanned<RawNum>>,
-    uid: Option<Spanned<i64>>,
-    gid: Option<Spanned<i64>>,
-    ruid: Option<Spanned<i64>>,
-    euid: Option<Spanned<i64>>,
-    suid: Option<Spanned<i64>>,
-    rgid: Option<Spanned<i64>>,
-    egid: Option<Spanned<i64>>,
-    sgid: Option<Spanned<i64>>,
-    groups: Option<Spanned<Vec<i64>>>,
-    target: Option<Spanned<String>>,
-    signal: Option<Spanned<RawNum>>,
-    name: Option<Spanned<String>>,
-    text: Option<Spanned<String>>,
-    ns: Option<Spanned<String>>,
-    cap: Option<Spanned<String>>,
-    key: Option<Spanned<String>>,
-    keyring: Option<Spanned<String>>,
-    #[serde(rename = "type")]
-    ktype: Option<Spanned<String>>,
-    description: Option<Spanned<String>>,
-    payload: Option<Spanned<String>>,
-    perm: Option<Spanned<RawNum>>,
-    create: Option<bool>,
     expect: Option<Spanned<String>>,
     expect_output: Option<Spanned<String>>,
     note: Option<String>,
 }
 
-/// A key reference of an op: `@t`…`@us`, a serial number, or the name of a declared key or
-/// of one an earlier `add_key` names.
-fn need_key(
-    c: &Ctx,
-    w: &World,
-    o: &Spanned<RawOp>,
-    v: &Option<Spanned<String>>,
-    field: &str,
-    kind: &str,
-    key_names: &[String],
-) -> Result<KeyId, Error> {
-    let s = v
-        .as_ref()
-        .ok_or_else(|| c.err(o.span(), format!("op \"{kind}\" needs `{field}`")))?;
-    let id = KeyId::parse(s.get_ref());
-    if let KeyId::Name(n) = &id {
-        if w.key_by_name(n).is_none() && !key_names.contains(n) {
-            return Err(c.err(
-                s.span(),
-                format!("no key called \"{n}\" (use a [[key]] name, a name given by an earlier add_key, @t, @p, @s, @u, @us or a serial number)"),
-            ));
-        }
-    }
-    Ok(id)
+/// `path` alone: `stat`, `exec`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathArgs {
+    path: Spanned<String>,
 }
 
+/// `open`: `access` is "r", "w" or "rw" (default "r").
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenArgs {
+    path: Spanned<String>,
+    access: Option<Spanned<String>>,
+}
+
+/// `access` (faccessat2): `access` is a subset of "rwx" (default "r").
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessArgs {
+    path: Spanned<String>,
+    access: Option<Spanned<String>>,
+    eaccess: Option<bool>,
+}
+
+/// `create`, `mkdir`: `mode` is octal (default 0666, or 0777 for a directory).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateArgs {
+    path: Spanned<String>,
+    mode: Option<Spanned<RawNum>>,
+}
+
+/// `chmod`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChmodArgs {
+    path: Spanned<String>,
+    mode: Spanned<RawNum>,
+}
+
+/// `chown`: -1 or a missing id leaves it alone.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChownArgs {
+    path: Spanned<String>,
+    uid: Option<Spanned<i64>>,
+    gid: Option<Spanned<i64>>,
+}
+
+/// `kill`: `signal` is a number or a name (default SIGTERM).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KillArgs {
+    target: Spanned<String>,
+    signal: Option<Spanned<RawNum>>,
+}
+
+/// `target` alone: `ptrace`, `proc_status`, `peercred`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetArgs {
+    target: Spanned<String>,
+}
+
+/// `setuid`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetuidArgs {
+    uid: Spanned<i64>,
+}
+
+/// `setreuid`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetreuidArgs {
+    ruid: Option<Spanned<i64>>,
+    euid: Option<Spanned<i64>>,
+}
+
+/// `setresuid`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetresuidArgs {
+    ruid: Option<Spanned<i64>>,
+    euid: Option<Spanned<i64>>,
+    suid: Option<Spanned<i64>>,
+}
+
+/// `setgid`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetgidArgs {
+    gid: Spanned<i64>,
+}
+
+/// `setregid`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetregidArgs {
+    rgid: Option<Spanned<i64>>,
+    egid: Option<Spanned<i64>>,
+}
+
+/// `setresgid`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetresgidArgs {
+    rgid: Option<Spanned<i64>>,
+    egid: Option<Spanned<i64>>,
+    sgid: Option<Spanned<i64>>,
+}
+
+/// `setgroups`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetgroupsArgs {
+    groups: Spanned<Vec<i64>>,
+}
+
+/// `unshare` (CLONE_NEWUSER): the new namespace's name, by default `<process>-nsN`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnshareArgs {
+    name: Option<Spanned<String>>,
+}
+
+/// `write_uid_map`, `write_gid_map`, `write_setgroups`: the target defaults to the writer.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteProcArgs {
+    target: Option<Spanned<String>>,
+    text: Spanned<String>,
+}
+
+/// `setns`: a namespace by name, or the namespace of a process.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetnsArgs {
+    target: Option<Spanned<String>>,
+    ns: Option<Spanned<String>>,
+}
+
+/// `capable`: `ns_capable(ns, cap)`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CapableArgs {
+    ns: Spanned<String>,
+    cap: Spanned<String>,
+}
+
+/// Operations without arguments: `no_new_privs`, `getids`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+/// `add_key`: `name` lets later ops refer to the new key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddKeyArgs {
+    name: Option<Spanned<String>>,
+    keyring: Spanned<String>,
+    #[serde(rename = "type")]
+    ktype: Option<Spanned<String>>,
+    description: Option<Spanned<String>>,
+    payload: Option<Spanned<String>>,
+}
+
+/// `key` alone: `keyctl_read`, `keyctl_describe`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyArgs {
+    key: Spanned<String>,
+}
+
+/// `keyctl_update`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyUpdateArgs {
+    key: Spanned<String>,
+    payload: Option<Spanned<String>>,
+}
+
+/// `keyctl_search`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeySearchArgs {
+    keyring: Spanned<String>,
+    #[serde(rename = "type")]
+    ktype: Option<Spanned<String>>,
+    description: Spanned<String>,
+}
+
+/// `keyctl_link`, `keyctl_unlink`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyLinkArgs {
+    key: Spanned<String>,
+    keyring: Spanned<String>,
+}
+
+/// `keyctl_setperm`: `perm` is a hex mask.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeySetpermArgs {
+    key: Spanned<String>,
+    perm: Spanned<RawNum>,
+}
+
+/// `keyctl_chown`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyChownArgs {
+    uid: Option<Spanned<i64>>,
+    gid: Option<Spanned<i64>>,
+    key: Spanned<String>,
+}
+
+/// `keyctl_get_keyring_id`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyGetIdArgs {
+    key: Spanned<String>,
+    create: Option<bool>,
+}
+
+/// Declares [`OpSpec`], the operations by their scenario names, and the fields each takes
+/// (from its struct, in the order reports show them).
+macro_rules! op_specs {
+    ($($variant:ident($args:ty)),* $(,)?) => {
+        /// An `[[op]]` table's operation, tagged by its `op` field.
+        #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum OpSpec {
+            $($variant($args)),*
+        }
+
+        impl OpSpec {
+            /// The fields this operation takes.
+            fn fields(&self) -> &'static [&'static str] {
+                match self {
+                    $(OpSpec::$variant(_) => field_names::<$args>()),*
+                }
+            }
+        }
+    };
+}
+
+op_specs! {
+    Open(OpenArgs),
+    Access(AccessArgs),
+    Create(CreateArgs),
+    Mkdir(CreateArgs),
+    Stat(PathArgs),
+    Chmod(ChmodArgs),
+    Chown(ChownArgs),
+    Exec(PathArgs),
+    Kill(KillArgs),
+    Ptrace(TargetArgs),
+    Setuid(SetuidArgs),
+    Setreuid(SetreuidArgs),
+    Setresuid(SetresuidArgs),
+    Setgid(SetgidArgs),
+    Setregid(SetregidArgs),
+    Setresgid(SetresgidArgs),
+    Setgroups(SetgroupsArgs),
+    Unshare(UnshareArgs),
+    WriteUidMap(WriteProcArgs),
+    WriteGidMap(WriteProcArgs),
+    WriteSetgroups(WriteProcArgs),
+    Setns(SetnsArgs),
+    NoNewPrivs(NoArgs),
+    Getids(NoArgs),
+    ProcStatus(TargetArgs),
+    Peercred(TargetArgs),
+    Capable(CapableArgs),
+    AddKey(AddKeyArgs),
+    KeyctlRead(KeyArgs),
+    KeyctlDescribe(KeyArgs),
+    KeyctlUpdate(KeyUpdateArgs),
+    KeyctlSearch(KeySearchArgs),
+    KeyctlLink(KeyLinkArgs),
+    KeyctlUnlink(KeyLinkArgs),
+    KeyctlSetperm(KeySetpermArgs),
+    KeyctlChown(KeyChownArgs),
+    KeyctlGetKeyringId(KeyGetIdArgs),
+}
+
+/// The field names a derived `Deserialize` struct declares, read by asking it to deserialize
+/// from a deserializer that only records what `deserialize_struct` is given.
+fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
+    struct Names<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Names<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("only structs are introspected"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(serde::de::Error::custom("introspected"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Names(&mut fields));
+    fields
+}
+
+/// Names that earlier ops of the scenario create: namespaces (`unshare`) and keys
+/// (`add_key` with `name`), so later ops may refer to them.
+#[derive(Default)]
+pub(super) struct Earlier {
+    pub(super) namespaces: Vec<String>,
+    pub(super) keys: Vec<String>,
+}
+
+/// The whole `[[op]]` array, with positions: the scenario's structure is deserialized
+/// without it, and each table is taken apart here.
+pub(super) fn op_tables<'t>(c: &Ctx, text: &'t str) -> Result<Vec<Spanned<DeValue<'t>>>, Error> {
+    let doc = DeTable::parse(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        c.err(span, e.message().trim().to_string())
+    })?;
+    let Some(ops) = doc.into_inner().remove("op") else {
+        return Ok(Vec::new());
+    };
+    match ops.into_inner() {
+        DeValue::Array(a) => Ok(a.to_vec()),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Parse one `[[op]]` table.
 pub(super) fn parse_op(
     c: &Ctx,
     w: &World,
-    o: &Spanned<RawOp>,
-    created: &mut Vec<String>,
-    key_names: &mut Vec<String>,
+    table: &Spanned<DeValue>,
+    earlier: &mut Earlier,
 ) -> Result<ScenarioOp, Error> {
-    let r = o.get_ref();
-    let by = task_ref(c, w, &r.by)?;
-    let kind = r.op.get_ref().trim().to_ascii_lowercase();
-    let need_path = || -> Result<String, Error> {
-        let p = r
-            .path
-            .as_ref()
-            .ok_or_else(|| c.err(o.span(), format!("op \"{kind}\" needs a `path`")))?;
-        crate::world::normalise(p.get_ref())
-            .ok_or_else(|| c.err(p.span(), "paths must be absolute and free of . and .."))
+    let span = table.span();
+    let Some(t) = table.get_ref().as_table() else {
+        return Err(c.err(span, "an [[op]] entry must be a table"));
     };
-    let need_target = || -> Result<TaskRef, Error> {
-        let t = r
-            .target
-            .as_ref()
-            .ok_or_else(|| c.err(o.span(), format!("op \"{kind}\" needs a `target` process")))?;
-        task_ref(c, w, t)
+    let (common, args) = split_common(t);
+    let common: OpCommon = deserialize(c, common, span.clone())?;
+    let by = task_ref(c, w, &common.by)?;
+    let kind = common.op.get_ref().trim().to_ascii_lowercase();
+    let spec = op_spec(c, &common.op, &kind, &args, span.clone())?;
+    let mut cx = OpCx {
+        c,
+        w,
+        by,
+        kind: &kind,
+        span: span.clone(),
+        earlier,
     };
-    let need_id = |v: &Option<Spanned<i64>>, what: &str| -> Result<u32, Error> {
-        let s = v
-            .as_ref()
-            .ok_or_else(|| c.err(o.span(), format!("op \"{kind}\" needs `{what}`")))?;
-        match opt_arg(c, v)? {
-            Some(x) => Ok(x),
-            None => Err(c.err(s.span(), format!("`{what}` cannot be -1 here"))),
-        }
-    };
-    // Which optional fields each op may use (beyond by, op, expect, expect_output, note).
-    let allowed: &[&str] = match kind.as_str() {
-        "open" => &["path", "access"],
-        "access" => &["path", "access", "eaccess"],
-        "create" | "mkdir" => &["path", "mode"],
-        "stat" | "exec" => &["path"],
-        "chmod" => &["path", "mode"],
-        "chown" => &["path", "uid", "gid"],
-        "kill" => &["target", "signal"],
-        "ptrace" | "proc_status" | "peercred" => &["target"],
-        "setuid" => &["uid"],
-        "setreuid" => &["ruid", "euid"],
-        "setresuid" => &["ruid", "euid", "suid"],
-        "setgid" => &["gid"],
-        "setregid" => &["rgid", "egid"],
-        "setresgid" => &["rgid", "egid", "sgid"],
-        "setgroups" => &["groups"],
-        "unshare" => &["name"],
-        "write_uid_map" | "write_gid_map" | "write_setgroups" => &["target", "text"],
-        "setns" => &["ns", "target"],
-        "no_new_privs" | "getids" => &[],
-        "capable" => &["ns", "cap"],
-        "add_key" => &["keyring", "type", "description", "payload", "name"],
-        "keyctl_read" | "keyctl_describe" => &["key"],
-        "keyctl_update" => &["key", "payload"],
-        "keyctl_search" => &["keyring", "type", "description"],
-        "keyctl_link" | "keyctl_unlink" => &["key", "keyring"],
-        "keyctl_setperm" => &["key", "perm"],
-        "keyctl_chown" => &["key", "uid", "gid"],
-        "keyctl_get_keyring_id" => &["key", "create"],
-        _ => {
-            return Err(c.err(
-                r.op.span(),
-                format!("unknown op \"{}\" (one of open, access, create, mkdir, stat, chmod, chown, exec, kill, ptrace, setuid, setreuid, setresuid, setgid, setregid, setresgid, setgroups, unshare, write_uid_map, write_gid_map, write_setgroups, setns, no_new_privs, getids, proc_status, peercred, capable, add_key, keyctl_read, keyctl_describe, keyctl_update, keyctl_search, keyctl_link, keyctl_unlink, keyctl_setperm, keyctl_chown, keyctl_get_keyring_id)", r.op.get_ref()),
-            ))
-        }
-    };
-    let present: Vec<(&str, Option<Range<usize>>)> = vec![
-        ("path", r.path.as_ref().map(|v| v.span())),
-        ("access", r.access.as_ref().map(|v| v.span())),
-        ("eaccess", r.eaccess.map(|_| o.span())),
-        ("mode", r.mode.as_ref().map(|v| v.span())),
-        ("uid", r.uid.as_ref().map(|v| v.span())),
-        ("gid", r.gid.as_ref().map(|v| v.span())),
-        ("ruid", r.ruid.as_ref().map(|v| v.span())),
-        ("euid", r.euid.as_ref().map(|v| v.span())),
-        ("suid", r.suid.as_ref().map(|v| v.span())),
-        ("rgid", r.rgid.as_ref().map(|v| v.span())),
-        ("egid", r.egid.as_ref().map(|v| v.span())),
-        ("sgid", r.sgid.as_ref().map(|v| v.span())),
-        ("groups", r.groups.as_ref().map(|v| v.span())),
-        ("target", r.target.as_ref().map(|v| v.span())),
-        ("signal", r.signal.as_ref().map(|v| v.span())),
-        ("name", r.name.as_ref().map(|v| v.span())),
-        ("text", r.text.as_ref().map(|v| v.span())),
-        ("ns", r.ns.as_ref().map(|v| v.span())),
-        ("cap", r.cap.as_ref().map(|v| v.span())),
-        ("key", r.key.as_ref().map(|v| v.span())),
-        ("keyring", r.keyring.as_ref().map(|v| v.span())),
-        ("type", r.ktype.as_ref().map(|v| v.span())),
-        ("description", r.description.as_ref().map(|v| v.span())),
-        ("payload", r.payload.as_ref().map(|v| v.span())),
-        ("perm", r.perm.as_ref().map(|v| v.span())),
-        ("create", r.create.map(|_| o.span())),
-    ];
-    for (field, span) in &present {
-        if let Some(span) = span {
-            if !allowed.contains(field) {
-                return Err(c.err(
-                    span.clone(),
-                    format!(
-                        "op \"{kind}\" does not take `{field}` (it takes: {})",
-                        if allowed.is_empty() {
-                            "nothing".to_string()
-                        } else {
-                            allowed.join(", ")
-                        }
-                    ),
-                ));
-            }
-        }
-    }
-    let mut deferred_ns = None;
-    let op = match kind.as_str() {
-        "open" | "access" => {
-            let mask = match &r.access {
-                Some(a) => access_mask(c, a)?,
-                None => 4,
-            };
-            if kind == "open" {
-                if mask & 1 != 0 {
-                    return Err(c.err(r.access.as_ref().map(|a| a.span()).unwrap_or(o.span()), "open takes access \"r\", \"w\" or \"rw\" (use op \"exec\" or \"access\" for x)"));
-                }
-                Op::Open {
-                    path: need_path()?,
-                    read: mask & 4 != 0 || mask == 0,
-                    write: mask & 2 != 0,
-                }
-            } else {
-                Op::Access {
-                    path: need_path()?,
-                    mode: mask,
-                    eaccess: r.eaccess.unwrap_or(false),
-                }
-            }
-        }
-        "create" | "mkdir" => {
-            let dir = kind == "mkdir";
-            let mode = match &r.mode {
-                Some(m) => parse_num(c, m, "mode")?,
-                None => {
-                    if dir {
-                        0o777
-                    } else {
-                        0o666
-                    }
-                }
-            };
-            Op::Create {
-                path: need_path()?,
-                mode,
-                dir,
-            }
-        }
-        "stat" => Op::Stat { path: need_path()? },
-        "exec" => Op::Exec { path: need_path()? },
-        "chmod" => {
-            let m = r
-                .mode
-                .as_ref()
-                .ok_or_else(|| c.err(o.span(), "op \"chmod\" needs `mode`"))?;
-            Op::Chmod {
-                path: need_path()?,
-                mode: parse_num(c, m, "mode")?,
-            }
-        }
-        "chown" => Op::Chown {
-            path: need_path()?,
-            uid: opt_arg(c, &r.uid)?,
-            gid: opt_arg(c, &r.gid)?,
-        },
-        "kill" => {
-            let signal = match &r.signal {
-                Some(s) => parse_signal(c, s)?,
-                None => 15,
-            };
-            Op::Kill {
-                target: need_target()?,
-                signal,
-            }
-        }
-        "ptrace" => Op::Ptrace {
-            target: need_target()?,
-        },
-        "proc_status" => Op::ProcStatus {
-            target: need_target()?,
-        },
-        "peercred" => Op::PeerCred {
-            peer: need_target()?,
-        },
-        "setuid" => Op::Setuid {
-            uid: need_id(&r.uid, "uid")?,
-        },
-        "setreuid" => Op::Setreuid {
-            ruid: opt_arg(c, &r.ruid)?,
-            euid: opt_arg(c, &r.euid)?,
-        },
-        "setresuid" => Op::Setresuid {
-            ruid: opt_arg(c, &r.ruid)?,
-            euid: opt_arg(c, &r.euid)?,
-            suid: opt_arg(c, &r.suid)?,
-        },
-        "setgid" => Op::Setgid {
-            gid: need_id(&r.gid, "gid")?,
-        },
-        "setregid" => Op::Setregid {
-            rgid: opt_arg(c, &r.rgid)?,
-            egid: opt_arg(c, &r.egid)?,
-        },
-        "setresgid" => Op::Setresgid {
-            rgid: opt_arg(c, &r.rgid)?,
-            egid: opt_arg(c, &r.egid)?,
-            sgid: opt_arg(c, &r.sgid)?,
-        },
-        "setgroups" => {
-            let g = r
-                .groups
-                .as_ref()
-                .ok_or_else(|| c.err(o.span(), "op \"setgroups\" needs `groups`"))?;
-            let mut v = Vec::new();
-            for x in g.get_ref() {
-                if !(0..u32::MAX as i64).contains(x) {
-                    return Err(c.err(g.span(), format!("{x} is not a group id")));
-                }
-                v.push(*x as u32);
-            }
-            Op::Setgroups { groups: v }
-        }
-        "unshare" => {
-            let name = match &r.name {
-                Some(n) => {
-                    if w.ns_by_name(n.get_ref()).is_some() || created.contains(n.get_ref()) {
-                        return Err(c.err(
-                            n.span(),
-                            format!("a namespace called \"{}\" already exists", n.get_ref()),
-                        ));
-                    }
-                    n.get_ref().clone()
-                }
-                None => format!("{}-ns{}", w.task(by).name, created.len() + 1),
-            };
-            created.push(name.clone());
-            Op::UnshareUser { name }
-        }
-        "write_uid_map" | "write_gid_map" => {
-            let target = match &r.target {
-                Some(t) => task_ref(c, w, t)?,
-                None => by,
-            };
-            let text = r
-                .text
-                .as_ref()
-                .ok_or_else(|| c.err(o.span(), format!("op \"{kind}\" needs `text`")))?;
-            Op::WriteMap {
-                target,
-                kind: if kind == "write_uid_map" {
-                    MapKind::Uid
-                } else {
-                    MapKind::Gid
-                },
-                text: text.get_ref().clone(),
-            }
-        }
-        "write_setgroups" => {
-            let target = match &r.target {
-                Some(t) => task_ref(c, w, t)?,
-                None => by,
-            };
-            let text = r
-                .text
-                .as_ref()
-                .ok_or_else(|| c.err(o.span(), "op \"write_setgroups\" needs `text`"))?;
-            Op::WriteSetgroups {
-                target,
-                text: text.get_ref().clone(),
-            }
-        }
-        "setns" | "capable" => {
-            let ns = match (&r.ns, &r.target) {
-                (Some(n), None) => match w.ns_by_name(n.get_ref()) {
-                    Some(x) => x,
-                    None if created.contains(n.get_ref()) => {
-                        deferred_ns = Some(n.get_ref().clone());
-                        w.init_ns()
-                    }
-                    None => {
-                        return Err(
-                            c.err(n.span(), format!("no namespace called \"{}\"", n.get_ref()))
-                        )
-                    }
-                },
-                (None, Some(t)) if kind == "setns" => {
-                    let tr = task_ref(c, w, t)?;
-                    w.task(tr).cred.user_ns
-                }
-                _ => {
-                    return Err(c.err(
-                        o.span(),
-                        format!(
-                            "op \"{kind}\" needs `ns` (a namespace name){}",
-                            if kind == "setns" {
-                                " or `target` (a process)"
-                            } else {
-                                ""
-                            }
-                        ),
-                    ))
-                }
-            };
-            if kind == "setns" {
-                Op::Setns { ns }
-            } else {
-                let cs = r
-                    .cap
-                    .as_ref()
-                    .ok_or_else(|| c.err(o.span(), "op \"capable\" needs `cap`"))?;
-                let cap = Cap::parse(cs.get_ref()).ok_or_else(|| {
-                    c.err(
-                        cs.span(),
-                        format!("unknown capability \"{}\"", cs.get_ref()),
-                    )
-                })?;
-                Op::Capable { ns, cap }
-            }
-        }
-        "no_new_privs" => Op::SetNoNewPrivs,
-        "getids" => Op::GetIds,
-        "add_key" => {
-            let desc = r
-                .description
-                .as_ref()
-                .map(|d| d.get_ref().clone())
-                .unwrap_or_default();
-            let name = r.name.as_ref().map(|n| n.get_ref().clone());
-            if let Some(n) = &r.name {
-                let nm = n.get_ref();
-                if w.key_by_name(nm).is_some() || key_names.contains(nm) {
-                    return Err(c.err(n.span(), format!("a key called \"{nm}\" already exists")));
-                }
-                if KeySpec::parse(nm).is_some() || nm.parse::<i64>().is_ok() {
-                    return Err(c.err(
-                        n.span(),
-                        format!("key name \"{nm}\" must not be a number or an @ shorthand"),
-                    ));
-                }
-                key_names.push(nm.clone());
-            }
-            Op::AddKey {
-                ktype: key_type(c, &r.ktype)?,
-                description: desc,
-                payload: r
-                    .payload
-                    .as_ref()
-                    .map(|p| p.get_ref().clone())
-                    .unwrap_or_default(),
-                keyring: need_key(c, w, o, &r.keyring, "keyring", &kind, key_names)?,
-                name,
-            }
-        }
-        "keyctl_read" => Op::KeyRead {
-            key: need_key(c, w, o, &r.key, "key", &kind, key_names)?,
-        },
-        "keyctl_describe" => Op::KeyDescribe {
-            key: need_key(c, w, o, &r.key, "key", &kind, key_names)?,
-        },
-        "keyctl_update" => Op::KeyUpdate {
-            key: need_key(c, w, o, &r.key, "key", &kind, key_names)?,
-            payload: r
-                .payload
-                .as_ref()
-                .map(|p| p.get_ref().clone())
-                .unwrap_or_default(),
-        },
-        "keyctl_search" => Op::KeySearch {
-            keyring: need_key(c, w, o, &r.keyring, "keyring", &kind, key_names)?,
-            ktype: key_type(c, &r.ktype)?,
-            description: r
-                .description
-                .as_ref()
-                .map(|d| d.get_ref().clone())
-                .ok_or_else(|| c.err(o.span(), "op \"keyctl_search\" needs `description`"))?,
-        },
-        "keyctl_link" | "keyctl_unlink" => {
-            let key = need_key(c, w, o, &r.key, "key", &kind, key_names)?;
-            let keyring = need_key(c, w, o, &r.keyring, "keyring", &kind, key_names)?;
-            if kind == "keyctl_link" {
-                Op::KeyLink { key, keyring }
-            } else {
-                Op::KeyUnlink { key, keyring }
-            }
-        }
-        "keyctl_setperm" => {
-            let p = r
-                .perm
-                .as_ref()
-                .ok_or_else(|| c.err(o.span(), "op \"keyctl_setperm\" needs `perm`"))?;
-            Op::KeySetperm {
-                key: need_key(c, w, o, &r.key, "key", &kind, key_names)?,
-                perm: parse_perm(c, p)?,
-            }
-        }
-        "keyctl_chown" => Op::KeyChown {
-            key: need_key(c, w, o, &r.key, "key", &kind, key_names)?,
-            uid: opt_arg(c, &r.uid)?,
-            gid: opt_arg(c, &r.gid)?,
-        },
-        "keyctl_get_keyring_id" => Op::KeyGetId {
-            key: need_key(c, w, o, &r.key, "key", &kind, key_names)?,
-            create: r.create.unwrap_or(false),
-        },
-        _ => unreachable!("checked above"),
-    };
-    let expect = match &r.expect {
+    let (op, deferred_ns) = cx.op(&spec)?;
+    let expect = match &common.expect {
         Some(e) => Some(Expect::parse(e.get_ref()).ok_or_else(|| c.err(e.span(), format!("expect \"{}\": use allowed, denied, unknown or an errno name (EPERM, EACCES, …)", e.get_ref())))?),
         None => None,
     };
-    // The op as written, for reports.
-    let mut text = format!("{}: {kind}", r.by.get_ref());
-    for (field, span) in &present {
-        if let Some(span) = span {
-            if *field == "create" {
-                text.push_str(&format!(" create={}", r.create.unwrap_or(false)));
-                continue;
-            }
-            if *field == "eaccess" {
-                text.push_str(" eaccess");
-                continue;
-            }
-            let raw = c.text.get(span.clone()).unwrap_or("?").trim_matches('"');
-            text.push_str(&format!(" {field}={raw}"));
-        }
-    }
-    if let Some(n) = &r.note {
-        text.push_str(&format!("  # {n}"));
-    }
     Ok(ScenarioOp {
         by,
         op,
         deferred_ns,
-        text,
+        text: op_text(c, &common, &kind, spec.fields(), &args),
         expect,
-        expect_output: r.expect_output.as_ref().map(|e| e.get_ref().clone()),
-        line: c.line(&o.span()),
+        expect_output: common.expect_output.as_ref().map(|e| e.get_ref().clone()),
+        line: c.line(&span),
     })
+}
+
+/// The table's common fields, and the operation's own.
+fn split_common<'t>(t: &DeTable<'t>) -> (DeTable<'t>, DeTable<'t>) {
+    let common = field_names::<OpCommon>();
+    let mut mine = DeTable::new();
+    let mut theirs = DeTable::new();
+    for (k, v) in t.iter() {
+        if common.contains(&k.get_ref().as_ref()) {
+            mine.insert(k.clone(), v.clone());
+        } else {
+            theirs.insert(k.clone(), v.clone());
+        }
+    }
+    (mine, theirs)
+}
+
+/// Deserialize a table, errors pointing where toml says (or at the whole table).
+fn deserialize<T: DeserializeOwned>(c: &Ctx, t: DeTable, span: Range<usize>) -> Result<T, Error> {
+    let v = Spanned::new(span.clone(), DeValue::Table(t));
+    T::deserialize(v.into_deserializer())
+        .map_err(|e| c.err(e.span().unwrap_or(span), e.message().trim().to_string()))
+}
+
+/// The operation: `{ <op> = <the other fields> }` as an externally tagged [`OpSpec`], with
+/// serde's errors reworded to name the operation.
+fn op_spec(
+    c: &Ctx,
+    op: &Spanned<String>,
+    kind: &str,
+    args: &DeTable,
+    span: Range<usize>,
+) -> Result<OpSpec, Error> {
+    let mut tagged = DeTable::new();
+    tagged.insert(
+        Spanned::new(op.span(), Cow::Owned(kind.to_owned())),
+        Spanned::new(span.clone(), DeValue::Table(args.clone())),
+    );
+    let v = Spanned::new(span.clone(), DeValue::Table(tagged));
+    OpSpec::deserialize(v.into_deserializer()).map_err(|e| {
+        let msg = e.message().trim();
+        let names = backticked(msg);
+        if msg.starts_with("unknown variant") {
+            return c.err(
+                op.span(),
+                format!(
+                    "unknown op \"{}\" (one of {})",
+                    op.get_ref(),
+                    names[1..].join(", ")
+                ),
+            );
+        }
+        if let Some(field) = msg
+            .strip_prefix("unknown field `")
+            .and_then(|_| names.first())
+        {
+            let at = args
+                .get(field.as_str())
+                .map(|v| v.span())
+                .or(e.span())
+                .unwrap_or(span);
+            let takes = if names.len() > 1 {
+                names[1..].join(", ")
+            } else {
+                "nothing".to_string()
+            };
+            return c.err(
+                at,
+                format!("op \"{kind}\" does not take `{field}` (it takes: {takes})"),
+            );
+        }
+        if let Some(field) = msg
+            .strip_prefix("missing field `")
+            .and_then(|_| names.first())
+        {
+            let what = match field.as_str() {
+                "path" => "a `path`".to_string(),
+                "target" => "a `target` process".to_string(),
+                "ns" => "`ns` (a namespace name)".to_string(),
+                f => format!("`{f}`"),
+            };
+            return c.err(span, format!("op \"{kind}\" needs {what}"));
+        }
+        c.err(e.span().unwrap_or(span), format!("op \"{kind}\": {msg}"))
+    })
+}
+
+/// The `quoted` names in a serde error message, in order.
+fn backticked(msg: &str) -> Vec<String> {
+    msg.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The op as written, for reports: `by: op field=value …` in the order the op's struct
+/// declares its fields, then the note.
+fn op_text(c: &Ctx, common: &OpCommon, kind: &str, fields: &[&str], args: &DeTable) -> String {
+    let mut text = format!("{}: {kind}", common.by.get_ref());
+    for field in fields {
+        let Some(v) = args.get(*field) else {
+            continue;
+        };
+        match *field {
+            "create" => {
+                let on = v.get_ref().as_bool().unwrap_or(false);
+                text.push_str(&format!(" create={on}"));
+            }
+            "eaccess" => text.push_str(" eaccess"),
+            _ => {
+                let raw = c.text.get(v.span()).unwrap_or("?").trim_matches('"');
+                text.push_str(&format!(" {field}={raw}"));
+            }
+        }
+    }
+    if let Some(n) = &common.note {
+        text.push_str(&format!("  # {n}"));
+    }
+    text
+}
+
+/// What turning one op's fields into an [`Op`] needs.
+struct OpCx<'a, 'w> {
+    c: &'a Ctx<'a>,
+    w: &'w World,
+    by: TaskRef,
+    kind: &'a str,
+    span: Range<usize>,
+    earlier: &'a mut Earlier,
+}
+
+impl OpCx<'_, '_> {
+    /// The [`Op`], and a namespace it names that only an earlier `unshare` will create.
+    fn op(&mut self, spec: &OpSpec) -> Result<(Op, Option<String>), Error> {
+        use OpSpec::*;
+        let op = match spec {
+            Setns(a) => return self.setns(a),
+            Capable(a) => return self.capable(a),
+            Open(_) | Access(_) | Create(_) | Mkdir(_) | Stat(_) | Exec(_) | Chmod(_)
+            | Chown(_) => self.file_op(spec)?,
+            Kill(_) | Ptrace(_) | ProcStatus(_) | Peercred(_) | NoNewPrivs(_) | Getids(_) => {
+                self.task_op(spec)?
+            }
+            Setuid(_) | Setgid(_) | Setreuid(_) | Setresuid(_) | Setregid(_) | Setresgid(_)
+            | Setgroups(_) => self.creds_op(spec)?,
+            Unshare(_) | WriteUidMap(_) | WriteGidMap(_) | WriteSetgroups(_) => self.ns_op(spec)?,
+            AddKey(_)
+            | KeyctlRead(_)
+            | KeyctlDescribe(_)
+            | KeyctlUpdate(_)
+            | KeyctlSearch(_)
+            | KeyctlLink(_)
+            | KeyctlUnlink(_)
+            | KeyctlSetperm(_)
+            | KeyctlChown(_)
+            | KeyctlGetKeyringId(_) => self.key_op(spec)?,
+        };
+        Ok((op, None))
+    }
+
+    /// A path, normalised; it must be absolute and free of `.` and `..`.
+    fn path(&self, p: &Spanned<String>) -> Result<String, Error> {
+        crate::world::normalise(p.get_ref()).ok_or_else(|| {
+            self.c
+                .err(p.span(), "paths must be absolute and free of . and ..")
+        })
+    }
+
+    /// An id that may not be -1.
+    fn id(&self, v: &Spanned<i64>, what: &str) -> Result<u32, Error> {
+        match opt_arg(self.c, &Some(v.clone()))? {
+            Some(x) => Ok(x),
+            None => Err(self.c.err(v.span(), format!("`{what}` cannot be -1 here"))),
+        }
+    }
+
+    /// A `target` process, or the acting one.
+    fn target_or_self(&self, t: &Option<Spanned<String>>) -> Result<TaskRef, Error> {
+        match t {
+            Some(t) => task_ref(self.c, self.w, t),
+            None => Ok(self.by),
+        }
+    }
+
+    fn file_op(&self, spec: &OpSpec) -> Result<Op, Error> {
+        let c = self.c;
+        Ok(match spec {
+            OpSpec::Open(a) => {
+                let mask = a.access.as_ref().map_or(Ok(4), |m| access_mask(c, m))?;
+                if mask & 1 != 0 {
+                    return Err(c.err(a.access.as_ref().map(|a| a.span()).unwrap_or(self.span.clone()), "open takes access \"r\", \"w\" or \"rw\" (use op \"exec\" or \"access\" for x)"));
+                }
+                Op::Open {
+                    path: self.path(&a.path)?,
+                    read: mask & 4 != 0 || mask == 0,
+                    write: mask & 2 != 0,
+                }
+            }
+            OpSpec::Access(a) => {
+                let mode = a.access.as_ref().map_or(Ok(4), |m| access_mask(c, m))?;
+                Op::Access {
+                    path: self.path(&a.path)?,
+                    mode,
+                    eaccess: a.eaccess.unwrap_or(false),
+                }
+            }
+            OpSpec::Create(a) | OpSpec::Mkdir(a) => {
+                let dir = matches!(spec, OpSpec::Mkdir(_));
+                let mode = match &a.mode {
+                    Some(m) => parse_num(c, m, "mode")?,
+                    None if dir => 0o777,
+                    None => 0o666,
+                };
+                Op::Create {
+                    path: self.path(&a.path)?,
+                    mode,
+                    dir,
+                }
+            }
+            OpSpec::Stat(a) => Op::Stat {
+                path: self.path(&a.path)?,
+            },
+            OpSpec::Exec(a) => Op::Exec {
+                path: self.path(&a.path)?,
+            },
+            OpSpec::Chmod(a) => Op::Chmod {
+                path: self.path(&a.path)?,
+                mode: parse_num(c, &a.mode, "mode")?,
+            },
+            OpSpec::Chown(a) => Op::Chown {
+                path: self.path(&a.path)?,
+                uid: opt_arg(c, &a.uid)?,
+                gid: opt_arg(c, &a.gid)?,
+            },
+            _ => unreachable!("dispatched by OpCx::op"),
+        })
+    }
+
+    fn task_op(&self, spec: &OpSpec) -> Result<Op, Error> {
+        let (c, w) = (self.c, self.w);
+        Ok(match spec {
+            OpSpec::Kill(a) => {
+                let signal = match &a.signal {
+                    Some(s) => parse_signal(c, s)?,
+                    None => 15,
+                };
+                Op::Kill {
+                    target: task_ref(c, w, &a.target)?,
+                    signal,
+                }
+            }
+            OpSpec::Ptrace(a) => Op::Ptrace {
+                target: task_ref(c, w, &a.target)?,
+            },
+            OpSpec::ProcStatus(a) => Op::ProcStatus {
+                target: task_ref(c, w, &a.target)?,
+            },
+            OpSpec::Peercred(a) => Op::PeerCred {
+                peer: task_ref(c, w, &a.target)?,
+            },
+            OpSpec::NoNewPrivs(_) => Op::SetNoNewPrivs,
+            OpSpec::Getids(_) => Op::GetIds,
+            _ => unreachable!("dispatched by OpCx::op"),
+        })
+    }
+
+    fn creds_op(&self, spec: &OpSpec) -> Result<Op, Error> {
+        let c = self.c;
+        Ok(match spec {
+            OpSpec::Setuid(a) => Op::Setuid {
+                uid: self.id(&a.uid, "uid")?,
+            },
+            OpSpec::Setgid(a) => Op::Setgid {
+                gid: self.id(&a.gid, "gid")?,
+            },
+            OpSpec::Setreuid(a) => Op::Setreuid {
+                ruid: opt_arg(c, &a.ruid)?,
+                euid: opt_arg(c, &a.euid)?,
+            },
+            OpSpec::Setresuid(a) => Op::Setresuid {
+                ruid: opt_arg(c, &a.ruid)?,
+                euid: opt_arg(c, &a.euid)?,
+                suid: opt_arg(c, &a.suid)?,
+            },
+            OpSpec::Setregid(a) => Op::Setregid {
+                rgid: opt_arg(c, &a.rgid)?,
+                egid: opt_arg(c, &a.egid)?,
+            },
+            OpSpec::Setresgid(a) => Op::Setresgid {
+                rgid: opt_arg(c, &a.rgid)?,
+                egid: opt_arg(c, &a.egid)?,
+                sgid: opt_arg(c, &a.sgid)?,
+            },
+            OpSpec::Setgroups(a) => {
+                let g = &a.groups;
+                let mut v = Vec::new();
+                for x in g.get_ref() {
+                    if !(0..u32::MAX as i64).contains(x) {
+                        return Err(c.err(g.span(), format!("{x} is not a group id")));
+                    }
+                    v.push(*x as u32);
+                }
+                Op::Setgroups { groups: v }
+            }
+            _ => unreachable!("dispatched by OpCx::op"),
+        })
+    }
+
+    fn ns_op(&mut self, spec: &OpSpec) -> Result<Op, Error> {
+        let (c, w) = (self.c, self.w);
+        Ok(match spec {
+            OpSpec::Unshare(a) => {
+                let created = &mut self.earlier.namespaces;
+                let name = match &a.name {
+                    Some(n) => {
+                        if w.ns_by_name(n.get_ref()).is_some() || created.contains(n.get_ref()) {
+                            return Err(c.err(
+                                n.span(),
+                                format!("a namespace called \"{}\" already exists", n.get_ref()),
+                            ));
+                        }
+                        n.get_ref().clone()
+                    }
+                    None => format!("{}-ns{}", w.task(self.by).name, created.len() + 1),
+                };
+                created.push(name.clone());
+                Op::UnshareUser { name }
+            }
+            OpSpec::WriteUidMap(a) | OpSpec::WriteGidMap(a) => Op::WriteMap {
+                target: self.target_or_self(&a.target)?,
+                kind: if matches!(spec, OpSpec::WriteUidMap(_)) {
+                    MapKind::Uid
+                } else {
+                    MapKind::Gid
+                },
+                text: a.text.get_ref().clone(),
+            },
+            OpSpec::WriteSetgroups(a) => Op::WriteSetgroups {
+                target: self.target_or_self(&a.target)?,
+                text: a.text.get_ref().clone(),
+            },
+            _ => unreachable!("dispatched by OpCx::op"),
+        })
+    }
+
+    /// A namespace by name; one that an earlier `unshare` creates is resolved when the op
+    /// runs.
+    fn ns(&self, n: &Spanned<String>) -> Result<(NsRef, Option<String>), Error> {
+        match self.w.ns_by_name(n.get_ref()) {
+            Some(x) => Ok((x, None)),
+            None if self.earlier.namespaces.contains(n.get_ref()) => {
+                Ok((self.w.init_ns(), Some(n.get_ref().clone())))
+            }
+            None => Err(self
+                .c
+                .err(n.span(), format!("no namespace called \"{}\"", n.get_ref()))),
+        }
+    }
+
+    fn setns(&self, a: &SetnsArgs) -> Result<(Op, Option<String>), Error> {
+        let (ns, deferred) = match (&a.ns, &a.target) {
+            (Some(n), None) => self.ns(n)?,
+            (None, Some(t)) => {
+                let tr = task_ref(self.c, self.w, t)?;
+                (self.w.task(tr).cred.user_ns, None)
+            }
+            _ => {
+                return Err(self.c.err(
+                    self.span.clone(),
+                    format!(
+                        "op \"{}\" needs `ns` (a namespace name) or `target` (a process)",
+                        self.kind
+                    ),
+                ))
+            }
+        };
+        Ok((Op::Setns { ns }, deferred))
+    }
+
+    fn capable(&self, a: &CapableArgs) -> Result<(Op, Option<String>), Error> {
+        let (ns, deferred) = self.ns(&a.ns)?;
+        let cap = Cap::parse(a.cap.get_ref()).ok_or_else(|| {
+            self.c.err(
+                a.cap.span(),
+                format!("unknown capability \"{}\"", a.cap.get_ref()),
+            )
+        })?;
+        Ok((Op::Capable { ns, cap }, deferred))
+    }
+
+    /// A key reference: `@t`…`@us`, a serial number, or the name of a declared key or of one
+    /// an earlier `add_key` names.
+    fn key(&self, s: &Spanned<String>) -> Result<KeyId, Error> {
+        let id = KeyId::parse(s.get_ref());
+        if let KeyId::Name(n) = &id {
+            if self.w.key_by_name(n).is_none() && !self.earlier.keys.contains(n) {
+                return Err(self.c.err(
+                    s.span(),
+                    format!("no key called \"{n}\" (use a [[key]] name, a name given by an earlier add_key, @t, @p, @s, @u, @us or a serial number)"),
+                ));
+            }
+        }
+        Ok(id)
+    }
+
+    fn key_op(&mut self, spec: &OpSpec) -> Result<Op, Error> {
+        let c = self.c;
+        let text = |v: &Option<Spanned<String>>| {
+            v.as_ref().map(|p| p.get_ref().clone()).unwrap_or_default()
+        };
+        Ok(match spec {
+            OpSpec::AddKey(a) => self.add_key(a)?,
+            OpSpec::KeyctlRead(a) => Op::KeyRead {
+                key: self.key(&a.key)?,
+            },
+            OpSpec::KeyctlDescribe(a) => Op::KeyDescribe {
+                key: self.key(&a.key)?,
+            },
+            OpSpec::KeyctlUpdate(a) => Op::KeyUpdate {
+                key: self.key(&a.key)?,
+                payload: text(&a.payload),
+            },
+            OpSpec::KeyctlSearch(a) => Op::KeySearch {
+                keyring: self.key(&a.keyring)?,
+                ktype: key_type(c, &a.ktype)?,
+                description: a.description.get_ref().clone(),
+            },
+            OpSpec::KeyctlLink(a) => Op::KeyLink {
+                key: self.key(&a.key)?,
+                keyring: self.key(&a.keyring)?,
+            },
+            OpSpec::KeyctlUnlink(a) => Op::KeyUnlink {
+                key: self.key(&a.key)?,
+                keyring: self.key(&a.keyring)?,
+            },
+            OpSpec::KeyctlSetperm(a) => Op::KeySetperm {
+                key: self.key(&a.key)?,
+                perm: parse_perm(c, &a.perm)?,
+            },
+            OpSpec::KeyctlChown(a) => Op::KeyChown {
+                key: self.key(&a.key)?,
+                uid: opt_arg(c, &a.uid)?,
+                gid: opt_arg(c, &a.gid)?,
+            },
+            OpSpec::KeyctlGetKeyringId(a) => Op::KeyGetId {
+                key: self.key(&a.key)?,
+                create: a.create.unwrap_or(false),
+            },
+            _ => unreachable!("dispatched by OpCx::op"),
+        })
+    }
+
+    /// `add_key`; a `name` must be new and must not look like a serial or an @ shorthand.
+    fn add_key(&mut self, a: &AddKeyArgs) -> Result<Op, Error> {
+        let c = self.c;
+        let name = a.name.as_ref().map(|n| n.get_ref().clone());
+        if let Some(n) = &a.name {
+            let nm = n.get_ref();
+            if self.w.key_by_name(nm).is_some() || self.earlier.keys.contains(nm) {
+                return Err(c.err(n.span(), format!("a key called \"{nm}\" already exists")));
+            }
+            if KeySpec::parse(nm).is_some() || nm.parse::<i64>().is_ok() {
+                return Err(c.err(
+                    n.span(),
+                    format!("key name \"{nm}\" must not be a number or an @ shorthand"),
+                ));
+            }
+            self.earlier.keys.push(nm.clone());
+        }
+        let text = |v: &Option<Spanned<String>>| {
+            v.as_ref().map(|p| p.get_ref().clone()).unwrap_or_default()
+        };
+        Ok(Op::AddKey {
+            ktype: key_type(c, &a.ktype)?,
+            description: text(&a.description),
+            payload: text(&a.payload),
+            keyring: self.key(&a.keyring)?,
+            name,
+        })
+    }
 }

@@ -28,8 +28,10 @@ pub(super) struct RawScenario {
     pub(super) process: Vec<Spanned<RawProcess>>,
     #[serde(default)]
     pub(super) key: Vec<Spanned<RawKey>>,
-    #[serde(default)]
-    pub(super) op: Vec<Spanned<super::ops::RawOp>>,
+    /// The `[[op]]` tables are only checked to be there: `ops::op_tables` takes them apart
+    /// with their positions.
+    #[serde(default, rename = "op")]
+    pub(super) _op: Vec<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize, Clone)]
