@@ -4,8 +4,6 @@ use credns_idmap::{Kgid, Kuid};
 use serde::{Serialize, Serializer};
 
 /// `KEY_*_VIEW`: see the key's attributes.
-
-/// `KEY_*_VIEW`: see the key's attributes.
 pub const KEY_VIEW: u32 = 0x01;
 /// `KEY_*_READ`: read the payload (list a keyring).
 pub const KEY_READ: u32 = 0x02;
