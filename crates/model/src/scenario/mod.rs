@@ -10,6 +10,7 @@ use crate::world::{MountOptions, TaskRef, World};
 use crate::Error;
 use credns_idmap::Errno;
 
+mod op_args;
 mod ops;
 mod raw;
 mod world;
