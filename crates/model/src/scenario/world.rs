@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::raw::*;
 use crate::caps::CapSet;
-use crate::keys::{KeySpec, KeyType};
+use crate::keys::{KeyRef, KeySpec, KeyType};
 use crate::world::{Acl, Cred, MountOptions, World};
 use crate::Error;
 
@@ -269,23 +269,8 @@ pub(super) fn declare_key(
     kspan: Range<usize>,
     k: &RawKey,
 ) -> Result<(), Error> {
-    let model = |span: Range<usize>, e: Error| match e {
-        Error::Model(m) => c.err(span, m),
-        other => other,
-    };
     let name = k.name.get_ref();
-    if w.key_by_name(name).is_some() {
-        return Err(c.err(
-            k.name.span(),
-            format!("a key called \"{name}\" already exists"),
-        ));
-    }
-    if KeySpec::parse(name).is_some() || name.parse::<i64>().is_ok() || name.contains(':') {
-        return Err(c.err(
-            k.name.span(),
-            format!("key name \"{name}\" must not be a number, an @ shorthand or contain ':'"),
-        ));
-    }
+    check_key_name(c, w, k)?;
     let ktype = key_type(c, &k.ktype)?;
     let at: Vec<String> =
         k.at.as_ref()
@@ -310,6 +295,58 @@ pub(super) fn declare_key(
             ),
         ));
     }
+    let (uid, gid) = key_owner(c, w, k, kspan.clone(), &at, &install)?;
+    let perm = match &k.perm {
+        Some(p) => parse_perm(c, p)?,
+        None => crate::keys::KEY_DEFAULT_PERM,
+    };
+    let desc = k.description.clone().unwrap_or_else(|| name.clone());
+    let payload = k.payload.clone().unwrap_or_default();
+    if ktype == KeyType::Keyring && !payload.is_empty() {
+        return Err(c.err(kspan, "a keyring has no payload"));
+    }
+    let key = w.alloc_key(Some(name), ktype, &desc, uid, gid, perm, payload.as_bytes());
+    for i in &install {
+        install_key(c, w, key, i, in_span.clone())?;
+    }
+    for a in &at {
+        let ring = at_keyring(c, w, a, at_span.clone())?;
+        w.link_key(ring, key)
+            .map_err(|e| c.model(at_span.clone(), e))?;
+    }
+    Ok(())
+}
+
+/// A declared key's name must be new, and must not read as a serial, an @ shorthand or a
+/// `PROCESS:SLOT` place.
+fn check_key_name(c: &Ctx, w: &World, k: &RawKey) -> Result<(), Error> {
+    let name = k.name.get_ref();
+    if w.key_by_name(name).is_some() {
+        return Err(c.err(
+            k.name.span(),
+            format!("a key called \"{name}\" already exists"),
+        ));
+    }
+    if KeySpec::parse(name).is_some() || name.parse::<i64>().is_ok() || name.contains(':') {
+        return Err(c.err(
+            k.name.span(),
+            format!("key name \"{name}\" must not be a number, an @ shorthand or contain ':'"),
+        ));
+    }
+    Ok(())
+}
+
+/// The key's owner and group: given, or the first named process's fsuid/fsgid, or those of
+/// the keyring it is placed in.
+fn key_owner(
+    c: &Ctx,
+    w: &World,
+    k: &RawKey,
+    kspan: Range<usize>,
+    at: &[String],
+    install: &[String],
+) -> Result<(Kuid, Kgid), Error> {
+    let name = k.name.get_ref();
     // The first process named decides the default numbering and owner.
     let first_proc = at
         .iter()
@@ -346,87 +383,99 @@ pub(super) fn declare_key(
             ));
         }
     };
-    let perm = match &k.perm {
-        Some(p) => parse_perm(c, p)?,
-        None => crate::keys::KEY_DEFAULT_PERM,
+    Ok((uid, gid))
+}
+
+/// `install = "PROCESS:thread|process|session"`: the key becomes that keyring of the process.
+fn install_key(
+    c: &Ctx,
+    w: &mut World,
+    key: KeyRef,
+    i: &str,
+    in_span: Range<usize>,
+) -> Result<(), Error> {
+    let bad = || {
+        c.err(
+            in_span.clone(),
+            format!("install \"{i}\": write \"PROCESS:thread\", \"PROCESS:process\" or \"PROCESS:session\""),
+        )
     };
-    let desc = k.description.clone().unwrap_or_else(|| name.clone());
-    let payload = k.payload.clone().unwrap_or_default();
-    if ktype == KeyType::Keyring && !payload.is_empty() {
-        return Err(c.err(kspan, "a keyring has no payload"));
-    }
-    let key = w.alloc_key(Some(name), ktype, &desc, uid, gid, perm, payload.as_bytes());
-    for i in &install {
-        let bad = || {
-            c.err(
-                in_span.clone(),
-                format!("install \"{i}\": write \"PROCESS:thread\", \"PROCESS:process\" or \"PROCESS:session\""),
-            )
-        };
-        let (p, sl) = i.split_once(':').ok_or_else(bad)?;
-        let t = w
-            .task_by_name(p.trim())
-            .ok_or_else(|| c.err(in_span.clone(), format!("no process called \"{p}\"")))?;
-        let spec = match slot(sl.trim()) {
-            Some(s @ (KeySpec::Thread | KeySpec::Process | KeySpec::Session)) => s,
-            _ => return Err(bad()),
-        };
-        w.install_keyring(t, spec, key)
-            .map_err(|e| model(in_span.clone(), e))?;
-    }
-    for a in &at {
-        let parts: Vec<&str> = a.split(':').map(str::trim).collect();
-        let ring = match parts.as_slice() {
-            [kname] => {
-                let r = w.key_by_name(kname).ok_or_else(|| {
-                    c.err(at_span.clone(), format!("no key called \"{kname}\" (declare keyrings before what they hold)"))
-                })?;
-                r
-            }
-            [p, sl] => {
-                let t = w.task_by_name(p).ok_or_else(|| {
-                    c.err(at_span.clone(), format!("no process called \"{p}\""))
-                })?;
-                let spec = slot(sl).ok_or_else(|| {
-                    c.err(at_span.clone(), format!("at \"{a}\": the keyring is thread, process, session, user or user_session"))
-                })?;
-                w.task_keyring(t, spec)
-                    .map_err(|e| model(at_span.clone(), e))?
-            }
-            [n, u, sl] => {
-                let nsr = w
-                    .ns_by_name(n)
-                    .ok_or_else(|| c.err(at_span.clone(), format!("no namespace called \"{n}\"")))?;
-                let uid: u32 = u
-                    .parse()
-                    .map_err(|_| c.err(at_span.clone(), format!("at \"{a}\": \"{u}\" is not a uid")))?;
-                let ku = w.make_kuid(nsr, uid);
-                if !ku.is_valid() {
-                    return Err(c.err(at_span.clone(), format!("uid {uid} is not mapped in \"{n}\"")));
-                }
-                let (ur, us) = w
-                    .user_keyrings(nsr, ku)
-                    .map_err(|e| model(at_span.clone(), e))?;
-                match *sl {
-                    "user" => ur,
-                    "user_session" => us,
-                    _ => {
-                        return Err(c.err(
-                            at_span.clone(),
-                            format!("at \"{a}\": NAMESPACE:UID: takes user or user_session"),
-                        ))
-                    }
-                }
-            }
-            _ => {
+    let (p, sl) = i.split_once(':').ok_or_else(bad)?;
+    let t = w
+        .task_by_name(p.trim())
+        .ok_or_else(|| c.err(in_span.clone(), format!("no process called \"{p}\"")))?;
+    let spec = match slot(sl.trim()) {
+        Some(s @ (KeySpec::Thread | KeySpec::Process | KeySpec::Session)) => s,
+        _ => return Err(bad()),
+    };
+    w.install_keyring(t, spec, key)
+        .map_err(|e| c.model(in_span.clone(), e))?;
+    Ok(())
+}
+
+/// The keyring an `at` entry names: a declared keyring, `PROCESS:SLOT`, or
+/// `NAMESPACE:UID:user|user_session`.
+fn at_keyring(c: &Ctx, w: &mut World, a: &str, at_span: Range<usize>) -> Result<KeyRef, Error> {
+    let parts: Vec<&str> = a.split(':').map(str::trim).collect();
+    let ring = match parts.as_slice() {
+        [kname] => {
+            let r = w.key_by_name(kname).ok_or_else(|| {
+                c.err(
+                    at_span.clone(),
+                    format!("no key called \"{kname}\" (declare keyrings before what they hold)"),
+                )
+            })?;
+            r
+        }
+        [p, sl] => {
+            let t = w
+                .task_by_name(p)
+                .ok_or_else(|| c.err(at_span.clone(), format!("no process called \"{p}\"")))?;
+            let spec = slot(sl).ok_or_else(|| {
+                c.err(
+                    at_span.clone(),
+                    format!(
+                        "at \"{a}\": the keyring is thread, process, session, user or user_session"
+                    ),
+                )
+            })?;
+            w.task_keyring(t, spec)
+                .map_err(|e| c.model(at_span.clone(), e))?
+        }
+        [n, u, sl] => {
+            let nsr = w
+                .ns_by_name(n)
+                .ok_or_else(|| c.err(at_span.clone(), format!("no namespace called \"{n}\"")))?;
+            let uid: u32 = u
+                .parse()
+                .map_err(|_| c.err(at_span.clone(), format!("at \"{a}\": \"{u}\" is not a uid")))?;
+            let ku = w.make_kuid(nsr, uid);
+            if !ku.is_valid() {
                 return Err(c.err(
                     at_span.clone(),
-                    format!("at \"{a}\": write a keyring's name, \"PROCESS:SLOT\" or \"NAMESPACE:UID:user\""),
-                ))
+                    format!("uid {uid} is not mapped in \"{n}\""),
+                ));
             }
-        };
-        w.link_key(ring, key)
-            .map_err(|e| model(at_span.clone(), e))?;
-    }
-    Ok(())
+            let (ur, us) = w
+                .user_keyrings(nsr, ku)
+                .map_err(|e| c.model(at_span.clone(), e))?;
+            match *sl {
+                "user" => ur,
+                "user_session" => us,
+                _ => {
+                    return Err(c.err(
+                        at_span.clone(),
+                        format!("at \"{a}\": NAMESPACE:UID: takes user or user_session"),
+                    ))
+                }
+            }
+        }
+        _ => return Err(c.err(
+            at_span.clone(),
+            format!(
+                "at \"{a}\": write a keyring's name, \"PROCESS:SLOT\" or \"NAMESPACE:UID:user\""
+            ),
+        )),
+    };
+    Ok(ring)
 }
