@@ -167,6 +167,54 @@ pub(super) fn declare_file(c: &Ctx, w: &mut World, f: &Spanned<RawFile>) -> Resu
     Ok(())
 }
 
+/// A process's capability sets: `caps` (default: what its euid gets in its namespace) for
+/// permitted and effective unless given apart, the other three as given; effective and
+/// ambient must stay within permitted (and ambient within inheritable), as the kernel keeps
+/// them.
+fn process_caps(c: &Ctx, w: &World, p: &Spanned<RawProcess>, cred: &mut Cred) -> Result<(), Error> {
+    let pr = p.get_ref();
+    let ns = cred.user_ns;
+    let default = w.default_caps(ns, cred.euid);
+    let base = match &pr.caps {
+        Some(s) => capset(c, s)?,
+        None => default,
+    };
+    cred.cap_permitted = match &pr.permitted {
+        Some(s) => capset(c, s)?,
+        None => base,
+    };
+    cred.cap_effective = match &pr.effective {
+        Some(s) => capset(c, s)?,
+        None => base,
+    };
+    if let Some(s) = &pr.inheritable {
+        cred.cap_inheritable = capset(c, s)?;
+    }
+    if let Some(s) = &pr.bounding {
+        cred.cap_bset = capset(c, s)?;
+    }
+    if let Some(s) = &pr.ambient {
+        cred.cap_ambient = capset(c, s)?;
+    }
+    if !cred.cap_effective.is_subset(cred.cap_permitted) {
+        return Err(c.err(
+            p.span(),
+            "the effective set must be a subset of the permitted set",
+        ));
+    }
+    if !cred
+        .cap_ambient
+        .is_subset(cred.cap_permitted.intersect(cred.cap_inheritable))
+    {
+        return Err(c.err(
+            p.span(),
+            "the ambient set must be a subset of permitted and inheritable",
+        ));
+    }
+    Ok(())
+}
+
+/// Declare one `[[process]]`: its credentials, then its task flags.
 pub(super) fn declare_process(
     c: &Ctx,
     w: &mut World,
@@ -208,43 +256,7 @@ pub(super) fn declare_process(
                 .push(Kgid(resolve_id(c, w, g, ns, false, "group")?));
         }
     }
-    let default = w.default_caps(ns, cred.euid);
-    let base = match &pr.caps {
-        Some(s) => capset(c, s)?,
-        None => default,
-    };
-    cred.cap_permitted = match &pr.permitted {
-        Some(s) => capset(c, s)?,
-        None => base,
-    };
-    cred.cap_effective = match &pr.effective {
-        Some(s) => capset(c, s)?,
-        None => base,
-    };
-    if let Some(s) = &pr.inheritable {
-        cred.cap_inheritable = capset(c, s)?;
-    }
-    if let Some(s) = &pr.bounding {
-        cred.cap_bset = capset(c, s)?;
-    }
-    if let Some(s) = &pr.ambient {
-        cred.cap_ambient = capset(c, s)?;
-    }
-    if !cred.cap_effective.is_subset(cred.cap_permitted) {
-        return Err(c.err(
-            p.span(),
-            "the effective set must be a subset of the permitted set",
-        ));
-    }
-    if !cred
-        .cap_ambient
-        .is_subset(cred.cap_permitted.intersect(cred.cap_inheritable))
-    {
-        return Err(c.err(
-            p.span(),
-            "the ambient set must be a subset of permitted and inheritable",
-        ));
-    }
+    process_caps(c, w, p, &mut cred)?;
     cred.securebits = pr.securebits.unwrap_or(0);
     let t = w
         .add_task(pr.name.get_ref(), cred)
@@ -470,12 +482,14 @@ fn at_keyring(c: &Ctx, w: &mut World, a: &str, at_span: Range<usize>) -> Result<
                 }
             }
         }
-        _ => return Err(c.err(
-            at_span.clone(),
-            format!(
+        _ => {
+            return Err(c.err(
+                at_span.clone(),
+                format!(
                 "at \"{a}\": write a keyring's name, \"PROCESS:SLOT\" or \"NAMESPACE:UID:user\""
             ),
-        )),
+            ))
+        }
     };
     Ok(ring)
 }
