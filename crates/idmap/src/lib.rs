@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod algebra;
+mod errno;
 pub mod formats;
 mod id;
 mod map;
@@ -15,11 +16,12 @@ mod rangeset;
 mod write;
 
 pub use algebra::{munge, translate, NsChain, Overlap};
+pub use errno::Errno;
 pub use id::{IdKind, Kgid, Kuid, INVALID_ID, MAX_BASE_EXTENTS, MAX_EXTENTS, OVERFLOW_ID};
 pub use map::{Extent, ExtentRule, IdMap};
 pub use rangeset::{IdRange, IdRangeSet};
 pub use write::{
-    judge_write, parse_write, AcceptedWrite, Errno, OpenerNs, ParseRule, Position, WriteContext,
+    judge_write, parse_write, AcceptedWrite, OpenerNs, ParseRule, Position, WriteContext,
     WriteRule, MAX_WRITE_BYTES,
 };
 

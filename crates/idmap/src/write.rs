@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::errno::Errno;
 use crate::id::{IdKind, Kgid, Kuid, MAX_EXTENTS};
 use crate::map::{check_extent, Extent, ExtentRule, IdMap};
 
@@ -191,37 +192,6 @@ impl std::fmt::Display for WriteRule {
                 extent.lower_last()
             ),
         }
-    }
-}
-
-/// The errnos map writes and other decisions return.
-#[allow(missing_docs)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-pub enum Errno {
-    EPERM = 1,
-    ENOENT = 2,
-    EINVAL = 22,
-}
-
-impl Errno {
-    /// The errno's number.
-    pub fn code(self) -> i32 {
-        self as i32
-    }
-    /// From a number, if it is one of ours.
-    pub fn from_code(code: i32) -> Option<Self> {
-        match code {
-            1 => Some(Errno::EPERM),
-            2 => Some(Errno::ENOENT),
-            22 => Some(Errno::EINVAL),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Errno {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self, f)
     }
 }
 

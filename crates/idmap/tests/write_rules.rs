@@ -863,7 +863,8 @@ fn kernel_functions() {
     );
     assert_eq!(WriteRule::AlreadyWritten.kernel_function(), "map_write");
     assert_eq!(Errno::from_code(22), Some(Errno::EINVAL));
-    assert_eq!(Errno::from_code(13), None);
+    assert_eq!(Errno::from_code(13), Some(Errno::EACCES));
+    assert_eq!(Errno::from_code(4), None);
 }
 
 // ---- format error texts ------------------------------------------------------------------------

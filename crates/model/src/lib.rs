@@ -68,7 +68,6 @@ macro_rules! tr {
 
 mod capability;
 mod caps;
-mod errno;
 mod keys;
 mod ops;
 mod outcome;
@@ -79,7 +78,7 @@ mod world;
 
 pub use capability::has_ns_capability;
 pub use caps::{Cap, CapSet, CAP_LAST_CAP};
-pub use errno::Errno;
+pub use credns_idmap::Errno;
 pub use keys::{
     perm_str, Key, KeyId, KeyNeed, KeyRef, KeySpec, KeyType, TaskKeyrings, KEY_DEFAULT_PERM,
     KEY_GRP_ALL, KEY_LINK, KEY_OTH_ALL, KEY_PERM_VALID, KEY_POS_ALL, KEY_READ, KEY_SEARCH,

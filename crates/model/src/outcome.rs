@@ -29,7 +29,7 @@
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
 
-use crate::errno::Errno;
+use credns_idmap::Errno;
 
 /// The answer to an operation.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,9 +4,9 @@
 use credns_idmap::{Kgid, Kuid};
 
 use crate::caps::Cap;
-use crate::errno::Errno;
 use crate::outcome::Tracer;
 use crate::world::{AclTag, Cred, InodeRef, MntIdmap, MountRef, NsRef, World, S_IRWXG, S_IXUGO};
+use credns_idmap::Errno;
 
 /// `MAY_EXEC`.
 pub const MAY_EXEC: u32 = 1;

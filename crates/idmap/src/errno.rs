@@ -1,10 +1,11 @@
-//! The errnos the modelled decisions return.
+//! The errnos map writes and the permission model return: one type for every layer above the
+//! kernel, so a refusal keeps its name from the map parser up to a scenario report.
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 /// An errno, by its name; the numbers are those of x86-64 Linux.
 #[allow(missing_docs)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Errno {
     EPERM = 1,
     ENOENT = 2,
@@ -25,7 +26,8 @@ pub enum Errno {
 }
 
 impl Errno {
-    const ALL: [Errno; 16] = [
+    /// Every errno known here, in the order `parse` tries them.
+    pub const ALL: [Errno; 16] = [
         Errno::EPERM,
         Errno::ENOENT,
         Errno::ESRCH,
@@ -47,6 +49,11 @@ impl Errno {
     /// The errno's number.
     pub fn code(self) -> i32 {
         self as i32
+    }
+
+    /// From a number, if it is one of ours.
+    pub fn from_code(code: i32) -> Option<Self> {
+        Errno::ALL.into_iter().find(|e| e.code() == code)
     }
 
     /// Its name, e.g. `EACCES`.
@@ -75,27 +82,16 @@ impl Errno {
     pub fn parse(s: &str) -> Option<Errno> {
         let t = s.trim();
         if let Ok(n) = t.parse::<i32>() {
-            return Errno::ALL.into_iter().find(|e| e.code() == n);
+            return Errno::from_code(n);
         }
         Errno::ALL
             .into_iter()
             .find(|e| e.name().eq_ignore_ascii_case(t))
-    }
-
-    /// From the ID-map crate's errno.
-    pub fn from_idmap(e: credns_idmap::Errno) -> Errno {
-        Errno::parse(&e.code().to_string()).unwrap_or(Errno::EINVAL)
     }
 }
 
 impl std::fmt::Display for Errno {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-impl Serialize for Errno {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
     }
 }

@@ -1,0 +1,370 @@
+//! The operations a task can perform, as the syscalls take them.
+
+use serde::Serialize;
+
+use super::opt_id;
+
+use crate::caps::Cap;
+use crate::keys::{KeyId, KeyType};
+use crate::vfs::mask_str;
+use crate::world::{NsRef, TaskRef};
+
+/// `SIGCONT`.
+pub const SIGCONT: u32 = 18;
+/// `_NSIG`: the highest valid signal number.
+pub const NSIG: u32 = 64;
+/// `NGROUPS_MAX`.
+pub const NGROUPS_MAX: usize = 65536;
+
+/// Which map file a [`Op::WriteMap`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MapKind {
+    /// `/proc/PID/uid_map`.
+    Uid,
+    /// `/proc/PID/gid_map`.
+    Gid,
+}
+
+/// An operation performed by a task. Ids are in the caller's namespace numbering, as the
+/// syscall takes them; `None` is the `-1` "no change" argument.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// `open(path, O_RDONLY | O_WRONLY | O_RDWR)` of an existing file (no `O_CREAT`, no `O_TRUNC`).
+    Open {
+        /// Absolute path.
+        path: String,
+        /// Open for reading.
+        read: bool,
+        /// Open for writing.
+        write: bool,
+    },
+    /// `faccessat2(path, mode, eaccess ? AT_EACCESS : 0)`; `mode` is `R_OK|W_OK|X_OK` (4|2|1) or 0.
+    Access {
+        /// Absolute path.
+        path: String,
+        /// The access mode bits.
+        mode: u32,
+        /// Check with the effective ids (`AT_EACCESS`) instead of the real ones.
+        eaccess: bool,
+    },
+    /// `open(path, O_CREAT|O_EXCL|O_WRONLY, mode)` or, with `dir`, `mkdir(path, mode)`.
+    Create {
+        /// Absolute path of the new inode.
+        path: String,
+        /// The mode argument (before umask).
+        mode: u32,
+        /// Make a directory.
+        dir: bool,
+    },
+    /// `stat(path)`: yields the owner and group as the caller sees them.
+    Stat {
+        /// Absolute path.
+        path: String,
+    },
+    /// `chmod(path, mode)`.
+    Chmod {
+        /// Absolute path.
+        path: String,
+        /// New permission bits (07777).
+        mode: u32,
+    },
+    /// `chown(path, uid, gid)`.
+    Chown {
+        /// Absolute path.
+        path: String,
+        /// New owner in the caller's numbering, or `None` (-1).
+        uid: Option<u32>,
+        /// New group in the caller's numbering, or `None` (-1).
+        gid: Option<u32>,
+    },
+    /// `execve(path)` of a regular file (assumed a valid ELF without file capabilities).
+    Exec {
+        /// Absolute path.
+        path: String,
+    },
+    /// `kill(target, signal)`.
+    Kill {
+        /// The receiving task.
+        target: TaskRef,
+        /// Signal number (0 checks permission only).
+        signal: u32,
+    },
+    /// `ptrace(PTRACE_ATTACH, target)`: `PTRACE_MODE_ATTACH_REALCREDS`, Yama scope 0.
+    Ptrace {
+        /// The tracee.
+        target: TaskRef,
+    },
+    /// `setuid(uid)`.
+    Setuid {
+        /// New uid.
+        uid: u32,
+    },
+    /// `setreuid(ruid, euid)`.
+    Setreuid {
+        /// New real uid or -1.
+        ruid: Option<u32>,
+        /// New effective uid or -1.
+        euid: Option<u32>,
+    },
+    /// `setresuid(ruid, euid, suid)`.
+    Setresuid {
+        /// New real uid or -1.
+        ruid: Option<u32>,
+        /// New effective uid or -1.
+        euid: Option<u32>,
+        /// New saved uid or -1.
+        suid: Option<u32>,
+    },
+    /// `setgid(gid)`.
+    Setgid {
+        /// New gid.
+        gid: u32,
+    },
+    /// `setregid(rgid, egid)`.
+    Setregid {
+        /// New real gid or -1.
+        rgid: Option<u32>,
+        /// New effective gid or -1.
+        egid: Option<u32>,
+    },
+    /// `setresgid(rgid, egid, sgid)`.
+    Setresgid {
+        /// New real gid or -1.
+        rgid: Option<u32>,
+        /// New effective gid or -1.
+        egid: Option<u32>,
+        /// New saved gid or -1.
+        sgid: Option<u32>,
+    },
+    /// `setgroups(groups)`.
+    Setgroups {
+        /// The new supplementary groups, in the caller's numbering.
+        groups: Vec<u32>,
+    },
+    /// `unshare(CLONE_NEWUSER)`; the new namespace gets `name`.
+    UnshareUser {
+        /// Name of the new namespace.
+        name: String,
+    },
+    /// `write(open("/proc/TARGET/uid_map" or "gid_map"), text)`, opened and written by the caller.
+    WriteMap {
+        /// The process whose namespace's map is written.
+        target: TaskRef,
+        /// Which map.
+        kind: MapKind,
+        /// The text written.
+        text: String,
+    },
+    /// `write(open("/proc/TARGET/setgroups"), text)`.
+    WriteSetgroups {
+        /// The process whose namespace's flag is written.
+        target: TaskRef,
+        /// "allow" or "deny".
+        text: String,
+    },
+    /// `setns(fd of the namespace, CLONE_NEWUSER)`.
+    Setns {
+        /// The user namespace to enter.
+        ns: NsRef,
+    },
+    /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`.
+    SetNoNewPrivs,
+    /// `getresuid`/`getresgid`/`getgroups` of the caller: its own ids in its own namespace.
+    GetIds,
+    /// Read `/proc/TARGET/status`: the target's ids as the reader's namespace shows them.
+    ProcStatus {
+        /// The process whose status is read.
+        target: TaskRef,
+    },
+    /// `getsockopt(SO_PEERCRED)` on a socket connected to `peer`.
+    PeerCred {
+        /// The peer.
+        peer: TaskRef,
+    },
+    /// `ns_capable(ns, cap)` for the caller (a query, not a syscall).
+    Capable {
+        /// The namespace.
+        ns: NsRef,
+        /// The capability.
+        cap: Cap,
+    },
+    /// `add_key(type, description, payload, keyring)`; yields the key's name and serial.
+    AddKey {
+        /// `user` or `keyring`.
+        ktype: KeyType,
+        /// The description.
+        description: String,
+        /// The payload (empty for a keyring).
+        payload: String,
+        /// The keyring to add it to.
+        keyring: KeyId,
+        /// The scenario's name for the new key.
+        name: Option<String>,
+    },
+    /// `keyctl(KEYCTL_READ, key)`: yields `payload=…` or, for a keyring, `keys=a,b` (sorted).
+    KeyRead {
+        /// The key.
+        key: KeyId,
+    },
+    /// `keyctl(KEYCTL_DESCRIBE, key)`: yields `desc=type;uid;gid;perm;description`.
+    KeyDescribe {
+        /// The key.
+        key: KeyId,
+    },
+    /// `keyctl(KEYCTL_UPDATE, key, payload)`.
+    KeyUpdate {
+        /// The key.
+        key: KeyId,
+        /// The new payload.
+        payload: String,
+    },
+    /// `keyctl(KEYCTL_SEARCH, keyring, type, description, 0)`: yields the key found.
+    KeySearch {
+        /// Where the search starts.
+        keyring: KeyId,
+        /// The type sought.
+        ktype: KeyType,
+        /// The description sought.
+        description: String,
+    },
+    /// `keyctl(KEYCTL_LINK, key, keyring)`.
+    KeyLink {
+        /// The key.
+        key: KeyId,
+        /// The keyring.
+        keyring: KeyId,
+    },
+    /// `keyctl(KEYCTL_UNLINK, key, keyring)`.
+    KeyUnlink {
+        /// The key.
+        key: KeyId,
+        /// The keyring.
+        keyring: KeyId,
+    },
+    /// `keyctl(KEYCTL_SETPERM, key, perm)`.
+    KeySetperm {
+        /// The key.
+        key: KeyId,
+        /// The new mask.
+        perm: u32,
+    },
+    /// `keyctl(KEYCTL_CHOWN, key, uid, gid)`; ids in the caller's numbering, `None` = -1.
+    KeyChown {
+        /// The key.
+        key: KeyId,
+        /// New owner or -1.
+        uid: Option<u32>,
+        /// New group or -1.
+        gid: Option<u32>,
+    },
+    /// `keyctl(KEYCTL_GET_KEYRING_ID, key, create)`: yields the key's name and serial.
+    KeyGetId {
+        /// The key (usually a special keyring).
+        key: KeyId,
+        /// Create the keyring if missing.
+        create: bool,
+    },
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Op::Open { path, read, write } => write!(
+                f,
+                "open {path} ({})",
+                match (read, write) {
+                    (_, false) => "r",
+                    (false, true) => "w",
+                    (true, true) => "rw",
+                }
+            ),
+            Op::Access {
+                path,
+                mode,
+                eaccess,
+            } => write!(
+                f,
+                "access {path} {}{}",
+                mask_str(*mode),
+                if *eaccess { " AT_EACCESS" } else { "" }
+            ),
+            Op::Create { path, mode, dir } => write!(
+                f,
+                "{} {path} {:04o}",
+                if *dir { "mkdir" } else { "create" },
+                mode
+            ),
+            Op::Stat { path } => write!(f, "stat {path}"),
+            Op::Chmod { path, mode } => write!(f, "chmod {path} {mode:04o}"),
+            Op::Chown { path, uid, gid } => {
+                write!(f, "chown {path} {}:{}", opt_id(*uid), opt_id(*gid))
+            }
+            Op::Exec { path } => write!(f, "exec {path}"),
+            Op::Kill { target, signal } => write!(f, "kill task#{} signal {signal}", target.0),
+            Op::Ptrace { target } => write!(f, "ptrace attach task#{}", target.0),
+            Op::Setuid { uid } => write!(f, "setuid {uid}"),
+            Op::Setreuid { ruid, euid } => {
+                write!(f, "setreuid {} {}", opt_id(*ruid), opt_id(*euid))
+            }
+            Op::Setresuid { ruid, euid, suid } => write!(
+                f,
+                "setresuid {} {} {}",
+                opt_id(*ruid),
+                opt_id(*euid),
+                opt_id(*suid)
+            ),
+            Op::Setgid { gid } => write!(f, "setgid {gid}"),
+            Op::Setregid { rgid, egid } => {
+                write!(f, "setregid {} {}", opt_id(*rgid), opt_id(*egid))
+            }
+            Op::Setresgid { rgid, egid, sgid } => write!(
+                f,
+                "setresgid {} {} {}",
+                opt_id(*rgid),
+                opt_id(*egid),
+                opt_id(*sgid)
+            ),
+            Op::Setgroups { groups } => write!(f, "setgroups {groups:?}"),
+            Op::UnshareUser { name } => write!(f, "unshare CLONE_NEWUSER as {name}"),
+            Op::WriteMap { target, kind, text } => {
+                write!(f, "write {kind:?} map of task#{} {text:?}", target.0)
+            }
+            Op::WriteSetgroups { target, text } => {
+                write!(f, "write setgroups of task#{} {text:?}", target.0)
+            }
+            Op::Setns { ns } => write!(f, "setns ns#{}", ns.0),
+            Op::SetNoNewPrivs => write!(f, "prctl PR_SET_NO_NEW_PRIVS"),
+            Op::GetIds => write!(f, "getresuid/getresgid/getgroups"),
+            Op::ProcStatus { target } => write!(f, "read /proc/task#{}/status", target.0),
+            Op::PeerCred { peer } => write!(f, "SO_PEERCRED of task#{}", peer.0),
+            Op::Capable { ns, cap } => write!(f, "ns_capable ns#{} {cap}", ns.0),
+            Op::AddKey {
+                ktype,
+                description,
+                keyring,
+                ..
+            } => write!(f, "add_key {} {description:?} to {keyring}", ktype.name()),
+            Op::KeyRead { key } => write!(f, "keyctl read {key}"),
+            Op::KeyDescribe { key } => write!(f, "keyctl describe {key}"),
+            Op::KeyUpdate { key, .. } => write!(f, "keyctl update {key}"),
+            Op::KeySearch {
+                keyring,
+                ktype,
+                description,
+            } => write!(
+                f,
+                "keyctl search {keyring} {} {description:?}",
+                ktype.name()
+            ),
+            Op::KeyLink { key, keyring } => write!(f, "keyctl link {key} {keyring}"),
+            Op::KeyUnlink { key, keyring } => write!(f, "keyctl unlink {key} {keyring}"),
+            Op::KeySetperm { key, perm } => write!(f, "keyctl setperm {key} {perm:#010x}"),
+            Op::KeyChown { key, uid, gid } => {
+                write!(f, "keyctl chown {key} {} {}", opt_id(*uid), opt_id(*gid))
+            }
+            Op::KeyGetId { key, create } => write!(f, "keyctl get_keyring_id {key} {create}"),
+        }
+    }
+}
