@@ -241,8 +241,9 @@ pub fn parse_write(text: &[u8]) -> Result<Vec<Extent>, WriteRule> {
         };
         let at_space = |p: usize| p < line.len() && kernel_isspace(line[p]);
         pos = skip(pos);
-        // A number that ends the line (after its digits, only whitespace) leaves fields out.
-        let ends_line = |from: usize, p: usize| p > from && skip(p) == line.len();
+        // A number the line ends right after leaves fields out: the kernel's "whitespace after
+        // the number" check fails on the string's end, named here for what is missing.
+        let ends_line = |from: usize, p: usize| p > from && p == line.len();
         let (first, p) = number(pos);
         if !at_space(p) || ends_line(pos, p) {
             let rule = if line.is_empty() {

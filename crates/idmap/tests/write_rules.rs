@@ -225,11 +225,11 @@ fn w5_fields_need_whitespace_after_them() {
     );
     assert_eq!(
         refused(&h, b"0 0\n", Errno::EINVAL),
-        parse_err(1, 4, ParseRule::ExpectedSpaceAfterNumber)
+        parse_err(1, 4, ParseRule::MissingField { present: 2 })
     );
     assert_eq!(
         refused(&h, b"0\n", Errno::EINVAL),
-        parse_err(1, 2, ParseRule::ExpectedSpaceAfterNumber)
+        parse_err(1, 2, ParseRule::MissingField { present: 1 })
     );
     assert_eq!(
         refused(&h, b"0 x 1\n", Errno::EINVAL),
