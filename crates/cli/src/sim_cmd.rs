@@ -22,7 +22,8 @@ pub struct SimArgs {
     /// One JSON object per operation, one per line (fields documented in docs/scenarios.md).
     #[arg(long)]
     json: bool,
-    /// Print only each operation's outcome line, not its trace.
+    /// Print exactly one line per operation (FILE:LINE, the operation, its outcome and the
+    /// expectation), no trace; the totals go to stderr.
     #[arg(long, conflicts_with = "json")]
     brief: bool,
     /// Instead of running the operations, ask of every process of the scenario (as
@@ -233,7 +234,7 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
     let (mut ops, mut mismatches) = (0usize, 0usize);
     for (i, s) in scenarios.iter().enumerate() {
         let reports = s.run();
-        if !args.json {
+        if !args.json && !args.brief {
             if i > 0 {
                 writeln!(out)?;
             }
@@ -246,6 +247,19 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
             }
             if args.json {
                 writeln!(out, "{}", json_line(&s.source_name, r))?;
+                continue;
+            }
+            if args.brief {
+                writeln!(
+                    out,
+                    "{}:{}: #{} {} => {}{}",
+                    s.source_name,
+                    r.line,
+                    r.index,
+                    r.text.replace('\n', " "),
+                    verdict_text(r),
+                    expectation_text(r)
+                )?;
                 continue;
             }
             writeln!(
@@ -264,12 +278,11 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
             }
         }
     }
-    if !args.json {
-        writeln!(
-            out,
-            "\n{ops} operations, {} as expected, {mismatches} not",
-            ops - mismatches
-        )?;
+    let totals = format!("{ops} operations, {} as expected, {mismatches} not", ops - mismatches);
+    if args.brief {
+        eprintln!("{totals}");
+    } else if !args.json {
+        writeln!(out, "\n{totals}")?;
     }
     out.flush()?;
     Ok(if mismatches == 0 {

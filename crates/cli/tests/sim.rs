@@ -92,14 +92,14 @@ fn failed_expectation_exits_1() {
     let out = credns(&["sim", "--brief", "-"], Some(MISMATCH));
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
+    // Exactly one line per operation; the totals on stderr.
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("<stdin>:"), "{stdout}");
     assert!(
-        stdout.contains("=> denied EPERM   expected allowed: MISMATCH"),
+        stdout.ends_with("=> denied EPERM   expected allowed: MISMATCH\n"),
         "{stdout}"
     );
-    assert!(
-        stdout.ends_with("1 operations, 0 as expected, 1 not\n"),
-        "{stdout}"
-    );
+    assert_eq!(text(&out.stderr), "1 operations, 0 as expected, 1 not\n");
 }
 
 #[test]
