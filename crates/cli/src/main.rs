@@ -52,6 +52,8 @@ enum Command {
 fn help(path: &[String]) -> anyhow::Result<ExitCode> {
     use clap::CommandFactory;
     let mut cmd = Cli::command();
+    // Building names each subcommand's usage after its path (`credns run`).
+    cmd.build();
     for name in path {
         let Some(sub) = cmd.find_subcommand(name).cloned() else {
             anyhow::bail!("help: no command {name:?} (see `credns --help`)");

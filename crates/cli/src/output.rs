@@ -65,7 +65,9 @@ pub fn error_text(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        if out.contains(&text) {
+        // An errno's text names itself again with "(os error N)": said once is enough.
+        let bare = text.split(" (os error ").next().unwrap_or(&text);
+        if out.contains(bare) {
             continue;
         }
         if !out.is_empty() {
@@ -90,6 +92,15 @@ mod tests {
         assert_eq!(escape("\u{1b}]0;title\u{7}"), "\\x1b]0;title\\x07");
         assert_eq!(escape("a\\b"), "a\\\\b");
         assert_eq!(escape("\u{85}"), "\\x85");
+    }
+
+    #[test]
+    fn causes_are_said_once() {
+        let io = std::io::Error::from_raw_os_error(2);
+        let e = anyhow::Error::new(io).context("read /x: ENOENT (No such file or directory)");
+        assert_eq!(error_text(&e), "read /x: ENOENT (No such file or directory)");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_text(&e), "outer: inner");
     }
 
     #[test]
