@@ -44,7 +44,9 @@ type Allocation (
   owner: int,
   created: int,
   label: ?string,
-  origin: (allocated, registered)
+  origin: (allocated, registered),
+  # What on the host now shares its ids (added after the allocation), one sentence each.
+  conflicts: ?[]string
 )
 
 # kind "allocation" (allocation, owner, part, asUid, asGid; lease unless it is another
@@ -240,6 +242,10 @@ pub struct AllocationInfo {
     pub label: Option<String>,
     /// `allocated` or `registered`.
     pub origin: String,
+    /// What on the host now shares its ids (a user, group or subordinate range added after it
+    /// was made), one sentence each; empty when nothing does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
 }
 
 impl AllocationInfo {

@@ -98,7 +98,10 @@ mod tests {
     fn causes_are_said_once() {
         let io = std::io::Error::from_raw_os_error(2);
         let e = anyhow::Error::new(io).context("read /x: ENOENT (No such file or directory)");
-        assert_eq!(error_text(&e), "read /x: ENOENT (No such file or directory)");
+        assert_eq!(
+            error_text(&e),
+            "read /x: ENOENT (No such file or directory)"
+        );
         let e = anyhow::anyhow!("inner").context("outer");
         assert_eq!(error_text(&e), "outer: inner");
     }

@@ -226,6 +226,9 @@ fn print_one(a: &AllocationInfo, json: bool) -> Result<()> {
     if let Some(l) = &a.label {
         t.add_row(vec!["label".to_string(), escape(l)]);
     }
+    for c in &a.conflicts {
+        t.add_row(vec!["conflict".to_string(), escape(c)]);
+    }
     println!("{t}");
     Ok(())
 }
@@ -310,6 +313,11 @@ fn list(a: ListArgs) -> Result<ExitCode> {
     }
     println!("{t}");
     println!("{} allocation(s)", all.len());
+    for x in all.iter().filter(|x| !x.conflicts.is_empty()) {
+        for c in &x.conflicts {
+            println!("conflict: #{}: {}", x.id, escape(c));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

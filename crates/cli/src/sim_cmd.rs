@@ -278,7 +278,10 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
             }
         }
     }
-    let totals = format!("{ops} operations, {} as expected, {mismatches} not", ops - mismatches);
+    let totals = format!(
+        "{ops} operations, {} as expected, {mismatches} not",
+        ops - mismatches
+    );
     if args.brief {
         eprintln!("{totals}");
     } else if !args.json {

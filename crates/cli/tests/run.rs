@@ -21,7 +21,9 @@ impl Env {
     }
     fn run(&self, args: &[&str]) -> std::process::Output {
         let store = self.store();
-        let mut all = vec!["run", "--store", &store];
+        // A socket nobody serves: these tests use the store directly, never a host's daemon.
+        let socket = self.dir.path().join("no-daemon.sock").display().to_string();
+        let mut all = vec!["run", "--store", &store, "--socket", &socket];
         all.extend_from_slice(args);
         credns(&all)
     }
@@ -229,6 +231,32 @@ fn bad_input_is_refused_with_a_clear_error() {
     );
     let out = env.run(&["--", "no-such-command-credns"]);
     assert_eq!(out.status.code(), Some(127));
+    assert_eq!(
+        stderr(&out),
+        "credns run: cannot execute 'no-such-command-credns': No such file or directory\n"
+    );
+    // Regression: a PATH directory the container cannot search is "not there", not EACCES
+    // (exit 127, as a shell says, not 126).
+    let locked = env.dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", locked.display());
+    let store_s = env.store();
+    let socket = env.dir.path().join("no-daemon.sock").display().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_credns"))
+        .args([
+            "run",
+            "--store",
+            &store_s,
+            "--socket",
+            &socket,
+            "--",
+            "no-such-command-credns",
+        ])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
     assert_eq!(
         stderr(&out),
         "credns run: cannot execute 'no-such-command-credns': No such file or directory\n"

@@ -55,7 +55,9 @@ impl Env {
 
     fn run(&self, args: &[&str]) -> Output {
         let store = self.store().display().to_string();
-        let mut all = vec!["run", "--store", &store];
+        // A socket nobody serves: the store is used directly, never a host's daemon.
+        let socket = self.dir.path().join("no-daemon.sock").display().to_string();
+        let mut all = vec!["run", "--store", &store, "--socket", &socket];
         all.extend_from_slice(args);
         credns(&all)
     }

@@ -71,10 +71,12 @@ impl Lease {
         };
         let reason = if name.is_empty() {
             "empty"
-        } else if name.len() > 255 {
+        } else if name.len() > MAX_NAME {
             "longer than 255 bytes"
         } else if name.chars().any(char::is_control) {
             "has control characters"
+        } else if name.chars().any(is_bidi_control) {
+            "has bidirectional-text controls"
         } else {
             return Ok(());
         };
@@ -82,6 +84,42 @@ impl Lease {
             name: name.clone(),
             reason,
         })
+    }
+}
+
+/// Longest lease name, in bytes.
+pub const MAX_NAME: usize = 255;
+/// Longest label, in bytes.
+pub const MAX_LABEL: usize = 1024;
+
+/// Characters that reorder the text around them when displayed (Unicode bidirectional
+/// formatting characters): refused in names and labels, like control characters, so what a
+/// terminal shows of them is what they hold.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A label's rule: at most [`MAX_LABEL`] bytes, printable (no control or bidi characters).
+pub(crate) fn validate_label(label: &Option<String>) -> Result<(), Error> {
+    let Some(l) = label else { return Ok(()) };
+    let reason = if l.len() > MAX_LABEL {
+        "longer than 1024 bytes"
+    } else if l.chars().any(char::is_control) {
+        "has control characters"
+    } else if l.chars().any(is_bidi_control) {
+        "has bidirectional-text controls"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidLabel {
+        label: l.chars().take(64).collect(),
+        reason,
+    })
+}
+
+impl AllocRequest {
+    fn validate_label(&self) -> Result<(), Error> {
+        validate_label(&self.label)
     }
 }
 
@@ -130,8 +168,13 @@ pub struct Allocation {
     pub high: Option<Ranges>,
     /// What keeps it alive.
     pub lease: Lease,
-    /// The uid that asked for it (quotas apply per owner; root has none).
+    /// The uid that asked for it: it sees, shows and releases it.
     pub owner: u32,
+    /// The uid its cost is charged to when that is not the owner: the owner's principal, for
+    /// an owner whose uid lies inside another allocation (a container's user is charged to the
+    /// container's owner). Quotas apply per principal; root has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<u32>,
     /// When it was made, in seconds since the Unix epoch.
     pub created: u64,
     /// The size the request named, if it named one.
@@ -183,7 +226,12 @@ impl Allocation {
         IdRangeSet::from_ranges(Spans::of(self).as_slice().iter().copied())
     }
 
-    /// Ids counted against the owner's quota: main plus high, uid side.
+    /// The uid charged for it: its principal, or its owner.
+    pub fn charged_to(&self) -> u32 {
+        self.principal.unwrap_or(self.owner)
+    }
+
+    /// Ids it holds: main plus high, uid side (its quota cost is [`Allocator::cost`]).
     pub fn ids(&self) -> u64 {
         self.uid.len() + self.high.map_or(0, |h| h.uid.len())
     }
@@ -241,6 +289,8 @@ pub struct AllocRequest {
     pub lease: Lease,
     /// The requesting uid.
     pub owner: u32,
+    /// Who pays, when not the owner (see [`Allocation::principal`]).
+    pub principal: Option<u32>,
     /// Ids wanted; `None` is `policy.pool.default_size`.
     pub size: Option<u64>,
     /// An extra high-window range.
@@ -255,6 +305,7 @@ impl AllocRequest {
         Self {
             lease,
             owner,
+            principal: None,
             size: None,
             high: HighRequest::None,
             label: None,
@@ -287,6 +338,8 @@ pub struct RegisterRequest {
     pub lease: Lease,
     /// The owner.
     pub owner: u32,
+    /// Who pays, when not the owner (see [`Allocation::principal`]).
+    pub principal: Option<u32>,
     /// Host uids.
     pub uid: IdRange,
     /// Host gids.
@@ -303,6 +356,7 @@ impl RegisterRequest {
         Self {
             lease,
             owner,
+            principal: None,
             uid: range,
             gid: range,
             high: None,
@@ -611,9 +665,10 @@ impl Allocator {
                 self.userns.insert((*dev, *ino, *created_ns), a.id);
             }
         }
-        let u = self.usage.entry(a.owner).or_default();
+        let cost = self.cost(a);
+        let u = self.usage.entry(a.charged_to()).or_default();
         u.ranges += 1;
-        u.ids += a.ids();
+        u.ids += cost;
     }
 
     fn check_size(size: u64, window: Window, capacity: u64) -> Result<(), Error> {
@@ -629,6 +684,25 @@ impl Allocator {
             window,
             problem,
         })
+    }
+
+    /// What an allocation costs its principal: the ids it takes from the pool, each range
+    /// rounded up to its window's alignment (a size-1 range still takes an aligned block, as
+    /// no other range can start in the rest of it); a registered range costs its length.
+    pub fn cost(&self, a: &Allocation) -> u64 {
+        match a.origin {
+            Origin::Registered => a.ids(),
+            Origin::Allocated => {
+                self.rounded(a.uid.len(), self.policy.pool.align)
+                    + a.high
+                        .map_or(0, |h| self.rounded(h.uid.len(), self.policy.high.align))
+            }
+        }
+    }
+
+    fn rounded(&self, n: u64, align: u32) -> u64 {
+        let a = u64::from(align.max(1));
+        n.div_ceil(a) * a
     }
 
     fn check_quota(&self, owner: u32, ids: u64) -> Result<(), Error> {
@@ -689,7 +763,10 @@ impl Allocator {
             }
             Self::check_size(n, Window::High, self.window.len())?;
         }
-        self.check_quota(req.owner, size + high_size.unwrap_or(0))?;
+        req.validate_label()?;
+        let cost = self.rounded(size, self.policy.pool.align)
+            + high_size.map_or(0, |n| self.rounded(n, self.policy.high.align));
+        self.check_quota(req.principal.unwrap_or(req.owner), cost)?;
         let exhausted = |window, requested, align, ix: &FreeIndex| Error::PoolExhausted {
             window,
             requested,
@@ -718,6 +795,7 @@ impl Allocator {
             high,
             lease: req.lease.clone(),
             owner: req.owner,
+            principal: req.principal.filter(|p| *p != req.owner),
             created: now,
             requested_size: req.size,
             label: req.label.clone(),
@@ -746,6 +824,7 @@ impl Allocator {
             high: req.high,
             lease: req.lease.clone(),
             owner: req.owner,
+            principal: req.principal.filter(|p| *p != req.owner),
             created: now,
             requested_size: None,
             label: req.label.clone(),
@@ -763,7 +842,8 @@ impl Allocator {
             };
             return Err(Error::InvalidRange { range: r, reason });
         }
-        self.check_quota(req.owner, a.ids())?;
+        validate_label(&req.label)?;
+        self.check_quota(req.principal.unwrap_or(req.owner), self.cost(&a))?;
         for r in Spans::of(&a).as_slice() {
             if let Some((&s, &(e, with))) = self.spans.range(..=r.end).next_back() {
                 if e >= r.start {
@@ -817,11 +897,12 @@ impl Allocator {
                 self.userns.remove(&(*dev, *ino, *created_ns));
             }
         }
-        if let Some(u) = self.usage.get_mut(&a.owner) {
+        let cost = self.cost(&a);
+        if let Some(u) = self.usage.get_mut(&a.charged_to()) {
             u.ranges -= 1;
-            u.ids -= a.ids();
+            u.ids -= cost;
             if u.ranges == 0 {
-                self.usage.remove(&a.owner);
+                self.usage.remove(&a.charged_to());
             }
         }
         Some(a)
@@ -944,6 +1025,29 @@ impl Allocator {
         );
         if self.live.contains(id) {
             out.push(Holder::Excluded(Source::LiveUserNs));
+        }
+        out
+    }
+
+    /// The allocation whose ranges hold host id `id` (as a uid or a gid), if any.
+    pub fn holding(&self, id: u32) -> Option<&Allocation> {
+        let (_, &(end, aid)) = self.spans.range(..=id).next_back()?;
+        (end >= id).then(|| &self.allocs[&aid])
+    }
+
+    /// The host exclusions (passwd, group, subuid, subgid, ...) that share ids with allocation
+    /// `a`: something added to the host after the allocation was made. The allocation is kept;
+    /// this says what to look at.
+    pub fn conflicts(&self, a: &Allocation) -> Vec<Excluded> {
+        let mut out: Vec<Excluded> = Vec::new();
+        for r in Spans::of(a).as_slice() {
+            for e in self.host.overlapping(*r) {
+                let at = e.range.intersect(r).expect("overlapping");
+                out.push(Excluded {
+                    range: at,
+                    source: e.source.clone(),
+                });
+            }
         }
         out
     }
@@ -1276,6 +1380,71 @@ mod tests {
     }
 
     #[test]
+    fn a_range_costs_the_aligned_blocks_it_takes() {
+        let p = Policy {
+            quota: Quota {
+                max_ranges: 100,
+                max_ids: 3 * 65_536,
+            },
+            ..Policy::default()
+        };
+        let mut a = Allocator::new(p).unwrap();
+        for i in 0..3 {
+            let r = AllocRequest::new(Lease::name(format!("one{i}")), 1000).size(1);
+            a.allocate(&r, 0).unwrap();
+        }
+        assert_eq!(a.usage(1000).ids, 3 * 65_536);
+        let r = AllocRequest::new(Lease::name("one3"), 1000).size(1);
+        assert!(matches!(
+            a.allocate(&r, 0),
+            Err(Error::QuotaExceeded { owner: 1000, .. })
+        ));
+        // A principal other than the owner pays: the owner's own usage is untouched.
+        let mut r = AllocRequest::new(Lease::name("inside"), 600_000).size(1);
+        r.principal = Some(1000);
+        assert!(matches!(
+            a.allocate(&r, 0),
+            Err(Error::QuotaExceeded { owner: 1000, .. })
+        ));
+        r.principal = Some(1001);
+        let x = a.allocate(&r, 0).unwrap();
+        assert_eq!((x.owner, x.charged_to()), (600_000, 1001));
+        assert_eq!((a.usage(600_000).ids, a.usage(1001).ids), (0, 65_536));
+    }
+
+    #[test]
+    fn names_and_labels_must_be_printable() {
+        let mut a = Allocator::new(Policy::default()).unwrap();
+        for (name, reason) in [
+            ("a\u{1b}[2J", "has control characters"),
+            ("x\u{202e}gpj", "has bidirectional-text controls"),
+        ] {
+            let e = a
+                .allocate(&AllocRequest::new(Lease::name(name), 1000), 0)
+                .unwrap_err();
+            assert!(
+                matches!(&e, Error::InvalidLease { reason: r, .. } if *r == reason),
+                "{e}"
+            );
+        }
+        let long = "l".repeat(MAX_LABEL + 1);
+        for (label, reason) in [
+            (long.as_str(), "longer than 1024 bytes"),
+            ("a\rb", "has control characters"),
+            ("\u{2066}x", "has bidirectional-text controls"),
+        ] {
+            let e = a
+                .allocate(&AllocRequest::new(Lease::name("n"), 1000).label(label), 0)
+                .unwrap_err();
+            assert!(
+                matches!(&e, Error::InvalidLabel { reason: r, .. } if *r == reason),
+                "{e}"
+            );
+        }
+        assert!(a.list().next().is_none(), "nothing was allocated");
+    }
+
+    #[test]
     fn quotas_per_non_root_owner() {
         let p = Policy {
             quota: Quota {
@@ -1296,7 +1465,8 @@ mod tests {
                     limit: QuotaLimit::Ids {
                         max: 200_000,
                         held: 65_536,
-                        requested: 200_000
+                        // What it would take from the pool: four aligned blocks.
+                        requested: 262_144
                     }
                 }
             ),
@@ -1414,7 +1584,8 @@ mod tests {
             vec![Holder::Excluded(Source::Reserved(Reserved::Overflow))]
         );
         assert!(a.who(3_000_000_000).is_empty());
-        assert_eq!(a.usage(1000).ids, 65_536 + 65_535);
+        // Charged what it takes: the high range's 65535 ids fill an aligned block of 65536.
+        assert_eq!(a.usage(1000).ids, 65_536 + 65_536);
         // The map this allocation is for: ns 0.. and the namespace's top ids.
         let m = x.uid_map().unwrap();
         assert_eq!(m.map_down(0), Some(524_288));

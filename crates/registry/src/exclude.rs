@@ -254,6 +254,20 @@ impl ExclusionIndex {
         Self { entries, max_end }
     }
 
+    /// The entries that share an id with `r`.
+    pub(crate) fn overlapping(&self, r: IdRange) -> Vec<&Excluded> {
+        let mut i = self.entries.partition_point(|e| e.range.start <= r.end);
+        let mut out = Vec::new();
+        while i > 0 && self.max_end[i - 1] >= r.start {
+            i -= 1;
+            if self.entries[i].range.end >= r.start {
+                out.push(&self.entries[i]);
+            }
+        }
+        out.reverse();
+        out
+    }
+
     pub(crate) fn holding(&self, id: u32) -> Vec<&Excluded> {
         let mut i = self.entries.partition_point(|e| e.range.start <= id);
         let mut out = Vec::new();

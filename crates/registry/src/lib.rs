@@ -28,8 +28,9 @@ mod registry;
 mod store;
 
 pub use alloc::{
-    allocation_map, AllocId, AllocRequest, Allocation, Allocator, HighRequest, Holder, Lease,
-    LiveUserNs, Origin, Part, Ranges, RegisterRequest, Selector, Usage,
+    allocation_map, is_bidi_control, AllocId, AllocRequest, Allocation, Allocator, HighRequest,
+    Holder, Lease, LiveUserNs, Origin, Part, Ranges, RegisterRequest, Selector, Usage, MAX_LABEL,
+    MAX_NAME,
 };
 pub use etc::{
     parse_group, parse_group_lenient, parse_passwd, parse_passwd_lenient, GroupEntry, PasswdEntry,
@@ -191,6 +192,14 @@ pub enum Error {
     InvalidLease {
         /// The name.
         name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A label is too long or not printable.
+    #[error("invalid label {label:?}: {reason}")]
+    InvalidLabel {
+        /// The label (its first 64 characters).
+        label: String,
         /// Why.
         reason: &'static str,
     },

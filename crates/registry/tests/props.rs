@@ -320,9 +320,9 @@ fn run(align: u32, ops: Vec<Op>, durable: bool) -> Result<(), TestCaseError> {
         );
         let mut per_owner: BTreeMap<u32, (u32, u64)> = BTreeMap::new();
         for x in &all {
-            let e = per_owner.entry(x.owner).or_default();
+            let e = per_owner.entry(x.charged_to()).or_default();
             e.0 += 1;
-            e.1 += x.ids();
+            e.1 += a.cost(x);
         }
         for (owner, (n, ids)) in per_owner {
             let u = a.usage(owner);

@@ -1,7 +1,7 @@
 //! The registry's records as `io.credns.Registry` carries them.
 
 use credns_api::registry::{AllocationInfo, HighRanges, HolderInfo, UserNamespace, WireLease};
-use credns_registry::{Allocation, Holder, Lease, Origin, Part};
+use credns_registry::{Allocation, Holder, Lease, Origin, Part, Registry};
 
 /// A lease on the wire.
 pub(crate) fn lease(l: &Lease) -> WireLease {
@@ -25,8 +25,21 @@ pub(crate) fn lease(l: &Lease) -> WireLease {
     }
 }
 
-/// An allocation on the wire.
-pub(crate) fn allocation(a: &Allocation) -> AllocationInfo {
+/// An allocation on the wire, with what on the host now overlaps it.
+pub(crate) fn allocation(reg: &Registry, a: &Allocation) -> AllocationInfo {
+    AllocationInfo {
+        conflicts: reg
+            .allocator()
+            .conflicts(a)
+            .iter()
+            .map(|e| format!("{} also held by {}", e.range, e.source))
+            .collect(),
+        ..record(a)
+    }
+}
+
+/// An allocation on the wire, as its record says.
+pub(crate) fn record(a: &Allocation) -> AllocationInfo {
     AllocationInfo {
         id: a.id.0,
         uid: a.uid.into(),
@@ -44,6 +57,7 @@ pub(crate) fn allocation(a: &Allocation) -> AllocationInfo {
             Origin::Registered => "registered",
         }
         .into(),
+        conflicts: Vec::new(),
     }
 }
 

@@ -38,7 +38,7 @@ pub use methods::Caller;
 
 /// A registry record as `io.credns.Registry` carries it.
 pub fn allocation_info(a: &credns_registry::Allocation) -> AllocationInfo {
-    convert::allocation(a)
+    convert::record(a)
 }
 
 use std::path::PathBuf;

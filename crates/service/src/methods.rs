@@ -264,6 +264,7 @@ impl Methods {
             req.high = HighRequest::Default;
         }
         self.with(|reg| {
+            req.principal = Some(principal(reg, caller.uid));
             let fresh = reg.get(&Selector::from(&req.lease)).is_none();
             let a = reg.allocate(&req).map_err(registry_error)?;
             if let Some((userns, member)) = ns {
@@ -272,7 +273,7 @@ impl Methods {
                 }
                 self.follow(&a, userns, member);
             }
-            Ok(json!({ "allocation": convert::allocation(&a), "fresh": fresh }))
+            Ok(json!({ "allocation": convert::allocation(reg, &a), "fresh": fresh }))
         })
     }
 
@@ -347,7 +348,7 @@ impl Methods {
             if let Some((userns, member)) = ns {
                 self.follow(&a, userns, member);
             }
-            Ok(json!({ "allocation": convert::allocation(&a) }))
+            Ok(json!({ "allocation": convert::allocation(reg, &a) }))
         })
     }
 
@@ -382,14 +383,14 @@ impl Methods {
                 // maps stays out of the pool until a later scan finds it gone.
                 reg.observe_live(live::live_ids(&live::scan(&self.procfs, self.own_ns)));
             }
-            Ok(json!({ "allocation": convert::allocation(&a) }))
+            Ok(json!({ "allocation": convert::allocation(reg, &a) }))
         })
     }
 
     fn show(&self, caller: Caller, p: TargetParams) -> Result<Value, ErrorReply> {
         self.with(|reg| {
             let a = Self::target(caller, &p, reg)?;
-            Ok(json!({ "allocation": convert::allocation(a) }))
+            Ok(json!({ "allocation": convert::allocation(reg, a) }))
         })
     }
 
@@ -398,7 +399,7 @@ impl Methods {
             let v: Vec<AllocationInfo> = reg
                 .list()
                 .filter(|a| caller.is_admin() || a.owner == caller.uid)
-                .map(convert::allocation)
+                .map(|a| convert::allocation(reg, a))
                 .collect();
             Ok(json!({ "allocations": v }))
         })
@@ -452,6 +453,24 @@ impl Methods {
             })
             .collect()
     }
+}
+
+/// Who pays for what `uid` allocates: a uid inside an allocation is charged to that
+/// allocation's owner, and so on up (a container's users cannot multiply their owner's quota
+/// by switching uids). Inside a root-owned allocation the container itself is the principal,
+/// named by its first uid, with an ordinary user's quota: never root, which has none.
+fn principal(reg: &Registry, uid: u32) -> u32 {
+    let mut p = uid;
+    for _ in 0..16 {
+        let Some(a) = reg.allocator().holding(p) else {
+            return p;
+        };
+        if a.owner == 0 || a.charged_to() == 0 {
+            return a.uid.start;
+        }
+        p = a.charged_to();
+    }
+    p
 }
 
 fn take_fd(fds: &mut dyn Fds, i: u64, param: &str) -> Result<OwnedFd, ErrorReply> {

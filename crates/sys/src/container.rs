@@ -714,8 +714,10 @@ fn child_main(
     // Die with the parent (armed after the id changes, which clear it, prctl(2)).
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .unwrap_or_else(|e| fail(STEP_PDEATHSIG, e, 0));
-    // execvp's rules: ENOENT, ENOTDIR (and the like) move on to the next PATH entry; EACCES is
-    // remembered and reported if nothing else runs; any other error stops the search.
+    // execvp's rules, as a shell applies them: ENOENT, ENOTDIR (and the like) move on to the
+    // next PATH entry; EACCES on a file that exists is remembered and reported if nothing else
+    // runs (126), but EACCES because a PATH directory cannot be searched is "not here" (a
+    // command found nowhere is 127); any other error stops the search.
     let mut last = Errno::NOENT;
     let mut saw_eacces = false;
     for prog in &p.programs {
@@ -724,11 +726,18 @@ fn child_main(
         unsafe { libc::execve(prog.as_ptr(), argv, envp) };
         let e = crate::last_errno();
         match e {
-            Errno::ACCESS => saw_eacces = true,
+            Errno::ACCESS
+                if rustix::fs::access(prog.as_c_str(), rustix::fs::Access::EXISTS).is_ok() =>
+            {
+                saw_eacces = true
+            }
+            Errno::ACCESS => {}
             Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::NAMETOOLONG | Errno::STALE => {}
             _ => fail(STEP_EXEC, e, 0),
         }
-        last = e;
+        if e != Errno::ACCESS {
+            last = e;
+        }
     }
     fail(STEP_EXEC, if saw_eacces { Errno::ACCESS } else { last }, 0)
 }

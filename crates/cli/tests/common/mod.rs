@@ -76,6 +76,19 @@ pub fn busybox_rootfs(busybox: &Path, dir: &Path) -> PathBuf {
 
 /// Run the credns binary with a fixed PATH (so lookups do not depend on the caller's).
 pub fn credns(args: &[&str]) -> Output {
+    // Tests never reach a daemon or store they did not start: every command that may talk to
+    // the registry names its socket (and the store, if it may open one).
+    let registry = [
+        "run", "oci", "alloc", "release", "list", "show", "who", "serve",
+    ];
+    if args.first().is_some_and(|c| registry.contains(c))
+        || (args.first() == Some(&"mount") && args.contains(&"--name"))
+    {
+        assert!(
+            args.contains(&"--socket"),
+            "credns {args:?} would reach the host's daemon: give --socket"
+        );
+    }
     Command::new(env!("CARGO_BIN_EXE_credns"))
         .args(args)
         .env("PATH", "/usr/bin:/bin")
