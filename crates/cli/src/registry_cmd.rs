@@ -75,6 +75,11 @@ pub struct ServeArgs {
     /// Directory of passwd, group, subuid and subgid whose ids are never allocated.
     #[arg(long, value_name = "DIR", default_value = "/etc")]
     etc: PathBuf,
+    /// Start on a store older than its last recorded commit (restored from a backup, rolled
+    /// back, emptied), as it is: allocations made since are lost from it. The ids live user
+    /// namespaces map are rescanned at start and never handed out whatever the store says.
+    #[arg(long)]
+    recover: bool,
 }
 
 #[derive(Debug, Args)]
@@ -164,7 +169,19 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     let mut cfg = Config::new(&a.at.store);
     cfg.policy = load_policy(&a.at.policy)?;
     cfg.etc = Some(a.etc.clone());
-    let svc = Service::open(&cfg)?;
+    cfg.accept_rollback = a.recover;
+    let svc = Service::open(&cfg).map_err(|e| match e {
+        credns_service::Error::Registry(credns_registry::Error::Store(s))
+            if s.kind == credns_registry::StoreErrorKind::RolledBack =>
+        {
+            anyhow::anyhow!(
+                "{s}.\nRefusing to serve from it. To continue from this store as it is, start \
+                 `credns serve --recover` (live user namespaces are rescanned first; their ids \
+                 are never handed out again; name leases made since must be made again)"
+            )
+        }
+        e => e.into(),
+    })?;
     let server = Server::bind(&a.at.socket, svc.clone())?;
     let stop = server.stop_flag();
     eprintln!(

@@ -5,12 +5,21 @@
 //! * `allocations`: `u64` allocation id → the [`Allocation`] as JSON, the only record of truth;
 //! * `meta`: `"schema"` → 1, and `"id_mark"` → the allocation-id high-water mark.
 //!
+//! Rollback detection: every commit raises `meta.generation`; after a durable commit the new
+//! generation is also written to a small file beside the store (`<store>.generation`). A
+//! store whose generation is below that file's (a file restored from a backup, redb falling
+//! back to an older commit slot after a corruption, a store emptied or replaced) is refused
+//! with [`StoreErrorKind::RolledBack`]: allocations acknowledged since may be in use.
+//! [`RedbStore::accept_rollback`] takes the store as it is (the daemon's `--recover`).
+//!
 //! No redb type leaves this module: every failure becomes a [`StoreError`] of a kind callers
 //! can act on. After a failed write (a full disk, an I/O error) redb refuses every later
 //! transaction of the same handle, so the store reopens the file before the next one: once
 //! writes succeed again, the registry works again without a restart.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
@@ -23,12 +32,14 @@ const ALLOCS: TableDefinition<u64, &[u8]> = TableDefinition::new("allocations");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SCHEMA_KEY: &str = "schema";
 const ID_MARK_KEY: &str = "id_mark";
+const GENERATION_KEY: &str = "generation";
 const SCHEMA: u64 = 1;
 
 /// A registry store in one redb file.
 pub struct RedbStore {
     db: Option<Database>,
     path: PathBuf,
+    generation: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -43,9 +54,42 @@ impl RedbStore {
     /// Open (or create) the file at `path`. Another process holding it is
     /// [`StoreErrorKind::Locked`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let s = Self::open_unchecked(path)?;
+        let recorded = read_recorded(&s.path)?;
+        let here = s.generation.load(Ordering::Acquire);
+        if recorded > here {
+            return Err(StoreError::new(
+                StoreErrorKind::RolledBack,
+                format!(
+                    "the registry store {} is at generation {here}, but {} records that \
+                     generation {recorded} was committed: the store was rolled back, replaced \
+                     or emptied, and ranges allocated since may be in use",
+                    s.path.display(),
+                    generation_path(&s.path).display()
+                ),
+            ));
+        }
+        Ok(s)
+    }
+
+    /// Open the store as it is even if it is older than its last recorded commit, and record
+    /// its generation as the current one. For recovery, after which the caller must rescan
+    /// what the host uses (live namespaces) before allocating.
+    pub fn accept_rollback(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let s = Self::open_unchecked(path)?;
+        write_recorded(&s.path, s.generation.load(Ordering::Acquire))?;
+        Ok(s)
+    }
+
+    fn open_unchecked(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let db = open_db(&path)?;
-        Ok(RedbStore { db: Some(db), path })
+        let generation = read_generation(&db).map_err(|e| from_redb(&path, "reading", e))?;
+        Ok(RedbStore {
+            db: Some(db),
+            path,
+            generation: Arc::new(AtomicU64::new(generation)),
+        })
     }
 
     /// The file.
@@ -79,6 +123,57 @@ impl RedbStore {
             r => r,
         }
     }
+}
+
+fn generation_path(store: &Path) -> PathBuf {
+    let mut p = store.as_os_str().to_owned();
+    p.push(".generation");
+    PathBuf::from(p)
+}
+
+/// The generation the record file beside the store says was committed (0 if there is none).
+fn read_recorded(store: &Path) -> Result<u64, StoreError> {
+    let p = generation_path(store);
+    match std::fs::read_to_string(&p) {
+        Ok(t) => t.trim().parse().map_err(|_| {
+            StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!("{}: not a generation number: {:?}", p.display(), t.trim()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(StoreError::new(
+            StoreErrorKind::Unwritable,
+            format!("reading {}: {e}", p.display()),
+        )),
+    }
+}
+
+/// Record `generation` beside the store. Written after the store's own durable commit and not
+/// synced itself: after a crash it holds that generation or an older one, never a newer one
+/// than the store, so it can only miss a rollback, never invent one.
+fn write_recorded(store: &Path, generation: u64) -> Result<(), StoreError> {
+    let p = generation_path(store);
+    let mut tmp = p.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = PathBuf::from(tmp);
+    let unwritable = |e: std::io::Error| {
+        StoreError::new(
+            StoreErrorKind::Unwritable,
+            format!("writing {}: {e}", p.display()),
+        )
+    };
+    std::fs::write(&tmp, format!("{generation}\n")).map_err(unwritable)?;
+    std::fs::rename(&tmp, &p).map_err(unwritable)
+}
+
+fn read_generation(db: &Database) -> Result<u64, redb::Error> {
+    let rtx = db.begin_read()?;
+    let g = rtx
+        .open_table(META)?
+        .get(GENERATION_KEY)?
+        .map(|g| g.value());
+    Ok(g.unwrap_or(0))
 }
 
 fn open_db(path: &Path) -> Result<Database, StoreError> {
@@ -183,6 +278,7 @@ impl Store for RedbStore {
     }
 
     fn begin(&mut self) -> Result<Box<dyn StoreTxn>, StoreError> {
+        let generation = self.generation.clone();
         self.with_db(|db, path| {
             let wtx = db
                 .begin_write()
@@ -190,6 +286,7 @@ impl Store for RedbStore {
             Ok(Box::new(RedbTxn {
                 wtx,
                 path: path.to_path_buf(),
+                generation: generation.clone(),
             }) as Box<dyn StoreTxn>)
         })
     }
@@ -202,6 +299,7 @@ impl Store for RedbStore {
 struct RedbTxn {
     wtx: WriteTransaction,
     path: PathBuf,
+    generation: Arc<AtomicU64>,
 }
 
 impl RedbTxn {
@@ -242,9 +340,22 @@ impl StoreTxn for RedbTxn {
             Durability::None
         };
         self.wtx.set_durability(d).map_err(|e| self.err(e))?;
+        let next = self.generation.load(Ordering::Acquire) + 1;
+        {
+            let mut t = self.wtx.open_table(META).map_err(|e| self.err(e))?;
+            t.insert(GENERATION_KEY, next)
+                .map_err(|e| from_redb(&self.path, "writing", e.into()))?;
+        }
         let path = self.path.clone();
         self.wtx
             .commit()
-            .map_err(|e| from_redb(&path, "committing to", e.into()))
+            .map_err(|e| from_redb(&path, "committing to", e.into()))?;
+        self.generation.store(next, Ordering::Release);
+        if durable {
+            // The commit stands whatever happens here: a record not written only makes a later
+            // rollback of this commit undetectable, never a good store refused.
+            let _ = write_recorded(&path, next);
+        }
+        Ok(())
     }
 }

@@ -55,6 +55,14 @@ impl Registry {
         Self::with_store(Box::new(RedbStore::open(path)?), policy)
     }
 
+    /// Open the redb store at `path` even if it is older than its last recorded commit (see
+    /// [`RedbStore::accept_rollback`]): for recovery, by a caller that then rescans what the
+    /// host uses before allocating.
+    pub fn open_accepting_rollback(path: impl AsRef<Path>, policy: Policy) -> Result<Self, Error> {
+        policy.validate()?;
+        Self::with_store(Box::new(RedbStore::accept_rollback(path)?), policy)
+    }
+
     /// Load every record of `store` and rebuild the index under `policy`. Records outside the
     /// policy's windows are kept (see [`Allocator::out_of_pool`]); inconsistent records fail
     /// with [`Error::Corrupt`].

@@ -52,6 +52,9 @@ pub enum StoreErrorKind {
     Unwritable,
     /// The store holds something this code cannot have written.
     Corrupt,
+    /// The store is older than its last acknowledged commit (restored from a backup, rolled
+    /// back by a corruption, emptied): allocations made since may be in use.
+    RolledBack,
 }
 
 /// A store's failure: its kind and a sentence saying what happened where.

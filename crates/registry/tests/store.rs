@@ -469,3 +469,45 @@ fn host_files_are_read_leniently_and_changes_are_noticed() {
     assert!(host.load().unwrap().exclusions.set().contains(900009));
     assert!(!host.changed());
 }
+
+#[test]
+fn a_rolled_back_or_emptied_store_is_refused_until_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.redb");
+    let old = dir.path().join("old.redb");
+    {
+        let mut reg = Registry::open(&path, Policy::default()).unwrap();
+        reg.allocate(&named("a")).unwrap();
+    }
+    std::fs::copy(&path, &old).unwrap();
+    {
+        let mut reg = Registry::open(&path, Policy::default()).unwrap();
+        reg.allocate(&named("b")).unwrap();
+    }
+    // Restored from the older copy: "b" was acknowledged and is missing.
+    std::fs::copy(&old, &path).unwrap();
+    let e = Registry::open(&path, Policy::default()).unwrap_err();
+    let Error::Store(s) = &e else { panic!("{e}") };
+    assert_eq!(s.kind, credns_registry::StoreErrorKind::RolledBack, "{e}");
+    assert!(
+        s.message.starts_with(&format!(
+            "the registry store {} is at generation ",
+            path.display()
+        )),
+        "{e}"
+    );
+    // Emptied: refused the same way.
+    std::fs::write(&path, b"").unwrap();
+    let e = Registry::open(&path, Policy::default()).unwrap_err();
+    assert!(
+        matches!(&e, Error::Store(s) if s.kind == credns_registry::StoreErrorKind::RolledBack),
+        "{e}"
+    );
+    // Accepted on purpose, it opens, and later opens are ordinary again.
+    std::fs::copy(&old, &path).unwrap();
+    let reg = Registry::open_accepting_rollback(&path, Policy::default()).unwrap();
+    assert_eq!(reg.list().count(), 1);
+    drop(reg);
+    let mut reg = Registry::open(&path, Policy::default()).unwrap();
+    reg.allocate(&named("c")).unwrap();
+}

@@ -119,12 +119,17 @@ fn refresh_host(reg: &mut Registry, host: &mut Option<HostFiles>) -> Result<(), 
 
 impl RegistryCell {
     /// The daemon's cell: the store opened and locked for the daemon's lifetime.
-    pub(crate) fn held(store: &Path, policy: Policy, etc: Option<&Path>) -> Result<Self, Error> {
+    pub(crate) fn held(cfg: &crate::Config) -> Result<Self, Error> {
+        let store = &cfg.store;
         check_store_path(store)?;
         let lock = FileLock::acquire(&lock_path(store), Duration::ZERO)?
             .ok_or_else(|| Error::Registry(locked(store)))?;
-        let mut reg = open(store, policy)?;
-        let mut host = etc.map(HostFiles::new);
+        let mut reg = if cfg.accept_rollback {
+            Registry::open_accepting_rollback(store, cfg.policy.clone())?
+        } else {
+            open(store, cfg.policy.clone())?
+        };
+        let mut host = cfg.etc.as_deref().map(HostFiles::new);
         refresh_host(&mut reg, &mut host)?;
         Ok(RegistryCell::Held {
             reg: Mutex::new(reg),

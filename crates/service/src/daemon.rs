@@ -34,6 +34,8 @@ pub struct Config {
     /// Directory holding `passwd`, `group`, `subuid`, `subgid` whose ids are never allocated
     /// (`/etc`); `None` reads none.
     pub etc: Option<PathBuf>,
+    /// Take a store older than its last recorded commit as it is (recovery; see DESIGN.md).
+    pub accept_rollback: bool,
 }
 
 impl Config {
@@ -44,6 +46,7 @@ impl Config {
             policy: Policy::default(),
             procfs: ProcFs::new(),
             etc: Some("/etc".into()),
+            accept_rollback: false,
         }
     }
 }
@@ -69,7 +72,7 @@ impl Service {
     /// Open and lock the store, exclude host ids, scan live namespaces, reap leases whose
     /// namespace is gone and start watching the rest.
     pub fn open(cfg: &Config) -> Result<Self, Error> {
-        let cell = RegistryCell::held(&cfg.store, cfg.policy.clone(), cfg.etc.as_deref())?;
+        let cell = RegistryCell::held(cfg)?;
         let own_ns = cfg.procfs.userns(Pid::this()).ok();
         let watch = Arc::new(NsWatch::new(cfg.procfs.clone(), own_ns)?);
         let methods = Methods {
@@ -103,9 +106,10 @@ impl Service {
             .call(caller, method, params, &mut crate::methods::SliceFds(fds))
     }
 
-    /// Serve exit events of leased namespaces' processes forever (on its own thread).
-    pub fn run_reaper(&self) -> ! {
-        self.inner.watch.run_reaper(&self.inner.methods)
+    /// Serve exit events of leased namespaces' processes until `stop` is set (on its own
+    /// thread).
+    pub fn run_reaper(&self, stop: &AtomicBool) {
+        self.inner.watch.run_reaper(&self.inner.methods, stop)
     }
 
     /// The varlink interface of these methods.
@@ -243,16 +247,20 @@ impl Server {
         self.stop.clone()
     }
 
-    /// Serve until the stop flag is set; also starts the namespace reaper.
+    /// Serve until the stop flag is set; also runs the namespace reaper meanwhile. When it
+    /// returns, requests being run were answered and the reaper has stopped.
     pub fn run(self) -> Result<(), Error> {
         let reaper = self.service.clone();
-        std::thread::Builder::new()
+        let stop = self.stop.clone();
+        let reaping = std::thread::Builder::new()
             .name("credns-reaper".into())
-            .spawn(move || reaper.run_reaper())
+            .spawn(move || reaper.run_reaper(&stop))
             .map_err(io_err("spawn reaper thread", &self.path))?;
         let mut server = credns_varlink::Server::new(server_info(), self.limits.clone());
         server.add(self.service.interface());
-        server.serve(self.listener, &self.stop)?;
-        Ok(())
+        let served = server.serve(self.listener, &self.stop);
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = reaping.join();
+        Ok(served?)
     }
 }

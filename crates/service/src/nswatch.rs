@@ -3,7 +3,9 @@
 //! is searched once for others, and if none is left the lease is released.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use credns_registry::{AllocId, Lease, LiveUserNs as RegLiveNs, Registry, Selector};
 use credns_sys::maps::LiveUserNs;
@@ -251,10 +253,10 @@ impl NsWatch {
         Ok(())
     }
 
-    /// Serve exit events of watched processes forever (run it on its own thread).
-    pub(crate) fn run_reaper(&self, methods: &Methods) -> ! {
-        loop {
-            let tokens = match self.watcher.wait(None) {
+    /// Serve exit events of watched processes until `stop` is set (run it on its own thread).
+    pub(crate) fn run_reaper(&self, methods: &Methods, stop: &AtomicBool) {
+        while !stop.load(Ordering::Acquire) {
+            let tokens = match self.watcher.wait(Some(Duration::from_millis(250))) {
                 Ok(t) => t,
                 Err(e) => {
                     eprintln!("credns: epoll_wait: {e}");

@@ -30,6 +30,7 @@ fn crash_serve_helper() {
         policy: Policy::default(),
         procfs: ProcFs::new(),
         etc: None,
+        accept_rollback: false,
     };
     let svc = Service::open(&cfg).unwrap();
     let server = Server::bind(&socket, svc).unwrap();

@@ -20,6 +20,7 @@ fn config(dir: &std::path::Path) -> Config {
         policy: Policy::default(),
         procfs: ProcFs::new(),
         etc: None,
+        accept_rollback: false,
     }
 }
 

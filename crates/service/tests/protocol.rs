@@ -294,6 +294,7 @@ fn bind_replaces_a_stale_socket_but_nothing_else() {
         policy: Policy::default(),
         procfs: credns_sys::ProcFs::new(),
         etc: None,
+        accept_rollback: false,
     };
     let svc = Service::open(&cfg).unwrap();
     // A regular file where the socket should go is left alone.

@@ -52,6 +52,7 @@ impl TestServer {
             policy,
             procfs: ProcFs::new(),
             etc: None,
+            accept_rollback: false,
         };
         let service = Service::open(&cfg).expect("open service");
         let server = Server::bind(&socket, service.clone()).expect("bind");
