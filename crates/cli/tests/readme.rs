@@ -38,7 +38,7 @@ use common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_credns");
 /// The whole script's time limit (it takes a few seconds).
-const LIMIT: Duration = Duration::from_secs(180);
+const LIMIT: Duration = Duration::from_secs(120);
 /// Where the README's examples put the daemon's socket (its default).
 const SOCKET: &str = "/run/credns/io.credns.Registry";
 /// Covered by a fresh tmpfs inside the test's mount namespace.
