@@ -9,14 +9,14 @@ cd "$(dirname "$0")/.."
 declare -A pkg_for=(
   [unshare]=util-linux [setpriv]=util-linux [losetup]=mount [setfacl]=acl [keyctl]=keyutils
   [newuidmap]=uidmap [crun]=crun [mkfs.ext4]=e2fsprogs [mkfs.btrfs]=btrfs-progs
-  [mkfs.xfs]=xfsprogs [hyperfine]=hyperfine
+  [mkfs.xfs]=xfsprogs [hyperfine]=hyperfine [pgrep]=procps
 )
 need_pkgs=()
 for cmd in "${!pkg_for[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/sbin:/usr/sbin" command -v "$cmd" >/dev/null 2>&1 ||
     need_pkgs+=("${pkg_for[$cmd]}")
 done
-# The run and oci tests build root filesystems from the static busybox.
+# The run, oci and README tests build root filesystems from the static busybox.
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
