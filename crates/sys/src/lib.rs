@@ -22,6 +22,7 @@ pub mod lockfile;
 pub mod maps;
 pub mod mount;
 mod ns;
+pub mod nsfree;
 pub mod peer;
 pub mod pidfd;
 pub mod probe;
