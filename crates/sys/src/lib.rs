@@ -23,6 +23,7 @@ pub mod maps;
 pub mod mount;
 mod ns;
 pub mod nsfree;
+pub mod nsrefs;
 pub mod peer;
 pub mod pidfd;
 pub mod probe;

@@ -45,7 +45,7 @@
 //!
 //! Needs `CAP_BPF` and `CAP_PERFMON` (or `CAP_SYS_ADMIN`). [`NsFreeWatch::open`] says which
 //! step failed and why (the verifier's log included), so the daemon can fall back to the
-//! conservative scan of `crate::nsrefs`.
+//! conservative scan of [`crate::nsrefs`].
 //!
 //! # Inode reuse
 //!
@@ -231,13 +231,16 @@ mod imp {
     }
 
     fn load_error(what: &str, e: LoadError) -> String {
-        let mut s = sys(what, e.errno);
-        if e.log.is_empty() && e.errno == Errno::PERM {
+        let mut s = if e.log.is_empty() && e.errno == Errno::PERM {
             // The verifier logs as soon as it starts: this refusal came before it.
-            s.push_str(
-                " before verification (capabilities, or a security policy: lockdown or a BPF LSM)",
-            );
-        }
+            format!(
+                "{what}: {}: refused before verification (missing CAP_BPF and CAP_PERFMON, or a \
+                 security policy such as a BPF LSM forbids this program type)",
+                errno_display(e.errno)
+            )
+        } else {
+            sys(what, e.errno)
+        };
         if !e.log.is_empty() {
             // The verifier's verdict is at the end of its log.
             let lines: Vec<&str> = e.log.lines().collect();
