@@ -131,3 +131,37 @@ fn an_idmapped_mount_is_counted_until_unmounted() {
     drop(mount);
     assert_eq!(scan_userns_refs(&fs).unwrap().idmapped_mounts, before);
 }
+
+#[test]
+fn a_thread_with_its_own_file_table_is_scanned_too() {
+    if !needs_root("a_thread_with_its_own_file_table_is_scanned_too") {
+        return;
+    }
+    let fs = ProcFs::new();
+    let child = UsernsChild::spawn(&UnshareOptions::new()).unwrap();
+    let ino = child.userns().unwrap().ino;
+    let path = PathBuf::from(format!("/proc/{}/ns/user", child.pid()));
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        // SAFETY: after this the thread's fd table is its own copy; the only fd it opens
+        // afterwards (the nsfs fd below) is created, used and closed on this thread alone.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FILES) }.unwrap();
+        let fd = credns_sys::UserNsFd::open_path(&path).unwrap();
+        opened_tx.send(()).unwrap();
+        done_rx.recv().unwrap();
+        drop(fd);
+    });
+    opened_rx.recv().unwrap();
+    let refs = scan_userns_refs(&fs).unwrap();
+    done_tx.send(()).unwrap();
+    thread.join().unwrap();
+    assert!(
+        refs.fds.contains(&ino),
+        "user:[{ino}], open only in a thread's own file table, not in {:?}",
+        refs.fds
+    );
+    let refs = scan_userns_refs(&fs).unwrap();
+    assert!(!refs.fds.contains(&ino));
+    drop(child);
+}
