@@ -47,6 +47,15 @@
 //! step failed and why (the verifier's log included), so the daemon can fall back to the
 //! conservative scan of [`crate::nsrefs`].
 //!
+//! # Kernel versions
+//!
+//! Up to 6.17 the path is `free_user_ns` → `ns_free_inum` → `proc_free_inum`; from 6.18 it is
+//! `free_user_ns` → `ns_common_free` → `__ns_common_free` → `proc_free_inum`: the traced
+//! function is the same. It is also called when creating a namespace fails after its number
+//! was allocated (harmless: no lease can name that number). A kernel built with LTO may
+//! inline `proc_free_inum` into its callers; then neither hook sees those calls, so a daemon
+//! should treat a watch that never reports anything with suspicion.
+//!
 //! # Inode reuse
 //!
 //! The kernel reuses a freed inode number for the next namespace or proc entry it creates. The
