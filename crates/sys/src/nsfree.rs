@@ -15,7 +15,7 @@
 //!
 //! credns must build with nothing but a Rust toolchain and a C compiler, so there is no
 //! libbpf, no clang and no BPF object file: the program is 22 instruction slots assembled in
-//! [`program`] and loaded with raw `bpf(2)` calls (module `bpf`). In C it is:
+//! `program` and loaded with raw `bpf(2)` calls (module `bpf`). In C it is:
 //!
 //! ```c
 //! int prog(ctx) {

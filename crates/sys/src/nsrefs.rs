@@ -32,8 +32,8 @@ use crate::procfs::io_errno;
 use crate::{Errno, Error, Pid, ProcFs};
 
 /// What keeps user namespaces alive that a process scan does not see: nsfs descriptors held by
-/// any process (/proc/*/fd/* links "user:[INO]"), nsfs bind mounts in any mount namespace
-/// (/proc/*/mountinfo lines of fstype nsfs whose root is "user:[INO]"), and idmapped mounts
+/// any process (/proc/*/fd/* links `"user:[INO]"`), nsfs bind mounts in any mount namespace
+/// (/proc/*/mountinfo lines of fstype nsfs whose root is `"user:[INO]"`), and idmapped mounts
 /// (mountinfo option "idmapped"), whose namespace cannot be named from /proc.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserNsRefs {
