@@ -22,6 +22,8 @@ pub mod lockfile;
 pub mod maps;
 pub mod mount;
 mod ns;
+pub mod nsfree;
+pub mod nsrefs;
 pub mod peer;
 pub mod pidfd;
 pub mod probe;
