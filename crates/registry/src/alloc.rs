@@ -175,6 +175,11 @@ pub struct Allocation {
     /// container's owner). Quotas apply per principal; root has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<u32>,
+    /// For a user-namespace lease, the kernel's 64-bit id of the namespace (`NS_GET_ID`,
+    /// Linux 6.18+), which unlike the nsfs inode is never reused: where both sides know it,
+    /// it alone says whether a live namespace is the leased one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_id: Option<u64>,
     /// When it was made, in seconds since the Unix epoch.
     pub created: u64,
     /// The size the request named, if it named one.
@@ -291,6 +296,8 @@ pub struct AllocRequest {
     pub owner: u32,
     /// Who pays, when not the owner (see [`Allocation::principal`]).
     pub principal: Option<u32>,
+    /// The leased namespace's kernel id (see [`Allocation::ns_id`]).
+    pub ns_id: Option<u64>,
     /// Ids wanted; `None` is `policy.pool.default_size`.
     pub size: Option<u64>,
     /// An extra high-window range.
@@ -306,6 +313,7 @@ impl AllocRequest {
             lease,
             owner,
             principal: None,
+            ns_id: None,
             size: None,
             high: HighRequest::None,
             label: None,
@@ -340,6 +348,8 @@ pub struct RegisterRequest {
     pub owner: u32,
     /// Who pays, when not the owner (see [`Allocation::principal`]).
     pub principal: Option<u32>,
+    /// The leased namespace's kernel id (see [`Allocation::ns_id`]).
+    pub ns_id: Option<u64>,
     /// Host uids.
     pub uid: IdRange,
     /// Host gids.
@@ -357,6 +367,7 @@ impl RegisterRequest {
             lease,
             owner,
             principal: None,
+            ns_id: None,
             uid: range,
             gid: range,
             high: None,
@@ -416,6 +427,9 @@ pub struct LiveUserNs {
     /// Creation stamp as defined at [`Lease::UserNs`], or `None` if the scan could not compute
     /// it (then every lease with this `dev`/`ino` counts as alive).
     pub created_ns: Option<u64>,
+    /// The namespace's kernel id, where the kernel tells it: a lease that recorded one is the
+    /// live namespace's exactly when the ids are equal, whatever the stamps say.
+    pub ns_id: Option<u64>,
 }
 
 /// Which part of an allocation holds an id.
@@ -796,6 +810,7 @@ impl Allocator {
             lease: req.lease.clone(),
             owner: req.owner,
             principal: req.principal.filter(|p| *p != req.owner),
+            ns_id: req.ns_id,
             created: now,
             requested_size: req.size,
             label: req.label.clone(),
@@ -825,6 +840,7 @@ impl Allocator {
             lease: req.lease.clone(),
             owner: req.owner,
             principal: req.principal.filter(|p| *p != req.owner),
+            ns_id: req.ns_id,
             created: now,
             requested_size: None,
             label: req.label.clone(),
@@ -1097,17 +1113,22 @@ impl Allocator {
     /// User-namespace leases whose namespace is not in `live`, ascending. A live entry with
     /// `created_ns: None` keeps every lease with its `dev` and `ino`.
     pub fn dead_leases(&self, live: &[LiveUserNs]) -> Vec<AllocId> {
-        let mut alive: HashMap<(u64, u64), Vec<Option<u64>>> = HashMap::new();
+        let mut alive: HashMap<(u64, u64), Vec<&LiveUserNs>> = HashMap::new();
         for l in live {
-            alive.entry((l.dev, l.ino)).or_default().push(l.created_ns);
+            alive.entry((l.dev, l.ino)).or_default().push(l);
         }
+        let is_it = |l: &LiveUserNs, created: u64, ns_id: Option<u64>| match (ns_id, l.ns_id) {
+            (Some(a), Some(b)) => a == b,
+            _ => l.created_ns.is_none_or(|c| c == created),
+        };
         let mut dead: Vec<AllocId> = self
             .userns
             .iter()
-            .filter(|((dev, ino, created), _)| {
+            .filter(|((dev, ino, created), id)| {
+                let ns_id = self.allocs[*id].ns_id;
                 !alive
                     .get(&(*dev, *ino))
-                    .is_some_and(|v| v.iter().any(|c| c.map_or(true, |c| c == *created)))
+                    .is_some_and(|v| v.iter().any(|l| is_it(l, *created, ns_id)))
             })
             .map(|(_, id)| *id)
             .collect();
@@ -1710,16 +1731,19 @@ mod tests {
                 dev: 4,
                 ino: 10,
                 created_ns: Some(100),
+                ns_id: None,
             },
             LiveUserNs {
                 dev: 4,
                 ino: 11,
                 created_ns: Some(999),
+                ns_id: None,
             }, // inode reused
             LiveUserNs {
                 dev: 4,
                 ino: 12,
                 created_ns: None,
+                ns_id: None,
             }, // stamp unknown: keep
         ];
         assert_eq!(a.dead_leases(&live), vec![y.id]);

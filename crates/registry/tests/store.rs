@@ -180,11 +180,13 @@ fn reap_releases_dead_namespaces_durably() {
             dev: 4,
             ino: 1,
             created_ns: Some(10),
+            ns_id: None,
         },
         LiveUserNs {
             dev: 4,
             ino: 3,
             created_ns: Some(31),
+            ns_id: None,
         },
     ];
     let reaped: Vec<AllocId> = reg.reap(&live).unwrap().into_iter().map(|a| a.id).collect();

@@ -258,6 +258,7 @@ impl Methods {
             return Err(invalid("writeMaps", "needs a userNamespaceFileDescriptor"));
         }
         let mut req = AllocRequest::new(lease, caller.uid);
+        req.ns_id = ns_id(&ns);
         req.size = p.size;
         req.label = p.label;
         if p.high {
@@ -341,6 +342,7 @@ impl Methods {
             fds,
         )?;
         let mut req = RegisterRequest::new(lease, caller.uid, p.uid.into());
+        req.ns_id = ns_id(&ns);
         req.gid = p.gid.unwrap_or(p.uid).into();
         req.label = p.label;
         self.with(|reg| {
@@ -471,6 +473,11 @@ fn principal(reg: &Registry, uid: u32) -> u32 {
         p = a.charged_to();
     }
     p
+}
+
+/// The kernel's id of a leased namespace, where the kernel tells it.
+fn ns_id(ns: &NsArg) -> Option<u64> {
+    ns.as_ref().and_then(|(u, _)| u.ns_id().ok().flatten())
 }
 
 fn take_fd(fds: &mut dyn Fds, i: u64, param: &str) -> Result<OwnedFd, ErrorReply> {

@@ -1,6 +1,16 @@
 //! The death watch of leased user namespaces: a pidfd of every known process inside each
-//! leased namespace (or nested below it), in one epoll set; when the last one exits, `/proc`
-//! is searched once for others, and if none is left the lease is released.
+//! leased namespace (or nested below it), in one epoll set. When the last one exits, `/proc`
+//! is searched once for others; if none is left, the namespace may still be alive without a
+//! process, so its lease is released only when nothing else can hold it either: no process
+//! holds an nsfs descriptor of it, no nsfs bind mount names it, and no idmapped mount exists
+//! on the host (an idmapped mount holds its namespace, and which one cannot be read from
+//! `/proc`). A namespace held that way is looked at again every second, and released within
+//! a second of its last reference going. The daemon itself holds no descriptor of a leased
+//! namespace, so that it can die.
+//!
+//! This is the conservative fallback of an exact watch (a BPF program on the kernel's
+//! namespace free path, `credns_sys::nsfree`), which needs kprobes or fentry programs: on a
+//! kernel without both, this is what runs. Limits it cannot see past are in DESIGN.md.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +19,7 @@ use std::time::Duration;
 
 use credns_registry::{AllocId, Lease, LiveUserNs as RegLiveNs, Registry, Selector};
 use credns_sys::maps::LiveUserNs;
+use credns_sys::nsrefs::{scan_userns_refs, UserNsRefs};
 use credns_sys::pidfd::{ExitWatcher, PidFd};
 use credns_sys::{userns_ancestry, NsId, Pid, ProcFs, UserNsFd};
 
@@ -16,12 +27,10 @@ use crate::live;
 use crate::methods::{Leases, Methods, NsKey};
 use crate::Error;
 
-/// What the daemon keeps for a leased user namespace: the nsfs fd (so its inode cannot be
-/// reused while the lease lives) and a pidfd per known process inside.
+/// What the daemon keeps for a leased user namespace: a pidfd per known process inside.
 struct Watched {
     alloc: AllocId,
     created_ns: u64,
-    _userns: Option<UserNsFd>,
     pidfds: HashMap<u64, PidFd>,
 }
 
@@ -30,6 +39,9 @@ struct Watches {
     ns: HashMap<NsKey, Watched>,
     tokens: HashMap<u64, NsKey>,
     next: u64,
+    /// Namespaces with no process left that something else still holds: looked at again
+    /// every second.
+    held: std::collections::BTreeSet<NsKey>,
 }
 
 /// The daemon's watch of leased namespaces.
@@ -61,18 +73,36 @@ impl Leases for NsWatch {
         w.ns.entry(key).or_insert_with(|| Watched {
             alloc,
             created_ns,
-            _userns: Some(userns),
             pidfds: HashMap::new(),
         });
+        w.held.remove(&key);
         self.add_pidfd(&mut w, key, member);
+        // Not kept: a descriptor of ours would keep the namespace alive forever.
+        drop(userns);
     }
 
     fn unwatch(&self, key: NsKey) {
         let mut w = lock(&self.watches);
+        w.held.remove(&key);
         if let Some(n) = w.ns.remove(&key) {
             for (t, p) in n.pidfds {
                 let _ = self.watcher.remove(&p);
                 w.tokens.remove(&t);
+            }
+        }
+    }
+}
+
+/// What holds user namespaces besides processes (`None`: the scan failed, so anything may).
+struct Refs(Option<UserNsRefs>);
+
+impl Refs {
+    /// Whether namespace inode `ino` may be alive without a process.
+    fn holds(&self, ino: u64) -> bool {
+        match &self.0 {
+            None => true,
+            Some(r) => {
+                r.fds.contains(&ino) || r.bind_mounts.contains(&ino) || r.idmapped_mounts > 0
             }
         }
     }
@@ -143,32 +173,37 @@ impl NsWatch {
         found
     }
 
-    /// An nsfs fd of namespace `key` through one of `pids` (in it or below it).
-    fn open_ns(&self, key: NsKey, pids: &[Pid]) -> Option<UserNsFd> {
-        pids.iter().find_map(|p| {
-            let mut fd = UserNsFd::open(&self.procfs, *p).ok()?;
-            for _ in 0..64 {
-                if fd.id().is_ok_and(|i| (i.dev, i.ino) == key) {
-                    return Some(fd);
-                }
-                fd = fd.parent().ok()??;
-            }
-            None
-        })
-    }
-
-    /// The namespaces a start-up scan finds alive, for [`Registry::reap`]. A live namespace
-    /// with a lease's dev and inode is the leased one if one of its processes started no later
-    /// than the lease's stamp (a namespace that reused the inode was created after the leased
-    /// one died, so all its processes started later). Ancestors of live namespaces are alive
-    /// too; their stamps are unknown, so they keep every lease with their dev and inode.
+    /// The namespaces a start-up scan finds alive, for [`Registry::reap`].
+    ///
+    /// A live namespace is the leased one when their kernel ids (`NS_GET_ID`) are equal; a
+    /// lease from before the daemon recorded ids is the live namespace with its dev and inode
+    /// if one of its processes started no later than the lease's stamp (a namespace that
+    /// reused the inode was created after the leased one died, so all its processes started
+    /// later). Ancestors of live namespaces are alive too, and so is a namespace some fd or
+    /// mount holds without a process; their stamps are unknown, so they keep every lease with
+    /// their dev and inode.
     fn alive(&self, scan: &[LiveUserNs], leases: &[(u64, u64, u64)]) -> Vec<RegLiveNs> {
         let mut live = Vec::new();
+        let refs = self.references();
+        for (dev, ino, _) in leases {
+            if refs.holds(*ino) {
+                live.push(RegLiveNs {
+                    dev: *dev,
+                    ino: *ino,
+                    created_ns: None,
+                    ns_id: None,
+                });
+            }
+        }
         for n in scan {
+            let ns_id = UserNsFd::open(&self.procfs, n.pids[0])
+                .ok()
+                .and_then(|fd| fd.ns_id().ok().flatten());
             live.push(RegLiveNs {
                 dev: n.id.dev,
                 ino: n.id.ino,
                 created_ns: n.oldest_start_ns,
+                ns_id,
             });
             for (dev, ino, stamp) in leases {
                 if (n.id.dev, n.id.ino) == (*dev, *ino)
@@ -178,6 +213,7 @@ impl NsWatch {
                         dev: *dev,
                         ino: *ino,
                         created_ns: Some(*stamp),
+                        ns_id: None,
                     });
                 }
             }
@@ -191,6 +227,7 @@ impl NsWatch {
                     dev: a.dev,
                     ino: a.ino,
                     created_ns: None,
+                    ns_id: None,
                 });
             }
         }
@@ -236,11 +273,14 @@ impl NsWatch {
                 Watched {
                     alloc: a.id,
                     created_ns,
-                    _userns: self.open_ns(key, &pids),
                     pidfds: HashMap::new(),
                 },
             );
             if !self.watch_scanned(&mut w, key, &scan) {
+                if pids.is_empty() && self.references().holds(key.1) {
+                    w.held.insert(key);
+                    continue;
+                }
                 // Its processes exited between the scan and now.
                 w.ns.remove(&key);
                 gone.push(a.id);
@@ -253,9 +293,58 @@ impl NsWatch {
         Ok(())
     }
 
+    /// What holds user namespaces besides processes, now.
+    fn references(&self) -> Refs {
+        match scan_userns_refs(&self.procfs) {
+            Ok(r) => Refs(Some(r)),
+            // Not knowing is holding: nothing is released on a failed scan.
+            Err(_) => Refs(None),
+        }
+    }
+
+    /// Look again at the namespaces held without a process: release those nothing holds.
+    fn recheck_held(&self, methods: &Methods) {
+        let held: Vec<NsKey> = lock(&self.watches).held.iter().copied().collect();
+        if held.is_empty() {
+            return;
+        }
+        let scan = live::scan(&self.procfs, self.own_ns);
+        let refs = self.references();
+        for key in held {
+            let r = methods.cell.with(|reg| -> Result<(), Error> {
+                let mut w = lock(&self.watches);
+                if !w.held.contains(&key) || self.watch_scanned(&mut w, key, &scan) {
+                    w.held.remove(&key);
+                    return Ok(());
+                }
+                if refs.holds(key.1) {
+                    return Ok(());
+                }
+                w.held.remove(&key);
+                let Some(n) = w.ns.remove(&key) else {
+                    return Ok(());
+                };
+                drop(w);
+                if reg.get(&Selector::Id(n.alloc)).is_some() {
+                    reg.release_unsynced(&Selector::Id(n.alloc))?;
+                }
+                reg.observe_live(live::live_ids(&scan));
+                Ok(())
+            });
+            if let Ok(Err(e)) | Err(e) = r {
+                eprintln!("credns: releasing a namespace lease held without a process: {e}");
+            }
+        }
+    }
+
     /// Serve exit events of watched processes until `stop` is set (run it on its own thread).
     pub(crate) fn run_reaper(&self, methods: &Methods, stop: &AtomicBool) {
+        let mut last_recheck = std::time::Instant::now();
         while !stop.load(Ordering::Acquire) {
+            if last_recheck.elapsed() >= Duration::from_secs(1) {
+                self.recheck_held(methods);
+                last_recheck = std::time::Instant::now();
+            }
             let tokens = match self.watcher.wait(Some(Duration::from_millis(250))) {
                 Ok(t) => t,
                 Err(e) => {
@@ -301,6 +390,11 @@ impl NsWatch {
                 Some(_) => {}
             }
             if self.watch_scanned(&mut w, key, &scan) {
+                return Ok(());
+            }
+            if self.references().holds(key.1) {
+                // No process, but an fd or a mount holds it: not dead yet.
+                w.held.insert(key);
                 return Ok(());
             }
             let n = w.ns.remove(&key).expect("present");

@@ -235,3 +235,138 @@ fn a_namespace_with_only_nested_processes_is_alive() {
     let svc = Service::open(&cfg).unwrap();
     assert_eq!(leases(&svc).len(), 0, "A died with B");
 }
+
+/// Wait (bounded) until `f` holds.
+fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_namespace_kept_by_an_nsfs_fd_keeps_its_range() {
+    // Regression: a user kept only an nsfs fd of her leased namespace, its last process
+    // exited, the lease was reaped and the range went to someone else, while she could
+    // still setns back in.
+    if !common::needs_root("a_namespace_kept_by_an_nsfs_fd_keeps_its_range") {
+        return;
+    }
+    let s = common::TestServer::start(Policy::default());
+    let mut c = s.client();
+    let child = UsernsChild::spawn(&UnshareOptions::new()).unwrap();
+    let member = PidFd::open(child.pid()).unwrap();
+    let ns = child.userns_fd().unwrap();
+    let opts = AllocOptions {
+        write_maps: true,
+        ..AllocOptions::default()
+    };
+    let a = c
+        .allocate_userns(ns.as_fd(), Some(member.as_fd()), &opts)
+        .unwrap();
+    drop(member);
+    drop(child);
+    // Its last process is gone; the fd `ns` still holds it: the lease stays.
+    std::thread::sleep(Duration::from_millis(2500));
+    let l = c.list().unwrap();
+    assert_eq!(
+        l.iter().map(|x| x.id).collect::<Vec<_>>(),
+        vec![a.id],
+        "{l:?}"
+    );
+    // The fd closes: released within a couple of rechecks.
+    drop(ns);
+    eventually(
+        "release after the fd closed",
+        Duration::from_secs(10),
+        || c.list().unwrap().is_empty(),
+    );
+}
+
+#[test]
+fn a_namespace_kept_by_a_bind_mount_keeps_its_range() {
+    if !common::needs_root("a_namespace_kept_by_a_bind_mount_keeps_its_range") {
+        return;
+    }
+    let s = common::TestServer::start(Policy::default());
+    let mut c = s.client();
+    let child = UsernsChild::spawn(&UnshareOptions::new()).unwrap();
+    let member = PidFd::open(child.pid()).unwrap();
+    let ns = child.userns_fd().unwrap();
+    let opts = AllocOptions {
+        write_maps: true,
+        ..AllocOptions::default()
+    };
+    c.allocate_userns(ns.as_fd(), Some(member.as_fd()), &opts)
+        .unwrap();
+    let target = s.dir.path().join("ns-pin");
+    std::fs::write(&target, b"").unwrap();
+    let src = format!("/proc/{}/ns/user", child.pid());
+    rustix::mount::mount_bind(src.as_str(), &target).unwrap();
+    drop((member, ns, child));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(c.list().unwrap().len(), 1, "released while bind-mounted");
+    credns_sys::unmount(&target, false).unwrap();
+    eventually("release after the umount", Duration::from_secs(10), || {
+        c.list().unwrap().is_empty()
+    });
+}
+
+#[test]
+fn a_lease_whose_first_process_exited_survives_a_restart() {
+    // Regression: a namespace whose first process exited while a child lived on lost its
+    // allocation (record and quota charge) at a clean restart.
+    if !common::needs_root("a_lease_whose_first_process_exited_survives_a_restart") {
+        return;
+    }
+    use std::io::{BufRead, Write};
+    use std::process::{Command, Stdio};
+    let dir = common::open_tempdir();
+    let cfg = config(dir.path());
+    // The namespace's first process is the shell; the sleep started after it lives on.
+    let mut first = Command::new("unshare")
+        .args(["-U", "sh", "-c", "sleep 120 & echo $!; read x"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(first.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let later = Pid(line.trim().parse().unwrap());
+    struct Kill(Pid);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            if let Some(p) = rustix::process::Pid::from_raw(self.0.as_raw()) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+            }
+        }
+    }
+    let _later = Kill(later);
+    let id = {
+        let svc = Service::open(&cfg).unwrap();
+        let member = PidFd::open(Pid(first.id() as i32)).unwrap();
+        let ns = credns_sys::UserNsFd::open(&ProcFs::new(), Pid(first.id() as i32)).unwrap();
+        let mut fds = vec![
+            Some(ns.as_fd().try_clone_to_owned().unwrap()),
+            Some(member.as_fd().try_clone_to_owned().unwrap()),
+        ];
+        let root = Caller {
+            uid: 0,
+            pid: Pid::this(),
+        };
+        let p = json!({"userNamespaceFileDescriptor": 0, "pidFileDescriptor": 1, "writeMaps": true, "size": 1000});
+        let v = svc.call(root, "Allocate", &p, &mut fds).unwrap();
+        v["allocation"]["id"].as_u64().unwrap()
+    };
+    // The first process goes; the later one stays in the namespace.
+    first.stdin.take().unwrap().write_all(b"\n").unwrap();
+    first.wait().unwrap();
+    let svc = Service::open(&cfg).unwrap();
+    let left = leases(&svc);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["id"], id);
+    assert_eq!(left[0]["owner"], 0);
+}

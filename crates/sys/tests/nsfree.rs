@@ -39,7 +39,8 @@ fn watch(test: &str) -> Option<NsFreeWatch> {
         // the daemon's conservative fallback is what runs. Any other refusal is a failure.
         Err(e)
             if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists()
-                && e.to_string().contains("fentry: bpf(BPF_PROG_LOAD) fentry: EPERM") =>
+                && e.to_string()
+                    .contains("fentry: bpf(BPF_PROG_LOAD) fentry: EPERM") =>
         {
             println!("{test}: blocked by this kernel (no kprobes, fentry refused): {e}");
             None
