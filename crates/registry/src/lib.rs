@@ -22,6 +22,7 @@ mod etc;
 mod exclude;
 mod host;
 mod index;
+mod mem_store;
 mod policy;
 mod redb_store;
 mod registry;
@@ -37,6 +38,7 @@ pub use etc::{
 };
 pub use exclude::{Excluded, Exclusions, Reserved, Source};
 pub use host::{HostFileError, HostFiles, HostIds};
+pub use mem_store::MemStore;
 pub use policy::{
     HighWindow, Policy, PoolConfig, Quota, Window, CONTAINER_POOL_END, CONTAINER_POOL_START,
     DEFAULT_ALIGN, DEFAULT_MAX_IDS, DEFAULT_MAX_RANGES, DEFAULT_SIZE, HIGH_DEFAULT_SIZE,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use credns_registry::{HostFiles, Policy, Registry, StoreError, StoreErrorKind};
+use credns_registry::{HostFiles, MemStore, Policy, Registry, StoreError, StoreErrorKind};
 use credns_sys::lockfile::FileLock;
 use credns_sys::ProcFs;
 
@@ -79,7 +79,17 @@ pub(crate) fn check_store_path(store: &Path) -> Result<(), Error> {
         }
     }
     match std::fs::symlink_metadata(store) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        // Made here, empty and private, so the database never exists with another mode.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(store)
+                .map(drop)
+                .map_err(|e| io("create", store, e))
+        }
         Err(e) => Err(io("stat", store, e)),
         Ok(m) if !m.is_file() => Err(refuse(store, "not a regular file".into())),
         Ok(m) if m.uid() != euid => Err(refuse(
@@ -156,6 +166,16 @@ impl RegistryCell {
     /// Run `f` with the registry: the daemon's, locked; or the store opened (waiting for its
     /// lock), the host's ids and live maps applied, then closed again.
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> Result<T, Error> {
+        self.with_access(true, f)
+    }
+
+    /// As [`with`](Self::with); a call that only reads (`writes` false) of a store that does
+    /// not exist yet sees an empty registry and creates nothing.
+    pub(crate) fn with_access<T>(
+        &self,
+        writes: bool,
+        f: impl FnOnce(&mut Registry) -> T,
+    ) -> Result<T, Error> {
         match self {
             RegistryCell::Held { reg, host, .. } => {
                 let mut reg = lock(reg);
@@ -168,6 +188,10 @@ impl RegistryCell {
                 host,
                 procfs,
             } => {
+                if !writes && !store.exists() {
+                    let mut reg = Registry::with_store(Box::new(MemStore::new()), policy.clone())?;
+                    return Ok(f(&mut reg));
+                }
                 check_store_path(store)?;
                 let _lock = FileLock::acquire(&lock_path(store), LOCK_WAIT)?
                     .ok_or_else(|| Error::Registry(locked(store)))?;

@@ -44,6 +44,14 @@ pub(crate) fn namespace_failed(reason: impl Into<String>, message: String) -> Er
     )
 }
 
+/// `StoreUnavailable` for a store this daemon refuses to use (another owner, write bits).
+pub(crate) fn store_unsafe(message: String) -> ErrorReply {
+    named(
+        "StoreUnavailable",
+        json!({"reason": "store unsafe", "message": message}),
+    )
+}
+
 /// `Internal`.
 pub(crate) fn internal(message: impl Into<String>) -> ErrorReply {
     named("Internal", json!({"message": message.into()}))

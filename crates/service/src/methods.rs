@@ -16,7 +16,9 @@ use credns_varlink::ErrorReply;
 use serde_json::{json, Value};
 
 use crate::cell::RegistryCell;
-use crate::errors::{denied, internal, invalid, namespace_failed, not_found, registry_error};
+use crate::errors::{
+    denied, internal, invalid, namespace_failed, not_found, registry_error, store_unsafe,
+};
 use crate::params::{decode, AllocateParams, NoParams, RegisterParams, TargetParams, WhoParams};
 use crate::{convert, live};
 
@@ -129,8 +131,25 @@ impl Methods {
         &self,
         f: impl FnOnce(&mut Registry) -> Result<T, ErrorReply>,
     ) -> Result<T, ErrorReply> {
-        self.cell.with(f).map_err(|e| match e {
+        self.access(true, f)
+    }
+
+    /// As [`with`](Self::with) for a call that writes nothing.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&mut Registry) -> Result<T, ErrorReply>,
+    ) -> Result<T, ErrorReply> {
+        self.access(false, f)
+    }
+
+    fn access<T>(
+        &self,
+        writes: bool,
+        f: impl FnOnce(&mut Registry) -> Result<T, ErrorReply>,
+    ) -> Result<T, ErrorReply> {
+        self.cell.with_access(writes, f).map_err(|e| match e {
             crate::Error::Registry(r) => registry_error(r),
+            e @ crate::Error::UnsafeStore { .. } => store_unsafe(e.to_string()),
             e => internal(e.to_string()),
         })?
     }
@@ -376,7 +395,8 @@ impl Methods {
     }
 
     fn release(&self, caller: Caller, p: TargetParams) -> Result<Value, ErrorReply> {
-        self.with(|reg| {
+        // A store that does not exist holds nothing to release: read as empty, not created.
+        self.access(false, |reg| {
             let id = Self::target(caller, &p, reg)?.id;
             let a = reg.release(&Selector::Id(id)).map_err(registry_error)?;
             if let Lease::UserNs { dev, ino, .. } = a.lease {
@@ -390,14 +410,14 @@ impl Methods {
     }
 
     fn show(&self, caller: Caller, p: TargetParams) -> Result<Value, ErrorReply> {
-        self.with(|reg| {
+        self.read(|reg| {
             let a = Self::target(caller, &p, reg)?;
             Ok(json!({ "allocation": convert::allocation(reg, a) }))
         })
     }
 
     fn list(&self, caller: Caller) -> Result<Value, ErrorReply> {
-        self.with(|reg| {
+        self.read(|reg| {
             let v: Vec<AllocationInfo> = reg
                 .list()
                 .filter(|a| caller.is_admin() || a.owner == caller.uid)
@@ -410,7 +430,7 @@ impl Methods {
     fn who(&self, caller: Caller, p: WhoParams) -> Result<Value, ErrorReply> {
         let id = u32::try_from(p.id)
             .map_err(|_| invalid("id", format!("{} is not a 32-bit id", p.id)))?;
-        let mut holders: Vec<HolderInfo> = self.with(|reg| {
+        let mut holders: Vec<HolderInfo> = self.read(|reg| {
             Ok(reg
                 .who(id)
                 .iter()
