@@ -34,7 +34,34 @@ export PATH="$PATH:/sbin:/usr/sbin"
 if [ "${CI:-}" = true ]; then export CREDNS_REQUIRE_ALL=1; fi
 
 cargo build --workspace --all-targets --locked
-cargo test --workspace --locked --no-fail-fast
+
+# Tests never touch what they did not create. In CI a daemon serves the host's defaults while
+# they run (started here if none answers), and its store must come out byte for byte as it
+# went in; elsewhere an existing host store is checked the same way.
+host_store=/var/lib/credns/registry.redb
+host_socket=/run/credns/io.credns.Registry
+answers() { python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$host_socket" 2>/dev/null; }
+started_daemon=
+if [ "${CI:-}" = true ] && [ "$(id -u)" = 0 ] && ! answers; then
+  target/debug/credns serve >/dev/null 2>&1 &
+  started_daemon=$!
+  for _ in $(seq 200); do answers && break; sleep 0.05; done
+  answers || { echo "the host daemon did not come up on $host_socket" >&2; exit 1; }
+fi
+store_sum() { if [ -e "$host_store" ]; then sha256sum "$host_store" | cut -d' ' -f1; else echo absent; fi; }
+before=$(store_sum)
+
+status=0
+cargo test --workspace --locked --no-fail-fast || status=$?
+
+after=$(store_sum)
+if [ -n "$started_daemon" ]; then kill -TERM "$started_daemon"; wait "$started_daemon" || true; fi
+if [ "$before" != "$after" ]; then
+  echo "the host's registry store $host_store changed during the tests ($before -> $after)" >&2
+  status=1
+fi
+[ "$status" = 0 ] || exit "$status"
+echo "host registry store unchanged by the tests"
 
 # The fuzz targets (their own workspace): they must build, and every seed must replay cleanly.
 cargo build --manifest-path fuzz/Cargo.toml --locked --bins
