@@ -182,7 +182,9 @@ fn inner() {
     let floor = build_floor();
     let credns = env!("CARGO_BIN_EXE_credns").to_string();
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = dir.path().join("registry.redb").display().to_string();
+    let store = dir.path().join("lib/registry.redb").display().to_string();
+    // The direct rows name a socket nobody serves: never a daemon on the host's defaults.
+    let nosock = dir.path().join("no-daemon.sock").display().to_string();
     let s = |x: &str| x.to_string();
     let mut cases = vec![
         Case {
@@ -207,6 +209,16 @@ fn inner() {
             times: Vec::new(),
         },
         Case {
+            label: "unshare --user --map-root-user (one id, no helper)",
+            argv: vec![
+                s("unshare"),
+                s("--user"),
+                s("--map-root-user"),
+                s("/bin/true"),
+            ],
+            times: Vec::new(),
+        },
+        Case {
             label: "credns spawn path alone (Container, no registry)",
             argv: vec![
                 floor.display().to_string(),
@@ -218,10 +230,12 @@ fn inner() {
             times: Vec::new(),
         },
         Case {
-            label: "credns run -- /bin/true (namespace lease)",
+            label: "credns run -- /bin/true (registry opened directly)",
             argv: vec![
                 credns.clone(),
                 s("run"),
+                s("--socket"),
+                nosock.clone(),
                 s("--store"),
                 store.clone(),
                 s("--"),
@@ -230,10 +244,12 @@ fn inner() {
             times: Vec::new(),
         },
         Case {
-            label: "credns run --name bench -- /bin/true (name lease)",
+            label: "credns run --name bench -- /bin/true (directly)",
             argv: vec![
                 credns.clone(),
                 s("run"),
+                s("--socket"),
+                nosock.clone(),
                 s("--store"),
                 store.clone(),
                 s("--name"),
@@ -247,12 +263,14 @@ fn inner() {
     // The registry on tmpfs: everything but the cost of fsync.
     let shm = tempfile::tempdir_in("/dev/shm").ok();
     if let Some(shm) = &shm {
-        let shm_store = shm.path().join("registry.redb").display().to_string();
+        let shm_store = shm.path().join("lib/registry.redb").display().to_string();
         cases.push(Case {
-            label: "credns run -- /bin/true (registry on tmpfs)",
+            label: "credns run -- /bin/true (directly, registry on tmpfs)",
             argv: vec![
                 credns.clone(),
                 s("run"),
+                s("--socket"),
+                nosock.clone(),
                 s("--store"),
                 shm_store,
                 s("--"),
@@ -261,8 +279,30 @@ fn inner() {
             times: Vec::new(),
         });
     }
-    // Through a daemon (its own store beside the direct one): the client clones, the daemon
-    // allocates durably and writes the maps, and reaps the lease when the namespace dies.
+    if let Some(bwrap) = tool("bwrap") {
+        cases.insert(
+            2,
+            Case {
+                label: "bwrap --unshare-user --uid 0 --gid 0 (one id)",
+                argv: vec![
+                    bwrap.display().to_string(),
+                    s("--unshare-user"),
+                    s("--uid"),
+                    s("0"),
+                    s("--gid"),
+                    s("0"),
+                    s("--dev-bind"),
+                    s("/"),
+                    s("/"),
+                    s("/bin/true"),
+                ],
+                times: Vec::new(),
+            },
+        );
+    }
+    // Through a daemon (its own store beside the direct one): this process unshares its own
+    // user namespace, the daemon allocates durably and writes the maps, the command is exec'd
+    // in place, and the daemon releases the lease when the namespace dies.
     let daemon = Daemon::start(&credns, dir.path());
     cases.push(Case {
         label: "credns run via daemon -- /bin/true (namespace lease)",

@@ -33,6 +33,7 @@ use credns_service::{AllocOptions, AllocationInfo, RegistryClient, Route, Target
 use credns_sys::container::{
     become_subreaper, descendants_remain, Container, ContainerSpec, ExtraMount,
 };
+use credns_sys::inplace::InPlace;
 use credns_sys::pidfd::PidFd;
 use credns_sys::{DetachedMount, Errno, MappingUserns, UnshareOptions, UsernsChild};
 
@@ -224,6 +225,8 @@ struct Run<'a> {
     mounts: Vec<PendingMount>,
     client: RegistryClient,
     route: Route,
+    /// The allocation was made by this run (not found held by its name).
+    fresh: bool,
 }
 
 impl<'a> Run<'a> {
@@ -277,6 +280,7 @@ impl<'a> Run<'a> {
             mounts,
             client,
             route,
+            fresh: true,
         })
     }
 
@@ -291,6 +295,13 @@ impl<'a> Run<'a> {
     /// Set the container up (a refusal releases what this run allocated), run the command,
     /// and pass its status on.
     fn go(mut self) -> Result<ExitCode> {
+        if self.route == Route::Daemon
+            && self.args.name.is_none()
+            && self.mounts.is_empty()
+            && !self.args.pid
+        {
+            return self.in_place();
+        }
         let direct_ns_lease = self.route == Route::Direct && self.args.name.is_none();
         if direct_ns_lease {
             // This process then knows, without scanning /proc, when the container's last
@@ -300,13 +311,25 @@ impl<'a> Run<'a> {
         let (mut c, alloc, _holder) = self
             .set_up()
             .map_err(|e| anyhow::Error::new(SetupFailed(e)))?;
-        if !direct_ns_lease {
-            // The daemon must not wait on this connection while the command runs.
-            drop(self.client);
-            return finish(start(&mut c).and_then(|()| Ok(c.wait()?)));
-        }
+        let fresh_name = self.args.name.is_some() && self.fresh;
+        // Neither the daemon nor the store may wait on this run while the command runs: the
+        // registry is reached again (daemon or store, whichever answers then) to release.
+        drop(self.client);
         let ns = c.userns_fd().id()?;
-        let status = start(&mut c).and_then(|()| Ok(c.wait()?));
+        let started = start(&mut c);
+        if let Err(e) = &started {
+            // The container's own setup was refused: a name this run made is given back.
+            let setup_step = e
+                .downcast_ref::<ChildFailed>()
+                .is_none_or(|f| f.exit_code() == 125);
+            if fresh_name && setup_step {
+                release_again(&self.args.at, alloc.id);
+            }
+        }
+        let status = started.and_then(|()| Ok(c.wait()?));
+        if !direct_ns_lease {
+            return finish(status);
+        }
         drop(_holder);
         if descendants_remain()? {
             eprintln!(
@@ -315,9 +338,41 @@ impl<'a> Run<'a> {
                 alloc.id
             );
         } else {
-            self.client.release(&Target::Id(alloc.id))?;
+            release_again(&self.args.at, alloc.id);
         }
         finish(status)
+    }
+
+    /// The fast path (through the daemon; no --name, --pid, --rootfs or --volume): this
+    /// process unshares its own user namespace, the daemon allocates and writes its maps and
+    /// follows it by pidfd, and it execs the command in place. No fork, no mount namespace;
+    /// the command's exit status is the process's own.
+    fn in_place(mut self) -> Result<ExitCode> {
+        let setup = |e: anyhow::Error| anyhow::Error::new(SetupFailed(e));
+        let me = InPlace::unshare()
+            .context("creating the container's user namespace")
+            .map_err(setup)?;
+        let got = self
+            .client
+            .allocate_userns(
+                me.userns_fd().as_fd(),
+                Some(me.pidfd().as_fd()),
+                &self.opts(true),
+            )
+            .map_err(|e| setup(e.into()))?;
+        let a = got.allocation;
+        let checked = check_ids_mapped(&a, self.spec.uid, self.spec.gid);
+        self.undo_if(true, &a, checked).map_err(setup)?;
+        // The daemon follows this process by pidfd; the connection is of no further use.
+        drop(self.client);
+        Err(
+            match me.exec(self.spec.uid, self.spec.gid, &self.args.cmd) {
+                credns_sys::Error::Container { what, errno } => {
+                    anyhow::Error::new(ChildFailed { what, errno })
+                }
+                e => setup(e.into()),
+            },
+        )
     }
 
     /// The container, waiting to start, with its maps written; its allocation; and the lease
@@ -334,6 +389,7 @@ impl<'a> Run<'a> {
     /// fresh allocation is released again if any of it fails.
     fn named(&mut self, name: &str) -> Result<(Container, AllocationInfo)> {
         let got = self.client.allocate_name(name, &self.opts(false))?;
+        self.fresh = got.fresh;
         let a = got.allocation;
         let r = (|| {
             check_size(&a, self.args.size, name)?;
@@ -401,6 +457,20 @@ impl<'a> Run<'a> {
             }
         }
         r
+    }
+}
+
+/// Release allocation `id` through whatever answers now (a daemon started meanwhile holds the
+/// store); a failure is said, not fatal: the command's status is what this run reports.
+fn release_again(at: &Where, id: u64) {
+    let r = at
+        .connect()
+        .and_then(|(mut c, _)| Ok(c.release(&Target::Id(id))?));
+    if let Err(e) = r {
+        eprintln!(
+            "credns run: releasing allocation #{id}: {}",
+            crate::output::error_text(&e)
+        );
     }
 }
 

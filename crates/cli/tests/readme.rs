@@ -244,7 +244,6 @@ fn readme_examples_run_as_written() {
         || !needs_tool(test, "unshare", "util-linux")
         || !needs_tool(test, "setpriv", "util-linux")
         || !needs_tool(test, "chroot", "coreutils")
-        || !needs_tool(test, "pgrep", "procps")
         || !needs_tool(test, "crun", "crun")
         || static_busybox(test).is_none()
     {

@@ -382,3 +382,83 @@ fn no_fd_of_the_caller_reaches_the_command() {
         .unwrap();
     assert_eq!(ok(&out), "0\n1\n2\n");
 }
+
+#[test]
+fn concurrent_direct_runs_get_disjoint_ranges_and_the_store_stays_usable() {
+    // The store is locked for a transaction, never for a container's lifetime: runs as root
+    // with no daemon all succeed side by side, and `list` and `serve` work while they run.
+    if !needs_root("concurrent_direct_runs_get_disjoint_ranges_and_the_store_stays_usable") {
+        return;
+    }
+    let env = Env::new();
+    let store = env.store();
+    // No daemon answers on this socket until one is started below, on it.
+    let sock = env.dir.path().join("d.sock");
+    let nosock = sock.display().to_string();
+    let bin = env!("CARGO_BIN_EXE_credns");
+    let runs: Vec<std::process::Child> = (0..4)
+        .map(|_| {
+            std::process::Command::new(bin)
+                .args(["run", "--store", &store, "--socket", &nosock, "--"])
+                .args(["sh", "-c", "cat /proc/self/uid_map; sleep 2"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // While they run: list (directly) sees their leases, and a daemon can start on the store.
+    let t0 = std::time::Instant::now();
+    let listed = loop {
+        let out = credns(&["list", "--store", &store, "--socket", &nosock, "--json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let n = v.as_array().unwrap().len();
+        if n == 4 || t0.elapsed() > std::time::Duration::from_secs(20) {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(listed, 4, "the four runs' leases, listed while they run");
+    let mut daemon = std::process::Command::new(bin)
+        .args([
+            "serve",
+            "--store",
+            &store,
+            "--socket",
+            sock.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "serve did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut starts = Vec::new();
+    for r in runs {
+        let out = r.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        starts.push(one_extent(&String::from_utf8_lossy(&out.stdout)).1);
+    }
+    starts.sort_unstable();
+    starts.dedup();
+    assert_eq!(starts.len(), 4, "disjoint ranges: {starts:?}");
+    // Their leases were given back, through the daemon that holds the store now.
+    let out = credns(&["list", "--socket", sock.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 0, "{v}");
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(daemon.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    );
+    daemon.wait().unwrap();
+}

@@ -14,7 +14,7 @@
 //! up to and including `execve`, is sent as a 16-byte record (step, errno, index) on a
 //! close-on-exec pipe; end-of-file on that pipe without a record means `execve` succeeded.
 
-use std::ffi::{CStr, CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::mount::{MountFlags, MountPropagationFlags, MoveMountFlags, UnmountFlags};
 use rustix::process::{Gid, Uid};
 
+use crate::exec::ExecPlan;
 use crate::{Errno, Error, Pid, ProcFs, UserNsFd};
 
 /// An already-made detached mount (from `open_tree(2)` with `OPEN_TREE_CLONE`, or `fsmount(2)`,
@@ -126,10 +127,8 @@ const MAX_GROUPS: usize = 64;
 
 /// Everything the child needs, built before the clone.
 struct Prepared {
-    /// Candidate program paths, in `PATH` order.
-    programs: Vec<CString>,
-    argv: Vec<CString>,
-    envp: Vec<CString>,
+    /// The command, its environment and its `PATH` candidates.
+    exec: ExecPlan,
     uid: u32,
     gid: u32,
     groups: [Gid; MAX_GROUPS],
@@ -162,66 +161,9 @@ fn cpath(p: &Path) -> Result<CString, Error> {
         .map_err(|_| Error::Invalid(format!("path {} contains a NUL byte", p.display())))
 }
 
-fn cstr_os(s: &OsStr, what: &str) -> Result<CString, Error> {
-    CString::new(s.as_bytes()).map_err(|_| {
-        Error::Invalid(format!(
-            "{what} {:?} contains a NUL byte",
-            s.to_string_lossy()
-        ))
-    })
-}
-
 impl Prepared {
     fn new(spec: &ContainerSpec) -> Result<Self, Error> {
-        let Some(prog) = spec.argv.first() else {
-            return Err(Error::Invalid("no command to run".into()));
-        };
-        if prog.is_empty() {
-            return Err(Error::Invalid("the command name is empty".into()));
-        }
-        let argv = spec
-            .argv
-            .iter()
-            .map(|a| cstr_os(a, "argument"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let env: Vec<OsString> = match &spec.env {
-            Some(e) => e.clone(),
-            None => std::env::vars_os()
-                .map(|(k, v)| {
-                    let mut kv = k;
-                    kv.push("=");
-                    kv.push(v);
-                    kv
-                })
-                .collect(),
-        };
-        let envp = env
-            .iter()
-            .map(|e| cstr_os(e, "environment entry"))
-            .collect::<Result<Vec<_>, _>>()?;
-        // execvp's search, done here so the child need not allocate: a name with a slash is
-        // used as it is; otherwise every PATH entry (empty = current directory) in order.
-        let programs = if prog.as_bytes().contains(&b'/') {
-            vec![cstr_os(prog, "command")?]
-        } else {
-            let path = env
-                .iter()
-                .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
-                .map(|p| p.to_vec())
-                .unwrap_or_else(|| b"/usr/local/bin:/usr/bin:/bin".to_vec());
-            path.split(|&b| b == b':')
-                .map(|dir| {
-                    let mut full = if dir.is_empty() {
-                        b".".to_vec()
-                    } else {
-                        dir.to_vec()
-                    };
-                    full.push(b'/');
-                    full.extend_from_slice(prog.as_bytes());
-                    cstr_os(OsStr::from_bytes(&full), "command")
-                })
-                .collect::<Result<Vec<_>, _>>()?
-        };
+        let exec = ExecPlan::new(&spec.argv, spec.env.as_deref())?;
         if spec.groups.len() > MAX_GROUPS {
             return Err(Error::Invalid(format!(
                 "{} supplementary groups given; at most {MAX_GROUPS}",
@@ -272,9 +214,7 @@ impl Prepared {
             })
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(Prepared {
-            programs,
-            argv,
-            envp,
+            exec,
             uid: spec.uid,
             gid: spec.gid,
             groups,
@@ -308,12 +248,6 @@ impl Container {
     #[doc(alias = "CLONE_NEWUSER")]
     pub fn spawn(spec: &ContainerSpec) -> Result<Self, Error> {
         let prep = Prepared::new(spec)?;
-        let mut argv_ptrs: Vec<*const libc::c_char> =
-            prep.argv.iter().map(|a| a.as_ptr()).collect();
-        argv_ptrs.push(std::ptr::null());
-        let mut envp_ptrs: Vec<*const libc::c_char> =
-            prep.envp.iter().map(|a| a.as_ptr()).collect();
-        envp_ptrs.push(std::ptr::null());
         let (go_r, go_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         let mut flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS;
@@ -322,8 +256,8 @@ impl Container {
         }
         // SAFETY: a raw clone without CLONE_VM is a fork: the child gets a copy-on-write copy of
         // this address space and continues on its own copy of this stack. The child runs only
-        // `child_main`, which makes raw system calls on `prep`, `argv_ptrs` and `envp_ptrs`
-        // (built above, never freed or moved in the child) and ends in execve or _exit.
+        // `child_main`, which makes raw system calls on `prep` (built above, never freed or
+        // moved in the child) and ends in execve or _exit.
         let ret = unsafe {
             libc::syscall(
                 libc::SYS_clone,
@@ -345,13 +279,7 @@ impl Container {
             // end-of-file when the parent dies.
             close_raw(go_w.as_raw_fd());
             close_raw(err_r.as_raw_fd());
-            child_main(
-                &prep,
-                argv_ptrs.as_ptr(),
-                envp_ptrs.as_ptr(),
-                go_r.as_fd(),
-                err_w.as_fd(),
-            );
+            child_main(&prep, go_r.as_fd(), err_w.as_fd());
         }
         drop(go_r);
         drop(err_w);
@@ -652,13 +580,7 @@ fn report(err: BorrowedFd<'_>, step: u32, errno: Errno, index: usize) -> ! {
     crate::helper::exit_now(127)
 }
 
-fn child_main(
-    p: &Prepared,
-    argv: *const *const libc::c_char,
-    envp: *const *const libc::c_char,
-    go: BorrowedFd<'_>,
-    err: BorrowedFd<'_>,
-) -> ! {
+fn child_main(p: &Prepared, go: BorrowedFd<'_>, err: BorrowedFd<'_>) -> ! {
     let fail = |step: u32, e: Errno, i: usize| -> ! { report(err, step, e, i) };
     let mut b = [0u8; 1];
     loop {
@@ -714,32 +636,7 @@ fn child_main(
     // Die with the parent (armed after the id changes, which clear it, prctl(2)).
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .unwrap_or_else(|e| fail(STEP_PDEATHSIG, e, 0));
-    // execvp's rules, as a shell applies them: ENOENT, ENOTDIR (and the like) move on to the
-    // next PATH entry; EACCES on a file that exists is remembered and reported if nothing else
-    // runs (126), but EACCES because a PATH directory cannot be searched is "not here" (a
-    // command found nowhere is 127); any other error stops the search.
-    let mut last = Errno::NOENT;
-    let mut saw_eacces = false;
-    for prog in &p.programs {
-        // SAFETY: `prog`, `argv` and `envp` point to NUL-terminated strings and null-terminated
-        // pointer arrays built before the clone and still alive in this process's copy.
-        unsafe { libc::execve(prog.as_ptr(), argv, envp) };
-        let e = crate::last_errno();
-        match e {
-            Errno::ACCESS
-                if rustix::fs::access(prog.as_c_str(), rustix::fs::Access::EXISTS).is_ok() =>
-            {
-                saw_eacces = true
-            }
-            Errno::ACCESS => {}
-            Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::NAMETOOLONG | Errno::STALE => {}
-            _ => fail(STEP_EXEC, e, 0),
-        }
-        if e != Errno::ACCESS {
-            last = e;
-        }
-    }
-    fail(STEP_EXEC, if saw_eacces { Errno::ACCESS } else { last }, 0)
+    fail(STEP_EXEC, p.exec.exec(), 0)
 }
 
 fn attach(fd: RawFd, target: &CStr) -> Result<(), Errno> {

@@ -16,7 +16,9 @@
 
 pub mod container;
 pub mod event;
+mod exec;
 mod helper;
+pub mod inplace;
 pub mod keys;
 pub mod lockfile;
 pub mod maps;
