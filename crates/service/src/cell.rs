@@ -163,6 +163,15 @@ impl RegistryCell {
         }
     }
 
+    /// Run `f` on the daemon's registry as it is (no host-file refresh); `None` on the direct
+    /// path, which holds no registry between calls.
+    pub(crate) fn peek<T>(&self, f: impl FnOnce(&Registry) -> T) -> Option<T> {
+        match self {
+            RegistryCell::Held { reg, .. } => Some(f(&lock(reg))),
+            RegistryCell::PerCall { .. } => None,
+        }
+    }
+
     /// Run `f` with the registry: the daemon's, locked; or the store opened (waiting for its
     /// lock), the host's ids and live maps applied, then closed again.
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> Result<T, Error> {

@@ -112,6 +112,13 @@ impl Service {
         self.inner.watch.run_reaper(&self.inner.methods, stop)
     }
 
+    /// Which principal a uid's connections count against: a uid inside an allocation counts
+    /// against that allocation's owner (as its quota does).
+    pub fn principal_fn(&self) -> Arc<dyn Fn(u32) -> u32 + Send + Sync> {
+        let inner = self.inner.clone();
+        Arc::new(move |uid| inner.methods.principal_of(uid))
+    }
+
     /// The varlink interface of these methods.
     pub fn interface(&self) -> Arc<dyn Interface> {
         Arc::new(RegistryInterface(self.inner.clone()))
@@ -258,6 +265,7 @@ impl Server {
             .map_err(io_err("spawn reaper thread", &self.path))?;
         let mut server = credns_varlink::Server::new(server_info(), self.limits.clone());
         server.add(self.service.interface());
+        server.set_principal(self.service.principal_fn());
         let served = server.serve(self.listener, &self.stop);
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = reaping.join();

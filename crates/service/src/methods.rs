@@ -134,6 +134,11 @@ impl Methods {
         self.access(true, f)
     }
 
+    /// Whose share of connections and quota a uid's requests take (see [`principal`]).
+    pub(crate) fn principal_of(&self, uid: u32) -> u32 {
+        self.cell.peek(|reg| principal(reg, uid)).unwrap_or(uid)
+    }
+
     /// As [`with`](Self::with) for a call that writes nothing.
     fn read<T>(
         &self,

@@ -245,3 +245,48 @@ fn host_files_are_reread_before_the_next_allocation() {
         .conflicts
         .is_empty());
 }
+
+#[test]
+fn a_containers_users_share_their_owners_connections() {
+    // Connections count against the principal, as quotas do: a container's 65,536 uids cannot
+    // take every connection the daemon gives non-root users.
+    if !common::needs_root("a_containers_users_share_their_owners_connections") {
+        return;
+    }
+    let s = common::TestServer::start(Policy::default());
+    let socket = s.socket.clone();
+    let ct = as_uid(1000, || {
+        RegistryClient::connect(&socket)
+            .unwrap()
+            .allocate_name("ct", &AllocOptions::default())
+            .unwrap()
+    });
+    let limit = credns_varlink::Limits::default().max_connections_per_principal as u32;
+    let mut held = Vec::new();
+    for k in 1..=limit {
+        let socket = socket.clone();
+        held.push(as_uid(ct.uid.start + k, move || {
+            let mut c = RegistryClient::connect(&socket).unwrap();
+            c.list().unwrap();
+            c
+        }));
+    }
+    // One more of alice's container's uids, or alice herself: over her share, closed at once.
+    for uid in [ct.uid.start + limit + 1, 1000] {
+        let socket = socket.clone();
+        let r = as_uid(uid, move || {
+            RegistryClient::connect(&socket).unwrap().list()
+        });
+        assert!(
+            r.is_err(),
+            "uid {uid} was served beyond its principal's share"
+        );
+    }
+    // Another user is not affected.
+    let socket2 = socket.clone();
+    assert!(as_uid(1001, move || RegistryClient::connect(&socket2)
+        .unwrap()
+        .list())
+    .is_ok());
+    drop(held);
+}
