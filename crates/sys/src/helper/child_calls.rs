@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 
 use super::child_creds::{arm_parent_death_signal, full_creds, set_groups_from};
-use super::child_main::exit_now;
+use super::child_sys::{exit_now, sys_ret};
 use super::protocol::{
     Rep, Req, CALL_ACCESS, CALL_CHMOD, CALL_CHOWN, CALL_CREATE, CALL_EXEC, CALL_FSIDS,
     CALL_FULL_CREDS, CALL_KILL, CALL_MKDIR, CALL_NO_NEW_PRIVS, CALL_PTRACE, CALL_SETGID,
@@ -16,15 +16,6 @@ use super::protocol::{
     CALL_SETUID, CALL_UNSHARE_USER, STEP_FORK, STEP_IO, STEP_PRCTL, STEP_PROTOCOL,
 };
 use crate::Errno;
-
-/// A raw `syscall(2)` returning the errno on failure.
-pub(super) fn sys_ret(r: libc::c_long) -> Result<libc::c_long, Errno> {
-    if r < 0 {
-        Err(crate::last_errno())
-    } else {
-        Ok(r)
-    }
-}
 
 /// The NUL-terminated path at the start of a payload.
 pub(super) fn path_arg(payload: &[u8]) -> Option<&CStr> {

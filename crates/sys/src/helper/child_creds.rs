@@ -109,7 +109,7 @@ pub(super) fn prctl(op: libc::c_int, a: libc::c_ulong, b: libc::c_ulong) -> Resu
             0 as libc::c_ulong,
         )
     };
-    super::child_calls::sys_ret(r).map(|_| ())
+    super::child_sys::sys_ret(r).map(|_| ())
 }
 
 /// `CALL_FULL_CREDS`: take on complete credentials in the helper's namespace. The order makes
@@ -138,10 +138,10 @@ fn set_res_ids(c: &RawCreds) -> Result<(), StepError> {
     }
     // SAFETY: setresgid takes three integers and changes only this thread.
     let r = unsafe { libc::syscall(libc::SYS_setresgid, c.gid[0], c.gid[1], c.gid[2]) };
-    super::child_calls::sys_ret(r).map_err(|e| (STEP_SETRESGID, e))?;
+    super::child_sys::sys_ret(r).map_err(|e| (STEP_SETRESGID, e))?;
     // SAFETY: setresuid takes three integers and changes only this thread.
     let r = unsafe { libc::syscall(libc::SYS_setresuid, c.uid[0], c.uid[1], c.uid[2]) };
-    super::child_calls::sys_ret(r).map_err(|e| (STEP_SETRESUID, e))?;
+    super::child_sys::sys_ret(r).map_err(|e| (STEP_SETRESUID, e))?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use rustix::net::RecvFlags;
 
 use super::child_creds::{apply_creds, arm_parent_death_signal, caps_now};
 use super::child_serve::serve;
+use super::child_sys::exit_now;
 use super::child_tables::{Children, FdTable};
 use super::protocol::{
     recv_msg, send_msg, RawOpts, Rep, Req, F_UNSHARE, HDR, IGNORED_SIGNALS, MSG_MAX, OP_EXIT,
@@ -34,12 +35,6 @@ pub(crate) fn helper_main(sock: RawFd, buf: &mut [u8], opts: &RawOpts, parent: O
     }))
     .unwrap_or(101);
     exit_now(code)
-}
-
-/// `_exit(2)`: end the process without running anything of the forked-from program.
-pub(crate) fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit takes no pointers and ends the process immediately; nothing runs after it.
-    unsafe { libc::_exit(code) }
 }
 
 fn sock() -> BorrowedFd<'static> {

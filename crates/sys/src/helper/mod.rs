@@ -30,6 +30,7 @@ mod child_calls;
 mod child_creds;
 mod child_main;
 mod child_serve;
+mod child_sys;
 mod child_tables;
 mod parent;
 mod parent_creds;
@@ -39,5 +40,5 @@ mod protocol;
 pub use api::{
     write_fd, Actor, CapSets, FullCreds, HelperIds, Ids, RemoteFd, SetId, UnshareOptions, WriteHow,
 };
-pub(crate) use child_main::exit_now;
+pub(crate) use child_sys::exit_now;
 pub use parent::UsernsChild;
