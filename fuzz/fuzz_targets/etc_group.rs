@@ -1,4 +1,4 @@
-//! `parse_group` on arbitrary text: never panics; an error names `source:line:column`; every
+//! `parse_group` and `parse_group_lenient` on arbitrary text: never panic; an error names `source:line:column`; every
 //! parsed entry comes from a line of the text and has a gid below 4294967295.
 #![no_main]
 
@@ -22,5 +22,14 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(e) => assert!(e.to_string().starts_with("group:"), "{e}"),
+    }
+    // Lenient: a superset of the strict entries (conservative), every error names its line.
+    let strict = credns_registry::parse_group("group", text);
+    let (groups, errors) = credns_registry::parse_group_lenient("group", text);
+    assert!(groups.iter().all(|g| g.gid < u32::MAX));
+    assert!(errors.iter().all(|e| e.to_string().starts_with("group:")));
+    if let Ok(s) = strict {
+        assert!(errors.is_empty());
+        assert_eq!(s, groups);
     }
 });

@@ -1,4 +1,4 @@
-//! `parse_passwd` on arbitrary text: never panics; an error names `source:line:column`; every
+//! `parse_passwd` and `parse_passwd_lenient` on arbitrary text: never panic; an error names `source:line:column`; every
 //! parsed entry comes from a line of the text and has an id below 4294967295.
 #![no_main]
 
@@ -22,5 +22,14 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(e) => assert!(e.to_string().starts_with("passwd:"), "{e}"),
+    }
+    // Lenient: a superset of the strict entries (conservative), every error names its line.
+    let strict = credns_registry::parse_passwd("passwd", text);
+    let (users, errors) = credns_registry::parse_passwd_lenient("passwd", text);
+    assert!(users.iter().all(|u| u.uid < u32::MAX && u.gid < u32::MAX));
+    assert!(errors.iter().all(|e| e.to_string().starts_with("passwd:")));
+    if let Ok(s) = strict {
+        assert!(errors.is_empty());
+        assert_eq!(s, users);
     }
 });
