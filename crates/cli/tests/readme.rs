@@ -16,9 +16,9 @@
 //!
 //! Isolation: the script runs in a private mount namespace (`unshare --mount --propagation
 //! private`) where fresh tmpfs instances cover `/run/credns`, `/var/lib/credns` (the daemon's
-//! default socket and store), `/run/crun` (crun's state) and `/tmp` (where the README makes its
-//! files), so nothing of the host's is read or written there; an existing store or daemon of
-//! the host is hidden, not touched. A mount point that is missing is made (an empty directory)
+//! default socket and store) and `/run/crun` (crun's state), so nothing of the host's is read
+//! or written there; an existing store or daemon of the host is hidden, not touched. The
+//! README's own files go to a directory it makes with `mktemp -d` and removes at its end. A mount point that is missing is made (an empty directory)
 //! and removed again afterwards. The script starts in a scratch directory standing for the
 //! checkout (it holds a `crates` link to this one's), with the test's `credns` first on PATH.
 //! It runs in its own process group: afterwards the daemon gets SIGTERM and whatever else the
@@ -42,7 +42,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// Where the README's examples put the daemon's socket (its default).
 const SOCKET: &str = "/run/credns/io.credns.Registry";
 /// Covered by a fresh tmpfs inside the test's mount namespace.
-const PRIVATE_DIRS: [&str; 4] = ["/run/credns", "/var/lib/credns", "/run/crun", "/tmp"];
+const PRIVATE_DIRS: [&str; 3] = ["/run/credns", "/var/lib/credns", "/run/crun"];
 
 #[derive(Debug, PartialEq)]
 enum Kind {
@@ -257,7 +257,6 @@ fn readme_examples_run_as_written() {
         "README.md: exactly one block starts the daemon"
     );
 
-    // Not under /tmp, which the script's namespace covers.
     let scratch = tempfile::Builder::new()
         .prefix("readme-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -298,7 +297,6 @@ fn readme_examples_run_as_written() {
              for d in /run/credns /var/lib/credns /run/crun; do
                mount -t tmpfs -o mode=0755 credns-readme-test \"$d\"
              done
-             mount -t tmpfs -o mode=1777 credns-readme-test /tmp
              cd \"$1\"
              exec bash -euo pipefail \"$2\"",
         )

@@ -369,14 +369,17 @@ fn no_fd_of_the_caller_reaches_the_command() {
     }
     let env = Env::new();
     let store = env.store();
+    // A socket nobody serves (regression: without it this test reached the host's daemon).
+    let socket = env.dir.path().join("no-daemon.sock");
     // fd 7 is open without close-on-exec in credns; the command must not see it.
     let out = std::process::Command::new("sh")
         .args([
             "-c",
-            "exec 7</etc/passwd; exec \"$0\" run --store \"$1\" -- sh -c 'ls /proc/$$/fd'",
+            "exec 7</etc/passwd; exec \"$0\" run --store \"$1\" --socket \"$2\" -- sh -c 'ls /proc/$$/fd'",
         ])
         .arg(env!("CARGO_BIN_EXE_credns"))
         .arg(&store)
+        .arg(&socket)
         .env("PATH", "/usr/bin:/bin")
         .output()
         .unwrap();

@@ -163,7 +163,19 @@ fn write_recorded(store: &Path, generation: u64) -> Result<(), StoreError> {
             format!("writing {}: {e}", p.display()),
         )
     };
-    std::fs::write(&tmp, format!("{generation}\n")).map_err(unwritable)?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(unwritable)?;
+        f.write_all(format!("{generation}\n").as_bytes())
+            .map_err(unwritable)?;
+    }
     std::fs::rename(&tmp, &p).map_err(unwritable)
 }
 
