@@ -39,6 +39,9 @@ use credns_sys::{DetachedMount, Errno, MappingUserns, UnshareOptions, UsernsChil
 
 use crate::registry_cmd::Where;
 
+/// What `credns run` does, in one line (its help's first line).
+pub const ABOUT: &str = "Run a command in a new user namespace with an allocated ID range";
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Ids to allocate (default: the policy's, 65536).

@@ -72,3 +72,24 @@ fn a_map_missing_its_count_says_so() {
          is FIRST LOWER-FIRST COUNT) (EINVAL from map_write)\n"
     );
 }
+
+#[test]
+fn run_parsed_alone_knows_what_the_whole_tree_says_of_it() {
+    // `credns run` is parsed without building every command (its start-up is measured); its
+    // help must say what `credns help run` says.
+    let alone = String::from_utf8(credns(&["run", "--help"]).stdout).unwrap();
+    let tree = String::from_utf8(credns(&["help", "run"]).stdout).unwrap();
+    let options = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter_map(|l| {
+                l.trim_start()
+                    .strip_prefix("--")
+                    .or_else(|| l.trim_start().strip_prefix("-v, --"))
+            })
+            .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(alone.lines().next(), tree.lines().next());
+    assert_eq!(options(&alone), options(&tree));
+    assert!(options(&alone).contains(&"socket".to_string()), "{alone}");
+}
