@@ -153,6 +153,17 @@ pub enum Origin {
     Allocated,
     /// Chosen by someone else and recorded with [`register`](Allocator::register).
     Registered,
+    /// Chosen ahead of time and held for an allocation to come ([`Registry::top_up_reserve`]):
+    /// durable before any request needs it, so handing it out needs no fsync of its own.
+    /// Not listed; `who` names it as reserved.
+    ///
+    /// [`Registry::top_up_reserve`]: crate::Registry::top_up_reserve
+    Reserved,
+}
+
+/// The lease name of a reservation: a control character starts it, so no request can name it.
+pub(crate) fn reservation_name(n: u64) -> String {
+    format!("\u{1}reserved:{n}")
 }
 
 /// One allocation: the record the store keeps.
@@ -706,7 +717,7 @@ impl Allocator {
     pub fn cost(&self, a: &Allocation) -> u64 {
         match a.origin {
             Origin::Registered => a.ids(),
-            Origin::Allocated => {
+            Origin::Allocated | Origin::Reserved => {
                 self.rounded(a.uid.len(), self.policy.pool.align)
                     + a.high
                         .map_or(0, |h| self.rounded(h.uid.len(), self.policy.high.align))
@@ -764,6 +775,16 @@ impl Allocator {
             return Ok(Plan::Existing(a.clone()));
         }
         req.lease.validate()?;
+        self.plan_allocate_unchecked(req, now)
+    }
+
+    /// [`plan_allocate`](Self::plan_allocate) without the lease's checks (for reservations,
+    /// whose names no request can give).
+    pub(crate) fn plan_allocate_unchecked(
+        &self,
+        req: &AllocRequest,
+        now: u64,
+    ) -> Result<Plan, Error> {
         let size = req.size.unwrap_or(self.policy.pool.default_size);
         Self::check_size(size, Window::Main, self.pool.len())?;
         let high_size = match req.high {
@@ -985,9 +1006,57 @@ impl Allocator {
         self.resolve(sel).ok().and_then(|id| self.allocs.get(&id))
     }
 
-    /// Every allocation, by id.
+    /// Every allocation, by id (reservations not included).
     pub fn list(&self) -> impl Iterator<Item = &Allocation> {
-        self.allocs.values()
+        self.allocs
+            .values()
+            .filter(|a| a.origin != Origin::Reserved)
+    }
+
+    /// The reservations: ranges held for allocations to come.
+    pub fn reserved(&self) -> impl Iterator<Item = &Allocation> {
+        self.allocs
+            .values()
+            .filter(|a| a.origin == Origin::Reserved)
+    }
+
+    /// Whether any id of `a` is mapped by a live user namespace (as last observed).
+    pub fn is_live(&self, a: &Allocation) -> bool {
+        Spans::of(a)
+            .as_slice()
+            .iter()
+            .any(|r| !overlapping(&self.live, *r).is_empty())
+    }
+
+    /// What handing out a reservation for `req` would record: the first reservation no live
+    /// namespace maps, bound to `req`'s lease, owner and principal (same id and ranges). `None`
+    /// when the request is not for a default-sized main range, or no reservation is usable.
+    pub(crate) fn plan_reserved(
+        &self,
+        req: &AllocRequest,
+        now: u64,
+    ) -> Option<Result<Allocation, Error>> {
+        let default = self.policy.pool.default_size;
+        if req.high != HighRequest::None || req.size.is_some_and(|s| s != default) {
+            return None;
+        }
+        let r = self.reserved().find(|r| !self.is_live(r))?;
+        let checks = (|| {
+            req.lease.validate()?;
+            req.validate_label()?;
+            self.check_quota(req.principal.unwrap_or(req.owner), self.cost(r))
+        })();
+        Some(checks.map(|()| Allocation {
+            lease: req.lease.clone(),
+            owner: req.owner,
+            principal: req.principal.filter(|p| *p != req.owner),
+            ns_id: req.ns_id,
+            created: now,
+            requested_size: req.size,
+            label: req.label.clone(),
+            origin: Origin::Allocated,
+            ..r.clone()
+        }))
     }
 
     /// Number of live allocations.
@@ -1010,8 +1079,12 @@ impl Allocator {
     pub fn who(&self, id: u32) -> Vec<Holder> {
         let mut out = Vec::new();
         if let Some((_, &(end, aid))) = self.spans.range(..=id).next_back() {
-            if end >= id {
-                let a = &self.allocs[&aid];
+            let a = &self.allocs[&aid];
+            if end >= id && a.origin == Origin::Reserved {
+                out.push(Holder::Excluded(Source::Other(
+                    "reserved for the next allocations".into(),
+                )));
+            } else if end >= id {
                 let (part, uid, gid) = match a.high {
                     Some(h) if h.uid.contains(id) || h.gid.contains(id) => {
                         (Part::High, h.uid, h.gid)

@@ -10,8 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use credns_idmap::IdRangeSet;
 
 use crate::alloc::{
-    AllocId, AllocRequest, Allocation, Allocator, Holder, Lease, LiveUserNs, Plan, RegisterRequest,
-    Selector,
+    reservation_name, AllocId, AllocRequest, Allocation, Allocator, Holder, Lease, LiveUserNs,
+    Origin, Plan, RegisterRequest, Selector,
 };
 use crate::exclude::Exclusions;
 use crate::policy::Policy;
@@ -119,6 +119,7 @@ impl Registry {
             undo: Vec::new(),
             poisoned: false,
             durable: true,
+            force: false,
         })
     }
 
@@ -161,6 +162,86 @@ impl Registry {
         let a = t.release(sel)?;
         t.commit()?;
         Ok(a)
+    }
+
+    /// Hold ranges for allocations to come, so that handing one out needs no fsync: add
+    /// default-sized reservations, in one durable commit, until `target` are held (fewer if
+    /// the pool runs short). Returns how many were added.
+    pub fn top_up_reserve(&mut self, target: usize) -> Result<usize, Error> {
+        let have = self.alloc.reserved().count();
+        if have >= target {
+            return Ok(0);
+        }
+        let mut t = self.begin()?;
+        let mut added = 0;
+        for _ in have..target {
+            match t.reserve() {
+                Ok(()) => added += 1,
+                Err(Error::PoolExhausted { .. }) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        t.commit()?;
+        Ok(added)
+    }
+
+    /// Allocate `req` from a reservation, if it asks for a default-sized main range and a
+    /// reservation no live namespace maps is held: the reservation is bound to the request's
+    /// lease in a commit that does not wait for the disk. The range was durable before this
+    /// call (as a reservation), so it is never handed to anyone else; the binding reaches the
+    /// disk with the next durable commit ([`flush`](Self::flush)), and after a crash before
+    /// that the caller finds the reservation mapped by a live namespace and binds it again.
+    /// `Ok(None)`: no reservation fits; allocate as usual.
+    pub fn allocate_reserved(&mut self, req: &AllocRequest) -> Result<Option<Allocation>, Error> {
+        if let Some(a) = self.alloc.existing(&req.lease, req.owner)? {
+            return Ok(Some(a.clone()));
+        }
+        let now = (self.clock)();
+        let a = match self.alloc.plan_reserved(req, now) {
+            None => return Ok(None),
+            Some(planned) => planned?,
+        };
+        let mut t = self.begin()?;
+        t.durable = false;
+        t.rebind(a.clone())?;
+        t.commit()?;
+        Ok(Some(a))
+    }
+
+    /// Bind reservation `id` to `req`'s lease, owner and principal, durably: for a daemon that
+    /// finds a reservation mapped by a live namespace at start (its binding was lost in a
+    /// crash) and gives it back to that namespace.
+    pub fn bind_reservation(
+        &mut self,
+        id: AllocId,
+        req: &AllocRequest,
+    ) -> Result<Allocation, Error> {
+        let Some(r) = self.alloc.reserved().find(|a| a.id == id).cloned() else {
+            return Err(Error::UnknownId(id));
+        };
+        let now = (self.clock)();
+        let a = Allocation {
+            lease: req.lease.clone(),
+            owner: req.owner,
+            principal: req.principal.filter(|p| *p != req.owner),
+            ns_id: req.ns_id,
+            created: now,
+            requested_size: req.size,
+            label: req.label.clone(),
+            origin: Origin::Allocated,
+            ..r
+        };
+        let mut t = self.begin()?;
+        t.rebind(a.clone())?;
+        t.commit()?;
+        Ok(a)
+    }
+
+    /// Make every commit so far durable (one fsync'd commit).
+    pub fn flush(&mut self) -> Result<(), Error> {
+        let mut t = self.begin()?;
+        t.force = true;
+        t.commit()
     }
 
     /// Release, in one commit, every user-namespace lease whose namespace is not in `live`
@@ -212,6 +293,8 @@ pub struct Txn<'r> {
     saved_id_mark: u64,
     poisoned: bool,
     durable: bool,
+    /// Commit even with no change (to make earlier non-durable commits durable).
+    force: bool,
 }
 
 impl std::fmt::Debug for Txn<'_> {
@@ -320,6 +403,36 @@ impl Txn<'_> {
         Ok(new)
     }
 
+    /// Add one default-sized reservation (see [`Registry::top_up_reserve`]).
+    fn reserve(&mut self) -> Result<(), Error> {
+        self.usable()?;
+        let now = (self.reg.clock)();
+        let n = self.reg.alloc.next_id;
+        let req = AllocRequest::new(Lease::Name(reservation_name(n)), 0);
+        let Plan::New(planned) = self.reg.alloc.plan_allocate_unchecked(&req, now)? else {
+            unreachable!("a fresh reservation name holds nothing")
+        };
+        let a = Allocation {
+            origin: Origin::Reserved,
+            ..planned
+        };
+        self.put_new(&a)?;
+        self.reg.alloc.insert(a.clone());
+        self.undo.push(Undo::Inserted(a.id));
+        Ok(())
+    }
+
+    /// Replace a record by `a` (same id): a reservation bound to its lease.
+    fn rebind(&mut self, a: Allocation) -> Result<(), Error> {
+        self.usable()?;
+        let old = self.release(&Selector::Id(a.id))?;
+        debug_assert_eq!((old.uid, old.gid), (a.uid, a.gid));
+        self.write(|w| w.put(&a))?;
+        self.reg.alloc.insert(a.clone());
+        self.undo.push(Undo::Inserted(a.id));
+        Ok(())
+    }
+
     /// As [`Registry::reap`], durable at [`commit`](Self::commit).
     pub fn reap(&mut self, live: &[LiveUserNs]) -> Result<Vec<Allocation>, Error> {
         let dead = self.reg.alloc.dead_leases(live);
@@ -333,7 +446,7 @@ impl Txn<'_> {
     pub fn commit(mut self) -> Result<(), Error> {
         self.usable()?;
         let wtx = self.wtx.take().expect("open until commit");
-        if self.undo.is_empty() {
+        if self.undo.is_empty() && !self.force {
             // Dropping it aborts: nothing to write.
             return Ok(());
         }

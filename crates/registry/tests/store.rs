@@ -513,3 +513,69 @@ fn a_rolled_back_or_emptied_store_is_refused_until_accepted() {
     let mut reg = Registry::open(&path, Policy::default()).unwrap();
     reg.allocate(&named("c")).unwrap();
 }
+
+#[test]
+fn reservations_are_handed_out_from_memory_and_never_while_mapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.redb");
+    let mut reg = Registry::open(&path, Policy::default()).unwrap();
+    assert_eq!(reg.top_up_reserve(3).unwrap(), 3);
+    assert_eq!(reg.top_up_reserve(3).unwrap(), 0, "already held");
+    // Not listed, but held: `who` names them, and a plain allocation goes past them.
+    assert_eq!(reg.list().count(), 0);
+    let held: Vec<IdRange> = reg.allocator().reserved().map(|a| a.uid).collect();
+    assert_eq!(held.len(), 3);
+    assert!(matches!(
+        reg.who(held[0].start).as_slice(),
+        [credns_registry::Holder::Excluded(_)]
+    ));
+    // A live namespace maps the first: it is skipped.
+    reg.observe_live(credns_idmap::IdRangeSet::from_ranges([held[0]]));
+    let ns = |i: u64| Lease::UserNs {
+        dev: 4,
+        ino: i,
+        created_ns: i,
+    };
+    let a = reg
+        .allocate_reserved(&AllocRequest::new(ns(1), 1000))
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.uid, held[1]);
+    assert_eq!((a.owner, a.origin), (1000, Origin::Allocated));
+    // Asking again with the same lease is the same allocation.
+    let again = reg
+        .allocate_reserved(&AllocRequest::new(ns(1), 1000))
+        .unwrap();
+    assert_eq!(again.as_ref().map(|x| x.id), Some(a.id));
+    // Sizes other than the default are not served from reservations.
+    assert!(reg
+        .allocate_reserved(&AllocRequest::new(ns(2), 1000).size(10))
+        .unwrap()
+        .is_none());
+    let b = reg
+        .allocate_reserved(&AllocRequest::new(ns(3), 1000))
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.uid, held[2]);
+    // Only the mapped one is left, and it is not handed out.
+    assert!(reg
+        .allocate_reserved(&AllocRequest::new(ns(4), 1000))
+        .unwrap()
+        .is_none());
+    assert_eq!(reg.list().count(), 2);
+    assert_eq!(
+        reg.allocator().usage(1000).ids,
+        2 * 65_536,
+        "charged as allocations"
+    );
+    reg.flush().unwrap();
+    drop(reg);
+    let reg = Registry::open(&path, Policy::default()).unwrap();
+    let listed: Vec<AllocId> = reg.list().map(|x| x.id).collect();
+    assert_eq!(
+        listed,
+        vec![a.id, b.id],
+        "the bindings are durable after a flush"
+    );
+    assert_eq!(reg.allocator().reserved().count(), 1);
+}

@@ -83,6 +83,8 @@ pub fn direct(ep: &Endpoint) -> Result<RegistryClient, Error> {
         own_ns: procfs.userns(Pid::this()).ok(),
         procfs,
         leases: Arc::new(NoWatch),
+        reservations: false,
+        unflushed: Default::default(),
     };
     let (ours, theirs) = UnixStream::pair().map_err(|source| Error::Io {
         op: "socketpair",

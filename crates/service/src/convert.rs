@@ -55,6 +55,7 @@ pub(crate) fn record(a: &Allocation) -> AllocationInfo {
         origin: match a.origin {
             Origin::Allocated => "allocated",
             Origin::Registered => "registered",
+            Origin::Reserved => "reserved",
         }
         .into(),
         conflicts: Vec::new(),

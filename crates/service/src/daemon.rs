@@ -22,6 +22,10 @@ use crate::Error;
 /// Where the daemon keeps its store unless told otherwise.
 pub const DEFAULT_STORE: &str = "/var/lib/credns/registry.redb";
 
+/// How many ranges the daemon holds ready by default: enough for a burst of containers
+/// between two refills (every quarter second).
+pub const DEFAULT_RESERVE: usize = 8;
+
 /// How to open a [`Service`].
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -36,6 +40,8 @@ pub struct Config {
     pub etc: Option<PathBuf>,
     /// Take a store older than its last recorded commit as it is (recovery; see DESIGN.md).
     pub accept_rollback: bool,
+    /// Ranges held ready for namespace leases (0: every allocation commits durably first).
+    pub reserve: usize,
 }
 
 impl Config {
@@ -47,6 +53,7 @@ impl Config {
             procfs: ProcFs::new(),
             etc: Some("/etc".into()),
             accept_rollback: false,
+            reserve: DEFAULT_RESERVE,
         }
     }
 }
@@ -54,6 +61,7 @@ impl Config {
 struct Inner {
     methods: Methods,
     watch: Arc<NsWatch>,
+    reserve: usize,
 }
 
 /// The daemon's registry and methods, shared between the server's workers and the reaper.
@@ -80,10 +88,22 @@ impl Service {
             procfs: cfg.procfs.clone(),
             own_ns,
             leases: watch.clone(),
+            reservations: cfg.reserve > 0,
+            unflushed: Default::default(),
         };
-        methods.cell.with(|reg| watch.reap_and_watch(reg))??;
+        methods.cell.with(|reg| -> Result<(), Error> {
+            watch.reap_and_watch(reg)?;
+            watch.rebind_reservations(reg)?;
+            // Best effort: a full pool or disk leaves allocations to the durable path.
+            let _ = reg.top_up_reserve(cfg.reserve);
+            Ok(())
+        })??;
         Ok(Service {
-            inner: Arc::new(Inner { methods, watch }),
+            inner: Arc::new(Inner {
+                methods,
+                watch,
+                reserve: cfg.reserve,
+            }),
         })
     }
 
@@ -107,9 +127,11 @@ impl Service {
     }
 
     /// Serve exit events of leased namespaces' processes until `stop` is set (on its own
-    /// thread).
+    /// thread); meanwhile make reservation bindings durable and refill the reservations.
     pub fn run_reaper(&self, stop: &AtomicBool) {
-        self.inner.watch.run_reaper(&self.inner.methods, stop)
+        self.inner
+            .watch
+            .run_reaper(&self.inner.methods, stop, self.inner.reserve)
     }
 
     /// Which principal a uid's connections count against: a uid inside an allocation counts
@@ -132,7 +154,11 @@ impl RegistryInterface {
     pub(crate) fn direct(methods: Methods) -> Self {
         let watch =
             Arc::new(NsWatch::new(methods.procfs.clone(), methods.own_ns).expect("an epoll set"));
-        RegistryInterface(Arc::new(Inner { methods, watch }))
+        RegistryInterface(Arc::new(Inner {
+            methods,
+            watch,
+            reserve: 0,
+        }))
     }
 }
 

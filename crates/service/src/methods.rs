@@ -97,6 +97,11 @@ pub(crate) struct Methods {
     pub(crate) procfs: ProcFs,
     pub(crate) own_ns: Option<NsId>,
     pub(crate) leases: Arc<dyn Leases>,
+    /// Serve namespace leases from reservations (the daemon: its reaper refills them and
+    /// makes bindings durable); off on the direct path, which keeps no state between calls.
+    pub(crate) reservations: bool,
+    /// A binding was committed without waiting for the disk and not flushed yet.
+    pub(crate) unflushed: std::sync::atomic::AtomicBool,
 }
 
 type NsArg = Option<(UserNsFd, PidFd)>;
@@ -291,7 +296,7 @@ impl Methods {
         self.with(|reg| {
             req.principal = Some(principal(reg, caller.uid));
             let fresh = reg.get(&Selector::from(&req.lease)).is_none();
-            let a = reg.allocate(&req).map_err(registry_error)?;
+            let a = self.allocate_in(reg, &req, ns.is_some())?;
             if let Some((userns, member)) = ns {
                 if p.write_maps && fresh {
                     self.write_maps(reg, &a, &member, &userns)?;
@@ -300,6 +305,24 @@ impl Methods {
             }
             Ok(json!({ "allocation": convert::allocation(reg, &a), "fresh": fresh }))
         })
+    }
+
+    /// Allocate `req`: a namespace lease from a reservation when the daemon holds one (no
+    /// fsync on the way: the range was durable as a reservation), otherwise durably.
+    fn allocate_in(
+        &self,
+        reg: &mut Registry,
+        req: &AllocRequest,
+        namespace: bool,
+    ) -> Result<Allocation, ErrorReply> {
+        if self.reservations && namespace {
+            if let Some(a) = reg.allocate_reserved(req).map_err(registry_error)? {
+                self.unflushed
+                    .store(true, std::sync::atomic::Ordering::Release);
+                return Ok(a);
+            }
+        }
+        reg.allocate(req).map_err(registry_error)
     }
 
     /// Write a fresh allocation's maps into its namespace; on failure release it again.

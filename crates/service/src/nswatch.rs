@@ -293,6 +293,81 @@ impl NsWatch {
         Ok(())
     }
 
+    /// Flush reservation bindings committed without waiting for the disk, and refill the
+    /// reservations: off the requests' path, one fsync for many bindings.
+    fn keep_reservations(methods: &Methods, reserve: usize) {
+        let r = methods.cell.with(|reg| -> Result<(), Error> {
+            if methods.unflushed.swap(false, Ordering::AcqRel) {
+                if let Err(e) = reg.flush() {
+                    methods.unflushed.store(true, Ordering::Release);
+                    return Err(e.into());
+                }
+            }
+            if reg.allocator().reserved().count() < reserve {
+                reg.top_up_reserve(reserve)?;
+            }
+            Ok(())
+        });
+        if let Ok(Err(e)) | Err(e) = r {
+            eprintln!("credns: keeping ranges reserved: {e}");
+        }
+    }
+
+    /// At start: a reservation some live namespace maps was handed out and its binding lost
+    /// (a crash before it reached the disk): bind it again to that namespace, owned by the
+    /// namespace's owner. One mapped by several namespaces, or unreadable, stays reserved and
+    /// unused while it is mapped.
+    pub(crate) fn rebind_reservations(&self, reg: &mut Registry) -> Result<(), Error> {
+        let mapped: Vec<credns_registry::Allocation> = reg
+            .allocator()
+            .reserved()
+            .filter(|r| reg.allocator().is_live(r))
+            .cloned()
+            .collect();
+        if mapped.is_empty() {
+            return Ok(());
+        }
+        let scan = live::scan_with(&self.procfs, self.own_ns, true);
+        for r in mapped {
+            let holders: Vec<&LiveUserNs> = scan
+                .iter()
+                .filter(|n| {
+                    n.uid_map
+                        .extents()
+                        .iter()
+                        .any(|e| e.lower_first == r.uid.start)
+                })
+                .collect();
+            let [n] = holders.as_slice() else { continue };
+            let Ok(fd) = UserNsFd::open(&self.procfs, n.pids[0]) else {
+                continue;
+            };
+            let (Ok(owner), Some(created_ns)) = (fd.owner_uid(), n.oldest_start_ns) else {
+                continue;
+            };
+            let lease = Lease::UserNs {
+                dev: n.id.dev,
+                ino: n.id.ino,
+                created_ns,
+            };
+            let mut req = credns_registry::AllocRequest::new(lease, owner);
+            req.ns_id = fd.ns_id().ok().flatten();
+            let a = reg.bind_reservation(r.id, &req)?;
+            let key = (n.id.dev, n.id.ino);
+            let mut w = lock(&self.watches);
+            w.ns.insert(
+                key,
+                Watched {
+                    alloc: a.id,
+                    created_ns,
+                    pidfds: HashMap::new(),
+                },
+            );
+            self.watch_scanned(&mut w, key, &scan);
+        }
+        Ok(())
+    }
+
     /// What holds user namespaces besides processes, now.
     fn references(&self) -> Refs {
         match scan_userns_refs(&self.procfs) {
@@ -338,12 +413,17 @@ impl NsWatch {
     }
 
     /// Serve exit events of watched processes until `stop` is set (run it on its own thread).
-    pub(crate) fn run_reaper(&self, methods: &Methods, stop: &AtomicBool) {
+    /// Every turn (a quarter second at most) it also makes reservation bindings durable and
+    /// refills the reservations to `reserve`.
+    pub(crate) fn run_reaper(&self, methods: &Methods, stop: &AtomicBool, reserve: usize) {
         let mut last_recheck = std::time::Instant::now();
         while !stop.load(Ordering::Acquire) {
             if last_recheck.elapsed() >= Duration::from_secs(1) {
                 self.recheck_held(methods);
                 last_recheck = std::time::Instant::now();
+            }
+            if reserve > 0 {
+                Self::keep_reservations(methods, reserve);
             }
             let tokens = match self.watcher.wait(Some(Duration::from_millis(250))) {
                 Ok(t) => t,

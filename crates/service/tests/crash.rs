@@ -31,6 +31,7 @@ fn crash_serve_helper() {
         procfs: ProcFs::new(),
         etc: None,
         accept_rollback: false,
+        reserve: 0,
     };
     let svc = Service::open(&cfg).unwrap();
     let server = Server::bind(&socket, svc).unwrap();

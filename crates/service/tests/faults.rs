@@ -68,6 +68,7 @@ fn a_full_disk_is_refused_clearly_and_recovered_from_without_a_restart() {
         procfs: ProcFs::new(),
         etc: None,
         accept_rollback: false,
+        reserve: 0,
     };
     let server = Server::bind(&socket, Service::open(&cfg).unwrap()).unwrap();
     let stop = server.stop_flag();

@@ -21,6 +21,7 @@ fn config(dir: &std::path::Path) -> Config {
         procfs: ProcFs::new(),
         etc: None,
         accept_rollback: false,
+        reserve: 0,
     }
 }
 
@@ -369,4 +370,57 @@ fn a_lease_whose_first_process_exited_survives_a_restart() {
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0]["id"], id);
     assert_eq!(left[0]["owner"], 0);
+}
+
+#[test]
+fn a_reservation_bound_before_a_crash_goes_back_to_its_namespace() {
+    // The daemon hands out reserved ranges without an fsync of their own; a crash before the
+    // binding reached the disk leaves the range reserved and mapped by a live namespace. At
+    // start that namespace gets it back, owned by the namespace's owner; nobody else does.
+    if !common::needs_root("a_reservation_bound_before_a_crash_goes_back_to_its_namespace") {
+        return;
+    }
+    let dir = common::open_tempdir();
+    let mut cfg = config(dir.path());
+    cfg.reserve = 2;
+    let reserved = {
+        let mut reg = Registry::open(&cfg.store, Policy::default()).unwrap();
+        reg.top_up_reserve(2).unwrap();
+        let r: Vec<IdRange> = reg.allocator().reserved().map(|a| a.uid).collect();
+        r
+    };
+    // A namespace mapping the first reservation, as the lost binding had made it.
+    let child = UsernsChild::spawn(&UnshareOptions::new()).unwrap();
+    let map = format!("0 {} 65536", reserved[0].start);
+    for kind in [IdKind::Uid, IdKind::Gid] {
+        child
+            .write_map(credns_sys::Actor::Caller, kind, map.as_bytes())
+            .unwrap()
+            .unwrap();
+    }
+    let svc = Service::open(&cfg).unwrap();
+    let left = leases(&svc);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["uid"]["start"], reserved[0].start);
+    assert_eq!(left[0]["owner"], 0);
+    assert_eq!(
+        left[0]["lease"]["userNamespace"]["ino"],
+        child.userns().unwrap().ino
+    );
+    // A namespace lease now comes from the other reservation, not the mapped one.
+    let other = UsernsChild::spawn(&UnshareOptions::new()).unwrap();
+    let member = PidFd::open(other.pid()).unwrap();
+    let ns = other.userns_fd().unwrap();
+    let mut fds = vec![
+        Some(ns.as_fd().try_clone_to_owned().unwrap()),
+        Some(member.as_fd().try_clone_to_owned().unwrap()),
+    ];
+    let root = Caller {
+        uid: 0,
+        pid: Pid::this(),
+    };
+    let p = json!({"userNamespaceFileDescriptor": 0, "pidFileDescriptor": 1, "writeMaps": true});
+    let v = svc.call(root, "Allocate", &p, &mut fds).unwrap();
+    assert_eq!(v["allocation"]["uid"]["start"], reserved[1].start);
+    assert_eq!(v["fresh"], true);
 }

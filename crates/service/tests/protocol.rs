@@ -295,6 +295,7 @@ fn bind_replaces_a_stale_socket_but_nothing_else() {
         procfs: credns_sys::ProcFs::new(),
         etc: None,
         accept_rollback: false,
+        reserve: 0,
     };
     let svc = Service::open(&cfg).unwrap();
     // A regular file where the socket should go is left alone.

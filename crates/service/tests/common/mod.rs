@@ -53,6 +53,7 @@ impl TestServer {
             procfs: ProcFs::new(),
             etc: None,
             accept_rollback: false,
+            reserve: 0,
         };
         let service = Service::open(&cfg).expect("open service");
         let server = Server::bind(&socket, service.clone()).expect("bind");
