@@ -175,7 +175,8 @@ fn daemon_serves_tables_json_and_errors_and_stops_on_sigterm() {
         "{t}"
     );
     assert!(t.ends_with("1 allocation(s)\n"), "{t}");
-    let o = e.run(&["show", "#1"]);
+    let id = a["id"].as_u64().unwrap();
+    let o = e.run(&["show", &format!("#{id}")]);
     assert!(
         stdout(&o).contains(&format!("{start}-{}", start + 99)),
         "{}",

@@ -412,7 +412,11 @@ impl Methods {
             (None, Some(n)) => (Selector::Name(n.clone()), format!("allocation named {n:?}")),
             _ => return Err(invalid("id", "give exactly one of id and name")),
         };
-        let a = reg.get(&sel).ok_or_else(|| not_found(&what))?;
+        let a = reg
+            .get(&sel)
+            // Reservations are the daemon's own: not shown, not released by a request.
+            .filter(|a| a.origin != credns_registry::Origin::Reserved)
+            .ok_or_else(|| not_found(&what))?;
         if !caller.is_admin() && a.owner != caller.uid {
             return Err(denied(format!(
                 "{what} belongs to uid {}, not to the caller (uid {})",
