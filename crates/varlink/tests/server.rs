@@ -449,6 +449,30 @@ fn a_thousand_idle_connections_do_not_block_a_call() {
     drop(idle);
 }
 
+/// Whether the peer of `s` closes its end within `limit` (POLLRDHUP), without reading.
+fn peer_closed_within(s: &UnixStream, limit: Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let mut fds = [PollFd::new(s, PollFlags::RDHUP)];
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let t = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as i64,
+        };
+        if poll(&mut fds, Some(&t)).unwrap_or(0) > 0
+            && fds[0]
+                .revents()
+                .intersects(PollFlags::RDHUP | PollFlags::HUP)
+        {
+            return true;
+        }
+    }
+}
+
 #[test]
 fn a_client_that_never_reads_is_closed_without_blocking_others() {
     let srv = start(Limits {
@@ -481,8 +505,14 @@ fn a_client_that_never_reads_is_closed_without_blocking_others() {
             "fine"
         );
     }
-    // Both get closed: reading now drains what was queued and meets the end well before all
-    // 40 replies (4 MB) or the 10^8 counts.
+    // Both get closed while they still read nothing: the server's end goes away (seen as
+    // POLLRDHUP on ours, without reading). Only then do they read, which must not revive them.
+    for (who, c) in [("hog", &hog), ("streamer", &streamer)] {
+        assert!(
+            peer_closed_within(c.stream(), LONG),
+            "{who}: not closed within {LONG:?} while it read nothing"
+        );
+    }
     let mut n = 0;
     hog.set_timeout(Some(LONG)).unwrap();
     loop {
