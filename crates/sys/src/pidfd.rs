@@ -135,6 +135,20 @@ fn start_ticks(stat: &str) -> Option<u64> {
 
 /// `btime` of `/proc/stat`: boot time in seconds since the epoch.
 pub(crate) fn boot_time(procfs: &ProcFs) -> Result<u64, Error> {
+    // The real /proc's is read once per process: the kernel formats every CPU's and
+    // interrupt's counters for each read of /proc/stat, and btime is the boot's.
+    static REAL: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    if procfs.root() == std::path::Path::new("/proc") {
+        if let Some(b) = REAL.get() {
+            return Ok(*b);
+        }
+        let b = read_boot_time(procfs)?;
+        return Ok(*REAL.get_or_init(|| b));
+    }
+    read_boot_time(procfs)
+}
+
+fn read_boot_time(procfs: &ProcFs) -> Result<u64, Error> {
     let path = procfs.root().join("stat");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::Path {
         op: "read",
