@@ -73,12 +73,11 @@ impl Lease {
             "empty"
         } else if name.len() > MAX_NAME {
             "longer than 255 bytes"
-        } else if name.chars().any(char::is_control) {
-            "has control characters"
-        } else if name.chars().any(is_bidi_control) {
-            "has bidirectional-text controls"
         } else {
-            return Ok(());
+            match unprintable(name) {
+                Some(r) => r,
+                None => return Ok(()),
+            }
         };
         Err(Error::InvalidLease {
             name: name.clone(),
@@ -99,17 +98,27 @@ pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Why `s` is not printable (the rule of names and labels), if it is not.
+fn unprintable(s: &str) -> Option<&'static str> {
+    if s.chars().any(char::is_control) {
+        Some("has control characters")
+    } else if s.chars().any(is_bidi_control) {
+        Some("has bidirectional-text controls")
+    } else {
+        None
+    }
+}
+
 /// A label's rule: at most [`MAX_LABEL`] bytes, printable (no control or bidi characters).
 pub(crate) fn validate_label(label: &Option<String>) -> Result<(), Error> {
     let Some(l) = label else { return Ok(()) };
     let reason = if l.len() > MAX_LABEL {
         "longer than 1024 bytes"
-    } else if l.chars().any(char::is_control) {
-        "has control characters"
-    } else if l.chars().any(is_bidi_control) {
-        "has bidirectional-text controls"
     } else {
-        return Ok(());
+        match unprintable(l) {
+            Some(r) => r,
+            None => return Ok(()),
+        }
     };
     Err(Error::InvalidLabel {
         label: l.chars().take(64).collect(),
@@ -245,6 +254,22 @@ impl Allocation {
     /// The uid charged for it: its principal, or its owner.
     pub fn charged_to(&self) -> u32 {
         self.principal.unwrap_or(self.owner)
+    }
+
+    /// This reservation bound to `req`'s lease, owner and principal at `now` (same id and
+    /// ranges).
+    pub(crate) fn bound_to(&self, req: &AllocRequest, now: u64) -> Allocation {
+        Allocation {
+            lease: req.lease.clone(),
+            owner: req.owner,
+            principal: req.principal.filter(|p| *p != req.owner),
+            ns_id: req.ns_id,
+            created: now,
+            requested_size: req.size,
+            label: req.label.clone(),
+            origin: Origin::Allocated,
+            ..self.clone()
+        }
     }
 
     /// Ids it holds: main plus high, uid side (its quota cost is [`Allocator::cost`]).
@@ -1046,17 +1071,7 @@ impl Allocator {
             req.validate_label()?;
             self.check_quota(req.principal.unwrap_or(req.owner), self.cost(r))
         })();
-        Some(checks.map(|()| Allocation {
-            lease: req.lease.clone(),
-            owner: req.owner,
-            principal: req.principal.filter(|p| *p != req.owner),
-            ns_id: req.ns_id,
-            created: now,
-            requested_size: req.size,
-            label: req.label.clone(),
-            origin: Origin::Allocated,
-            ..r.clone()
-        }))
+        Some(checks.map(|()| r.bound_to(req, now)))
     }
 
     /// Number of live allocations.

@@ -219,18 +219,7 @@ impl Registry {
         let Some(r) = self.alloc.reserved().find(|a| a.id == id).cloned() else {
             return Err(Error::UnknownId(id));
         };
-        let now = (self.clock)();
-        let a = Allocation {
-            lease: req.lease.clone(),
-            owner: req.owner,
-            principal: req.principal.filter(|p| *p != req.owner),
-            ns_id: req.ns_id,
-            created: now,
-            requested_size: req.size,
-            label: req.label.clone(),
-            origin: Origin::Allocated,
-            ..r
-        };
+        let a = r.bound_to(req, (self.clock)());
         let mut t = self.begin()?;
         t.rebind(a.clone())?;
         t.commit()?;
