@@ -428,3 +428,41 @@ fn root_rootfs_and_volume_through_the_daemon() {
     );
     env.wait_list("the daemon to release the holder's lease", |l| l.is_empty());
 }
+
+#[test]
+fn a_refused_container_keeps_no_lease_through_the_daemon() {
+    // Regression: `credns run --name X --rootfs IMG --volume /proc/sys:/data` (or --user
+    // outside the range) through the daemon was refused, yet X's allocation stayed.
+    let test = "a_refused_container_keeps_no_lease_through_the_daemon";
+    if !needs_root(test) {
+        return;
+    }
+    let Some(busybox) = common::static_busybox(test) else {
+        return;
+    };
+    let env = Env::new();
+    let _d = env.serve(None);
+    let rootfs = common::busybox_rootfs(&busybox, env.dir.path());
+    std::fs::create_dir_all(rootfs.join("data")).unwrap();
+    let root = rootfs.to_str().unwrap();
+    for extra in [vec!["--volume", "/proc/sys:/data"], vec!["--user", "70000"]] {
+        let mut args = vec![
+            "run",
+            "--socket",
+            env.socket(),
+            "--name",
+            "x",
+            "--rootfs",
+            root,
+        ];
+        args.extend(extra.iter().copied());
+        args.extend(["--", "true"]);
+        let o = env.run(false, &args);
+        assert_eq!(o.status.code(), Some(125), "{extra:?}: {}", stderr(&o));
+        assert_eq!(
+            env.list(),
+            Vec::<Value>::new(),
+            "{extra:?}: the refusal left a lease"
+        );
+    }
+}
