@@ -303,9 +303,9 @@ pub enum Target {
 }
 
 impl Target {
-    /// `N` or `#N` is a number; `#` followed by anything but digits is refused (names never
-    /// start with `#`... unless given as a name on purpose: use [`Target::Name`]); anything else
-    /// is a name.
+    /// What a user types: `N` or `#N` is an allocation number, `#` followed by anything else
+    /// is refused (it is almost surely a mistyped number; build [`Target::Name`] to name such
+    /// a lease), anything else is a name.
     pub fn parse(s: &str) -> Result<Self, String> {
         if let Some(digits) = s.strip_prefix('#') {
             return digits.parse().map(Target::Id).map_err(|_| {

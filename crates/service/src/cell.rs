@@ -51,7 +51,7 @@ fn lock_path(store: &Path) -> PathBuf {
 /// Create the store's directory (0700) if it is missing, and refuse a directory or file that
 /// another uid owns or may write; tighten a store file others may read to 0600.
 pub(crate) fn check_store_path(store: &Path) -> Result<(), Error> {
-    let euid = rustix_euid();
+    let euid = credns_sys::euid();
     let refuse = |path: &Path, why: String| Error::UnsafeStore {
         path: path.to_path_buf(),
         why,
@@ -106,10 +106,6 @@ pub(crate) fn check_store_path(store: &Path) -> Result<(), Error> {
         }
         Ok(_) => Ok(()),
     }
-}
-
-fn rustix_euid() -> u32 {
-    credns_sys::euid()
 }
 
 /// Re-read the host's id files into `reg` if they changed since the last read.

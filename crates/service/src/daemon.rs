@@ -60,7 +60,8 @@ impl Config {
 
 struct Inner {
     methods: Methods,
-    watch: Arc<NsWatch>,
+    /// The daemon's death watch; none on the direct path.
+    watch: Option<Arc<NsWatch>>,
     reserve: usize,
 }
 
@@ -101,7 +102,7 @@ impl Service {
         Ok(Service {
             inner: Arc::new(Inner {
                 methods,
-                watch,
+                watch: Some(watch),
                 reserve: cfg.reserve,
             }),
         })
@@ -129,9 +130,9 @@ impl Service {
     /// Serve exit events of leased namespaces' processes until `stop` is set (on its own
     /// thread); meanwhile make reservation bindings durable and refill the reservations.
     pub fn run_reaper(&self, stop: &AtomicBool) {
-        self.inner
-            .watch
-            .run_reaper(&self.inner.methods, stop, self.inner.reserve)
+        if let Some(w) = &self.inner.watch {
+            w.run_reaper(&self.inner.methods, stop, self.inner.reserve)
+        }
     }
 
     /// Which principal a uid's connections count against: a uid inside an allocation counts
@@ -152,11 +153,9 @@ pub(crate) struct RegistryInterface(Arc<Inner>);
 
 impl RegistryInterface {
     pub(crate) fn direct(methods: Methods) -> Self {
-        let watch =
-            Arc::new(NsWatch::new(methods.procfs.clone(), methods.own_ns).expect("an epoll set"));
         RegistryInterface(Arc::new(Inner {
             methods,
-            watch,
+            watch: None,
             reserve: 0,
         }))
     }
