@@ -85,6 +85,7 @@ pub fn direct(ep: &Endpoint) -> Result<RegistryClient, Error> {
         leases: Arc::new(NoWatch),
         reservations: false,
         unflushed: Default::default(),
+        taken: Default::default(),
     };
     let (ours, theirs) = UnixStream::pair().map_err(|source| Error::Io {
         op: "socketpair",

@@ -91,6 +91,7 @@ impl Service {
             leases: watch.clone(),
             reservations: cfg.reserve > 0,
             unflushed: Default::default(),
+            taken: Default::default(),
         };
         methods.cell.with(|reg| -> Result<(), Error> {
             watch.reap_and_watch(reg)?;

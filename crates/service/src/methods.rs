@@ -73,21 +73,31 @@ pub(crate) type NsKey = (u64, u64);
 /// direct path's command releases its own lease).
 pub(crate) trait Leases: Send + Sync {
     /// The creation stamp of a namespace lease already known.
-    fn known_stamp(&self, key: NsKey) -> Option<u64>;
+    /// (Only when the leased namespace is the one with kernel id `ns_id`, where both are
+    /// known: an inode can be reused by a new namespace before the old lease is released.)
+    fn known_stamp(&self, key: NsKey, ns_id: Option<u64>) -> Option<u64>;
     /// Follow a newly leased namespace: `member` is a live process inside it.
-    fn watch(&self, key: NsKey, alloc: AllocId, created_ns: u64, userns: UserNsFd, member: PidFd);
+    fn watch(&self, key: NsKey, lease: Watch, userns: UserNsFd, member: PidFd);
     /// Stop following a namespace whose lease was released.
     fn unwatch(&self, key: NsKey);
+}
+
+/// A namespace lease to follow: its allocation, creation stamp and kernel id.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Watch {
+    pub alloc: AllocId,
+    pub created_ns: u64,
+    pub ns_id: Option<u64>,
 }
 
 /// Follows nothing.
 pub(crate) struct NoWatch;
 
 impl Leases for NoWatch {
-    fn known_stamp(&self, _: NsKey) -> Option<u64> {
+    fn known_stamp(&self, _: NsKey, _: Option<u64>) -> Option<u64> {
         None
     }
-    fn watch(&self, _: NsKey, _: AllocId, _: u64, _: UserNsFd, _: PidFd) {}
+    fn watch(&self, _: NsKey, _: Watch, _: UserNsFd, _: PidFd) {}
     fn unwatch(&self, _: NsKey) {}
 }
 
@@ -102,6 +112,8 @@ pub(crate) struct Methods {
     pub(crate) reservations: bool,
     /// A binding was committed without waiting for the disk and not flushed yet.
     pub(crate) unflushed: std::sync::atomic::AtomicBool,
+    /// Reservations handed out since the last refill.
+    pub(crate) taken: std::sync::atomic::AtomicUsize,
 }
 
 type NsArg = Option<(UserNsFd, PidFd)>;
@@ -219,7 +231,7 @@ impl Methods {
             None => self.found_member(id)?,
         };
         let key = (id.dev, id.ino);
-        let created_ns = match self.leases.known_stamp(key) {
+        let created_ns = match self.leases.known_stamp(key, userns.ns_id().ok().flatten()) {
             Some(c) => c,
             None => member.start_time_ns(&self.procfs).map_err(|e| {
                 namespace_failed(
@@ -319,6 +331,7 @@ impl Methods {
             if let Some(a) = reg.allocate_reserved(req).map_err(registry_error)? {
                 self.unflushed
                     .store(true, std::sync::atomic::Ordering::Release);
+                self.taken.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 return Ok(a);
             }
         }
@@ -356,8 +369,12 @@ impl Methods {
 
     fn follow(&self, a: &Allocation, userns: UserNsFd, member: PidFd) {
         if let (Ok(id), Lease::UserNs { created_ns, .. }) = (userns.id(), &a.lease) {
-            self.leases
-                .watch((id.dev, id.ino), a.id, *created_ns, userns, member);
+            let w = Watch {
+                alloc: a.id,
+                created_ns: *created_ns,
+                ns_id: a.ns_id,
+            };
+            self.leases.watch((id.dev, id.ino), w, userns, member);
         }
     }
 

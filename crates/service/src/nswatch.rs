@@ -24,13 +24,14 @@ use credns_sys::pidfd::{ExitWatcher, PidFd};
 use credns_sys::{userns_ancestry, NsId, Pid, ProcFs, UserNsFd};
 
 use crate::live;
-use crate::methods::{Leases, Methods, NsKey};
+use crate::methods::{Leases, Methods, NsKey, Watch};
 use crate::Error;
 
 /// What the daemon keeps for a leased user namespace: a pidfd per known process inside.
 struct Watched {
     alloc: AllocId,
     created_ns: u64,
+    ns_id: Option<u64>,
     pidfds: HashMap<u64, PidFd>,
 }
 
@@ -42,6 +43,9 @@ struct Watches {
     /// Namespaces with no process left that something else still holds: looked at again
     /// every second.
     held: std::collections::BTreeSet<NsKey>,
+    /// Leases whose namespace is certainly gone (a new namespace has its inode now): released
+    /// by the reaper's next turn.
+    orphans: Vec<AllocId>,
 }
 
 /// The daemon's watch of leased namespaces.
@@ -64,15 +68,31 @@ fn ns_of(key: NsKey) -> NsId {
 }
 
 impl Leases for NsWatch {
-    fn known_stamp(&self, key: NsKey) -> Option<u64> {
-        lock(&self.watches).ns.get(&key).map(|n| n.created_ns)
+    fn known_stamp(&self, key: NsKey, ns_id: Option<u64>) -> Option<u64> {
+        let w = lock(&self.watches);
+        let n = w.ns.get(&key)?;
+        match (n.ns_id, ns_id) {
+            // Another namespace has this inode now: the watched one is gone.
+            (Some(a), Some(b)) if a != b => None,
+            _ => Some(n.created_ns),
+        }
     }
 
-    fn watch(&self, key: NsKey, alloc: AllocId, created_ns: u64, userns: UserNsFd, member: PidFd) {
+    fn watch(&self, key: NsKey, lease: Watch, userns: UserNsFd, member: PidFd) {
         let mut w = lock(&self.watches);
+        if w.ns.get(&key).is_some_and(|n| n.alloc != lease.alloc) {
+            // The inode is another namespace's now: the old lease's namespace is gone.
+            let old = w.ns.remove(&key).expect("present");
+            for (t, p) in old.pidfds {
+                let _ = self.watcher.remove(&p);
+                w.tokens.remove(&t);
+            }
+            w.orphans.push(old.alloc);
+        }
         w.ns.entry(key).or_insert_with(|| Watched {
-            alloc,
-            created_ns,
+            alloc: lease.alloc,
+            created_ns: lease.created_ns,
+            ns_id: lease.ns_id,
             pidfds: HashMap::new(),
         });
         w.held.remove(&key);
@@ -273,6 +293,7 @@ impl NsWatch {
                 Watched {
                     alloc: a.id,
                     created_ns,
+                    ns_id: a.ns_id,
                     pidfds: HashMap::new(),
                 },
             );
@@ -297,16 +318,21 @@ impl NsWatch {
     /// reservations: off the requests' path, one fsync for many bindings.
     fn keep_reservations(methods: &Methods, reserve: usize) {
         let r = methods.cell.with(|reg| -> Result<(), Error> {
-            if methods.unflushed.swap(false, Ordering::AcqRel) {
-                if let Err(e) = reg.flush() {
-                    methods.unflushed.store(true, Ordering::Release);
-                    return Err(e.into());
-                }
+            let unflushed = methods.unflushed.swap(false, Ordering::AcqRel);
+            methods.taken.store(0, Ordering::Release);
+            // A refill is a durable commit, which makes earlier bindings durable too: one
+            // fsync either way.
+            let done = if reg.allocator().reserved().count() < reserve {
+                reg.top_up_reserve(reserve).map(|_| ())
+            } else if unflushed {
+                reg.flush()
+            } else {
+                Ok(())
+            };
+            if done.is_err() && unflushed {
+                methods.unflushed.store(true, Ordering::Release);
             }
-            if reg.allocator().reserved().count() < reserve {
-                reg.top_up_reserve(reserve)?;
-            }
-            Ok(())
+            Ok(done?)
         });
         if let Ok(Err(e)) | Err(e) = r {
             eprintln!("credns: keeping ranges reserved: {e}");
@@ -360,6 +386,7 @@ impl NsWatch {
                 Watched {
                     alloc: a.id,
                     created_ns,
+                    ns_id: a.ns_id,
                     pidfds: HashMap::new(),
                 },
             );
@@ -374,6 +401,25 @@ impl NsWatch {
             Ok(r) => Refs(Some(r)),
             // Not knowing is holding: nothing is released on a failed scan.
             Err(_) => Refs(None),
+        }
+    }
+
+    /// Release the leases whose namespace a new one replaced (its inode reused).
+    fn release_orphans(&self, methods: &Methods) {
+        let orphans = std::mem::take(&mut lock(&self.watches).orphans);
+        if orphans.is_empty() {
+            return;
+        }
+        let r = methods.cell.with(|reg| -> Result<(), Error> {
+            for id in orphans {
+                if reg.get(&Selector::Id(id)).is_some() {
+                    reg.release_unsynced(&Selector::Id(id))?;
+                }
+            }
+            Ok(())
+        });
+        if let Ok(Err(e)) | Err(e) = r {
+            eprintln!("credns: releasing the lease of a namespace whose inode was reused: {e}");
         }
     }
 
@@ -416,16 +462,33 @@ impl NsWatch {
     /// Every turn (a quarter second at most) it also makes reservation bindings durable and
     /// refills the reservations to `reserve`.
     pub(crate) fn run_reaper(&self, methods: &Methods, stop: &AtomicBool, reserve: usize) {
+        // Deaths are handled in batches: a namespace whose last known process exited joins the
+        // namespaces held without a process, and one /proc scan (processes, then fds and
+        // mounts) decides for all of them, at most every BATCH. A burst of containers ending
+        // costs one scan, not one each, and the release still comes within a second.
+        const BATCH: Duration = Duration::from_millis(200);
         let mut last_recheck = std::time::Instant::now();
+        let mut last_keep = std::time::Instant::now();
         while !stop.load(Ordering::Acquire) {
-            if last_recheck.elapsed() >= Duration::from_secs(1) {
+            self.release_orphans(methods);
+            let held = !lock(&self.watches).held.is_empty();
+            if held && last_recheck.elapsed() >= BATCH
+                || last_recheck.elapsed() >= Duration::from_secs(1)
+            {
                 self.recheck_held(methods);
                 last_recheck = std::time::Instant::now();
             }
-            if reserve > 0 {
+            let low = methods.taken.load(Ordering::Acquire) >= (reserve / 2).max(1);
+            if reserve > 0 && (low || last_keep.elapsed() >= BATCH) {
                 Self::keep_reservations(methods, reserve);
+                last_keep = std::time::Instant::now();
             }
-            let tokens = match self.watcher.wait(Some(Duration::from_millis(250))) {
+            let wait = if held {
+                BATCH.saturating_sub(last_recheck.elapsed())
+            } else {
+                BATCH
+            };
+            let tokens = match self.watcher.wait(Some(wait.max(Duration::from_millis(1)))) {
                 Ok(t) => t,
                 Err(e) => {
                     eprintln!("credns: epoll_wait: {e}");
@@ -434,8 +497,9 @@ impl NsWatch {
                 }
             };
             for t in tokens {
-                if let Err(e) = self.on_exit(methods, t) {
-                    eprintln!("credns: releasing a dead namespace's lease: {e}");
+                if let Some(key) = self.forget(t) {
+                    // Its last known process is gone: decided with the next batch.
+                    lock(&self.watches).held.insert(key);
                 }
             }
         }
@@ -451,42 +515,5 @@ impl NsWatch {
             let _ = self.watcher.remove(&p);
         }
         n.pidfds.is_empty().then_some(key)
-    }
-
-    fn on_exit(&self, methods: &Methods, token: u64) -> Result<(), Error> {
-        let Some(key) = self.forget(token) else {
-            return Ok(());
-        };
-        // One /proc scan, made without holding the registry, serves both to look for
-        // processes of the namespace not yet watched and for the ids live maps use. A scan
-        // that misses fresh maps of a new allocation loses nothing: that range is recorded.
-        let scan = live::scan(&self.procfs, self.own_ns);
-        methods.cell.with(|reg| -> Result<(), Error> {
-            let mut w = lock(&self.watches);
-            match w.ns.get(&key) {
-                // Released meanwhile, or a new member was handed in with a request.
-                None => return Ok(()),
-                Some(n) if !n.pidfds.is_empty() => return Ok(()),
-                Some(_) => {}
-            }
-            if self.watch_scanned(&mut w, key, &scan) {
-                return Ok(());
-            }
-            if self.references().holds(key.1) {
-                // No process, but an fd or a mount holds it: not dead yet.
-                w.held.insert(key);
-                return Ok(());
-            }
-            let n = w.ns.remove(&key).expect("present");
-            drop(w);
-            if reg.get(&Selector::Id(n.alloc)).is_some() {
-                // No fsync of its own: lost in a crash, the release is made again at start,
-                // where every lease of a dead namespace is reaped. It reaches the disk with the
-                // next allocation, which is durable before its range is used.
-                reg.release_unsynced(&Selector::Id(n.alloc))?;
-            }
-            reg.observe_live(live::live_ids(&scan));
-            Ok(())
-        })?
     }
 }
