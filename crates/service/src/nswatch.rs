@@ -1,11 +1,12 @@
 //! The death watch of leased user namespaces: a pidfd of every known process inside each
-//! leased namespace (or nested below it), in one epoll set. When the last one exits, `/proc`
-//! is searched once for others; if none is left, the namespace may still be alive without a
-//! process, so its lease is released only when nothing else can hold it either: no process
-//! holds an nsfs descriptor of it, no nsfs bind mount names it, and no idmapped mount exists
-//! on the host (an idmapped mount holds its namespace, and which one cannot be read from
-//! `/proc`). A namespace held that way is looked at again every second, and released within
-//! a second of its last reference going. The daemon itself holds no descriptor of a leased
+//! leased namespace (or nested below it), in one epoll set. When the last one exits, the
+//! namespace is decided with the next batch (at most every 200 ms, one `/proc` scan for all):
+//! if another process is found, it is watched; if none is left, the namespace may still be
+//! alive without a process, so its lease is released only when nothing else can hold it
+//! either: no process holds an nsfs descriptor of it, no nsfs bind mount names it, and no
+//! idmapped mount exists on the host (an idmapped mount holds its namespace, and which one
+//! cannot be read from `/proc`). A namespace held that way is looked at again with every
+//! batch, and released within a second of its last reference going. The daemon itself holds no descriptor of a leased
 //! namespace, so that it can die.
 //!
 //! This is the conservative fallback of an exact watch (a BPF program on the kernel's
@@ -40,8 +41,8 @@ struct Watches {
     ns: HashMap<NsKey, Watched>,
     tokens: HashMap<u64, NsKey>,
     next: u64,
-    /// Namespaces with no process left that something else still holds: looked at again
-    /// every second.
+    /// Namespaces whose last known process exited: decided (and, while something else holds
+    /// them, looked at again) with every batch.
     held: std::collections::BTreeSet<NsKey>,
     /// Leases whose namespace is certainly gone (a new namespace has its inode now): released
     /// by the reaper's next turn.
