@@ -403,7 +403,9 @@ fn concurrent_direct_runs_get_disjoint_ranges_and_the_store_stays_usable() {
         .map(|_| {
             std::process::Command::new(bin)
                 .args(["run", "--store", &store, "--socket", &nosock, "--"])
-                .args(["sh", "-c", "cat /proc/self/uid_map; sleep 2"])
+                // Each stays until the test lets it go, so all four are running at once.
+                .args(["sh", "-c", "cat /proc/self/uid_map; read x"])
+                .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -417,7 +419,7 @@ fn concurrent_direct_runs_get_disjoint_ranges_and_the_store_stays_usable() {
         assert!(out.status.success(), "{}", stderr(&out));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let n = v.as_array().unwrap().len();
-        if n == 4 || t0.elapsed() > std::time::Duration::from_secs(20) {
+        if n == 4 || t0.elapsed() > std::time::Duration::from_secs(60) {
             break n;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -443,7 +445,9 @@ fn concurrent_direct_runs_get_disjoint_ranges_and_the_store_stays_usable() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let mut starts = Vec::new();
-    for r in runs {
+    for mut r in runs {
+        use std::io::Write;
+        r.stdin.take().unwrap().write_all(b"\n").unwrap();
         let out = r.wait_with_output().unwrap();
         assert!(
             out.status.success(),
