@@ -128,7 +128,8 @@ impl RegistryCell {
     pub(crate) fn held(cfg: &crate::Config) -> Result<Self, Error> {
         let store = &cfg.store;
         check_store_path(store)?;
-        let lock = FileLock::acquire(&lock_path(store), Duration::ZERO)?
+        // A command may hold it for the call it is making: wait for that, as commands do.
+        let lock = FileLock::acquire(&lock_path(store), LOCK_WAIT)?
             .ok_or_else(|| Error::Registry(locked(store)))?;
         let mut reg = if cfg.accept_rollback {
             Registry::open_accepting_rollback(store, cfg.policy.clone())?
