@@ -183,7 +183,7 @@ pub struct UserNamespace {
     pub dev: u64,
     /// nsfs inode.
     pub ino: u64,
-    /// Creation stamp: the start time (ns since the epoch) of the namespace's first process.
+    /// Creation stamp: a time (ns since the epoch) no earlier than the namespace's creation.
     pub created_ns: u64,
 }
 

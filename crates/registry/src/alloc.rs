@@ -49,6 +49,10 @@ pub enum Lease {
     ///
     /// A scan that cannot recompute the stamp (the creator has exited) passes `None` in
     /// [`LiveUserNs`]: such a namespace keeps every lease with its `dev` and `ino` alive.
+    ///
+    /// Where the kernel gives namespace ids, the allocation records one
+    /// ([`Allocation::ns_id`]) and it decides; the stamp then only has to be no earlier than
+    /// the namespace's creation, and the daemon takes the time the lease is made.
     UserNs {
         /// Device of the nsfs inode.
         dev: u64,

@@ -78,6 +78,9 @@ pub(crate) trait Leases: Send + Sync {
     fn known_stamp(&self, key: NsKey, ns_id: Option<u64>) -> Option<u64>;
     /// Follow a newly leased namespace: `member` is a live process inside it.
     fn watch(&self, key: NsKey, lease: Watch, userns: UserNsFd, member: PidFd);
+    /// Whether every namespace lease is followed here (so [`known_stamp`](Self::known_stamp)
+    /// knows them all).
+    fn follows(&self) -> bool;
     /// Stop following a namespace whose lease was released.
     fn unwatch(&self, key: NsKey);
 }
@@ -98,6 +101,9 @@ impl Leases for NoWatch {
         None
     }
     fn watch(&self, _: NsKey, _: Watch, _: UserNsFd, _: PidFd) {}
+    fn follows(&self) -> bool {
+        false
+    }
     fn unwatch(&self, _: NsKey) {}
 }
 
@@ -231,8 +237,13 @@ impl Methods {
             None => self.found_member(id)?,
         };
         let key = (id.dev, id.ino);
-        let created_ns = match self.leases.known_stamp(key, userns.ns_id().ok().flatten()) {
+        let ns_id = userns.ns_id().ok().flatten();
+        let created_ns = match self.leases.known_stamp(key, ns_id) {
             Some(c) => c,
+            // The daemon follows every namespace lease it holds, and tells namespaces apart by
+            // their kernel id: the time of the lease is stamp enough (the namespace existed
+            // then, so it was created no later), and no /proc read is needed.
+            None if ns_id.is_some() && self.leases.follows() => now_ns(),
             None => member.start_time_ns(&self.procfs).map_err(|e| {
                 namespace_failed(
                     e.to_string(),
@@ -542,6 +553,13 @@ fn principal(reg: &Registry, uid: u32) -> u32 {
         p = a.charged_to();
     }
     p
+}
+
+/// Now, in nanoseconds since the Unix epoch.
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// The kernel's id of a leased namespace, where the kernel tells it.

@@ -102,6 +102,10 @@ impl Leases for NsWatch {
         drop(userns);
     }
 
+    fn follows(&self) -> bool {
+        true
+    }
+
     fn unwatch(&self, key: NsKey) {
         let mut w = lock(&self.watches);
         w.held.remove(&key);
