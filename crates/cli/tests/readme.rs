@@ -210,6 +210,25 @@ struct Cleanup {
     pgid: Option<rustix::process::Pid>,
     pid_file: PathBuf,
     made: Vec<PathBuf>,
+    /// The README's demo directories (`mktemp -d /var/tmp/credns-demo.XXXXXX`) that existed
+    /// before the run: any other one was made by the run, and goes even if the script stopped
+    /// before its own clean-up block.
+    demos_before: Vec<PathBuf>,
+}
+
+/// The README's demo directories now present.
+fn demo_dirs() -> Vec<PathBuf> {
+    std::fs::read_dir("/var/tmp")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("credns-demo."))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Drop for Cleanup {
@@ -233,6 +252,11 @@ impl Drop for Cleanup {
         for dir in &self.made {
             // Only if still empty: whatever someone else put there meanwhile stays.
             let _ = std::fs::remove_dir(dir);
+        }
+        for dir in demo_dirs() {
+            if !self.demos_before.contains(&dir) {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
         }
     }
 }
@@ -278,6 +302,7 @@ fn readme_examples_run_as_written() {
         pgid: None,
         pid_file: pid_file.clone(),
         made: Vec::new(),
+        demos_before: demo_dirs(),
     };
     for dir in PRIVATE_DIRS.map(Path::new) {
         if !dir.exists() {
