@@ -65,6 +65,41 @@ fn build_floor() -> PathBuf {
     profile_dir().join("examples/userns_floor")
 }
 
+/// The floor linked as the installed credns is (static-pie), for a like-for-like row.
+fn build_floor_static() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["rustc", "-q", "--profile", "dist", "-p", "credns-sys"])
+        .args([
+            "--example",
+            "userns_floor",
+            "--",
+            "-C",
+            "target-feature=+crt-static",
+        ])
+        .status()
+        .expect("running cargo to build the static floor program");
+    assert!(st.success(), "building the static userns_floor failed");
+    let dir = profile_dir();
+    dir.parent()
+        .expect("target/<profile> has a parent")
+        .join("dist/examples/userns_floor")
+}
+
+/// The installed build, `cargo dist`: target/dist/credns, linked statically.
+fn build_dist() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["-q", "dist"])
+        .status()
+        .expect("running cargo dist to build the installed credns");
+    assert!(st.success(), "cargo dist failed");
+    let dir = profile_dir();
+    dir.parent()
+        .expect("target/<profile> has a parent")
+        .join("dist/credns")
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -181,6 +216,8 @@ fn inner() {
         .unwrap_or(300);
     let floor = build_floor();
     let credns = env!("CARGO_BIN_EXE_credns").to_string();
+    let dist = build_dist().display().to_string();
+    let floor_static = build_floor_static().display().to_string();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("lib/registry.redb").display().to_string();
     // The direct rows name a socket nobody serves: never a daemon on the host's defaults.
@@ -216,6 +253,11 @@ fn inner() {
                 s("--map-root-user"),
                 s("/bin/true"),
             ],
+            times: Vec::new(),
+        },
+        Case {
+            label: "floor, linked statically as credns is installed",
+            argv: vec![floor_static, s(HOST_START), s(COUNT), s("/bin/true")],
             times: Vec::new(),
         },
         Case {
@@ -303,19 +345,32 @@ fn inner() {
     // Through a daemon (its own store beside the direct one): this process unshares its own
     // user namespace, the daemon allocates durably and writes the maps, the command is exec'd
     // in place, and the daemon releases the lease when the namespace dies.
-    let daemon = Daemon::start(&credns, dir.path());
-    cases.push(Case {
-        label: "credns run via daemon -- /bin/true (namespace lease)",
-        argv: vec![
-            credns.clone(),
-            s("run"),
-            s("--socket"),
-            daemon.socket.display().to_string(),
-            s("--"),
-            s("/bin/true"),
-        ],
-        times: Vec::new(),
-    });
+    // The daemon is the installed build; the run command is measured both as installed
+    // (static) and as `cargo build --release` makes it (dynamically linked).
+    let daemon = Daemon::start(&dist, dir.path());
+    for (label, bin) in [
+        (
+            "credns run via daemon -- /bin/true (installed build)",
+            &dist,
+        ),
+        (
+            "credns run via daemon (cargo build --release, dynamic)",
+            &credns,
+        ),
+    ] {
+        cases.push(Case {
+            label,
+            argv: vec![
+                bin.clone(),
+                s("run"),
+                s("--socket"),
+                daemon.socket.display().to_string(),
+                s("--"),
+                s("/bin/true"),
+            ],
+            times: Vec::new(),
+        });
+    }
     // Warm up (page cache, the registry file) and check every command works.
     for c in &cases {
         for _ in 0..10 {
@@ -332,13 +387,13 @@ fn inner() {
     let unshare_med = median(&cases[1].times);
     println!("run: {runs} runs per command, interleaved; wall time per run");
     println!(
-        "{:<52} {:>10} {:>10} {:>9} {:>11}",
+        "{:<56} {:>10} {:>10} {:>9} {:>11}",
         "command", "median", "mean", "÷ floor", "÷ unshare"
     );
     for c in &cases {
         let m = median(&c.times);
         println!(
-            "{:<52} {:>8.3}ms {:>8.3}ms {:>8.2}× {:>10.2}×",
+            "{:<56} {:>8.3}ms {:>8.3}ms {:>8.2}× {:>10.2}×",
             c.label,
             m.as_secs_f64() * 1e3,
             mean(&c.times).as_secs_f64() * 1e3,
@@ -346,4 +401,20 @@ fn inner() {
             m.as_secs_f64() / unshare_med.as_secs_f64(),
         );
     }
+    // The same comparison round by round: each round's two runs met the same machine.
+    let installed = cases
+        .iter()
+        .position(|c| c.label.contains("installed build"))
+        .expect("the installed daemon row");
+    let mut paired: Vec<f64> = (0..runs)
+        .map(|i| cases[installed].times[i].as_secs_f64() / cases[0].times[i].as_secs_f64())
+        .collect();
+    paired.sort_by(f64::total_cmp);
+    println!(
+        "installed `credns run` via the daemon ÷ floor, paired by round: median {:.2}×, \
+         quartiles {:.2}× – {:.2}×",
+        paired[runs / 2],
+        paired[runs / 4],
+        paired[3 * runs / 4]
+    );
 }
