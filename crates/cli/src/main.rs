@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit_cmd;
 mod map_cmd;
 mod mount_cmd;
 mod oci_cmd;
@@ -39,6 +40,7 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Fill an OCI bundle's uidMappings/gidMappings from an allocation named after the bundle.
     Oci(oci_cmd::OciArgs),
+    Audit(audit_cmd::AuditArgs),
     #[command(flatten)]
     Registry(registry_cmd::RegistryCommand),
     /// Print the help of credns or of one of its commands (`credns help run`).
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         Command::Mount(a) => mount_cmd::run(a),
         Command::Run(args) => run_cmd::run(args),
         Command::Oci(args) => oci_cmd::run(args),
+        Command::Audit(args) => audit_cmd::run(args),
         Command::Registry(cmd) => registry_cmd::run(cmd),
         Command::Help { command } => help(&command),
     };

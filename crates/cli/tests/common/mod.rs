@@ -83,6 +83,7 @@ pub fn credns(args: &[&str]) -> Output {
     ];
     if args.first().is_some_and(|c| registry.contains(c))
         || (args.first() == Some(&"mount") && args.contains(&"--name"))
+        || (args.first() == Some(&"audit") && !args.contains(&"--no-registry"))
     {
         assert!(
             args.contains(&"--socket"),
