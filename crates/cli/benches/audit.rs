@@ -123,6 +123,16 @@ fn inner() {
         "  credns audit ÷ lsns          {:>9.2}×   (target: audit < 1 s)",
         ma.as_secs_f64() / ml.as_secs_f64()
     );
+    // explain, whole command: snapshot of both processes, the model with its trace, and the
+    // kernel asked through a helper (here: may this process enter a planted namespace?).
+    let me = std::process::id().to_string();
+    let target = children[n as usize / 2].id().to_string();
+    let explain = [credns, "explain", &me, "setns", &target];
+    let e: Vec<Duration> = (0..7).map(|_| time(&explain)).collect();
+    println!(
+        "  credns explain PID setns PID2 {:>9.1} ms   (target: < 50 ms, model and kernel together)",
+        median(e).as_secs_f64() * 1e3
+    );
     drop(children); // they die with the pid namespace
 }
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod audit_cmd;
+mod explain_cmd;
 mod map_cmd;
 mod mount_cmd;
 mod oci_cmd;
@@ -41,6 +42,7 @@ enum Command {
     /// Fill an OCI bundle's uidMappings/gidMappings from an allocation named after the bundle.
     Oci(oci_cmd::OciArgs),
     Audit(audit_cmd::AuditArgs),
+    Explain(explain_cmd::ExplainArgs),
     #[command(flatten)]
     Registry(registry_cmd::RegistryCommand),
     /// Print the help of credns or of one of its commands (`credns help run`).
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_cmd::run(args),
         Command::Oci(args) => oci_cmd::run(args),
         Command::Audit(args) => audit_cmd::run(args),
+        Command::Explain(args) => explain_cmd::run(args),
         Command::Registry(cmd) => registry_cmd::run(cmd),
         Command::Help { command } => help(&command),
     };

@@ -3,6 +3,9 @@
 //! * [`snapshot`] reads the host through credns-sys: every user namespace a process lives in
 //!   (owner, ancestry, maps), what else holds namespaces (nsfs fds, bind mounts, idmapped
 //!   mounts), and the host's passwd, group, subuid and subgid files.
+//! * [`explain`] answers one question about live processes (may this one kill that one,
+//!   enter its namespace) with the model and its trace ([`model_world`] builds the model's
+//!   world from [`process`] snapshots), then asks the kernel the same as that process.
 //! * [`audit`] checks a snapshot against the registry's allocations and says what is wrong,
 //!   each finding with a severity and its exact ids. It makes no syscall: tests hand it
 //!   snapshots built in memory.
@@ -10,6 +13,9 @@
 
 pub mod audit;
 mod error;
+pub mod explain;
+pub mod model_world;
+pub mod process;
 pub mod snapshot;
 
 pub use audit::{audit, Finding, FindingKind, Report, Severity, Unseen};

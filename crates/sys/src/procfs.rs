@@ -38,6 +38,18 @@ pub struct ProcStatus {
     pub cap_eff: u64,
     /// `CapPrm:` the permitted capability set.
     pub cap_prm: u64,
+    /// `CapInh:` the inheritable set (0 if the line is missing).
+    pub cap_inh: u64,
+    /// `CapBnd:` the bounding set (0 if the line is missing).
+    pub cap_bnd: u64,
+    /// `CapAmb:` the ambient set (0 if the line is missing).
+    pub cap_amb: u64,
+    /// `NoNewPrivs:` 1.
+    pub no_new_privs: bool,
+    /// `Threads:` the number of threads (0 if the line is missing).
+    pub threads: u32,
+    /// `Umask:` the file mode creation mask, if shown.
+    pub umask: Option<u32>,
 }
 
 impl ProcStatus {
@@ -49,6 +61,24 @@ impl ProcStatus {
 }
 
 impl ProcFs {
+    /// The session id of `pid` (field 6 of `/proc/PID/stat`, after the parenthesised
+    /// command name, which may itself hold spaces and parentheses).
+    pub fn session(&self, pid: Pid) -> Result<u32, Error> {
+        let path = self.pid_path(pid).join("stat");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Path {
+            op: "read",
+            path: path.clone(),
+            errno: io_errno(&e),
+        })?;
+        text.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(3))
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| Error::Format {
+                path,
+                line: 1,
+                message: "no session field".into(),
+            })
+    }
     /// The real `/proc`.
     pub fn new() -> Self {
         Self {
@@ -307,6 +337,27 @@ fn parse_status(path: &Path, text: &str) -> Result<ProcStatus, Error> {
                     seen[4] = true;
                 }
             }
+            "CapInh" | "CapBnd" | "CapAmb" => {
+                let v = u64::from_str_radix(value, 16)
+                    .map_err(|_| bad(format!("{key}: {value:?} is not hexadecimal")))?;
+                match key {
+                    "CapInh" => st.cap_inh = v,
+                    "CapBnd" => st.cap_bnd = v,
+                    _ => st.cap_amb = v,
+                }
+            }
+            "NoNewPrivs" => st.no_new_privs = value == "1",
+            "Threads" => {
+                st.threads = value
+                    .parse()
+                    .map_err(|_| bad(format!("Threads: {value:?} is not a number")))?
+            }
+            "Umask" => {
+                st.umask = Some(
+                    u32::from_str_radix(value, 8)
+                        .map_err(|_| bad(format!("Umask: {value:?} is not octal")))?,
+                )
+            }
             _ => {}
         }
     }
@@ -388,8 +439,13 @@ mod tests {
     fn parses_status() {
         let text = "Name:\tcat (x)\nUmask:\t0022\nState:\tR (running)\nUid:\t0\t1\t2\t3\nGid:\t4\t5\t6\t7\n\
                     Groups:\t10 20 \nNSpid:\t42\t1\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\n\
-                    CapEff:\t0000000000000400\n";
+                    CapEff:\t0000000000000400\nCapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000001\n\
+                    NoNewPrivs:\t1\nThreads:\t3\n";
         let st = parse_status(Path::new("/proc/42/status"), text).unwrap();
+        assert_eq!(st.cap_bnd, 0x1ff_ffff_ffff);
+        assert_eq!((st.cap_amb, st.cap_inh), (1, 0));
+        assert!(st.no_new_privs);
+        assert_eq!((st.threads, st.umask), (3, Some(0o22)));
         assert_eq!(st.name, "cat (x)");
         assert_eq!(st.uid, [0, 1, 2, 3]);
         assert_eq!(st.gid, [4, 5, 6, 7]);

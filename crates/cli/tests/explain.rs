@@ -1,0 +1,69 @@
+//! `credns explain` as a user runs it: the answer, the exit status, the errors.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+
+#[test]
+fn explain_kill_between_two_host_processes() {
+    if !needs_root("explain_kill_between_two_host_processes") {
+        return;
+    }
+    // A process of uid 1000 and one of root: uid 1000 may not signal root's.
+    let mut user = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "1000",
+            "--regid",
+            "1000",
+            "--clear-groups",
+            "sleep",
+            "60",
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut root = Command::new("sleep").arg("60").spawn().unwrap();
+    let (u, r) = (user.id().to_string(), root.id().to_string());
+    let o = credns(&["explain", &u, "kill", &r, "KILL"]);
+    let out = stdout(&o);
+    let _ = (user.kill(), root.kill(), user.wait(), root.wait());
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    let first = out.lines().next().unwrap();
+    assert!(first.starts_with(&format!("may pid {u} (host uid 1000, euid 1000, in the initial user namespace) kill pid {r} with signal 9?")), "{first}");
+    assert!(out.lines().any(|l| l == "model => denied: EPERM"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l == format!("kernel => denied: EPERM (kill({r}, 0))")),
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l == "model and kernel agree"), "{out}");
+    assert!(
+        out.contains("kill_ok_by_cred"),
+        "the trace names the kernel's rule: {out}"
+    );
+}
+
+#[test]
+fn explain_errors_name_what_was_wrong() {
+    let o = credns(&["explain", "4000000", "kill", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "credns: error: no process 4000000 (it does not exist, or it exited while credns read it)\n"
+    );
+    let me = std::process::id().to_string();
+    let o = credns(&["explain", &me, "kill", &me, "SIGBOGUS"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "credns: error: signal \"SIGBOGUS\": not a signal number or a known name (TERM, KILL, HUP, ...)\n"
+    );
+    let o = credns(&["explain", &me, "kill", &me, "65"]);
+    assert_eq!(
+        stderr(&o),
+        "credns: error: signal 65: signals are 0 to 64\n"
+    );
+}

@@ -1,0 +1,278 @@
+//! `credns explain`: one question about live processes, answered by the model (with its trace)
+//! and then by the kernel, asked the same question by a helper process that has entered the
+//! asking process's user namespace and taken on its credentials (sys's helper), without side
+//! effects on anyone else: `kill` with signal 0, `setns` in the helper.
+
+use credns_model::{Op, Outcome, Verdict, SIGCONT};
+use std::os::fd::AsFd;
+
+use credns_sys::{Errno, FullCreds, NsId, Pid, ProcFs, UnshareOptions, UserNsFd, UsernsChild};
+use serde::Serialize;
+
+use crate::model_world::{build, Built, ASSUMED};
+use crate::process::ProcessSnapshot;
+use crate::Error;
+
+/// What is asked, of process `actor`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Question {
+    /// `kill(target, signal)`.
+    Kill {
+        /// The receiving process.
+        target: u32,
+        /// The signal.
+        signal: u32,
+    },
+    /// `setns(target's user namespace, CLONE_NEWUSER)`.
+    Setns {
+        /// The process whose user namespace is entered.
+        target: u32,
+    },
+}
+
+impl Question {
+    fn target(self) -> u32 {
+        match self {
+            Question::Kill { target, .. } | Question::Setns { target } => target,
+        }
+    }
+}
+
+/// The kernel's answer, or why it was not asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "result")]
+pub enum KernelAnswer {
+    /// The call succeeded.
+    Allowed {
+        /// The call made.
+        call: String,
+    },
+    /// The call failed with this errno.
+    Denied {
+        /// The call made.
+        call: String,
+        /// Its errno's name.
+        errno: String,
+    },
+    /// The kernel could not be asked as the process.
+    NotAsked {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The answer to one question.
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    /// The question in words.
+    pub question: String,
+    /// The model's answer and trace.
+    pub model: Outcome,
+    /// The kernel's answer.
+    pub kernel: KernelAnswer,
+    /// Whether the two agree (`None` when either could not answer).
+    pub agree: Option<bool>,
+    /// What the model was told that /proc does not show.
+    pub assumed: Vec<String>,
+}
+
+/// Ask `question` of process `actor`.
+pub fn explain(procfs: &ProcFs, actor: u32, question: Question) -> Result<Explanation, Error> {
+    let a = ProcessSnapshot::take(procfs, actor)?;
+    let t = ProcessSnapshot::take(procfs, question.target())?;
+    // A process asking about itself is one task of the model.
+    let same = a.pid == t.pid;
+    let mut built = if same {
+        build(&[&a])?
+    } else {
+        build(&[&a, &t])?
+    };
+    let (ta, tt) = (built.tasks[0], built.tasks[usize::from(!same)]);
+    let op = match question {
+        Question::Kill { signal, .. } => Op::Kill { target: tt, signal },
+        Question::Setns { .. } => Op::Setns {
+            ns: built.world.task(tt).cred.user_ns,
+        },
+    };
+    let model = built.world.clone().op(ta, &op);
+    // The kernel is asked with signal 0 (permission only). SIGCONT's same-session exception
+    // cannot be checked that way, so the comparison is then with the model's answer for 0.
+    let compared = match question {
+        Question::Kill { signal, .. } if signal == SIGCONT => {
+            built
+                .world
+                .op(
+                    ta,
+                    &Op::Kill {
+                        target: tt,
+                        signal: 0,
+                    },
+                )
+                .result
+        }
+        _ => model.result.clone(),
+    };
+    let kernel = ask_kernel(procfs, &a, &t, question, &mut built);
+    let agree = agreement(&compared, &kernel);
+    Ok(Explanation {
+        question: describe(&a, question),
+        model,
+        kernel,
+        agree,
+        assumed: ASSUMED.iter().map(|s| s.to_string()).collect(),
+    })
+}
+
+fn describe(a: &ProcessSnapshot, q: Question) -> String {
+    let ns = a
+        .userns()
+        .map_or("the initial user namespace".into(), |n| n.to_string());
+    let who = format!(
+        "pid {} (host uid {}, euid {}, in {ns})",
+        a.pid, a.status.uid[0], a.status.uid[1]
+    );
+    match q {
+        Question::Kill { target, signal } => {
+            format!("may {who} kill pid {target} with signal {signal}?")
+        }
+        Question::Setns { target } => format!("may {who} enter pid {target}'s user namespace?"),
+    }
+}
+
+fn agreement(model: &Verdict, kernel: &KernelAnswer) -> Option<bool> {
+    match (model, kernel) {
+        (Verdict::Unknown(_), _) | (_, KernelAnswer::NotAsked { .. }) => None,
+        (Verdict::Allowed, KernelAnswer::Allowed { .. }) => Some(true),
+        (Verdict::Denied(e), KernelAnswer::Denied { errno, .. }) => Some(e.name() == errno),
+        _ => Some(false),
+    }
+}
+
+/// The kernel's errno by the name the model gives it (`EPERM`).
+fn errno_name(e: Errno) -> String {
+    credns_model::Errno::from_code(e.raw_os_error()).map_or_else(
+        || format!("errno {}", e.raw_os_error()),
+        |m| m.name().to_string(),
+    )
+}
+
+/// The helper takes on `a`'s credentials inside `a`'s user namespace and makes the call.
+fn ask_kernel(
+    procfs: &ProcFs,
+    a: &ProcessSnapshot,
+    t: &ProcessSnapshot,
+    q: Question,
+    built: &mut Built,
+) -> KernelAnswer {
+    let not_asked = |reason: String| KernelAnswer::NotAsked { reason };
+    let creds = match helper_creds(a, built) {
+        Ok(c) => c,
+        Err(r) => return not_asked(r),
+    };
+    let helper = match UsernsChild::spawn(&UnshareOptions {
+        new_userns: false,
+        ..UnshareOptions::default()
+    }) {
+        Ok(h) => h,
+        Err(e) => return not_asked(format!("no helper process: {e}")),
+    };
+    if let Some(ns) = a.userns() {
+        match enter(procfs, &helper, a.pid, ns) {
+            Ok(()) => {}
+            Err(r) => return not_asked(r),
+        }
+    }
+    match helper.set_full_creds(&creds) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return not_asked(format!(
+                "the helper could not take pid {}'s credentials: {e}",
+                a.pid
+            ))
+        }
+        Err(e) => return not_asked(format!("helper: {e}")),
+    }
+    let (call, r) = match q {
+        Question::Kill { target, .. } => (
+            format!("kill({target}, 0)"),
+            helper.kill(Pid(target as i32), 0),
+        ),
+        Question::Setns { target } => {
+            let call = format!("setns(pid {target}'s user namespace)");
+            match UserNsFd::open(procfs, Pid(t.pid as i32)) {
+                Ok(fd) => (call, helper.setns_user(fd.as_fd())),
+                Err(e) => return not_asked(format!("pid {target}'s user namespace: {e}")),
+            }
+        }
+    };
+    match r {
+        Ok(Ok(())) => KernelAnswer::Allowed { call },
+        Ok(Err(e)) => KernelAnswer::Denied {
+            call,
+            errno: errno_name(e),
+        },
+        Err(e) => not_asked(format!("helper: {e}")),
+    }
+}
+
+/// Enter `pid`'s user namespace (still `ns`), as root of the scanner's namespace may.
+fn enter(procfs: &ProcFs, helper: &UsernsChild, pid: u32, ns: NsId) -> Result<(), String> {
+    let fd = UserNsFd::open(procfs, Pid(pid as i32)).map_err(|e| format!("pid {pid}: {e}"))?;
+    if fd.id().ok() != Some(ns) {
+        return Err(format!("pid {pid} left {ns} while credns read it"));
+    }
+    match helper.setns_user(fd.as_fd()) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("the helper could not enter {ns}: {e}")),
+        Err(e) => Err(format!("helper: {e}")),
+    }
+}
+
+/// `a`'s credentials in its own namespace's numbering, for the helper.
+fn helper_creds(a: &ProcessSnapshot, built: &Built) -> Result<FullCreds, String> {
+    let w = &built.world;
+    let ns = a.userns().map_or(w.init_ns(), |id| built.namespaces[&id]);
+    let s = &a.status;
+    let uid = |k: u32| {
+        w.from_kuid(ns, credns_idmap::Kuid(k)).ok_or_else(|| {
+            format!(
+                "pid {}'s uid {k} has no mapping in its own namespace",
+                a.pid
+            )
+        })
+    };
+    let gid = |k: u32| {
+        w.from_kgid(ns, credns_idmap::Kgid(k)).ok_or_else(|| {
+            format!(
+                "pid {}'s gid {k} has no mapping in its own namespace",
+                a.pid
+            )
+        })
+    };
+    let setgroups = a.chain.first().is_none_or(|l| l.setgroups_allowed);
+    Ok(FullCreds {
+        uid: [
+            uid(s.uid[0])?,
+            uid(s.uid[1])?,
+            uid(s.uid[2])?,
+            uid(s.uid[3])?,
+        ],
+        gid: [
+            gid(s.gid[0])?,
+            gid(s.gid[1])?,
+            gid(s.gid[2])?,
+            gid(s.gid[3])?,
+        ],
+        groups: s.groups.iter().map(|&g| gid(g)).collect::<Result<_, _>>()?,
+        inheritable: s.cap_inh,
+        permitted: s.cap_prm,
+        effective: s.cap_eff,
+        bounding: s.cap_bnd,
+        ambient: s.cap_amb,
+        securebits: 0,
+        no_new_privs: s.no_new_privs,
+        dumpable: true,
+        umask: s.umask.unwrap_or(0o022),
+        keep_groups: !setgroups,
+    })
+}

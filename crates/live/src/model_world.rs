@@ -1,0 +1,162 @@
+//! A model `World` holding just the processes a question touches: their user-namespace
+//! chains (each level's maps turned from the scanner's numbering into its parent's, as the
+//! model takes them) and their credentials.
+//!
+//! What /proc does not show is assumed, and each assumption is listed with the answer:
+//! securebits (0), the address space's namespace (the credentials' own), dumpability (set),
+//! a shared fs_struct (none).
+
+use std::collections::BTreeMap;
+
+use credns_idmap::{IdMap, Kgid, Kuid};
+use credns_model::{CapSet, Cred, NsRef, TaskRef, World};
+use credns_sys::NsId;
+
+use crate::process::{NsLevel, ProcessSnapshot};
+use crate::Error;
+
+/// The world and where each snapshot went in it.
+#[derive(Debug)]
+pub struct Built {
+    /// The model world.
+    pub world: World,
+    /// Each process's task, in the order given.
+    pub tasks: Vec<TaskRef>,
+    /// Each namespace's place.
+    pub namespaces: BTreeMap<NsId, NsRef>,
+}
+
+/// What the model is told that /proc does not show.
+pub const ASSUMED: &[&str] = &[
+    "securebits 0 (/proc does not show them)",
+    "each process's address space belongs to its credentials' user namespace (no setns after exec)",
+    "each process is dumpable and shares no fs_struct",
+];
+
+/// Build the world of `procs` (the scanner's namespace is the model's initial one).
+pub fn build(procs: &[&ProcessSnapshot]) -> Result<Built, Error> {
+    let mut world = World::new();
+    let mut namespaces: BTreeMap<NsId, NsRef> = BTreeMap::new();
+    let mut kuid_maps: BTreeMap<NsId, (IdMap, IdMap)> = BTreeMap::new();
+    for p in procs {
+        // Ancestors first: the chain is own-first.
+        let mut parent = world.init_ns();
+        let mut parent_maps: Option<(IdMap, IdMap)> = None;
+        for level in p.chain.iter().rev() {
+            if let Some(r) = namespaces.get(&level.id) {
+                parent = *r;
+                parent_maps = kuid_maps.get(&level.id).cloned();
+                continue;
+            }
+            let r = add_level(&mut world, parent, level, parent_maps.as_ref())?;
+            namespaces.insert(level.id, r);
+            kuid_maps.insert(level.id, (level.uid_map.clone(), level.gid_map.clone()));
+            parent = r;
+            parent_maps = Some((level.uid_map.clone(), level.gid_map.clone()));
+        }
+    }
+    let mut tasks = Vec::new();
+    for p in procs {
+        let ns = p.userns().map_or(world.init_ns(), |id| namespaces[&id]);
+        let t = add_task(&mut world, p, ns)?;
+        tasks.push(t);
+    }
+    Ok(Built {
+        world,
+        tasks,
+        namespaces,
+    })
+}
+
+fn add_level(
+    world: &mut World,
+    parent: NsRef,
+    level: &NsLevel,
+    parent_maps: Option<&(IdMap, IdMap)>,
+) -> Result<NsRef, Error> {
+    let name = level.id.to_string();
+    // The namespace's group is not shown by the kernel; no rule modelled here reads it.
+    let r = world
+        .add_userns(&name, parent, Kuid(level.owner), Kgid(level.owner))
+        .map_err(|e| Error::Model(e.to_string()))?;
+    let uid_text = relative(&level.uid_map, parent_maps.map(|m| &m.0), &name)?;
+    let gid_text = relative(&level.gid_map, parent_maps.map(|m| &m.1), &name)?;
+    // A map not written yet stays empty, as the model's new namespaces start.
+    if !uid_text.is_empty() {
+        world
+            .set_uid_map(r, &uid_text)
+            .map_err(|e| Error::Model(format!("{name} uid_map: {e}")))?;
+    }
+    if !gid_text.is_empty() {
+        world
+            .set_gid_map(r, &gid_text)
+            .map_err(|e| Error::Model(format!("{name} gid_map: {e}")))?;
+    }
+    world.set_setgroups(r, level.setgroups_allowed);
+    Ok(r)
+}
+
+/// A map whose lower ids are in the scanner's numbering, written with lower ids in the
+/// parent's numbering (the parent's own map, also in the scanner's numbering, translates).
+fn relative(map: &IdMap, parent: Option<&IdMap>, name: &str) -> Result<String, Error> {
+    let mut out = String::new();
+    for e in map.extents() {
+        let Some(parent) = parent else {
+            out.push_str(&format!("{} {} {}\n", e.first, e.lower_first, e.count));
+            continue;
+        };
+        let mut done: u64 = 0;
+        while done < e.count as u64 {
+            let k = (e.lower_first as u64 + done) as u32;
+            let Some(pe) = parent.extent_up(k) else {
+                return Err(Error::Model(format!(
+                    "{name}: host id {k} is mapped but its parent namespace does not map it"
+                )));
+            };
+            let offset = k - pe.lower_first;
+            let run = (pe.count - offset) as u64;
+            let n = run.min(e.count as u64 - done);
+            out.push_str(&format!(
+                "{} {} {}\n",
+                e.first as u64 + done,
+                pe.first + offset,
+                n
+            ));
+            done += n;
+        }
+    }
+    Ok(out)
+}
+
+fn add_task(world: &mut World, p: &ProcessSnapshot, ns: NsRef) -> Result<TaskRef, Error> {
+    let s = &p.status;
+    let cred = Cred {
+        uid: Kuid(s.uid[0]),
+        euid: Kuid(s.uid[1]),
+        suid: Kuid(s.uid[2]),
+        fsuid: Kuid(s.uid[3]),
+        gid: Kgid(s.gid[0]),
+        egid: Kgid(s.gid[1]),
+        sgid: Kgid(s.gid[2]),
+        fsgid: Kgid(s.gid[3]),
+        groups: s.groups.iter().map(|&g| Kgid(g)).collect(),
+        cap_inheritable: CapSet::from_bits(s.cap_inh),
+        cap_permitted: CapSet::from_bits(s.cap_prm),
+        cap_effective: CapSet::from_bits(s.cap_eff),
+        cap_bset: CapSet::from_bits(s.cap_bnd),
+        cap_ambient: CapSet::from_bits(s.cap_amb),
+        securebits: 0,
+        user_ns: ns,
+    };
+    let t = world
+        .add_task(&format!("pid {}", p.pid), cred)
+        .map_err(|e| Error::Model(e.to_string()))?;
+    let task = world.task_mut(t);
+    task.no_new_privs = s.no_new_privs;
+    task.multithreaded = s.threads > 1;
+    task.session = p.session;
+    if let Some(m) = s.umask {
+        task.umask = m;
+    }
+    Ok(t)
+}

@@ -1,0 +1,261 @@
+//! `explain` on live processes: every (actor, target, question) among processes planted in
+//! the initial namespace, two sibling user namespaces and a nested one, each answered by the
+//! model and by the kernel as the actor — they must agree every time.
+
+use std::os::unix::fs::MetadataExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use credns_live::explain::{explain, KernelAnswer, Question};
+use credns_sys::ProcFs;
+
+fn ns_ino(pid: u32) -> u64 {
+    std::fs::metadata(format!("/proc/{pid}/ns/user"))
+        .map(|m| m.ino())
+        .unwrap_or(0)
+}
+
+/// Processes killed when dropped.
+struct Planted(Vec<Child>);
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Planted {
+    fn spawn(&mut self, argv: &[&str]) -> u32 {
+        let c = Command::new(argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        let pid = c.id();
+        self.0.push(c);
+        pid
+    }
+
+    /// A `sleep` in a new user namespace (unshare execs in place, so the pid is the sleep's).
+    fn holder(&mut self, prefix: &[&str], parent_ns: u64) -> u32 {
+        let mut argv = prefix.to_vec();
+        argv.extend(["unshare", "--user", "sleep", "600"]);
+        let pid = self.spawn(&argv);
+        let t0 = Instant::now();
+        // nsenter forks: find the process that is in a namespace below parent_ns.
+        loop {
+            if let Some(p) = descendant_in_new_ns(pid, parent_ns) {
+                return p;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{argv:?} made no namespace"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// The `sleep` below `pid` that lives in a namespace other than `parent_ns` and the test's own
+/// (nsenter itself starts in the test's namespace, and its child first in `parent_ns`).
+fn descendant_in_new_ns(pid: u32, parent_ns: u64) -> Option<u32> {
+    let ino = ns_ino(pid);
+    let own = ns_ino(std::process::id());
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() == "sleep" && ino != 0 && ino != parent_ns && ino != own {
+        return Some(pid);
+    }
+    let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    kids.split_whitespace()
+        .filter_map(|k| k.parse().ok())
+        .find_map(|k| descendant_in_new_ns(k, parent_ns))
+}
+
+fn write_maps(writer: &[&str], pid: u32, map: &str) {
+    for f in ["uid_map", "gid_map"] {
+        let mut argv = writer.to_vec();
+        let cmd = format!("echo '{map}' > /proc/{pid}/{f}");
+        argv.extend(["sh", "-c", &cmd]);
+        let st = Command::new(argv[0]).args(&argv[1..]).status().unwrap();
+        assert!(st.success(), "{argv:?}");
+    }
+}
+
+fn inside(target: u32, uid: u32) -> Vec<String> {
+    ["nsenter", "--user", "--target", &target.to_string()]
+        .into_iter()
+        .map(String::from)
+        .chain([
+            "--setuid".into(),
+            uid.to_string(),
+            "--setgid".into(),
+            uid.to_string(),
+        ])
+        .collect()
+}
+
+fn sleeper(p: &mut Planted, prefix: Vec<String>, parent_ns: u64) -> u32 {
+    let mut argv: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    argv.extend(["sleep", "600"]);
+    let pid = p.spawn(&argv);
+    // nsenter forks the command: wait for the sleep below it.
+    let t0 = Instant::now();
+    loop {
+        if let Some(c) = sleeping(pid, parent_ns) {
+            return c;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{argv:?} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn sleeping(pid: u32, parent_ns: u64) -> Option<u32> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    if comm.trim() == "sleep" && ns_ino(pid) != 0 && (parent_ns == 0 || ns_ino(pid) != parent_ns) {
+        return Some(pid);
+    }
+    let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    kids.split_whitespace()
+        .filter_map(|k| k.parse().ok())
+        .find_map(|k| sleeping(k, parent_ns))
+}
+
+#[test]
+fn model_and_kernel_agree_on_every_planted_situation() {
+    if !credns_sys::is_root() {
+        if std::env::var_os("CREDNS_REQUIRE_ALL").is_some() {
+            panic!("model_and_kernel_agree_on_every_planted_situation needs root");
+        }
+        eprintln!("skipped: needs root (plants processes in user namespaces, writes their maps)");
+        return;
+    }
+    let own = ns_ino(std::process::id());
+    let mut p = Planted(Vec::new());
+    let a = p.holder(&[], own);
+    write_maps(&[], a, "0 600000 1000");
+    let b = p.holder(&[], own);
+    write_maps(&[], b, "0 700000 1000");
+    let a_ns = ns_ino(a);
+    // A namespace nested in A, made by A's root; its maps written from inside A.
+    let a_root: Vec<String> = inside(a, 0);
+    let a_root_ref: Vec<&str> = a_root.iter().map(String::as_str).collect();
+    let n = p.holder(&a_root_ref, a_ns);
+    // Written from inside A, by its root (nsenter keeps the ids it enters with).
+    write_maps(
+        &["nsenter", "--user", "--target", &a.to_string()],
+        n,
+        "0 100 10",
+    );
+    let mut actors = vec![
+        sleeper(&mut p, vec![], 0),
+        sleeper(
+            &mut p,
+            [
+                "setpriv",
+                "--reuid",
+                "1000",
+                "--regid",
+                "1000",
+                "--clear-groups",
+            ]
+            .map(String::from)
+            .to_vec(),
+            0,
+        ),
+        sleeper(
+            &mut p,
+            [
+                "setpriv",
+                "--reuid",
+                "1001",
+                "--regid",
+                "1001",
+                "--clear-groups",
+            ]
+            .map(String::from)
+            .to_vec(),
+            0,
+        ),
+        sleeper(&mut p, inside(a, 0), own),
+        sleeper(&mut p, inside(a, 5), own),
+        sleeper(&mut p, inside(a, 5), own),
+        sleeper(&mut p, inside(b, 0), own),
+        sleeper(&mut p, inside(b, 7), own),
+        sleeper(&mut p, inside(n, 0), a_ns),
+        sleeper(&mut p, inside(n, 3), a_ns),
+    ];
+    // A namespace whose maps were never written (a regression: its empty maps once stopped
+    // the model's world from being built).
+    let bare = p.holder(&[], own);
+    let mut targets = actors.clone();
+    targets.extend([a, b, n, bare]);
+    actors.sort_unstable();
+    let procfs = ProcFs::new();
+    let mut asked = 0;
+    let mut outcomes = std::collections::BTreeMap::new();
+    for &actor in &actors {
+        for &target in &targets {
+            for q in [
+                Question::Kill { target, signal: 15 },
+                Question::Kill { target, signal: 0 },
+                Question::Kill { target, signal: 18 },
+                Question::Setns { target },
+            ] {
+                let e = explain(&procfs, actor, q).unwrap_or_else(|e| panic!("{actor} {q:?}: {e}"));
+                assert_eq!(
+                    e.agree,
+                    Some(true),
+                    "{}\nmodel {}\nkernel {:?}",
+                    e.question,
+                    e.model,
+                    e.kernel
+                );
+                let k = match &e.kernel {
+                    KernelAnswer::Allowed { .. } => "allowed".to_string(),
+                    KernelAnswer::Denied { errno, .. } => errno.clone(),
+                    KernelAnswer::NotAsked { reason } => panic!("not asked: {reason}"),
+                };
+                *outcomes.entry(k).or_insert(0) += 1;
+                asked += 1;
+            }
+        }
+    }
+    assert!(asked >= 500, "{asked} situations");
+    // The planted world exercises both answers, and more than one refusal.
+    assert!(outcomes.len() >= 3, "{outcomes:?}");
+    eprintln!("{asked} situations, kernel answers {outcomes:?}");
+}
+
+#[test]
+fn a_process_that_does_not_exist_is_a_clear_error() {
+    let e = explain(
+        &ProcFs::new(),
+        4_000_000,
+        Question::Kill {
+            target: 1,
+            signal: 0,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "no process 4000000 (it does not exist, or it exited while credns read it)"
+    );
+    let e = explain(
+        &ProcFs::new(),
+        std::process::id(),
+        Question::Setns { target: 0 },
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "no process 0 (it does not exist, or it exited while credns read it)"
+    );
+}
