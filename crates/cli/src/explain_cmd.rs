@@ -3,9 +3,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+
 use clap::{Args, Subcommand};
-use credns_live::explain::{explain, Explanation, KernelAnswer, Question};
+
+use credns_live::explain::{
+    explain, explain_map_write, Explanation, KernelAnswer, MapWrite, Question,
+};
 use credns_sys::ProcFs;
 
 use crate::output::snake_json;
@@ -40,6 +44,23 @@ pub enum ExplainOp {
     Setns {
         /// The process whose user namespace it would enter.
         pid2: u32,
+    },
+    /// ptrace(PTRACE_ATTACH, PID2): may it trace PID2? (the kernel is asked with
+    /// process_vm_readv, which makes the same check and stops or reads nothing)
+    Ptrace {
+        /// The process it would attach to.
+        pid2: u32,
+    },
+    /// Would writing FILE as PID2's namespace's uid_map (gid_map with --gid) be accepted?
+    /// The model answers; the kernel is not asked, as a map is written only once.
+    MapWrite {
+        /// The process whose namespace's map would be written.
+        pid2: u32,
+        /// The map text, in /proc/PID/uid_map's write format ("-" reads standard input).
+        file: std::path::PathBuf,
+        /// The gid map.
+        #[arg(long)]
+        gid: bool,
     },
 }
 
@@ -83,21 +104,40 @@ fn parse_signal(s: &str) -> Result<u32> {
 }
 
 pub fn run(a: ExplainArgs) -> Result<ExitCode> {
+    let procfs = ProcFs::new();
     let q = match &a.op {
         ExplainOp::Kill { pid2, signal } => Question::Kill {
             target: *pid2,
             signal: parse_signal(signal)?,
         },
         ExplainOp::Setns { pid2 } => Question::Setns { target: *pid2 },
+        ExplainOp::Ptrace { pid2 } => Question::Ptrace { target: *pid2 },
+        ExplainOp::MapWrite { pid2, file, gid } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading the map from stdin")?
+            } else {
+                std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?
+            };
+            let w = MapWrite {
+                target: *pid2,
+                gid: *gid,
+                text,
+            };
+            return print(&explain_map_write(&procfs, a.pid, &w)?, a.json);
+        }
     };
-    let e = explain(&ProcFs::new(), a.pid, q)?;
-    if a.json {
+    print(&explain(&procfs, a.pid, q)?, a.json)
+}
+
+fn print(e: &Explanation, json: bool) -> Result<ExitCode> {
+    let a_json = json;
+    if a_json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&snake_json(serde_json::to_value(&e)?))?
+            serde_json::to_string_pretty(&snake_json(serde_json::to_value(e)?))?
         );
     } else {
-        print_text(&e);
+        print_text(e);
     }
     Ok(match e.agree {
         Some(false) => ExitCode::from(1),

@@ -67,3 +67,55 @@ fn explain_errors_name_what_was_wrong() {
         "credns: error: signal 65: signals are 0 to 64\n"
     );
 }
+
+#[test]
+fn explain_map_write_is_answered_by_the_model_alone() {
+    if !needs_root("explain_map_write_is_answered_by_the_model_alone") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("map");
+    std::fs::write(&map, "0 600000 10\n").unwrap();
+    let mut holder = Command::new("unshare")
+        .args(["--user", "sleep", "60"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = holder.id().to_string();
+    let own = std::fs::read_link("/proc/self/ns/user").unwrap();
+    while std::fs::read_link(format!("/proc/{pid}/ns/user"))
+        .ok()
+        .as_ref()
+        == Some(&own)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let me = std::process::id().to_string();
+    let o = credns(&[
+        "explain",
+        &me,
+        "map-write",
+        &pid,
+        map.to_str().unwrap(),
+        "--json",
+    ]);
+    let out = stdout(&o);
+    // The map was not written (read while the namespace's process lives).
+    let written = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    let _ = (holder.kill(), holder.wait());
+    assert_eq!(written, "");
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["model"]["result"], "allowed", "{out}");
+    assert_eq!(v["kernel"]["result"], "not_asked");
+    assert_eq!(
+        v["kernel"]["reason"],
+        "a map is written once: asking the kernel would write it"
+    );
+    assert_eq!(v["agree"], serde_json::Value::Null);
+    // The map was not written.
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap_or_default(),
+        ""
+    );
+}

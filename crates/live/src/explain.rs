@@ -28,12 +28,31 @@ pub enum Question {
         /// The process whose user namespace is entered.
         target: u32,
     },
+    /// `ptrace(PTRACE_ATTACH, target)` (`PTRACE_MODE_ATTACH_REALCREDS`).
+    Ptrace {
+        /// The tracee.
+        target: u32,
+    },
+}
+
+/// A question whose kernel answer cannot be had without changing something: writing a map
+/// into `target`'s user namespace (a map is written once).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapWrite {
+    /// The process whose namespace's map would be written.
+    pub target: u32,
+    /// The gid map (else the uid map).
+    pub gid: bool,
+    /// The text that would be written.
+    pub text: String,
 }
 
 impl Question {
     fn target(self) -> u32 {
         match self {
-            Question::Kill { target, .. } | Question::Setns { target } => target,
+            Question::Kill { target, .. }
+            | Question::Setns { target }
+            | Question::Ptrace { target } => target,
         }
     }
 }
@@ -93,6 +112,7 @@ pub fn explain(procfs: &ProcFs, actor: u32, question: Question) -> Result<Explan
         Question::Setns { .. } => Op::Setns {
             ns: built.world.task(tt).cred.user_ns,
         },
+        Question::Ptrace { .. } => Op::Ptrace { target: tt },
     };
     let model = built.world.clone().op(ta, &op);
     // The kernel is asked with signal 0 (permission only). SIGCONT's same-session exception
@@ -123,19 +143,25 @@ pub fn explain(procfs: &ProcFs, actor: u32, question: Question) -> Result<Explan
     })
 }
 
-fn describe(a: &ProcessSnapshot, q: Question) -> String {
+/// `pid N (host uid U, euid E, in NS)`.
+fn who(a: &ProcessSnapshot) -> String {
     let ns = a
         .userns()
         .map_or("the initial user namespace".into(), |n| n.to_string());
-    let who = format!(
+    format!(
         "pid {} (host uid {}, euid {}, in {ns})",
         a.pid, a.status.uid[0], a.status.uid[1]
-    );
+    )
+}
+
+fn describe(a: &ProcessSnapshot, q: Question) -> String {
+    let who = who(a);
     match q {
         Question::Kill { target, signal } => {
             format!("may {who} kill pid {target} with signal {signal}?")
         }
         Question::Setns { target } => format!("may {who} enter pid {target}'s user namespace?"),
+        Question::Ptrace { target } => format!("may {who} attach to pid {target} with ptrace?"),
     }
 }
 
@@ -192,7 +218,21 @@ fn ask_kernel(
         }
         Err(e) => return not_asked(format!("helper: {e}")),
     }
+    if let Question::Ptrace { target } = q {
+        if target == a.pid {
+            return not_asked(
+                "the kernel is asked through process_vm_readv, whose check lacks \
+                 ptrace_attach's refusal of the caller's own thread group"
+                    .into(),
+            );
+        }
+    }
     let (call, r) = match q {
+        Question::Ptrace { target } => (
+            // PTRACE_MODE_ATTACH_REALCREDS without attaching: nothing is stopped or read.
+            format!("process_vm_readv({target}, address 0)"),
+            helper.ptrace_access_check(Pid(target as i32)),
+        ),
         Question::Kill { target, .. } => (
             format!("kill({target}, 0)"),
             helper.kill(Pid(target as i32), 0),
@@ -274,5 +314,43 @@ fn helper_creds(a: &ProcessSnapshot, built: &Built) -> Result<FullCreds, String>
         dumpable: true,
         umask: s.umask.unwrap_or(0o022),
         keep_groups: !setgroups,
+    })
+}
+
+/// Would writing `w.text` as `w.target`'s namespace's uid (gid) map, as process `actor`, be
+/// accepted? The model answers with its trace; the kernel is not asked, because a map is
+/// written once and the write cannot be undone.
+pub fn explain_map_write(procfs: &ProcFs, actor: u32, w: &MapWrite) -> Result<Explanation, Error> {
+    let a = ProcessSnapshot::take(procfs, actor)?;
+    let t = ProcessSnapshot::take(procfs, w.target)?;
+    let same = a.pid == t.pid;
+    let mut built = if same {
+        build(&[&a])?
+    } else {
+        build(&[&a, &t])?
+    };
+    let (ta, tt) = (built.tasks[0], built.tasks[usize::from(!same)]);
+    let kind = if w.gid {
+        credns_model::MapKind::Gid
+    } else {
+        credns_model::MapKind::Uid
+    };
+    let model = built.world.op(
+        ta,
+        &Op::WriteMap {
+            target: tt,
+            kind,
+            text: w.text.clone(),
+        },
+    );
+    let file = if w.gid { "gid_map" } else { "uid_map" };
+    Ok(Explanation {
+        question: format!("may {} write this to /proc/{}/{file}?", who(&a), w.target),
+        model,
+        kernel: KernelAnswer::NotAsked {
+            reason: "a map is written once: asking the kernel would write it".into(),
+        },
+        agree: None,
+        assumed: ASSUMED.iter().map(|s| s.to_string()).collect(),
     })
 }

@@ -3,8 +3,8 @@
 //! model takes them) and their credentials.
 //!
 //! What /proc does not show is assumed, and each assumption is listed with the answer:
-//! securebits (0), the address space's namespace (the credentials' own), dumpability (set),
-//! a shared fs_struct (none).
+//! securebits (0), the address space's namespace (the credentials' own), dumpability (read
+//! from the owner of /proc/PID), a shared fs_struct (none).
 
 use std::collections::BTreeMap;
 
@@ -30,7 +30,8 @@ pub struct Built {
 pub const ASSUMED: &[&str] = &[
     "securebits 0 (/proc does not show them)",
     "each process's address space belongs to its credentials' user namespace (no setns after exec)",
-    "each process is dumpable and shares no fs_struct",
+    "dumpable as the owner of /proc/PID says (its euid: dumpable; another id: not), and no \
+     shared fs_struct",
 ];
 
 /// Build the world of `procs` (the scanner's namespace is the model's initial one).
@@ -155,6 +156,7 @@ fn add_task(world: &mut World, p: &ProcessSnapshot, ns: NsRef) -> Result<TaskRef
     task.no_new_privs = s.no_new_privs;
     task.multithreaded = s.threads > 1;
     task.session = p.session;
+    task.dumpable = p.proc_owner.is_none_or(|o| o == s.uid[1]);
     if let Some(m) = s.umask {
         task.umask = m;
     }

@@ -32,6 +32,9 @@ pub struct ProcessSnapshot {
     pub status: ProcStatus,
     /// Its session id.
     pub session: Option<u32>,
+    /// The owner of /proc/PID: the process's euid if it is dumpable, root (of its address
+    /// space's namespace) if not (`task_dump_owner`).
+    pub proc_owner: Option<u32>,
     /// Its user namespace and the ancestors below the scanner's, its own first. Empty when
     /// it lives in the scanner's namespace.
     pub chain: Vec<NsLevel>,
@@ -60,6 +63,10 @@ impl ProcessSnapshot {
         let own = procfs.userns(Pid::this())?;
         let status = procfs.status(p).map_err(|e| vanished(pid, e))?;
         let session = procfs.session(p).ok();
+        let proc_owner = std::fs::metadata(procfs.pid_path(p)).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.uid()
+        });
         let fd = UserNsFd::open(procfs, p).map_err(|e| vanished(pid, e))?;
         let mut chain = Vec::new();
         let mut cur = fd;
@@ -92,6 +99,7 @@ impl ProcessSnapshot {
             pid,
             status,
             session,
+            proc_owner,
             chain,
         })
     }

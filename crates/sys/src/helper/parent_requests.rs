@@ -182,6 +182,16 @@ impl UsernsChild {
             .map(|_| ()))
     }
 
+    /// Have the helper make `ptrace(2)`'s attach check on `pid` without attaching or reading
+    /// anything: `process_vm_readv(2)` of address 0 (`PTRACE_MODE_ATTACH_REALCREDS`; refused
+    /// with EPERM). Unlike [`UsernsChild::ptrace_attach`], the target is never stopped.
+    #[doc(alias = "process_vm_readv")]
+    pub fn ptrace_access_check(&self, pid: Pid) -> Result<Result<(), Errno>, Error> {
+        Ok(self
+            .syscall(protocol::CALL_VM_READ, [pid.0 as u64, 0, 0], &[])?
+            .map(|_| ()))
+    }
+
     /// Have the helper create a connected `AF_UNIX` stream socket pair (`socketpair(2)`): both
     /// ends record the helper's credentials as they are now, for `SO_PEERCRED`.
     pub fn socketpair(&self) -> Result<(RemoteFd, RemoteFd), Error> {

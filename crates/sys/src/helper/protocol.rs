@@ -75,6 +75,7 @@ pub(crate) const CALL_EXEC: u32 = 17;
 pub(crate) const CALL_FULL_CREDS: u32 = 18;
 pub(crate) const CALL_PTRACE: u32 = 19;
 pub(crate) const CALL_FSIDS: u32 = 20;
+pub(crate) const CALL_VM_READ: u32 = 21;
 
 /// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
 /// fsgid securebits flags umask ngroups.
