@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
 use credns_live::explain::{
-    explain, explain_map_write, Explanation, KernelAnswer, MapWrite, Question,
+    explain, explain_access, explain_map_write, Explanation, KernelAnswer, MapWrite, Question,
 };
 use credns_sys::ProcFs;
 
@@ -50,6 +50,19 @@ pub enum ExplainOp {
     Ptrace {
         /// The process it would attach to.
         pid2: u32,
+    },
+    /// access(PATH, MODE) as the process: may it read/write/execute PATH (as it names it, in its
+    /// mount namespace and root)? Components, modes, ACLs and idmapped mounts are read; the
+    /// kernel is asked with faccessat2 from the process's root.
+    Access {
+        /// An absolute path as the process sees it.
+        path: String,
+        /// What to check: any of r, w, x, or f for existence only.
+        #[arg(long = "access", default_value = "r", value_name = "rwx")]
+        access: String,
+        /// Check with the effective ids (AT_EACCESS) rather than the real ones.
+        #[arg(long)]
+        eaccess: bool,
     },
     /// Would writing FILE as PID2's namespace's uid_map (gid_map with --gid) be accepted?
     /// The model answers; the kernel is not asked, as a map is written only once.
@@ -103,6 +116,26 @@ fn parse_signal(s: &str) -> Result<u32> {
     }
 }
 
+/// `rwx` letters (or `f`) as access(2)'s mode bits.
+fn parse_access(s: &str) -> Result<u32> {
+    if s == "f" {
+        return Ok(0);
+    }
+    let mut mode = 0;
+    for c in s.chars() {
+        mode |= match c {
+            'r' => 4,
+            'w' => 2,
+            'x' => 1,
+            c => bail!("--access {s:?}: {c:?} is not one of r, w, x (or f alone)"),
+        };
+    }
+    if mode == 0 {
+        bail!("--access is empty: give r, w, x or f");
+    }
+    Ok(mode)
+}
+
 pub fn run(a: ExplainArgs) -> Result<ExitCode> {
     let procfs = ProcFs::new();
     let q = match &a.op {
@@ -112,6 +145,17 @@ pub fn run(a: ExplainArgs) -> Result<ExitCode> {
         },
         ExplainOp::Setns { pid2 } => Question::Setns { target: *pid2 },
         ExplainOp::Ptrace { pid2 } => Question::Ptrace { target: *pid2 },
+        ExplainOp::Access {
+            path,
+            access,
+            eaccess,
+        } => {
+            let mode = parse_access(access)?;
+            return print(
+                &explain_access(&procfs, a.pid, path, mode, *eaccess)?,
+                a.json,
+            );
+        }
         ExplainOp::MapWrite { pid2, file, gid } => {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).context("reading the map from stdin")?

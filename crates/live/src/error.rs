@@ -15,6 +15,9 @@ pub enum Error {
     /// The process's namespace is not below the scanner's.
     #[error("pid {0} is not in a user namespace below credns's own")]
     Outside(u32),
+    /// A path could not be read as the process sees it.
+    #[error("{0}: {1}")]
+    Path(String, String),
     /// The model could not be built from what was read.
     #[error("the model refused the snapshot: {0}")]
     Model(String),

@@ -354,3 +354,111 @@ pub fn explain_map_write(procfs: &ProcFs, actor: u32, w: &MapWrite) -> Result<Ex
         assumed: ASSUMED.iter().map(|s| s.to_string()).collect(),
     })
 }
+
+/// May process `actor` access `path` with `mode` (`R_OK|W_OK|X_OK` = 4|2|1, or 0), checked with
+/// its real ids (`access(2)`) or, with `eaccess`, its effective ids? The model walks the path
+/// as the snapshot shows it; the kernel is asked by `faccessat2` from a helper with the
+/// process's user namespace and credentials, starting at the process's root (an fd of
+/// `/proc/PID/root` passed to the helper), so the walk crosses the process's own mounts.
+pub fn explain_access(
+    procfs: &ProcFs,
+    actor: u32,
+    path: &str,
+    mode: u32,
+    eaccess: bool,
+) -> Result<Explanation, Error> {
+    let a = ProcessSnapshot::take(procfs, actor)?;
+    let snap = crate::path::PathSnapshot::take(procfs, actor, path)?;
+    let mut built = build(&[&a])?;
+    crate::model_world::add_path(&mut built, &snap)?;
+    let ta = built.tasks[0];
+    let op = Op::Access {
+        path: path.to_string(),
+        mode,
+        eaccess,
+    };
+    let model = built.world.clone().op(ta, &op);
+    let kernel = ask_kernel_access(procfs, &a, &built, path, mode, eaccess);
+    let agree = agreement(&model.result, &kernel);
+    let mut assumed: Vec<String> = ASSUMED.iter().map(|s| s.to_string()).collect();
+    assumed.extend(crate::model_world::ASSUMED_FS.iter().map(|s| s.to_string()));
+    let how = if eaccess { " (effective ids)" } else { "" };
+    Ok(Explanation {
+        question: format!(
+            "may {} access {path} for {}{how}?",
+            who(&a),
+            mode_text(mode)
+        ),
+        model,
+        kernel,
+        agree,
+        assumed,
+    })
+}
+
+fn mode_text(mode: u32) -> String {
+    if mode == 0 {
+        return "existence (F_OK)".into();
+    }
+    [(4, 'r'), (2, 'w'), (1, 'x')]
+        .iter()
+        .map(|&(b, c)| if mode & b != 0 { c } else { '-' })
+        .collect()
+}
+
+fn ask_kernel_access(
+    procfs: &ProcFs,
+    a: &ProcessSnapshot,
+    built: &Built,
+    path: &str,
+    mode: u32,
+    eaccess: bool,
+) -> KernelAnswer {
+    let not_asked = |reason: String| KernelAnswer::NotAsked { reason };
+    let creds = match helper_creds(a, built) {
+        Ok(c) => c,
+        Err(r) => return not_asked(r),
+    };
+    let root_path = procfs.pid_path(Pid(a.pid as i32)).join("root");
+    let root = match std::fs::File::open(&root_path) {
+        Ok(f) => f,
+        Err(e) => return not_asked(format!("{}: {e}", root_path.display())),
+    };
+    let helper = match UsernsChild::spawn(&UnshareOptions {
+        new_userns: false,
+        ..UnshareOptions::default()
+    }) {
+        Ok(h) => h,
+        Err(e) => return not_asked(format!("no helper process: {e}")),
+    };
+    let remote = match helper.install_fd(root.as_fd()) {
+        Ok(r) => r,
+        Err(e) => return not_asked(format!("helper: {e}")),
+    };
+    if let Some(ns) = a.userns() {
+        if let Err(r) = enter(procfs, &helper, a.pid, ns) {
+            return not_asked(r);
+        }
+    }
+    match helper.set_full_creds(&creds) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return not_asked(format!(
+                "the helper could not take pid {}'s credentials: {e}",
+                a.pid
+            ))
+        }
+        Err(e) => return not_asked(format!("helper: {e}")),
+    }
+    let via = format!("/proc/self/fd/{}{path}", remote.0);
+    let flag = if eaccess { ", AT_EACCESS" } else { "" };
+    let call = format!("faccessat2(pid {}'s root, {path}, {mode}{flag})", a.pid);
+    match helper.access(std::path::Path::new(&via), mode, eaccess) {
+        Ok(Ok(())) => KernelAnswer::Allowed { call },
+        Ok(Err(e)) => KernelAnswer::Denied {
+            call,
+            errno: errno_name(e),
+        },
+        Err(e) => not_asked(format!("helper: {e}")),
+    }
+}

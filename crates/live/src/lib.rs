@@ -15,6 +15,7 @@ pub mod audit;
 mod error;
 pub mod explain;
 pub mod model_world;
+pub mod path;
 pub mod process;
 pub mod snapshot;
 

@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 
 use credns_idmap::{IdMap, Kgid, Kuid};
-use credns_model::{CapSet, Cred, NsRef, TaskRef, World};
+use credns_model::{
+    Acl, AclEntry, AclTag, CapSet, Cred, InodeRef, MountOptions, NsRef, TaskRef, World,
+};
 use credns_sys::NsId;
 
 use crate::process::{NsLevel, ProcessSnapshot};
@@ -161,4 +163,108 @@ fn add_task(world: &mut World, p: &ProcessSnapshot, ns: NsRef) -> Result<TaskRef
         task.umask = m;
     }
     Ok(t)
+}
+
+/// What the model is told of a path that the snapshot does not show.
+pub const ASSUMED_FS: &[&str] = &[
+    "every filesystem on the path was mounted in the initial user namespace (s_user_ns)",
+    "no immutable or append-only flag, no security module, no file capabilities on the path",
+];
+
+/// Add the filesystems, mounts and inodes of `path` to `built`'s world.
+pub fn add_path(built: &mut Built, path: &crate::path::PathSnapshot) -> Result<(), Error> {
+    let model = |e: credns_model::Error| Error::Model(e.to_string());
+    let w = &mut built.world;
+    let init = w.init_ns();
+    let mut last_mount = None;
+    for c in &path.components {
+        if last_mount == Some(c.mount) {
+            let ino = w
+                .add_inode(&c.path, c.dir, Kuid(c.uid), Kgid(c.gid), c.mode)
+                .map_err(model)?;
+            set_acl(w, ino, c)?;
+            continue;
+        }
+        // A mount root: its filesystem and its mount.
+        last_mount = Some(c.mount);
+        let facts = &path.mounts[&c.mount];
+        let name = format!("mount {} ({})", c.mount, facts.fs_type);
+        let sb = w
+            .add_superblock(
+                &name,
+                &facts.fs_type,
+                init,
+                Kuid(c.uid),
+                Kgid(c.gid),
+                c.mode,
+            )
+            .map_err(model)?;
+        w.sb_mut(sb).read_only = facts.sb_read_only;
+        let idmap = match &facts.idmap {
+            None => None,
+            Some(m) => Some(idmap_ns(w, &name, m)?),
+        };
+        let opts = MountOptions {
+            idmap,
+            nosuid: facts.nosuid,
+            noexec: facts.noexec,
+            read_only: facts.read_only,
+            subdir: None,
+        };
+        w.add_mount(&c.path, sb, opts).map_err(model)?;
+        let root = w.sb(sb).root;
+        set_acl(w, root, c)?;
+    }
+    Ok(())
+}
+
+/// A namespace holding an idmapped mount's maps, as the kernel's mount idmap holds them.
+fn idmap_ns(w: &mut World, name: &str, m: &credns_sys::fsinfo::MountIdmap) -> Result<NsRef, Error> {
+    let model = |e: credns_model::Error| Error::Model(format!("{name} idmap: {e}"));
+    let init = w.init_ns();
+    let ns = w
+        .add_userns(&format!("idmap of {name}"), init, Kuid(0), Kgid(0))
+        .map_err(model)?;
+    let text = |v: &[(u32, u32, u32)]| {
+        v.iter()
+            .map(|(a, b, c)| format!("{a} {b} {c}\n"))
+            .collect::<String>()
+    };
+    w.set_uid_map(ns, &text(&m.uid)).map_err(model)?;
+    w.set_gid_map(ns, &text(&m.gid)).map_err(model)?;
+    Ok(ns)
+}
+
+fn set_acl(w: &mut World, ino: InodeRef, c: &crate::path::Component) -> Result<(), Error> {
+    let Some(entries) = &c.acl else {
+        return Ok(());
+    };
+    let tag = |t: u16| -> Result<AclTag, Error> {
+        Ok(match t {
+            0x01 => AclTag::UserObj,
+            0x02 => AclTag::User,
+            0x04 => AclTag::GroupObj,
+            0x08 => AclTag::Group,
+            0x10 => AclTag::Mask,
+            0x20 => AclTag::Other,
+            t => {
+                return Err(Error::Path(
+                    c.path.clone(),
+                    format!("ACL tag {t:#x} unknown"),
+                ))
+            }
+        })
+    };
+    let acl = Acl(entries
+        .iter()
+        .map(|&(t, id, perm)| {
+            Ok(AclEntry {
+                tag: tag(t)?,
+                id,
+                perm: perm as u32,
+            })
+        })
+        .collect::<Result<_, Error>>()?);
+    w.set_acl(ino, acl)
+        .map_err(|e| Error::Path(c.path.clone(), format!("ACL: {e}")))
 }

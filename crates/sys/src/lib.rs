@@ -17,6 +17,7 @@
 pub mod container;
 pub mod event;
 mod exec;
+pub mod fsinfo;
 mod helper;
 pub mod inplace;
 pub mod keys;

@@ -11,11 +11,13 @@
 //! | [`proc`] | `/proc/PID/uid_map` as the kernel shows it (`uid_m_show`) | [`parse_proc_map`] | [`IdMap::to_proc_format`](crate::IdMap::to_proc_format) |
 //! | [`subid`] | `/etc/subuid`, `/etc/subgid` (shadow's `subordinateio.c`) | [`SubidFile::parse`] | `Display` of [`SubidFile`] |
 //! | [`oci`] | OCI runtime spec `linux.uidMappings` / `linux.gidMappings` | [`parse_oci_config`], [`parse_oci_mappings`] | [`oci_mappings_json`], [`set_oci_mappings`] |
+//! | [`acl_xattr`] | `system.posix_acl_access` values (binary; errors say which entry) | [`acl_xattr::parse_acl_xattr`] | [`acl_xattr::print_acl_xattr`] |
 //! | [`mapusers`] | util-linux `unshare --map-users` / `--map-groups` arguments | [`MapUsers::parse`] | [`map_users_args`] |
 //!
 //! The write format of `uid_map` (what `map_write` accepts) is [`parse_write`](crate::parse_write)
 //! and [`IdMap::to_write_format`](crate::IdMap::to_write_format).
 
+pub mod acl_xattr;
 pub mod mapusers;
 pub mod oci;
 pub mod proc;
