@@ -130,8 +130,8 @@ fn component(
         ));
     }
     let mount = fsinfo::mount_id(real)?;
-    if !mounts.contains_key(&mount) {
-        mounts.insert(mount, fsinfo::statmount(mount, ns)?);
+    if let std::collections::btree_map::Entry::Vacant(e) = mounts.entry(mount) {
+        e.insert(fsinfo::statmount(mount, ns)?);
     }
     let facts = &mounts[&mount];
     let (uid, gid) = match &facts.idmap {

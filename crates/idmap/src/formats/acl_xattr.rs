@@ -57,7 +57,7 @@ pub enum AclXattrError {
 
 /// Parse a value.
 pub fn parse_acl_xattr(raw: &[u8]) -> Result<Vec<AclXattrEntry>, AclXattrError> {
-    if raw.len() < 4 || (raw.len() - 4) % 8 != 0 {
+    if raw.len() < 4 || !(raw.len() - 4).is_multiple_of(8) {
         return Err(AclXattrError::Length(raw.len()));
     }
     let version = u32::from_le_bytes(raw[..4].try_into().expect("4 bytes"));
