@@ -11,6 +11,7 @@ mod oci_cmd;
 mod output;
 mod registry_cmd;
 mod run_cmd;
+mod serve_cmd;
 mod sim_cmd;
 
 /// Identity for Linux containers: ID maps, user namespaces, idmapped mounts and keyrings.
@@ -88,6 +89,14 @@ fn parse() -> Command {
 
 fn main() -> ExitCode {
     let command = parse();
+    // The daemon sets its own level; a command shows the library's warnings (a host file line
+    // taken leniently) on stderr.
+    if !matches!(
+        command,
+        Command::Registry(registry_cmd::RegistryCommand::Serve(_))
+    ) {
+        credns_service::logging::init(credns_service::logging::LevelFilter::WARN);
+    }
     let result = match command {
         Command::Map(cmd) => map_cmd::run(cmd),
         Command::Sim(args) => sim_cmd::run(args),

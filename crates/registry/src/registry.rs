@@ -97,6 +97,14 @@ impl Registry {
         &self.alloc
     }
 
+    /// Allocate under `policy` from now on (see [`Allocator::with_policy`]); an invalid policy
+    /// is refused and the one in force kept. Not stored: the policy is the daemon's
+    /// configuration, given again at each open.
+    pub fn set_policy(&mut self, policy: Policy) -> Result<(), Error> {
+        self.alloc = self.alloc.with_policy(policy)?;
+        Ok(())
+    }
+
     /// See [`Allocator::set_host_exclusions`]. Not stored.
     pub fn set_host_exclusions(&mut self, exclusions: Exclusions) {
         self.alloc.set_host_exclusions(exclusions);

@@ -109,6 +109,16 @@ impl Service {
         })
     }
 
+    /// Allocate under `policy` from now on (a reload); an invalid one is refused and the
+    /// policy in force kept. Allocations are kept whatever the new pool.
+    pub fn set_policy(&self, policy: Policy) -> Result<(), Error> {
+        Ok(self
+            .inner
+            .methods
+            .cell
+            .with(|reg| reg.set_policy(policy))??)
+    }
+
     /// Run `f` with the registry locked: a caller holding it knows no commit is in flight.
     pub fn with_registry<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> Result<T, Error> {
         self.inner.methods.cell.with(f)
@@ -179,7 +189,9 @@ impl Interface for RegistryInterface {
         };
         let method = call.method().to_string();
         let params = call.parameters().clone();
-        self.0.methods.call(caller, &method, &params, call)
+        let r = self.0.methods.call(caller, &method, &params, call);
+        crate::logging::call(INTERFACE, &method, caller, &r);
+        r
     }
 }
 
@@ -257,6 +269,24 @@ impl Server {
             limits: Limits::default(),
             stop: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Serve on a socket someone else bound: the service manager's (socket activation, see
+    /// [`crate::activation`]). It is served as it is (its mode is the socket unit's) and left in
+    /// place when the server stops.
+    pub fn from_listener(listener: UnixListener, service: Service) -> Self {
+        let path = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("(passed socket)"));
+        Server {
+            service,
+            listener,
+            path,
+            limits: Limits::default(),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// Serve with other limits than [`Limits::default`].
