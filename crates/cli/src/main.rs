@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod generate_cmd;
 mod map_cmd;
 mod mount_cmd;
 mod oci_cmd;
@@ -42,6 +43,9 @@ enum Command {
     Oci(oci_cmd::OciArgs),
     #[command(flatten)]
     Registry(registry_cmd::RegistryCommand),
+    /// Write man pages or shell completions made from these very definitions (packaging).
+    #[command(subcommand, hide = true)]
+    Generate(generate_cmd::GenerateCommand),
     /// Print the help of credns or of one of its commands (`credns help run`).
     Help {
         /// The command (and subcommand) whose help to print.
@@ -104,6 +108,10 @@ fn main() -> ExitCode {
         Command::Run(args) => run_cmd::run(args),
         Command::Oci(args) => oci_cmd::run(args),
         Command::Registry(cmd) => registry_cmd::run(cmd),
+        Command::Generate(g) => {
+            use clap::CommandFactory;
+            generate_cmd::run(g, Cli::command())
+        }
         Command::Help { command } => help(&command),
     };
     match result {
