@@ -14,6 +14,8 @@ bin=target/dist/credns
 gen=target/dist/packaging
 rm -rf "$gen"
 "$bin" generate man "$gen/man"
+# Compressed as Debian policy asks (cargo-deb leaves files under the target directory as they are).
+gzip -9n "$gen"/man/*.1
 for shell in bash zsh fish; do
   "$bin" generate completions "$shell" --dir "$gen/completions"
 done
