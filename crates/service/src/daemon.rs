@@ -63,6 +63,8 @@ struct Inner {
     /// The daemon's death watch; none on the direct path.
     watch: Option<Arc<NsWatch>>,
     reserve: usize,
+    /// The daemon logs each call; a command's own calls (the direct path) are its output.
+    log_calls: bool,
 }
 
 /// The daemon's registry and methods, shared between the server's workers and the reaper.
@@ -105,6 +107,7 @@ impl Service {
                 methods,
                 watch: Some(watch),
                 reserve: cfg.reserve,
+                log_calls: true,
             }),
         })
     }
@@ -168,6 +171,7 @@ impl RegistryInterface {
             methods,
             watch: None,
             reserve: 0,
+            log_calls: false,
         }))
     }
 }
@@ -190,7 +194,9 @@ impl Interface for RegistryInterface {
         let method = call.method().to_string();
         let params = call.parameters().clone();
         let r = self.0.methods.call(caller, &method, &params, call);
-        crate::logging::call(INTERFACE, &method, caller, &r);
+        if self.0.log_calls {
+            crate::logging::call(INTERFACE, &method, caller, &r);
+        }
         r
     }
 }
