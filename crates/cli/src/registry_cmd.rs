@@ -23,6 +23,14 @@ use crate::output::{escape, snake_json};
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
     /// Run the registry daemon (varlink interface io.credns.Registry on a Unix socket).
+    ///
+    /// Started by hand it binds --socket itself and logs to stderr. Under systemd
+    /// (credns.socket and credns.service) it serves the socket systemd passes (socket
+    /// activation: the daemon starts on the first connection), says READY=1 and its status,
+    /// pings the watchdog, and logs one line per call (uid, pid, method, outcome) to the
+    /// journal. SIGHUP (systemctl reload credns) reads --policy again: a policy with an error is
+    /// logged with its line and the one in force kept. SIGTERM stops it once the calls being
+    /// run are answered.
     Serve(ServeArgs),
     /// Allocate a uid/gid range, leased to a name or to a process's user namespace.
     Alloc(AllocArgs),
