@@ -1086,7 +1086,9 @@ impl Allocator {
         if req.high != HighRequest::None || req.size.is_some_and(|s| s != default) {
             return None;
         }
-        let r = self.reserved().find(|r| !self.is_live(r))?;
+        let r = self
+            .reserved()
+            .find(|r| r.ids() == default && !self.is_live(r))?;
         let checks = (|| {
             req.lease.validate()?;
             req.validate_label()?;

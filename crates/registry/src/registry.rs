@@ -174,13 +174,25 @@ impl Registry {
 
     /// Hold ranges for allocations to come, so that handing one out needs no fsync: add
     /// default-sized reservations, in one durable commit, until `target` are held (fewer if
-    /// the pool runs short). Returns how many were added.
+    /// the pool runs short). Returns how many were added. Reservations of another size (made
+    /// under a policy since replaced) that no live namespace maps are released in the same
+    /// commit.
     pub fn top_up_reserve(&mut self, target: usize) -> Result<usize, Error> {
-        let have = self.alloc.reserved().count();
-        if have >= target {
+        let default = self.alloc.policy().pool.default_size;
+        let stale: Vec<AllocId> = self
+            .alloc
+            .reserved()
+            .filter(|r| r.ids() != default && !self.alloc.is_live(r))
+            .map(|r| r.id)
+            .collect();
+        let have = self.alloc.reserved().filter(|r| r.ids() == default).count();
+        if stale.is_empty() && have >= target {
             return Ok(0);
         }
         let mut t = self.begin()?;
+        for id in stale {
+            t.release(&Selector::Id(id))?;
+        }
         let mut added = 0;
         for _ in have..target {
             match t.reserve() {

@@ -608,3 +608,23 @@ fn a_new_policy_keeps_every_allocation_and_an_invalid_one_changes_nothing() {
     assert!(next.footprint().intersection(&held.footprint()).is_empty());
     assert!(next.id.0 > held.id.0);
 }
+
+#[test]
+fn reservations_follow_a_new_default_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reg = Registry::open(dir.path().join("registry.redb"), Policy::default()).unwrap();
+    assert_eq!(reg.top_up_reserve(2).unwrap(), 2);
+    let mut smaller = Policy::default();
+    smaller.pool.default_size = 4096;
+    smaller.pool.align = 4096;
+    reg.set_policy(smaller).unwrap();
+    // The old reservations are not the default size any more: none is handed out.
+    let req = AllocRequest::new(Lease::name("ns-like"), 0);
+    assert!(reg.allocate_reserved(&req).unwrap().is_none());
+    // The next top-up replaces them.
+    assert_eq!(reg.top_up_reserve(2).unwrap(), 2);
+    let sizes: Vec<u64> = reg.allocator().reserved().map(|r| r.ids()).collect();
+    assert_eq!(sizes, [4096, 4096]);
+    let a = reg.allocate_reserved(&req).unwrap().unwrap();
+    assert_eq!(a.ids(), 4096);
+}
