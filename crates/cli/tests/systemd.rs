@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -391,5 +391,143 @@ fn under_the_journal_each_line_starts_with_its_syslog_priority() {
     });
     let l = d.wait_line(&["serving io.credns.Registry"]);
     assert!(l.starts_with("credns: INFO: "), "{l}");
+    assert!(d.terminate().success());
+}
+
+/// The capabilities `CapabilityBoundingSet=` in packaging/credns.service keeps, as setpriv's
+/// `--bounding-set` (`-all,+sys_admin,...`).
+fn units_bounding_set() -> String {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/credns.service"),
+    )
+    .unwrap();
+    let caps = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("credns.service sets CapabilityBoundingSet=");
+    let keep: Vec<String> = caps
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    format!("-all,{}", keep.join(","))
+}
+
+#[test]
+fn the_daemon_serves_inside_the_units_sandbox() {
+    // What credns.service's sandbox takes away, done by hand (systemd is not pid 1 in every
+    // test machine): a read-only root but for the store, empty /tmp, /root and /home, no
+    // network, no new privileges, only the unit's capability bounding set; the socket passed
+    // in by systemd-socket-activate as credns.socket would pass it. The daemon must still write
+    // a user's namespace maps, serve `credns run` to that user, and see the namespace die.
+    let test = "the_daemon_serves_inside_the_units_sandbox";
+    if !ready(test)
+        || !common::needs_tool(test, "setpriv", "util-linux")
+        || !common::needs_tool(test, "unshare", "util-linux")
+    {
+        return;
+    }
+    let s = Scratch::new();
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Outside /tmp, which the sandbox covers; made and removed here.
+    let state = tempfile::Builder::new()
+        .prefix("credns-sandbox-test-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let store = state.path().join("registry.redb");
+    let inner = "set -e
+        mount --bind \"$STATE\" \"$STATE\"
+        mount -o remount,bind,ro /
+        for d in /tmp /root /home /run/user; do
+          if [ -d \"$d\" ]; then mount -t tmpfs -o mode=0755 credns-sandbox-test \"$d\"; fi
+        done
+        exec setpriv --no-new-privs --bounding-set=\"$CAPS\" \"$0\" serve --store \"$STATE/registry.redb\" --etc /etc";
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.arg("--listen")
+        .arg(&s.socket)
+        .arg("--fdname=io.credns.Registry")
+        // systemd-socket-activate gives the program only the variables it is told.
+        .arg(format!("--setenv=STATE={}", path(state.path())))
+        .arg(format!("--setenv=CAPS={}", units_bounding_set()))
+        .args(["unshare", "--mount", "--net", "sh", "-c", inner])
+        .arg(BIN);
+    let mut d = Daemon::spawn(cmd);
+    d.wait_line(&["Listening on"]);
+    // As SocketMode=0666 makes it.
+    std::fs::set_permissions(&s.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+
+    // A user's namespace, its maps written by the sandboxed daemon.
+    let mut user_ns = Command::new("setpriv")
+        .args(["--reuid=1000", "--regid=1000", "--clear-groups"])
+        .args(["unshare", "--user", "sleep", "600"])
+        .spawn()
+        .unwrap();
+    let pid = user_ns.id().to_string();
+    let t0 = Instant::now();
+    while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap() != "sleep\n" {
+        assert!(t0.elapsed() < PATIENCE, "unshare did not exec sleep");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let a = json(&s.client(&[
+        "alloc",
+        "--userns",
+        &pid,
+        "--write-maps",
+        "--size",
+        "1000",
+        "--json",
+    ]));
+    d.wait_line(&["serving io.credns.Registry", "activated=true"]);
+    assert!(
+        store.exists(),
+        "the store is not where the sandbox lets it write"
+    );
+    // The daemon runs as the sandbox says: the unit's capabilities only, no new privileges.
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", d.child.as_ref().unwrap().id()))
+            .unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(field("NoNewPrivs:"), "1");
+    let bounding = u64::from_str_radix(&field("CapBnd:"), 16).unwrap();
+    let (sys_module, sys_admin) = (16, 21);
+    assert_eq!(bounding & (1 << sys_module), 0, "CapBnd {bounding:x}");
+    assert_ne!(bounding & (1 << sys_admin), 0, "CapBnd {bounding:x}");
+    let start = a["uid"]["start"].as_u64().unwrap();
+    let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    assert_eq!(
+        map.split_whitespace().collect::<Vec<_>>(),
+        ["0", &start.to_string(), "1000"]
+    );
+
+    // `credns run` by that user, through the daemon.
+    let o = Command::new("setpriv")
+        .args(["--reuid=1000", "--regid=1000", "--clear-groups"])
+        .arg(BIN)
+        .args(["run", "--socket", path(&s.socket), "--store"])
+        .arg(s.dir.path().join("no-direct-store/registry.redb"))
+        .args(["--", "id", "-u"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "0\n", "{}", stderr(&o));
+    d.wait_line(&["call uid=1000", "method=io.credns.Registry.Allocate"]);
+
+    // The namespace dies; the sandboxed daemon sees it and releases its lease.
+    user_ns.kill().unwrap();
+    user_ns.wait().unwrap();
+    let t0 = Instant::now();
+    loop {
+        let l = json(&s.client(&["list", "--json"]));
+        if l.as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(t0.elapsed() < PATIENCE, "the lease was not released: {l}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(d.terminate().success());
 }
