@@ -76,12 +76,13 @@ fn line_col(text: &str, at: usize) -> (usize, usize) {
 }
 
 pub fn serve(a: ServeArgs) -> Result<ExitCode> {
-    // Before any thread exists, so that every thread has them blocked, and so that the
-    // environment the next three read and clear is not read by another thread meanwhile.
+    // Before any thread exists (the log's is the first), so that every thread has them
+    // blocked, and so that the environment the next two read and clear is not read by another
+    // thread meanwhile.
     let signals = TermSignals::block_with_hangup()?;
-    logging::init(a.log_level.filter());
     let notifier = Arc::new(Notifier::from_env()?);
     let mut passed = Passed::from_env()?;
+    let log = logging::init_daemon(a.log_level.filter());
     let activated = !passed.is_empty();
     let listener = passed.take(REGISTRY_FD_NAME)?;
     if activated && listener.is_none() {
@@ -141,7 +142,10 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
         let _ = std::fs::remove_file(&socket);
     }
     // Holding the registry: no commit is in flight (the reaper's included), and none starts.
-    let _ = svc.with_registry(|_| std::process::exit(0));
+    let _ = svc.with_registry(|_| {
+        drop(log);
+        std::process::exit(0)
+    });
     Ok(ExitCode::SUCCESS)
 }
 

@@ -531,3 +531,43 @@ fn the_daemon_serves_inside_the_units_sandbox() {
     }
     assert!(d.terminate().success());
 }
+
+#[test]
+fn a_log_nobody_reads_does_not_stall_the_daemon() {
+    // One line per call: a reader of stderr that falls behind (or a pipe nobody reads) must
+    // cost log lines, never answers. 5000 calls write far more than a pipe holds.
+    let test = "a_log_nobody_reads_does_not_stall_the_daemon";
+    if !common::needs_root(test) {
+        return;
+    }
+    let s = Scratch::new();
+    let mut child = Command::new(BIN)
+        .args(s.serve_args())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _unread = child.stderr.take().unwrap();
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Kill(child);
+    let t0 = Instant::now();
+    let mut client = loop {
+        match credns_service::RegistryClient::connect(&s.socket) {
+            Ok(c) => break c,
+            Err(e) => assert!(t0.elapsed() < PATIENCE, "the daemon did not start: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    for _ in 0..5000 {
+        assert!(client.list().unwrap().is_empty());
+    }
+    let pid = rustix::process::Pid::from_raw(child.0.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let mut child = child;
+    assert!(child.0.wait().unwrap().success());
+}

@@ -86,7 +86,8 @@ where
 }
 
 /// Send this process's `tracing` events at `level` and above to stderr, with priority
-/// prefixes when stderr is the journal. Once per process; later calls change nothing.
+/// prefixes when stderr is the journal. Once per process; later calls change nothing. For a
+/// command: a line is written before the call that logs it returns.
 pub fn init(level: LevelFilter) {
     let journal = stderr_is_journal();
     let _ = tracing_subscriber::fmt()
@@ -94,6 +95,32 @@ pub fn init(level: LevelFilter) {
         .with_writer(std::io::stderr)
         .event_format(Line { journal })
         .try_init();
+}
+
+/// Lines the daemon's log holds while stderr is not keeping up; more are dropped.
+const QUEUED_LINES: usize = 4096;
+
+/// Keeps the daemon's log thread; dropping it writes what is queued (waiting a second at most).
+#[derive(Debug)]
+#[must_use = "dropping it stops the log"]
+pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+
+/// [`init`] for the daemon: lines go through a bounded queue to a thread that writes them, and
+/// are dropped when it is full. A reader of stderr that falls behind (the journal under load)
+/// or stops (a pipe nobody reads) then costs log lines, never a stalled call: every call logs.
+pub fn init_daemon(level: LevelFilter) -> LogGuard {
+    let journal = stderr_is_journal();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("credns-log")
+        .finish(std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(writer)
+        .event_format(Line { journal })
+        .try_init();
+    LogGuard(guard)
 }
 
 /// What a reply says in the log: the allocation's id, how many records, or "ok".
