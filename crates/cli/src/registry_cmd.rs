@@ -31,6 +31,9 @@ pub enum RegistryCommand {
     /// journal. SIGHUP (systemctl reload credns) reads --policy again: a policy with an error is
     /// logged with its line and the one in force kept. SIGTERM stops it once the calls being
     /// run are answered.
+    #[command(mut_arg("policy", |a| a.help(
+        "The allocation policy (TOML, crates/registry/DESIGN.md); read again on SIGHUP"
+    )))]
     Serve(ServeArgs),
     /// Allocate a uid/gid range, leased to a name or to a process's user namespace.
     Alloc(AllocArgs),
