@@ -284,6 +284,27 @@ fn a_passed_descriptor_of_the_wrong_kind_is_refused_clearly() {
         "{err}"
     );
 
+    // A socket passed under another interface's name only.
+    let s2 = Scratch::new();
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.arg("--listen")
+        .arg(&s2.socket)
+        .arg("--fdname=io.systemd.NamespaceResource")
+        .arg(BIN)
+        .args(s2.serve_args());
+    let mut d = Daemon::spawn(cmd);
+    d.wait_line(&["Listening on"]);
+    // The connection starts the daemon, which refuses and closes it.
+    let _ = std::os::unix::net::UnixStream::connect(&s2.socket);
+    let (st, err) = d.exit();
+    assert_eq!(st.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "credns: error: the service manager passed sockets named [\"io.systemd.NamespaceResource\"], none of them \"io.credns.Registry\""
+        ),
+        "{err}"
+    );
+
     // LISTEN_FDS naming a descriptor that is not open.
     let mut cmd = Command::new("sh");
     cmd.arg("-c")

@@ -169,5 +169,16 @@ mod tests {
         let mut buf = [0u8; 256];
         let len = rx.recv(&mut buf).unwrap();
         assert_eq!(&buf[..len], b"READY=1\nSTATUS=serving something");
+
+        // An abstract name, as some service managers give (`@...`).
+        let name = format!("credns-notify-test-{}", std::process::id());
+        let rx = UnixDatagram::bind_addr(&notify_address(&format!("@{name}")).unwrap()).unwrap();
+        let n = Notifier {
+            target: Some((notify_address(&format!("@{name}")).unwrap(), name)),
+            watchdog: None,
+        };
+        n.watchdog().unwrap();
+        let len = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"WATCHDOG=1");
     }
 }
