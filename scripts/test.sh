@@ -10,6 +10,8 @@ declare -A pkg_for=(
   [unshare]=util-linux [setpriv]=util-linux [losetup]=mount [setfacl]=acl [keyctl]=keyutils
   [newuidmap]=uidmap [crun]=crun [mkfs.ext4]=e2fsprogs [mkfs.btrfs]=btrfs-progs
   [mkfs.xfs]=xfsprogs [hyperfine]=hyperfine
+  [systemd-socket-activate]=systemd [systemd-analyze]=systemd [systemd-tmpfiles]=systemd
+  [dpkg-deb]=dpkg
 )
 need_pkgs=()
 for cmd in "${!pkg_for[@]}"; do
@@ -34,6 +36,10 @@ export PATH="$PATH:/sbin:/usr/sbin"
 if [ "${CI:-}" = true ]; then export CREDNS_REQUIRE_ALL=1; fi
 
 cargo build --workspace --all-targets --locked
+
+# The packaging test packages the installed build (static-pie, target/dist/credns) with cargo-deb.
+cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked
+cargo -q dist
 
 # Tests never touch what they did not create. In CI a daemon serves the host's defaults while
 # they run (started here if none answers), and its store must come out byte for byte as it

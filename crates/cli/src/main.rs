@@ -7,12 +7,14 @@ use clap::{Parser, Subcommand};
 
 mod audit_cmd;
 mod explain_cmd;
+mod generate_cmd;
 mod map_cmd;
 mod mount_cmd;
 mod oci_cmd;
 mod output;
 mod registry_cmd;
 mod run_cmd;
+mod serve_cmd;
 mod sim_cmd;
 
 /// Identity for Linux containers: ID maps, user namespaces, idmapped mounts and keyrings.
@@ -45,6 +47,9 @@ enum Command {
     Explain(explain_cmd::ExplainArgs),
     #[command(flatten)]
     Registry(registry_cmd::RegistryCommand),
+    /// Write man pages or shell completions made from these very definitions (packaging).
+    #[command(subcommand, hide = true)]
+    Generate(generate_cmd::GenerateCommand),
     /// Print the help of credns or of one of its commands (`credns help run`).
     Help {
         /// The command (and subcommand) whose help to print.
@@ -92,6 +97,14 @@ fn parse() -> Command {
 
 fn main() -> ExitCode {
     let command = parse();
+    // The daemon sets its own level; a command shows the library's warnings (a host file line
+    // taken leniently) on stderr.
+    if !matches!(
+        command,
+        Command::Registry(registry_cmd::RegistryCommand::Serve(_))
+    ) {
+        credns_service::logging::init(credns_service::logging::LevelFilter::WARN);
+    }
     let result = match command {
         Command::Map(cmd) => map_cmd::run(cmd),
         Command::Sim(args) => sim_cmd::run(args),
@@ -101,6 +114,10 @@ fn main() -> ExitCode {
         Command::Audit(args) => audit_cmd::run(args),
         Command::Explain(args) => explain_cmd::run(args),
         Command::Registry(cmd) => registry_cmd::run(cmd),
+        Command::Generate(g) => {
+            use clap::CommandFactory;
+            generate_cmd::run(g, Cli::command())
+        }
         Command::Help { command } => help(&command),
     };
     match result {

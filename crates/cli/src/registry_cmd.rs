@@ -6,18 +6,16 @@
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 use credns_registry::Policy;
 use credns_service::{
-    AllocOptions, AllocationInfo, Config, Endpoint, HolderInfo, RegistryClient, Route, Server,
-    Service, Target, DEFAULT_SOCKET, DEFAULT_STORE,
+    AllocOptions, AllocationInfo, Endpoint, HolderInfo, RegistryClient, Route, Target,
+    DEFAULT_SOCKET, DEFAULT_STORE,
 };
 use credns_sys::pidfd::PidFd;
-use credns_sys::signal::TermSignals;
 use credns_sys::{Pid, ProcFs, UserNsFd};
 
 use crate::output::{escape, snake_json};
@@ -25,6 +23,17 @@ use crate::output::{escape, snake_json};
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
     /// Run the registry daemon (varlink interface io.credns.Registry on a Unix socket).
+    ///
+    /// Started by hand it binds --socket itself and logs to stderr. Under systemd
+    /// (credns.socket and credns.service) it serves the socket systemd passes (socket
+    /// activation: the daemon starts on the first connection), says READY=1 and its status,
+    /// pings the watchdog, and logs one line per call (uid, pid, method, outcome) to the
+    /// journal. SIGHUP (systemctl reload credns) reads --policy again: a policy with an error is
+    /// logged with its line and the one in force kept. SIGTERM stops it once the calls being
+    /// run are answered.
+    #[command(mut_arg("policy", |a| a.help(
+        "The allocation policy (TOML, crates/registry/DESIGN.md); read again on SIGHUP"
+    )))]
     Serve(ServeArgs),
     /// Allocate a uid/gid range, leased to a name or to a process's user namespace.
     Alloc(AllocArgs),
@@ -71,15 +80,19 @@ impl Where {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
-    at: Where,
+    pub(crate) at: Where,
     /// Directory of passwd, group, subuid and subgid whose ids are never allocated.
     #[arg(long, value_name = "DIR", default_value = "/etc")]
-    etc: PathBuf,
+    pub(crate) etc: PathBuf,
     /// Start on a store older than its last recorded commit (restored from a backup, rolled
     /// back, emptied), as it is: allocations made since are lost from it. The ids live user
     /// namespaces map are rescanned at start and never handed out whatever the store says.
     #[arg(long)]
-    recover: bool,
+    pub(crate) recover: bool,
+    /// The least important log lines written (to stderr; the journal under systemd): one line
+    /// per call at info.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub(crate) log_level: crate::serve_cmd::LogLevel,
 }
 
 #[derive(Debug, Args)]
@@ -142,7 +155,7 @@ pub struct WhoArgs {
 
 pub fn run(cmd: RegistryCommand) -> Result<ExitCode> {
     match cmd {
-        RegistryCommand::Serve(a) => serve(a),
+        RegistryCommand::Serve(a) => crate::serve_cmd::serve(a),
         RegistryCommand::Alloc(a) => alloc(a),
         RegistryCommand::Release(a) => release(a),
         RegistryCommand::List(a) => list(a),
@@ -157,53 +170,6 @@ pub(crate) fn load_policy(path: &Option<PathBuf>) -> Result<Policy> {
     };
     let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
     toml::from_str(&text).with_context(|| format!("{}: not a valid policy", p.display()))
-}
-
-fn serve(a: ServeArgs) -> Result<ExitCode> {
-    // Before any thread exists, so that every thread has them blocked.
-    let signals = TermSignals::block()?;
-    // Before the store: a running daemon holds its lock, and this is the clearer message.
-    if std::os::unix::net::UnixStream::connect(&a.at.socket).is_ok() {
-        return Err(credns_service::Error::SocketInUse(a.at.socket.clone()).into());
-    }
-    let mut cfg = Config::new(&a.at.store);
-    cfg.policy = load_policy(&a.at.policy)?;
-    cfg.etc = Some(a.etc.clone());
-    cfg.accept_rollback = a.recover;
-    let svc = Service::open(&cfg).map_err(|e| match e {
-        credns_service::Error::Registry(credns_registry::Error::Store(s))
-            if s.kind == credns_registry::StoreErrorKind::RolledBack =>
-        {
-            anyhow::anyhow!(
-                "{s}.\nRefusing to serve from it. To continue from this store as it is, start \
-                 `credns serve --recover` (live user namespaces are rescanned first; their ids \
-                 are never handed out again; name leases made since must be made again)"
-            )
-        }
-        e => e.into(),
-    })?;
-    let server = Server::bind(&a.at.socket, svc.clone())?;
-    let stop = server.stop_flag();
-    eprintln!(
-        "credns: serving io.credns.Registry on {} (store {})",
-        a.at.socket.display(),
-        a.at.store.display()
-    );
-    let socket = a.at.socket.clone();
-    let serving = std::thread::Builder::new()
-        .name("credns-serve".into())
-        .spawn(move || server.run())?;
-    let sig = signals.wait()?;
-    eprintln!("credns: signal {sig}, stopping");
-    stop.store(true, Ordering::SeqCst);
-    // The server returns once the requests being run are answered.
-    if let Ok(Err(e)) = serving.join() {
-        eprintln!("credns: {e}");
-    }
-    let _ = std::fs::remove_file(&socket);
-    // Holding the registry: no commit is in flight (the reaper's included), and none starts.
-    let _ = svc.with_registry(|_| std::process::exit(0));
-    Ok(ExitCode::SUCCESS)
 }
 
 fn lease_text(a: &AllocationInfo) -> String {

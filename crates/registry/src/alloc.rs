@@ -673,6 +673,23 @@ impl Allocator {
         &self.policy
     }
 
+    /// The same allocations, exclusions and live maps under another policy (a daemon's
+    /// reload): the free index and every principal's usage are rebuilt as at open. Allocations
+    /// the new pool no longer covers are kept, as at open ([`out_of_pool`](Self::out_of_pool)).
+    /// An invalid policy is refused and `self` is unchanged.
+    pub fn with_policy(&self, policy: Policy) -> Result<Self, Error> {
+        let mut a = Self::load(
+            policy,
+            self.allocs.values().cloned().collect(),
+            self.next_id,
+        )?;
+        a.host = self.host.clone();
+        a.host_set = self.host_set.clone();
+        a.live = self.live.clone();
+        a.rebuild();
+        Ok(a)
+    }
+
     /// Replace the host exclusions (passwd, group, subuid/subgid, other tools). Allocations
     /// already made are kept even if they now overlap an exclusion; `who` reports both.
     pub fn set_host_exclusions(&mut self, exclusions: Exclusions) {
@@ -1069,7 +1086,9 @@ impl Allocator {
         if req.high != HighRequest::None || req.size.is_some_and(|s| s != default) {
             return None;
         }
-        let r = self.reserved().find(|r| !self.is_live(r))?;
+        let r = self
+            .reserved()
+            .find(|r| r.ids() == default && !self.is_live(r))?;
         let checks = (|| {
             req.lease.validate()?;
             req.validate_label()?;

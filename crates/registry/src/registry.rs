@@ -97,6 +97,14 @@ impl Registry {
         &self.alloc
     }
 
+    /// Allocate under `policy` from now on (see [`Allocator::with_policy`]); an invalid policy
+    /// is refused and the one in force kept. Not stored: the policy is the daemon's
+    /// configuration, given again at each open.
+    pub fn set_policy(&mut self, policy: Policy) -> Result<(), Error> {
+        self.alloc = self.alloc.with_policy(policy)?;
+        Ok(())
+    }
+
     /// See [`Allocator::set_host_exclusions`]. Not stored.
     pub fn set_host_exclusions(&mut self, exclusions: Exclusions) {
         self.alloc.set_host_exclusions(exclusions);
@@ -166,13 +174,25 @@ impl Registry {
 
     /// Hold ranges for allocations to come, so that handing one out needs no fsync: add
     /// default-sized reservations, in one durable commit, until `target` are held (fewer if
-    /// the pool runs short). Returns how many were added.
+    /// the pool runs short). Returns how many were added. Reservations of another size (made
+    /// under a policy since replaced) that no live namespace maps are released in the same
+    /// commit.
     pub fn top_up_reserve(&mut self, target: usize) -> Result<usize, Error> {
-        let have = self.alloc.reserved().count();
-        if have >= target {
+        let default = self.alloc.policy().pool.default_size;
+        let stale: Vec<AllocId> = self
+            .alloc
+            .reserved()
+            .filter(|r| r.ids() != default && !self.alloc.is_live(r))
+            .map(|r| r.id)
+            .collect();
+        let have = self.alloc.reserved().filter(|r| r.ids() == default).count();
+        if stale.is_empty() && have >= target {
             return Ok(0);
         }
         let mut t = self.begin()?;
+        for id in stale {
+            t.release(&Selector::Id(id))?;
+        }
         let mut added = 0;
         for _ in have..target {
             match t.reserve() {

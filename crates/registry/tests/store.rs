@@ -579,3 +579,52 @@ fn reservations_are_handed_out_from_memory_and_never_while_mapped() {
     );
     assert_eq!(reg.allocator().reserved().count(), 1);
 }
+
+#[test]
+fn a_new_policy_keeps_every_allocation_and_an_invalid_one_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reg = Registry::open(dir.path().join("registry.redb"), Policy::default()).unwrap();
+    let held = reg.allocate(&named("kept")).unwrap();
+    let before = snapshot(&reg);
+
+    let mut broken = Policy::default();
+    broken.pool.align = 0;
+    let e = reg.set_policy(broken).unwrap_err();
+    assert!(e.to_string().contains("pool.align is 0"), "{e}");
+    assert_eq!(
+        snapshot(&reg),
+        before,
+        "a refused policy changed the registry"
+    );
+
+    let mut smaller = Policy::default();
+    smaller.pool.default_size = 4096;
+    smaller.pool.align = 4096;
+    reg.set_policy(smaller.clone()).unwrap();
+    assert_eq!(reg.allocator().policy(), &smaller);
+    assert_eq!(reg.list().cloned().collect::<Vec<_>>(), before.0);
+    let next = reg.allocate(&named("after")).unwrap();
+    assert_eq!(next.ids(), 4096, "the new default size is used");
+    assert!(next.footprint().intersection(&held.footprint()).is_empty());
+    assert!(next.id.0 > held.id.0);
+}
+
+#[test]
+fn reservations_follow_a_new_default_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reg = Registry::open(dir.path().join("registry.redb"), Policy::default()).unwrap();
+    assert_eq!(reg.top_up_reserve(2).unwrap(), 2);
+    let mut smaller = Policy::default();
+    smaller.pool.default_size = 4096;
+    smaller.pool.align = 4096;
+    reg.set_policy(smaller).unwrap();
+    // The old reservations are not the default size any more: none is handed out.
+    let req = AllocRequest::new(Lease::name("ns-like"), 0);
+    assert!(reg.allocate_reserved(&req).unwrap().is_none());
+    // The next top-up replaces them.
+    assert_eq!(reg.top_up_reserve(2).unwrap(), 2);
+    let sizes: Vec<u64> = reg.allocator().reserved().map(|r| r.ids()).collect();
+    assert_eq!(sizes, [4096, 4096]);
+    let a = reg.allocate_reserved(&req).unwrap().unwrap();
+    assert_eq!(a.ids(), 4096);
+}

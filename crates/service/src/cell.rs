@@ -116,7 +116,7 @@ fn refresh_host(reg: &mut Registry, host: &mut Option<HostFiles>) -> Result<(), 
     if h.changed() {
         let ids = h.load()?;
         for w in &ids.warnings {
-            eprintln!("credns: {w} (line taken leniently)");
+            tracing::warn!("{w} (line taken leniently)");
         }
         reg.set_host_exclusions(ids.exclusions);
     }

@@ -63,6 +63,8 @@ struct Inner {
     /// The daemon's death watch; none on the direct path.
     watch: Option<Arc<NsWatch>>,
     reserve: usize,
+    /// The daemon logs each call; a command's own calls (the direct path) are its output.
+    log_calls: bool,
 }
 
 /// The daemon's registry and methods, shared between the server's workers and the reaper.
@@ -105,8 +107,19 @@ impl Service {
                 methods,
                 watch: Some(watch),
                 reserve: cfg.reserve,
+                log_calls: true,
             }),
         })
+    }
+
+    /// Allocate under `policy` from now on (a reload); an invalid one is refused and the
+    /// policy in force kept. Allocations are kept whatever the new pool.
+    pub fn set_policy(&self, policy: Policy) -> Result<(), Error> {
+        Ok(self
+            .inner
+            .methods
+            .cell
+            .with(|reg| reg.set_policy(policy))??)
     }
 
     /// Run `f` with the registry locked: a caller holding it knows no commit is in flight.
@@ -158,6 +171,7 @@ impl RegistryInterface {
             methods,
             watch: None,
             reserve: 0,
+            log_calls: false,
         }))
     }
 }
@@ -179,7 +193,11 @@ impl Interface for RegistryInterface {
         };
         let method = call.method().to_string();
         let params = call.parameters().clone();
-        self.0.methods.call(caller, &method, &params, call)
+        let r = self.0.methods.call(caller, &method, &params, call);
+        if self.0.log_calls {
+            crate::logging::call(INTERFACE, &method, caller, &r);
+        }
+        r
     }
 }
 
@@ -257,6 +275,24 @@ impl Server {
             limits: Limits::default(),
             stop: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Serve on a socket someone else bound: the service manager's (socket activation, see
+    /// [`crate::activation`]). It is served as it is (its mode is the socket unit's) and left in
+    /// place when the server stops.
+    pub fn from_listener(listener: UnixListener, service: Service) -> Self {
+        let path = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("(passed socket)"));
+        Server {
+            service,
+            listener,
+            path,
+            limits: Limits::default(),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// Serve with other limits than [`Limits::default`].

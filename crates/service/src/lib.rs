@@ -12,18 +12,23 @@
 //! Files: `params` (method parameters as serde types), `methods` (authorization, leases, map
 //! writing), `cell` (the registry held or opened per call), `nswatch` (namespace deaths),
 //! `live` (live namespaces' ids), `errors` and `convert` (the interface's errors and
-//! records), `daemon` and `access` (the two ways in).
+//! records), `daemon` and `access` (the two ways in); for running under a service manager,
+//! `activation` (sockets passed by systemd), `notify` (sd_notify: READY, STATUS, WATCHDOG)
+//! and `logging` (one line per call, syslog priorities for the journal).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod access;
+pub mod activation;
 mod cell;
 mod convert;
 mod daemon;
 mod errors;
 mod live;
+pub mod logging;
 mod methods;
+pub mod notify;
 mod nswatch;
 mod params;
 
@@ -72,6 +77,14 @@ pub enum Error {
     /// A client call failed.
     #[error(transparent)]
     Api(#[from] credns_api::Error),
+    /// `NOTIFY_SOCKET` names no socket a notification can be sent to.
+    #[error("NOTIFY_SOCKET={socket:?} from the service manager: {why}")]
+    Notify {
+        /// The variable's value.
+        socket: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A daemon already serves this socket.
     #[error("{}: another daemon is already listening there", .0.display())]
     SocketInUse(PathBuf),

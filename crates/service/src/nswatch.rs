@@ -340,7 +340,7 @@ impl NsWatch {
             Ok(done?)
         });
         if let Ok(Err(e)) | Err(e) = r {
-            eprintln!("credns: keeping ranges reserved: {e}");
+            tracing::warn!("keeping ranges reserved: {e}");
         }
     }
 
@@ -424,7 +424,7 @@ impl NsWatch {
             Ok(())
         });
         if let Ok(Err(e)) | Err(e) = r {
-            eprintln!("credns: releasing the lease of a namespace whose inode was reused: {e}");
+            tracing::warn!("releasing the lease of a namespace whose inode was reused: {e}");
         }
     }
 
@@ -458,7 +458,7 @@ impl NsWatch {
                 Ok(())
             });
             if let Ok(Err(e)) | Err(e) = r {
-                eprintln!("credns: releasing a namespace lease held without a process: {e}");
+                tracing::warn!("releasing a namespace lease held without a process: {e}");
             }
         }
     }
@@ -496,7 +496,7 @@ impl NsWatch {
             let tokens = match self.watcher.wait(Some(wait.max(Duration::from_millis(1)))) {
                 Ok(t) => t,
                 Err(e) => {
-                    eprintln!("credns: epoll_wait: {e}");
+                    tracing::error!("namespace watch: epoll_wait: {e}");
                     std::thread::sleep(std::time::Duration::from_secs(1));
                     continue;
                 }

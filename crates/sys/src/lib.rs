@@ -31,6 +31,7 @@ pub mod peer;
 pub mod pidfd;
 pub mod probe;
 mod procfs;
+pub mod sdsocket;
 pub mod signal;
 
 use std::path::PathBuf;
@@ -167,6 +168,9 @@ pub enum Error {
     /// An argument the helper protocol cannot carry.
     #[error("{0}")]
     Invalid(String),
+    /// What the service manager passed (socket activation) is malformed or of the wrong kind.
+    #[error("{0}")]
+    Activation(String),
 }
 
 /// The C name of an errno ("EPERM"), for the errnos credns meets; `None` for others.

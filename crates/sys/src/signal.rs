@@ -4,6 +4,9 @@
 
 use crate::{Errno, Error};
 
+/// `SIGHUP`'s number, as [`TermSignals::wait`] returns it.
+pub const SIGHUP: i32 = libc::SIGHUP;
+
 /// `SIGTERM` and `SIGINT`, blocked in the thread that made this (and threads it spawns later).
 #[derive(Debug)]
 pub struct TermSignals {
@@ -14,12 +17,21 @@ impl TermSignals {
     /// Block `SIGTERM` and `SIGINT` in the calling thread (`pthread_sigmask(2)`).
     #[doc(alias = "pthread_sigmask")]
     pub fn block() -> Result<Self, Error> {
+        Self::block_these(&[libc::SIGTERM, libc::SIGINT])
+    }
+
+    /// Block `SIGTERM`, `SIGINT` and `SIGHUP` ([`SIGHUP`], a daemon's "reload") alike.
+    pub fn block_with_hangup() -> Result<Self, Error> {
+        Self::block_these(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+    }
+
+    fn block_these(sigs: &[libc::c_int]) -> Result<Self, Error> {
         let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
         // SAFETY: sigemptyset initializes the set it is given, a live local.
         unsafe { libc::sigemptyset(set.as_mut_ptr()) };
         // SAFETY: sigemptyset above initialized the set.
         let mut set = unsafe { set.assume_init() };
-        for sig in [libc::SIGTERM, libc::SIGINT] {
+        for &sig in sigs {
             // SAFETY: the set is initialized; the signal numbers are valid.
             unsafe { libc::sigaddset(&mut set, sig) };
         }
@@ -34,7 +46,7 @@ impl TermSignals {
         Ok(TermSignals { set })
     }
 
-    /// Wait until `SIGTERM` or `SIGINT` arrives; returns its number (`sigwait(3)`).
+    /// Wait until one of the blocked signals arrives; returns its number (`sigwait(3)`).
     #[doc(alias = "sigwait")]
     pub fn wait(&self) -> Result<i32, Error> {
         let mut sig: libc::c_int = 0;

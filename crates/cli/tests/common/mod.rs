@@ -19,6 +19,11 @@ fn require(test: &str, why: Option<String>) -> bool {
     false
 }
 
+/// Skip (or, with `CREDNS_REQUIRE_ALL=1`, fail) with `why`, unless it is `None`.
+pub fn require_or_skip(test: &str, why: Option<String>) -> bool {
+    require(test, why)
+}
+
 /// Root is needed: the tests create user namespaces, write their maps and open the registry.
 pub fn needs_root(test: &str) -> bool {
     let why = match ProcFs::new().status(Pid::this()).map(|s| s.uid[1]) {
