@@ -12,6 +12,7 @@ mod output;
 mod registry_cmd;
 mod run_cmd;
 mod sim_cmd;
+mod subid_cmd;
 
 /// Identity for Linux containers: ID maps, user namespaces, idmapped mounts and keyrings.
 #[derive(Debug, Parser)]
@@ -41,6 +42,12 @@ enum Command {
     Oci(oci_cmd::OciArgs),
     #[command(flatten)]
     Registry(registry_cmd::RegistryCommand),
+    /// Delegate subordinate ids to a user (what /etc/subuid and /etc/subgid would list),
+    /// answered to newuidmap, getsubids and podman through libsubid (root only).
+    Delegate(subid_cmd::DelegateArgs),
+    /// Make other tools see the registry.
+    #[command(subcommand)]
+    Setup(subid_cmd::SetupCommand),
     /// Print the help of credns or of one of its commands (`credns help run`).
     Help {
         /// The command (and subcommand) whose help to print.
@@ -95,6 +102,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run_cmd::run(args),
         Command::Oci(args) => oci_cmd::run(args),
         Command::Registry(cmd) => registry_cmd::run(cmd),
+        Command::Delegate(a) => subid_cmd::delegate(a),
+        Command::Setup(cmd) => subid_cmd::setup(cmd),
         Command::Help { command } => help(&command),
     };
     match result {

@@ -207,10 +207,14 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
 }
 
 fn lease_text(a: &AllocationInfo) -> String {
-    match (&a.lease.name, &a.lease.user_namespace) {
+    let lease = match (&a.lease.name, &a.lease.user_namespace) {
         (Some(n), _) => escape(n),
         (None, Some(u)) => format!("user:[{}] (dev {})", u.ino, u.dev),
         _ => "-".into(),
+    };
+    match a.delegated {
+        true => format!("{lease} (delegated)"),
+        false => lease,
     }
 }
 
@@ -240,6 +244,12 @@ fn print_one(a: &AllocationInfo, json: bool) -> Result<()> {
     t.add_row(vec!["owner".to_string(), a.owner.to_string()]);
     t.add_row(vec!["created".to_string(), utc(a.created)]);
     t.add_row(vec!["origin".to_string(), a.origin.clone()]);
+    if a.delegated {
+        t.add_row(vec![
+            "delegated".to_string(),
+            format!("subordinate ids of uid {}", a.owner),
+        ]);
+    }
     if let Some(l) = &a.label {
         t.add_row(vec!["label".to_string(), escape(l)]);
     }

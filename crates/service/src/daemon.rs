@@ -58,11 +58,13 @@ impl Config {
     }
 }
 
-struct Inner {
-    methods: Methods,
+pub(crate) struct Inner {
+    pub(crate) methods: Methods,
     /// The daemon's death watch; none on the direct path.
     watch: Option<Arc<NsWatch>>,
     reserve: usize,
+    /// The host's id files (the passwd that names users for `io.credns.Subid`).
+    etc: Option<PathBuf>,
 }
 
 /// The daemon's registry and methods, shared between the server's workers and the reaper.
@@ -105,6 +107,7 @@ impl Service {
                 methods,
                 watch: Some(watch),
                 reserve: cfg.reserve,
+                etc: cfg.etc.clone(),
             }),
         })
     }
@@ -147,17 +150,31 @@ impl Service {
     pub fn interface(&self) -> Arc<dyn Interface> {
         Arc::new(RegistryInterface(self.inner.clone()))
     }
+
+    /// `io.credns.Subid` (delegations to users) over the same registry.
+    pub fn subid_interface(&self) -> Arc<dyn Interface> {
+        Arc::new(crate::delegations::SubidInterface::new(
+            self.inner.clone(),
+            self.inner.etc.as_deref(),
+        ))
+    }
 }
 
 /// `io.credns.Registry` as a varlink interface over [`Methods`].
 pub(crate) struct RegistryInterface(Arc<Inner>);
 
 impl RegistryInterface {
+    /// The methods it serves, for other interfaces over the same registry.
+    pub(crate) fn inner(&self) -> Arc<Inner> {
+        self.0.clone()
+    }
+
     pub(crate) fn direct(methods: Methods) -> Self {
         RegistryInterface(Arc::new(Inner {
             methods,
             watch: None,
             reserve: 0,
+            etc: None,
         }))
     }
 }
@@ -291,6 +308,7 @@ impl Server {
             .map_err(io_err("spawn reaper thread", &self.path))?;
         let mut server = credns_varlink::Server::new(server_info(), self.limits.clone());
         server.add(self.service.interface());
+        server.add(self.service.subid_interface());
         server.set_principal(self.service.principal_fn());
         let served = server.serve(self.listener, &self.stop);
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);

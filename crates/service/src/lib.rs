@@ -21,17 +21,20 @@ mod access;
 mod cell;
 mod convert;
 mod daemon;
+mod delegations;
 mod errors;
 mod live;
 mod methods;
 mod nswatch;
 mod params;
+mod users;
 
 pub use access::{connect, direct, Endpoint, Route};
 pub use credns_api::registry::{
     AllocOptions, Allocated, AllocationInfo, HolderInfo, Range, RegistryClient, Target, WireLease,
     DEFAULT_SOCKET,
 };
+pub use credns_api::subid;
 pub use credns_varlink::ErrorReply;
 pub use daemon::{Config, Server, Service, DEFAULT_STORE};
 pub use methods::Caller;

@@ -150,7 +150,7 @@ impl Methods {
         }
     }
 
-    fn with<T>(
+    pub(crate) fn with<T>(
         &self,
         f: impl FnOnce(&mut Registry) -> Result<T, ErrorReply>,
     ) -> Result<T, ErrorReply> {
@@ -163,7 +163,7 @@ impl Methods {
     }
 
     /// As [`with`](Self::with) for a call that writes nothing.
-    fn read<T>(
+    pub(crate) fn read<T>(
         &self,
         f: impl FnOnce(&mut Registry) -> Result<T, ErrorReply>,
     ) -> Result<T, ErrorReply> {
@@ -541,7 +541,7 @@ impl Methods {
 /// allocation's owner, and so on up (a container's users cannot multiply their owner's quota
 /// by switching uids). Inside a root-owned allocation the container itself is the principal,
 /// named by its first uid, with an ordinary user's quota: never root, which has none.
-fn principal(reg: &Registry, uid: u32) -> u32 {
+pub(crate) fn principal(reg: &Registry, uid: u32) -> u32 {
     let mut p = uid;
     for _ in 0..16 {
         let Some(a) = reg.allocator().holding(p) else {
