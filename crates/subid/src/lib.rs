@@ -67,6 +67,12 @@ fn guarded(f: impl FnOnce() -> Result<(), Status>) -> Status {
     }
 }
 
+/// `unsigned long` as u64 (it is u32 on 32-bit targets).
+#[allow(clippy::useless_conversion)]
+fn wide(x: c_ulong) -> u64 {
+    u64::from(x)
+}
+
 fn provider() -> Result<Provider, Status> {
     Provider::connect(&socket(secure()))
 }
@@ -111,7 +117,7 @@ pub unsafe extern "C" fn shadow_subid_has_range(
         // SAFETY: owner is null or NUL-terminated by the caller's contract.
         let owner = unsafe { owner_name(owner) }?;
         let kind = kind(t)?;
-        let has = provider()?.has_range(owner, start as u64, count as u64, kind)?;
+        let has = provider()?.has_range(owner, wide(start), wide(count), kind)?;
         // SAFETY: result is not null (checked above) and writable by the caller's contract.
         unsafe { result.write(has) };
         Ok(())
@@ -182,7 +188,7 @@ pub unsafe extern "C" fn shadow_subid_find_subid_owners(
     unsafe { count.write(0) };
     guarded(|| {
         let kind = kind(t)?;
-        let got = provider()?.owners(id as u64, kind)?;
+        let got = provider()?.owners(wide(id), kind)?;
         let n = c_int::try_from(got.len()).map_err(|_| Status::Error)?;
         let array = malloc_array(&got)?;
         // SAFETY: uids and count are not null (checked above) and writable.
