@@ -151,8 +151,8 @@ fn null_pointers_are_refused_without_a_daemon() {
     let mut r = true;
     let (mut p, mut n) = (null_mut(), 5);
     let mut u: *mut libc::uid_t = null_mut();
-    // SAFETY (each block below): every pointer is null or valid for the call; the null ones
-    // are what is tested.
+    // Every pointer below is null or valid for the call; the null ones are what is tested.
+    // SAFETY: as said.
     let s = unsafe { shadow_subid_has_range(null(), 1, 1, UID, &mut r) };
     assert_eq!(
         (s, r),
