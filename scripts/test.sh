@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 declare -A pkg_for=(
   [unshare]=util-linux [setpriv]=util-linux [losetup]=mount [setfacl]=acl [keyctl]=keyutils
   [newuidmap]=uidmap [crun]=crun [mkfs.ext4]=e2fsprogs [mkfs.btrfs]=btrfs-progs
-  [mkfs.xfs]=xfsprogs [hyperfine]=hyperfine
+  [mkfs.xfs]=xfsprogs [hyperfine]=hyperfine [getsubids]=uidmap [ldconfig]=libc-bin
 )
 need_pkgs=()
 for cmd in "${!pkg_for[@]}"; do
