@@ -80,6 +80,14 @@ pub struct ServeArgs {
     /// namespaces map are rescanned at start and never handed out whatever the store says.
     #[arg(long)]
     recover: bool,
+    /// Also serve io.systemd.UserDatabase on this socket, so nss-systemd names every id of
+    /// every allocation (/run/systemd/userdb/io.credns.UserDatabase; the service name is the
+    /// file name).
+    #[arg(long, value_name = "PATH")]
+    userdb: Option<PathBuf>,
+    /// The prefix of those names (PREFIX + allocation name or number + "-" + id inside).
+    #[arg(long, value_name = "PREFIX", default_value = credns_service::USERDB_PREFIX)]
+    userdb_prefix: String,
 }
 
 #[derive(Debug, Args)]
@@ -182,7 +190,11 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
         }
         e => e.into(),
     })?;
-    let server = Server::bind(&a.at.socket, svc.clone())?;
+    let mut server = Server::bind(&a.at.socket, svc.clone())?;
+    if let Some(p) = &a.userdb {
+        server = server.with_userdb(p, &a.userdb_prefix)?;
+        eprintln!("credns: serving io.systemd.UserDatabase on {}", p.display());
+    }
     let stop = server.stop_flag();
     eprintln!(
         "credns: serving io.credns.Registry on {} (store {})",

@@ -23,10 +23,12 @@ mod convert;
 mod daemon;
 mod delegations;
 mod errors;
+mod faces;
 mod live;
 mod methods;
 mod nswatch;
 mod params;
+mod userdb;
 mod users;
 
 pub use access::{connect, direct, Endpoint, Route};
@@ -38,6 +40,7 @@ pub use credns_api::subid;
 pub use credns_varlink::ErrorReply;
 pub use daemon::{Config, Server, Service, DEFAULT_STORE};
 pub use methods::Caller;
+pub use userdb::{DEFAULT_PREFIX as USERDB_PREFIX, DEFAULT_SERVICE as USERDB_SERVICE, USERDB_DIR};
 
 /// A registry record as `io.credns.Registry` carries it.
 pub fn allocation_info(a: &credns_registry::Allocation) -> AllocationInfo {
