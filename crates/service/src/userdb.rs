@@ -146,7 +146,7 @@ impl Names {
 
     /// The allocation a name may belong to and the N it ends with; the caller checks that
     /// the id found has exactly this name.
-    fn parse<'a>(&self, name: &'a str) -> Option<(Selector, u64)> {
+    fn parse(&self, name: &str) -> Option<(Selector, u64)> {
         let rest = name.strip_prefix(self.prefix.as_str())?;
         let (base, n) = rest.rsplit_once('-')?;
         if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || n.len() > 10 {
