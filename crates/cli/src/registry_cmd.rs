@@ -85,6 +85,11 @@ pub struct ServeArgs {
     /// file name).
     #[arg(long, value_name = "PATH")]
     userdb: Option<PathBuf>,
+    /// Also serve io.systemd.NamespaceResource (with io.systemd.UserDatabase) on this socket,
+    /// for programs written for systemd-nsresourced
+    /// (/run/systemd/userdb/io.systemd.NamespaceResource).
+    #[arg(long, value_name = "PATH")]
+    nsresource: Option<PathBuf>,
     /// The prefix of those names (PREFIX + allocation name or number + "-" + id inside).
     #[arg(long, value_name = "PREFIX", default_value = credns_service::USERDB_PREFIX)]
     userdb_prefix: String,
@@ -194,6 +199,13 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     if let Some(p) = &a.userdb {
         server = server.with_userdb(p, &a.userdb_prefix)?;
         eprintln!("credns: serving io.systemd.UserDatabase on {}", p.display());
+    }
+    if let Some(p) = &a.nsresource {
+        server = server.with_namespace_resource(p, &a.userdb_prefix)?;
+        eprintln!(
+            "credns: serving io.systemd.NamespaceResource on {}",
+            p.display()
+        );
     }
     let stop = server.stop_flag();
     eprintln!(

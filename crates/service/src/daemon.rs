@@ -250,7 +250,7 @@ pub struct Server {
     limits: Limits,
     stop: Arc<AtomicBool>,
     /// Other interfaces on sockets of their own (the systemd faces).
-    extra: Vec<(UnixListener, PathBuf, Arc<dyn Interface>)>,
+    extra: Vec<crate::faces::Face>,
 }
 
 impl std::fmt::Debug for Server {
@@ -301,7 +301,42 @@ impl Server {
             prefix.to_string(),
         );
         let listener = bind_listener(&path)?;
-        self.extra.push((listener, path, Arc::new(iface)));
+        self.extra.push(crate::faces::Face {
+            listener,
+            path,
+            interfaces: vec![Arc::new(iface)],
+        });
+        Ok(self)
+    }
+
+    /// Also serve `io.systemd.NamespaceResource` on `socket` (systemd's clients look for
+    /// `/run/systemd/userdb/io.systemd.NamespaceResource`), with `io.systemd.UserDatabase` for
+    /// the service named as the socket's file, names under `prefix`.
+    pub fn with_namespace_resource(
+        mut self,
+        socket: impl AsRef<Path>,
+        prefix: &str,
+    ) -> Result<Self, Error> {
+        let path = socket.as_ref().to_path_buf();
+        let service = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let inner = self.service.inner.clone();
+        let ifaces: Vec<Arc<dyn Interface>> = vec![
+            Arc::new(crate::nsresource::NsResourceInterface::new(inner.clone())),
+            Arc::new(crate::userdb::UserDbInterface::new(
+                inner,
+                service,
+                prefix.to_string(),
+            )),
+        ];
+        let listener = bind_listener(&path)?;
+        self.extra.push(crate::faces::Face {
+            listener,
+            path,
+            interfaces: ifaces,
+        });
         Ok(self)
     }
 

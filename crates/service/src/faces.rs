@@ -12,31 +12,46 @@ use credns_varlink::{Interface, Limits};
 
 use crate::daemon::{server_info, Service};
 
-/// Serve each `(listener, path, interface)` on a thread until `stop` is set; the threads and
+/// A socket of its own and the interfaces served on it.
+pub(crate) struct Face {
+    pub(crate) listener: UnixListener,
+    pub(crate) path: PathBuf,
+    pub(crate) interfaces: Vec<Arc<dyn Interface>>,
+}
+
+/// Serve each face on a thread until `stop` is set; the threads and
 /// the paths to remove once they ended.
 pub(crate) fn serve_each(
-    extra: Vec<(UnixListener, PathBuf, Arc<dyn Interface>)>,
+    extra: Vec<Face>,
     limits: &Limits,
     service: &Service,
     stop: &Arc<AtomicBool>,
 ) -> Vec<(JoinHandle<()>, PathBuf)> {
     extra
         .into_iter()
-        .filter_map(|(listener, path, iface)| {
-            let mut server = credns_varlink::Server::new(server_info(), limits.clone());
-            server.add(iface);
-            server.set_principal(service.principal_fn());
-            let stop = stop.clone();
-            let shown = path.display().to_string();
-            std::thread::Builder::new()
-                .name("credns-face".into())
-                .spawn(move || {
-                    if let Err(e) = server.serve(listener, &stop) {
-                        eprintln!("credns: serving {shown}: {e}");
-                    }
-                })
-                .ok()
-                .map(|t| (t, path))
-        })
+        .filter_map(
+            |Face {
+                 listener,
+                 path,
+                 interfaces,
+             }| {
+                let mut server = credns_varlink::Server::new(server_info(), limits.clone());
+                for iface in interfaces {
+                    server.add(iface);
+                }
+                server.set_principal(service.principal_fn());
+                let stop = stop.clone();
+                let shown = path.display().to_string();
+                std::thread::Builder::new()
+                    .name("credns-face".into())
+                    .spawn(move || {
+                        if let Err(e) = server.serve(listener, &stop) {
+                            eprintln!("credns: serving {shown}: {e}");
+                        }
+                    })
+                    .ok()
+                    .map(|t| (t, path))
+            },
+        )
         .collect()
 }

@@ -26,6 +26,7 @@ mod errors;
 mod faces;
 mod live;
 mod methods;
+mod nsresource;
 mod nswatch;
 mod params;
 mod userdb;

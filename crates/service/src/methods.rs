@@ -556,7 +556,7 @@ pub(crate) fn principal(reg: &Registry, uid: u32) -> u32 {
 }
 
 /// Now, in nanoseconds since the Unix epoch.
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
