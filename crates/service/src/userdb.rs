@@ -14,6 +14,8 @@
 
 use std::sync::Arc;
 
+use credns_idmap::IdKind;
+use credns_registry::names::{host_id, inside, IdNames};
 use credns_registry::{Allocation, Holder, Lease, Part, Registry, Selector};
 use credns_varlink::{Call, ErrorReply, Interface};
 use serde::Deserialize;
@@ -32,12 +34,6 @@ pub const USERDB_DIR: &str = "/run/systemd/userdb";
 
 /// The prefix of every name unless told otherwise.
 pub const DEFAULT_PREFIX: &str = "ct-";
-
-/// The namespace id a high range's last host id maps to.
-const TOP_ID: u64 = 4_294_967_294;
-
-/// Longest user name handed out (Linux's utmp and many tools keep 32 bytes with the NUL).
-const MAX_USER_NAME: usize = 31;
 
 const NOBODY: u32 = 65534;
 
@@ -112,82 +108,13 @@ enum Side {
     Group,
 }
 
-/// The names of allocations' ids, for one prefix.
-#[derive(Clone, Debug)]
-struct Names {
-    prefix: String,
-}
-
-/// Whether an allocation's name may stand in a user name as it is.
-fn user_like(name: &str) -> bool {
-    let mut cs = name.chars();
-    cs.next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && cs.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
-impl Names {
-    /// The allocation's part of a name: its name if user-like (and short enough), else its
-    /// number.
-    fn base(&self, a: &Allocation) -> String {
-        match &a.lease {
-            Lease::Name(n) if user_like(n) && self.prefix.len() + n.len() + 11 <= MAX_USER_NAME => {
-                n.clone()
-            }
-            _ => a.id.0.to_string(),
+impl Side {
+    fn kind(self) -> IdKind {
+        match self {
+            Side::User => IdKind::Uid,
+            Side::Group => IdKind::Gid,
         }
     }
-
-    /// The name of host id `id` of allocation `a` (its `part`), the id inside being N.
-    fn name(&self, a: &Allocation, part: Part, id: u32, side: Side) -> String {
-        let n = inside(a, part, id, side);
-        format!("{}{}-{n}", self.prefix, self.base(a))
-    }
-
-    /// The allocation a name may belong to and the N it ends with; the caller checks that
-    /// the id found has exactly this name.
-    fn parse(&self, name: &str) -> Option<(Selector, u64)> {
-        let rest = name.strip_prefix(self.prefix.as_str())?;
-        let (base, n) = rest.rsplit_once('-')?;
-        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || n.len() > 10 {
-            return None;
-        }
-        let n: u64 = n.parse().ok()?;
-        let sel = match base.parse::<u64>() {
-            Ok(i) if !base.starts_with('0') || base == "0" => {
-                Selector::Id(credns_registry::AllocId(i))
-            }
-            _ if user_like(base) => Selector::Name(base.to_string()),
-            _ => return None,
-        };
-        Some((sel, n))
-    }
-}
-
-/// The namespace id host id `id` of `a`'s `part` stands for.
-fn inside(a: &Allocation, part: Part, id: u32, side: Side) -> u64 {
-    let (main, high) = match side {
-        Side::User => (a.uid, a.high.map(|h| h.uid)),
-        Side::Group => (a.gid, a.high.map(|h| h.gid)),
-    };
-    match (part, high) {
-        (Part::High, Some(h)) => TOP_ID - (h.end as u64 - id as u64),
-        _ => id as u64 - main.start as u64,
-    }
-}
-
-/// The host id of namespace id `n` of `a`, if it holds one.
-fn host_id(a: &Allocation, n: u64, side: Side) -> Option<(Part, u32)> {
-    let (main, high) = match side {
-        Side::User => (a.uid, a.high.map(|h| h.uid)),
-        Side::Group => (a.gid, a.high.map(|h| h.gid)),
-    };
-    if n < main.len() {
-        return Some((Part::Main, main.start + n as u32));
-    }
-    let h = high?;
-    let from_top = TOP_ID.checked_sub(n)?;
-    (from_top < h.len()).then(|| (Part::High, h.end - from_top as u32))
 }
 
 /// The allocation holding host id `id` on `side`, and which of its parts.
@@ -211,7 +138,7 @@ fn holder(reg: &Registry, id: u32, side: Side) -> Option<(&Allocation, Part)> {
 pub(crate) struct UserDbInterface {
     inner: Arc<Inner>,
     service: String,
-    names: Names,
+    names: IdNames,
 }
 
 /// One record found: its id, name and allocation's description.
@@ -227,7 +154,7 @@ impl UserDbInterface {
         UserDbInterface {
             inner,
             service,
-            names: Names { prefix },
+            names: IdNames { prefix },
         }
     }
 
@@ -238,8 +165,8 @@ impl UserDbInterface {
             Side::Group => Side::User,
         };
         // The user's group: the same id if the allocation holds it as a gid too.
-        let n = inside(a, part, id, side);
-        let gid = host_id(a, n, other).map_or(NOBODY, |(_, g)| g);
+        let n = inside(a, part, id, side.kind());
+        let gid = host_id(a, n, other.kind()).map_or(NOBODY, |(_, g)| g);
         // A passwd line's fields are split at ':' (and names have no control characters).
         let lease = match &a.lease {
             Lease::Name(n) if !n.contains(':') => format!(" ({n})"),
@@ -247,7 +174,7 @@ impl UserDbInterface {
         };
         Some(Found {
             id,
-            name: self.names.name(a, part, id, side),
+            name: self.names.name(a, part, id, side.kind()),
             gid,
             about: format!("credns allocation #{}{lease}, id {n}", a.id.0),
         })
@@ -258,7 +185,7 @@ impl UserDbInterface {
         let a = reg
             .get(&sel)
             .filter(|a| a.origin != credns_registry::Origin::Reserved)?;
-        let (_, id) = host_id(a, n, side)?;
+        let (_, id) = host_id(a, n, side.kind())?;
         // Only the id's own name: another form of it (a number for a named allocation) is not.
         self.by_id(reg, id, side).filter(|f| f.name == name)
     }
@@ -354,94 +281,6 @@ impl Interface for UserDbInterface {
                 Err(error("NoRecordFound"))
             }
             m => Err(ErrorReply::method_not_found(&format!("{INTERFACE}.{m}"))),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use credns_idmap::IdRange;
-    use credns_registry::{AllocId, Origin, Ranges};
-    use proptest::prelude::*;
-
-    fn alloc(id: u64, lease: Lease, start: u32, len: u32, high: Option<u32>) -> Allocation {
-        let r = IdRange::from_start_len(start, len as u64).unwrap();
-        Allocation {
-            id: AllocId(id),
-            uid: r,
-            gid: r,
-            high: high.map(|s| {
-                let h = IdRange {
-                    start: s,
-                    end: TOP_ID as u32,
-                };
-                Ranges { uid: h, gid: h }
-            }),
-            lease,
-            owner: 0,
-            principal: None,
-            ns_id: None,
-            created: 0,
-            requested_size: None,
-            label: None,
-            origin: Origin::Allocated,
-            delegated: false,
-        }
-    }
-
-    #[test]
-    fn names_follow_the_allocation() {
-        let n = Names {
-            prefix: "ct-".into(),
-        };
-        let web = alloc(3, Lease::name("web"), 524288, 65536, Some(4294901760));
-        assert_eq!(n.name(&web, Part::Main, 524289, Side::User), "ct-web-1");
-        assert_eq!(
-            n.name(&web, Part::High, 4294967294, Side::User),
-            "ct-web-4294967294"
-        );
-        let odd = alloc(4, Lease::name("subid:alice:0"), 589824, 65536, None);
-        assert_eq!(n.name(&odd, Part::Main, 589824, Side::Group), "ct-4-0");
-        assert_eq!(n.parse("ct-web-1"), Some((Selector::Name("web".into()), 1)));
-        assert_eq!(n.parse("ct-4-0"), Some((Selector::Id(AllocId(4)), 0)));
-        for bad in [
-            "web-1",
-            "ct-web-",
-            "ct-web-x",
-            "ct--1",
-            "ct-04-1",
-            "ct-a:b-1",
-            "ct-web-99999999999",
-        ] {
-            assert_eq!(n.parse(bad), None, "{bad}");
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn each_id_has_one_name_that_parses_back(
-            name in "[a-z_][a-z0-9_:-]{0,20}",
-            id in 1u64..1000,
-            off in 0u32..65536,
-            prefix in "[a-z]{0,4}-?",
-        ) {
-            let n = Names { prefix };
-            let a = alloc(id, Lease::name(&name), 524288, 65536, None);
-            let host = 524288 + off;
-            let s = n.name(&a, Part::Main, host, Side::User);
-            let (sel, k) = n.parse(&s).expect("a name given out parses");
-            match sel {
-                Selector::Name(b) => prop_assert_eq!(b, name),
-                Selector::Id(i) => prop_assert_eq!(i, AllocId(id)),
-                _ => prop_assert!(false),
-            }
-            prop_assert_eq!(host_id(&a, k, Side::User), Some((Part::Main, host)));
-        }
-
-        #[test]
-        fn parsing_any_text_is_total(s in "\\PC{0,40}") {
-            let _ = Names { prefix: "ct-".into() }.parse(&s);
         }
     }
 }
