@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let others = |t: &str| -> Vec<String> {
-        t.lines()
+        t.split_terminator('\n')
             .filter(|l| database(l) != Some("subid"))
             .map(str::to_string)
             .collect()
