@@ -223,3 +223,54 @@ fn with_the_daemon_down_newuidmap_refuses_even_her_own_range() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.matches("not allowed").count(), 2, "{}", text(&o));
 }
+
+#[test]
+fn podman_unshare_as_a_user_without_subuid_lines_gets_her_delegations() {
+    let test = "podman_unshare_as_a_user_without_subuid_lines_gets_her_delegations";
+    if !tools_here(test) || !common::needs_tool(test, "podman", "podman") {
+        return;
+    }
+    let d = Daemon::start(2);
+    prepare(&d);
+    let dir = d.dir.path();
+    // Her home (podman's configuration and storage) and runtime directory, in this test's
+    // directory; the passwd the test binds names that home.
+    let (home, run) = (dir.join("home"), dir.join("xdg"));
+    for p in [&home, &run] {
+        std::fs::create_dir(p).unwrap();
+        std::os::unix::fs::chown(p, Some(ALICE), Some(ALICE)).unwrap();
+    }
+    std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let passwd = std::fs::read_to_string(d.etc.join("passwd"))
+        .unwrap()
+        .replace(":Alice:/:", &format!(":Alice:{}:", home.display()));
+    std::fs::write(d.etc.join("passwd"), passwd).unwrap();
+    let script = format!(
+        "cd /
+setpriv --reuid={ALICE} --regid={ALICE} --clear-groups env -i HOME={h} XDG_RUNTIME_DIR={r} \\
+  PATH=/usr/bin:/bin USER=alice LOGNAME=alice \\
+  podman --storage-driver=vfs --cgroup-manager=cgroupfs --events-backend=file \\
+  unshare cat /proc/self/uid_map /proc/self/gid_map
+",
+        h = home.display(),
+        r = run.display()
+    );
+    let o = in_private_view(&d, Some(&d.socket), &script);
+    // Rootless podman leaves a pause process holding its namespace: ended here.
+    if let Ok(pid) = std::fs::read_to_string(run.join("libpod/tmp/pause.pid")) {
+        let _ = Command::new("kill").arg(pid.trim()).status();
+    }
+    assert!(o.status.success(), "{}", text(&o));
+    let maps: Vec<Vec<u64>> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().map(|f| f.parse().unwrap()).collect())
+        .collect();
+    // Her own uid at 0, then each delegation, for uids and for gids.
+    let (a, b) = (d.alice[0].uid, d.alice[1].uid);
+    let one = vec![
+        vec![0, ALICE as u64, 1],
+        vec![1, a.start as u64, a.len()],
+        vec![1 + a.len(), b.start as u64, b.len()],
+    ];
+    assert_eq!(maps, [one.clone(), one].concat(), "{}", text(&o));
+}
