@@ -7,7 +7,8 @@
 //! of crates/api, never the store), with a [`query::TIMEOUT`] for connecting and answering. No
 //! answer is `SUBID_STATUS_ERROR_CONN` (newuidmap then refuses the map), never a guess.
 //! `CREDNS_SOCKET` names another socket, except in a process that gained privilege at exec
-//! (`AT_SECURE`: setuid newuidmap), where it is ignored.
+//! (`AT_SECURE`: setuid newuidmap), where it is ignored. A user the daemon's passwd does not
+//! name is asked about again by the uid this process's name service gives (`getpwnam_r`).
 //!
 //! The C ABI is shadow's (`lib/prototypes.h`, `struct subid_nss_ops`): `has_range`,
 //! `list_owner_ranges`, `find_subid_owners`, and `free` (required from shadow 4.16). Arrays
@@ -74,7 +75,20 @@ fn wide(x: c_ulong) -> u64 {
 }
 
 fn provider() -> Result<Provider, Status> {
-    Provider::connect(&socket(secure()))
+    Provider::connect(&socket(secure()), local_uid)
+}
+
+/// The uid this process's name service (nsswitch `passwd:`) gives `name`, as the caller itself
+/// resolved it (newuidmap passes the name of its real uid).
+fn local_uid(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: passwd is plain old data (integers and pointers); all zeros is a valid value.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as c_char; 16384];
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: c is NUL-terminated; pw, buf (with its length) and out are valid for the call.
+    let r = unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
+    (r == 0 && !out.is_null()).then_some(pw.pw_uid)
 }
 
 /// Copy `items` into an array from `malloc` (null for none), for the caller to `free`.

@@ -63,19 +63,41 @@ fn status(e: credns_api::Error) -> Status {
 #[derive(Debug)]
 pub struct Provider {
     client: SubidClient,
+    /// The uid this process's name service gives a name, for a name the daemon's passwd does
+    /// not have (a user from LDAP): then the daemon is asked by uid.
+    local_uid: fn(&str) -> Option<u32>,
 }
 
 impl Provider {
     /// Connect to the daemon at `socket`.
-    pub fn connect(socket: &std::path::Path) -> Result<Self, Status> {
+    pub fn connect(
+        socket: &std::path::Path,
+        local_uid: fn(&str) -> Option<u32>,
+    ) -> Result<Self, Status> {
         SubidClient::connect_timeout(socket, TIMEOUT)
-            .map(|client| Provider { client })
+            .map(|client| Provider { client, local_uid })
             .map_err(|_| Status::ErrorConn)
+    }
+
+    /// `ask` about `owner`; if the daemon knows no such user but this process's name service
+    /// does, about its uid.
+    fn about<T>(
+        &mut self,
+        owner: &str,
+        mut ask: impl FnMut(&mut SubidClient, &str) -> Result<T, credns_api::Error>,
+    ) -> Result<T, Status> {
+        match ask(&mut self.client, owner).map_err(status) {
+            Err(Status::UnknownUser) => match (self.local_uid)(owner) {
+                Some(uid) => ask(&mut self.client, &uid.to_string()).map_err(status),
+                None => Err(Status::UnknownUser),
+            },
+            r => r,
+        }
     }
 
     /// The `kind` ranges delegated to `owner`.
     pub fn ranges(&mut self, owner: &str, kind: Kind) -> Result<Vec<Range>, Status> {
-        let d = self.client.delegations(owner).map_err(status)?;
+        let d = self.about(owner, |c, o| c.delegations(o))?;
         Ok(d.delegations.iter().map(|d| d.range(kind)).collect())
     }
 
@@ -87,9 +109,7 @@ impl Provider {
         count: u64,
         kind: Kind,
     ) -> Result<bool, Status> {
-        self.client
-            .has_range(owner, start, count, kind)
-            .map_err(status)
+        self.about(owner, |c, o| c.has_range(o, start, count, kind))
     }
 
     /// The uids whose delegations hold `id`.

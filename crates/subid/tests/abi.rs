@@ -126,10 +126,13 @@ fn answers_are_the_daemons_and_bad_input_is_an_error() {
         assert_eq!(owners(u64::MAX, UID), (Status::Success, vec![]));
         // Unknown users, bad types.
         assert_eq!(
-            has("bob", a.start as u64, 1, UID),
+            has("no-such-user-credns", a.start as u64, 1, UID),
             (Status::UnknownUser, false)
         );
-        assert_eq!(list("bob", UID), (Status::UnknownUser, vec![]));
+        assert_eq!(
+            list("no-such-user-credns", UID),
+            (Status::UnknownUser, vec![])
+        );
         for t in [0, 3, -1, c_int::MAX] {
             assert_eq!(has("alice", a.start as u64, 1, t), (Status::Error, false));
             assert_eq!(list("alice", t), (Status::Error, vec![]));

@@ -274,3 +274,41 @@ setpriv --reuid={ALICE} --regid={ALICE} --clear-groups env -i HOME={h} XDG_RUNTI
     ];
     assert_eq!(maps, [one.clone(), one].concat(), "{}", text(&o));
 }
+
+#[test]
+fn a_user_only_the_callers_name_service_knows_is_asked_by_uid() {
+    let test = "a_user_only_the_callers_name_service_knows_is_asked_by_uid";
+    if !tools_here(test) {
+        return;
+    }
+    let d = Daemon::start(0);
+    prepare(&d);
+    // bob (uid 60124) is in the caller's passwd (an LDAP user, say), not in the daemon's.
+    let bob =
+        credns_api::subid::SubidClient::new(credns_varlink::Client::connect(&d.socket).unwrap())
+            .delegate("60124", None, Some(1))
+            .unwrap()
+            .delegations[0]
+            .uid;
+    let client_passwd = d.dir.path().join("client-passwd");
+    let daemons = std::fs::read_to_string(d.etc.join("passwd")).unwrap();
+    std::fs::write(
+        &client_passwd,
+        format!("{daemons}bob:x:60124:60124::/:/bin/sh\n"),
+    )
+    .unwrap();
+    let o = in_private_view(
+        &d,
+        Some(&d.socket),
+        &format!(
+            "mount --bind {} /etc/passwd\ngetsubids bob\ngetsubids carol || echo carol-unknown",
+            client_passwd.display()
+        ),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("0: bob {} {}\ncarol-unknown\n", bob.start, bob.len()),
+        "{}",
+        text(&o)
+    );
+}
