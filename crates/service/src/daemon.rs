@@ -210,38 +210,6 @@ pub(crate) fn server_info() -> ServerInfo {
     }
 }
 
-/// Bind `path` (creating its directory, mode 0755; replacing a stale socket nobody answers
-/// on; refusing one a daemon still serves), mode 0666.
-fn bind_listener(path: &Path) -> Result<UnixListener, Error> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
-                .map_err(io_err("chmod", dir))?;
-        }
-    }
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(Error::Io {
-                op: "bind",
-                path: path.to_path_buf(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    "exists and is not a socket; not replacing it",
-                ),
-            });
-        }
-        if UnixStream::connect(path).is_ok() {
-            return Err(Error::SocketInUse(path.to_path_buf()));
-        }
-        std::fs::remove_file(path).map_err(io_err("remove stale socket", path))?;
-    }
-    let listener = UnixListener::bind(path).map_err(io_err("bind", path))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
-        .map_err(io_err("chmod", path))?;
-    Ok(listener)
-}
-
 /// A bound socket and the service it serves.
 pub struct Server {
     service: Service,
@@ -275,7 +243,32 @@ impl Server {
     /// may connect, and each is told apart by `SO_PEERCRED`.
     pub fn bind(socket: impl AsRef<Path>, service: Service) -> Result<Self, Error> {
         let path = socket.as_ref().to_path_buf();
-        let listener = bind_listener(&path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+                    .map_err(io_err("chmod", dir))?;
+            }
+        }
+        if let Ok(meta) = std::fs::symlink_metadata(&path) {
+            if !meta.file_type().is_socket() {
+                return Err(Error::Io {
+                    op: "bind",
+                    path,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "exists and is not a socket; not replacing it",
+                    ),
+                });
+            }
+            if UnixStream::connect(&path).is_ok() {
+                return Err(Error::SocketInUse(path));
+            }
+            std::fs::remove_file(&path).map_err(io_err("remove stale socket", &path))?;
+        }
+        let listener = UnixListener::bind(&path).map_err(io_err("bind", &path))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+            .map_err(io_err("chmod", &path))?;
         Ok(Server {
             service,
             listener,
@@ -290,22 +283,8 @@ impl Server {
     /// `/run/systemd/userdb/`; the service name is the socket's file name), naming the ids of
     /// allocations under `prefix`.
     pub fn with_userdb(mut self, socket: impl AsRef<Path>, prefix: &str) -> Result<Self, Error> {
-        let path = socket.as_ref().to_path_buf();
-        let service = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let iface = crate::userdb::UserDbInterface::new(
-            self.service.inner.clone(),
-            service,
-            prefix.to_string(),
-        );
-        let listener = bind_listener(&path)?;
-        self.extra.push(crate::faces::Face {
-            listener,
-            path,
-            interfaces: vec![Arc::new(iface)],
-        });
+        let face = crate::faces::userdb(socket.as_ref(), &self.service.inner, prefix)?;
+        self.extra.push(face);
         Ok(self)
     }
 
@@ -317,26 +296,8 @@ impl Server {
         socket: impl AsRef<Path>,
         prefix: &str,
     ) -> Result<Self, Error> {
-        let path = socket.as_ref().to_path_buf();
-        let service = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let inner = self.service.inner.clone();
-        let ifaces: Vec<Arc<dyn Interface>> = vec![
-            Arc::new(crate::nsresource::NsResourceInterface::new(inner.clone())),
-            Arc::new(crate::userdb::UserDbInterface::new(
-                inner,
-                service,
-                prefix.to_string(),
-            )),
-        ];
-        let listener = bind_listener(&path)?;
-        self.extra.push(crate::faces::Face {
-            listener,
-            path,
-            interfaces: ifaces,
-        });
+        let face = crate::faces::namespace_resource(socket.as_ref(), &self.service.inner, prefix)?;
+        self.extra.push(face);
         Ok(self)
     }
 
