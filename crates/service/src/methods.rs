@@ -461,8 +461,11 @@ impl Methods {
             let a = reg.release(&Selector::Id(id)).map_err(registry_error)?;
             if let Lease::UserNs { dev, ino, .. } = a.lease {
                 self.leases.unwatch((dev, ino));
-                // Released while its namespace may still live: whatever that namespace still
-                // maps stays out of the pool until a later scan finds it gone.
+            }
+            // Released while its namespace may still live (or, for a delegation, while the
+            // namespaces its user mapped with newuidmap do): whatever they still map stays out
+            // of the pool until a later scan finds it gone.
+            if matches!(a.lease, Lease::UserNs { .. }) || a.delegated {
                 reg.observe_live(live::live_ids(&live::scan(&self.procfs, self.own_ns)));
             }
             Ok(json!({ "allocation": convert::allocation(reg, &a) }))

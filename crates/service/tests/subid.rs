@@ -183,3 +183,35 @@ fn helper_delegates_as_uid_1000() {
         .has_range("alice", first.start as u64, first.len(), Kind::Gid)
         .unwrap());
 }
+
+#[test]
+fn a_released_delegation_still_mapped_by_a_namespace_is_not_handed_out() {
+    if !common::needs_root("a_released_delegation_still_mapped_by_a_namespace_is_not_handed_out") {
+        return;
+    }
+    let d = Daemon::start();
+    let mut c = d.subid();
+    let range = c.delegate("alice", None, None).unwrap().delegations[0].uid;
+    // A namespace mapping her range, as newuidmap would have written it.
+    let child = credns_sys::UsernsChild::spawn(&credns_sys::UnshareOptions::new()).unwrap();
+    let map = format!("0 {} 65536", range.start);
+    for kind in [credns_idmap::IdKind::Uid, credns_idmap::IdKind::Gid] {
+        child
+            .write_map(credns_sys::Actor::Caller, kind, map.as_bytes())
+            .unwrap()
+            .unwrap();
+    }
+    let mut r = RegistryClient::connect(&d.socket).unwrap();
+    r.release(&Target::Name("subid:alice:0".into())).unwrap();
+    // First fit would hand the released range out next, were it not still mapped.
+    let next = r
+        .allocate_name("next", &credns_service::AllocOptions::default())
+        .unwrap();
+    assert_ne!(
+        next.uid.start, range.start,
+        "a mapped range was handed out again"
+    );
+    let holders = r.who(range.start).unwrap();
+    assert!(holders.iter().any(|h| h.kind == "namespace"), "{holders:?}");
+    drop(child);
+}
