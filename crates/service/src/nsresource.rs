@@ -223,6 +223,29 @@ impl NsResourceInterface {
                 .any(|(_, r)| r.owner == owner && r.name == name && !r.has_range)
     }
 
+    /// Why a range may not be allocated to namespace `key` under `name` for `uid`, if so.
+    fn refusal(
+        &self,
+        reg: &Registry,
+        key: (u64, u64),
+        ns_id: Option<u64>,
+        uid: u32,
+        name: &str,
+    ) -> Result<(), ErrorReply> {
+        if leased(reg, key, ns_id).is_some()
+            || self
+                .table()
+                .iter()
+                .any(|(k, r)| *k == key && r.ns_id == ns_id)
+        {
+            return Err(error("UserNamespaceExists"));
+        }
+        if self.name_taken(reg, uid, name) {
+            return Err(error("NameExists"));
+        }
+        Ok(())
+    }
+
     fn allocate(&self, call: &mut Call<'_>) -> Result<Value, ErrorReply> {
         let p: AllocateParams = call.parameters_as()?;
         if p.size != 1 && p.size != 65536 {
@@ -250,6 +273,11 @@ impl NsResourceInterface {
             .id()
             .map_err(|e| invalid("userNamespaceFileDescriptor", e.to_string()))?;
         let ns_id = userns.ns_id().ok().flatten();
+        let key = (id.dev, id.ino);
+        // Refused before any process is forked for it (and checked again under the lock).
+        self.inner
+            .methods
+            .read(|reg| self.refusal(reg, key, ns_id, uid, &name))?;
         // A process of ours inside the namespace, through whose /proc the maps are written: the
         // caller's namespace may have no process yet (systemd's callers pass an empty one).
         let opts = UnshareOptions {
