@@ -12,6 +12,8 @@ declare -A pkg_for=(
   [mkfs.xfs]=xfsprogs [hyperfine]=hyperfine
   [systemd-socket-activate]=systemd [systemd-analyze]=systemd [systemd-tmpfiles]=systemd
   [dpkg-deb]=dpkg
+  [mkfs.xfs]=xfsprogs [hyperfine]=hyperfine [getsubids]=uidmap [ldconfig]=libc-bin
+  [podman]=podman [getent]=libc-bin
 )
 need_pkgs=()
 for cmd in "${!pkg_for[@]}"; do
@@ -20,6 +22,8 @@ for cmd in "${!pkg_for[@]}"; do
 done
 # The run, oci and README tests build root filesystems from the static busybox.
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
+# The userdb provider's tests resolve names through nss-systemd.
+dpkg -s libnss-systemd >/dev/null 2>&1 || need_pkgs+=(libnss-systemd)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "installing: ${need_pkgs[*]}"

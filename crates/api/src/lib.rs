@@ -4,10 +4,12 @@
 //! client (a libsubid provider, a command) can use it alone.
 //!
 //! * [`registry`]: `io.credns.Registry`, host UID/GID ranges leased to names and namespaces.
+//! * [`subid`]: `io.credns.Subid`, ranges delegated to users as subordinate ids (libsubid).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod registry;
+pub mod subid;
 
 pub use credns_varlink::ErrorReply;
 

@@ -45,6 +45,8 @@ type Allocation (
   created: int,
   label: ?string,
   origin: (allocated, registered),
+  # Delegated to its owner as subordinate ids (io.credns.Subid).
+  delegated: ?bool,
   # What on the host now shares its ids (added after the allocation), one sentence each.
   conflicts: ?[]string
 )
@@ -242,6 +244,9 @@ pub struct AllocationInfo {
     pub label: Option<String>,
     /// `allocated` or `registered`.
     pub origin: String,
+    /// Delegated to its owner as subordinate ids (`io.credns.Subid`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delegated: bool,
     /// What on the host now shares its ids (a user, group or subordinate range added after it
     /// was made), one sentence each; empty when nothing does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -410,6 +415,11 @@ impl RegistryClient {
     /// The varlink connection (for other calls, raw tests).
     pub fn varlink(&mut self) -> &mut Client {
         &mut self.varlink
+    }
+
+    /// The varlink connection, for another interface the same daemon serves.
+    pub fn into_varlink(self) -> Client {
+        self.varlink
     }
 
     fn call(&mut self, method: &str, p: Value, fds: &[BorrowedFd<'_>]) -> Result<Value, Error> {

@@ -16,6 +16,7 @@ mod registry_cmd;
 mod run_cmd;
 mod serve_cmd;
 mod sim_cmd;
+mod subid_cmd;
 
 /// Identity for Linux containers: ID maps, user namespaces, idmapped mounts and keyrings.
 #[derive(Debug, Parser)]
@@ -50,6 +51,12 @@ enum Command {
     /// Write man pages or shell completions made from these very definitions (packaging).
     #[command(subcommand, hide = true)]
     Generate(generate_cmd::GenerateCommand),
+    /// Delegate subordinate ids to a user (what /etc/subuid and /etc/subgid would list),
+    /// answered to newuidmap, getsubids and podman through libsubid (root only).
+    Delegate(subid_cmd::DelegateArgs),
+    /// Make other tools see the registry.
+    #[command(subcommand)]
+    Setup(subid_cmd::SetupCommand),
     /// Print the help of credns or of one of its commands (`credns help run`).
     Help {
         /// The command (and subcommand) whose help to print.
@@ -118,6 +125,8 @@ fn main() -> ExitCode {
             use clap::CommandFactory;
             generate_cmd::run(g, Cli::command())
         }
+        Command::Delegate(a) => subid_cmd::delegate(a),
+        Command::Setup(cmd) => subid_cmd::setup(cmd),
         Command::Help { command } => help(&command),
     };
     match result {

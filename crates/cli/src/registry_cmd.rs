@@ -93,6 +93,19 @@ pub struct ServeArgs {
     /// per call at info.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub(crate) log_level: crate::serve_cmd::LogLevel,
+    /// Also serve io.systemd.UserDatabase on this socket, so nss-systemd names every id of
+    /// every allocation (/run/systemd/userdb/io.credns.UserDatabase; the service name is the
+    /// file name).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) userdb: Option<PathBuf>,
+    /// Also serve io.systemd.NamespaceResource (with io.systemd.UserDatabase) on this socket,
+    /// for programs written for systemd-nsresourced
+    /// (/run/systemd/userdb/io.systemd.NamespaceResource).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) nsresource: Option<PathBuf>,
+    /// The prefix of those names (PREFIX + allocation name or number + "-" + id inside).
+    #[arg(long, value_name = "PREFIX", default_value = credns_service::USERDB_PREFIX)]
+    pub(crate) userdb_prefix: String,
 }
 
 #[derive(Debug, Args)]
@@ -173,10 +186,14 @@ pub(crate) fn load_policy(path: &Option<PathBuf>) -> Result<Policy> {
 }
 
 fn lease_text(a: &AllocationInfo) -> String {
-    match (&a.lease.name, &a.lease.user_namespace) {
+    let lease = match (&a.lease.name, &a.lease.user_namespace) {
         (Some(n), _) => escape(n),
         (None, Some(u)) => format!("user:[{}] (dev {})", u.ino, u.dev),
         _ => "-".into(),
+    };
+    match a.delegated {
+        true => format!("{lease} (delegated)"),
+        false => lease,
     }
 }
 
@@ -206,6 +223,12 @@ fn print_one(a: &AllocationInfo, json: bool) -> Result<()> {
     t.add_row(vec!["owner".to_string(), a.owner.to_string()]);
     t.add_row(vec!["created".to_string(), utc(a.created)]);
     t.add_row(vec!["origin".to_string(), a.origin.clone()]);
+    if a.delegated {
+        t.add_row(vec![
+            "delegated".to_string(),
+            format!("subordinate ids of uid {}", a.owner),
+        ]);
+    }
     if let Some(l) = &a.label {
         t.add_row(vec!["label".to_string(), escape(l)]);
     }

@@ -104,10 +104,18 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
         return Err(credns_service::Error::SocketInUse(a.at.socket.clone()).into());
     }
     let svc = open_service(&a)?;
-    let server = match listener {
+    let mut server = match listener {
         Some(l) => Server::from_listener(l, svc.clone()),
         None => Server::bind(&a.at.socket, svc.clone())?,
     };
+    if let Some(p) = &a.userdb {
+        server = server.with_userdb(p, &a.userdb_prefix)?;
+        tracing::info!(socket = %p.display(), "serving io.systemd.UserDatabase");
+    }
+    if let Some(p) = &a.nsresource {
+        server = server.with_namespace_resource(p, &a.userdb_prefix)?;
+        tracing::info!(socket = %p.display(), "serving io.systemd.NamespaceResource");
+    }
     let socket = server.path().to_path_buf();
     let stop = server.stop_flag();
     let serving = std::thread::Builder::new()

@@ -92,6 +92,7 @@ fn alloc(id: u64, start: u32, owner: u32, lease_ns: Option<u64>) -> AllocationIn
         label: None,
         origin: "registry".into(),
         conflicts: vec![],
+        delegated: false,
     }
 }
 

@@ -212,6 +212,11 @@ pub struct Allocation {
     pub label: Option<String>,
     /// Allocated here or registered.
     pub origin: Origin,
+    /// Delegated to its owner as subordinate ids (`credns delegate`): what `/etc/subuid` and
+    /// `/etc/subgid` would list for the owner, answered to libsubid's callers (newuidmap,
+    /// getsubids) by the credns provider. Otherwise an ordinary allocation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delegated: bool,
 }
 
 /// An allocation's footprint without a heap allocation: at most four ranges, merged.
@@ -272,6 +277,7 @@ impl Allocation {
             requested_size: req.size,
             label: req.label.clone(),
             origin: Origin::Allocated,
+            delegated: req.delegated,
             ..self.clone()
         }
     }
@@ -344,6 +350,8 @@ pub struct AllocRequest {
     pub high: HighRequest,
     /// A free-form label to record.
     pub label: Option<String>,
+    /// Delegate it to the owner as subordinate ids (see [`Allocation::delegated`]).
+    pub delegated: bool,
 }
 
 impl AllocRequest {
@@ -357,6 +365,7 @@ impl AllocRequest {
             size: None,
             high: HighRequest::None,
             label: None,
+            delegated: false,
         }
     }
 
@@ -882,6 +891,7 @@ impl Allocator {
             requested_size: req.size,
             label: req.label.clone(),
             origin: Origin::Allocated,
+            delegated: req.delegated,
         }))
     }
 
@@ -912,6 +922,7 @@ impl Allocator {
             requested_size: None,
             label: req.label.clone(),
             origin: Origin::Registered,
+            delegated: false,
         };
         let mut rs = vec![a.uid, a.gid];
         rs.extend(a.high.iter().flat_map(|h| [h.uid, h.gid]));

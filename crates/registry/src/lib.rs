@@ -23,6 +23,8 @@ mod exclude;
 mod host;
 mod index;
 mod mem_store;
+pub mod names;
+pub mod nsswitch;
 mod policy;
 mod redb_store;
 mod registry;

@@ -628,3 +628,21 @@ fn reservations_follow_a_new_default_size() {
     let a = reg.allocate_reserved(&req).unwrap().unwrap();
     assert_eq!(a.ids(), 4096);
 }
+
+#[test]
+fn a_delegation_stays_delegated_across_reopening_and_others_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.redb");
+    {
+        let mut reg = Registry::open(&path, policy()).unwrap();
+        let mut req = AllocRequest::new(Lease::name("subid:alice:0"), 60123);
+        req.delegated = true;
+        assert!(reg.allocate(&req).unwrap().delegated);
+        assert!(!reg.allocate(&named("plain")).unwrap().delegated);
+    }
+    let reg = Registry::open(&path, policy()).unwrap();
+    let got = |n: &str| reg.get(&Selector::Name(n.into())).unwrap().clone();
+    assert!(got("subid:alice:0").delegated);
+    assert_eq!(got("subid:alice:0").owner, 60123);
+    assert!(!got("plain").delegated);
+}

@@ -93,7 +93,10 @@ pub fn direct(ep: &Endpoint) -> Result<RegistryClient, Error> {
         source,
     })?;
     let mut server = credns_varlink::Server::new(server_info(), Default::default());
-    server.add(Arc::new(RegistryInterface::direct(methods)));
+    let registry = RegistryInterface::direct(methods);
+    let subid = crate::delegations::SubidInterface::new(registry.inner(), ep.etc.as_deref());
+    server.add(Arc::new(registry));
+    server.add(Arc::new(subid));
     std::thread::Builder::new()
         .name("credns-direct".into())
         .spawn(move || {

@@ -58,6 +58,7 @@ pub(crate) fn record(a: &Allocation) -> AllocationInfo {
             Origin::Reserved => "reserved",
         }
         .into(),
+        delegated: a.delegated,
         conflicts: Vec::new(),
     }
 }

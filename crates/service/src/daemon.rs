@@ -58,13 +58,15 @@ impl Config {
     }
 }
 
-struct Inner {
-    methods: Methods,
+pub(crate) struct Inner {
+    pub(crate) methods: Methods,
     /// The daemon's death watch; none on the direct path.
     watch: Option<Arc<NsWatch>>,
     reserve: usize,
     /// The daemon logs each call; a command's own calls (the direct path) are its output.
     log_calls: bool,
+    /// The host's id files (the passwd that names users for `io.credns.Subid`).
+    etc: Option<PathBuf>,
 }
 
 /// The daemon's registry and methods, shared between the server's workers and the reaper.
@@ -108,6 +110,7 @@ impl Service {
                 watch: Some(watch),
                 reserve: cfg.reserve,
                 log_calls: true,
+                etc: cfg.etc.clone(),
             }),
         })
     }
@@ -160,18 +163,32 @@ impl Service {
     pub fn interface(&self) -> Arc<dyn Interface> {
         Arc::new(RegistryInterface(self.inner.clone()))
     }
+
+    /// `io.credns.Subid` (delegations to users) over the same registry.
+    pub fn subid_interface(&self) -> Arc<dyn Interface> {
+        Arc::new(crate::delegations::SubidInterface::new(
+            self.inner.clone(),
+            self.inner.etc.as_deref(),
+        ))
+    }
 }
 
 /// `io.credns.Registry` as a varlink interface over [`Methods`].
 pub(crate) struct RegistryInterface(Arc<Inner>);
 
 impl RegistryInterface {
+    /// The methods it serves, for other interfaces over the same registry.
+    pub(crate) fn inner(&self) -> Arc<Inner> {
+        self.0.clone()
+    }
+
     pub(crate) fn direct(methods: Methods) -> Self {
         RegistryInterface(Arc::new(Inner {
             methods,
             watch: None,
             reserve: 0,
             log_calls: false,
+            etc: None,
         }))
     }
 }
@@ -218,6 +235,8 @@ pub struct Server {
     path: PathBuf,
     limits: Limits,
     stop: Arc<AtomicBool>,
+    /// Other interfaces on sockets of their own (the systemd faces).
+    extra: Vec<crate::faces::Face>,
 }
 
 impl std::fmt::Debug for Server {
@@ -274,6 +293,7 @@ impl Server {
             path,
             limits: Limits::default(),
             stop: Arc::new(AtomicBool::new(false)),
+            extra: Vec::new(),
         })
     }
 
@@ -292,7 +312,30 @@ impl Server {
             path,
             limits: Limits::default(),
             stop: Arc::new(AtomicBool::new(false)),
+            extra: Vec::new(),
         }
+    }
+
+    /// Also serve `io.systemd.UserDatabase` on `socket` (nss-systemd asks every socket in
+    /// `/run/systemd/userdb/`; the service name is the socket's file name), naming the ids of
+    /// allocations under `prefix`.
+    pub fn with_userdb(mut self, socket: impl AsRef<Path>, prefix: &str) -> Result<Self, Error> {
+        let face = crate::faces::userdb(socket.as_ref(), &self.service.inner, prefix)?;
+        self.extra.push(face);
+        Ok(self)
+    }
+
+    /// Also serve `io.systemd.NamespaceResource` on `socket` (systemd's clients look for
+    /// `/run/systemd/userdb/io.systemd.NamespaceResource`), with `io.systemd.UserDatabase` for
+    /// the service named as the socket's file, names under `prefix`.
+    pub fn with_namespace_resource(
+        mut self,
+        socket: impl AsRef<Path>,
+        prefix: &str,
+    ) -> Result<Self, Error> {
+        let face = crate::faces::namespace_resource(socket.as_ref(), &self.service.inner, prefix)?;
+        self.extra.push(face);
+        Ok(self)
     }
 
     /// Serve with other limits than [`Limits::default`].
@@ -327,10 +370,16 @@ impl Server {
             .map_err(io_err("spawn reaper thread", &self.path))?;
         let mut server = credns_varlink::Server::new(server_info(), self.limits.clone());
         server.add(self.service.interface());
+        server.add(self.service.subid_interface());
         server.set_principal(self.service.principal_fn());
+        let extra = crate::faces::serve_each(self.extra, &self.limits, &self.service, &self.stop);
         let served = server.serve(self.listener, &self.stop);
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = reaping.join();
+        for (t, path) in extra {
+            let _ = t.join();
+            let _ = std::fs::remove_file(path);
+        }
         Ok(served?)
     }
 }

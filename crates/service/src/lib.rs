@@ -24,22 +24,29 @@ pub mod activation;
 mod cell;
 mod convert;
 mod daemon;
+mod delegations;
 mod errors;
+mod faces;
 mod live;
 pub mod logging;
 mod methods;
 pub mod notify;
+mod nsresource;
 mod nswatch;
 mod params;
+mod userdb;
+mod users;
 
 pub use access::{connect, direct, Endpoint, Route};
 pub use credns_api::registry::{
     AllocOptions, Allocated, AllocationInfo, HolderInfo, Range, RegistryClient, Target, WireLease,
     DEFAULT_SOCKET,
 };
+pub use credns_api::subid;
 pub use credns_varlink::ErrorReply;
 pub use daemon::{Config, Server, Service, DEFAULT_STORE};
 pub use methods::Caller;
+pub use userdb::{DEFAULT_PREFIX as USERDB_PREFIX, DEFAULT_SERVICE as USERDB_SERVICE, USERDB_DIR};
 
 /// A registry record as `io.credns.Registry` carries it.
 pub fn allocation_info(a: &credns_registry::Allocation) -> AllocationInfo {

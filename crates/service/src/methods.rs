@@ -150,7 +150,7 @@ impl Methods {
         }
     }
 
-    fn with<T>(
+    pub(crate) fn with<T>(
         &self,
         f: impl FnOnce(&mut Registry) -> Result<T, ErrorReply>,
     ) -> Result<T, ErrorReply> {
@@ -163,7 +163,7 @@ impl Methods {
     }
 
     /// As [`with`](Self::with) for a call that writes nothing.
-    fn read<T>(
+    pub(crate) fn read<T>(
         &self,
         f: impl FnOnce(&mut Registry) -> Result<T, ErrorReply>,
     ) -> Result<T, ErrorReply> {
@@ -461,8 +461,11 @@ impl Methods {
             let a = reg.release(&Selector::Id(id)).map_err(registry_error)?;
             if let Lease::UserNs { dev, ino, .. } = a.lease {
                 self.leases.unwatch((dev, ino));
-                // Released while its namespace may still live: whatever that namespace still
-                // maps stays out of the pool until a later scan finds it gone.
+            }
+            // Released while its namespace may still live (or, for a delegation, while the
+            // namespaces its user mapped with newuidmap do): whatever they still map stays out
+            // of the pool until a later scan finds it gone.
+            if matches!(a.lease, Lease::UserNs { .. }) || a.delegated {
                 reg.observe_live(live::live_ids(&live::scan(&self.procfs, self.own_ns)));
             }
             Ok(json!({ "allocation": convert::allocation(reg, &a) }))
@@ -541,7 +544,7 @@ impl Methods {
 /// allocation's owner, and so on up (a container's users cannot multiply their owner's quota
 /// by switching uids). Inside a root-owned allocation the container itself is the principal,
 /// named by its first uid, with an ordinary user's quota: never root, which has none.
-fn principal(reg: &Registry, uid: u32) -> u32 {
+pub(crate) fn principal(reg: &Registry, uid: u32) -> u32 {
     let mut p = uid;
     for _ in 0..16 {
         let Some(a) = reg.allocator().holding(p) else {
@@ -556,7 +559,7 @@ fn principal(reg: &Registry, uid: u32) -> u32 {
 }
 
 /// Now, in nanoseconds since the Unix epoch.
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)

@@ -60,7 +60,11 @@ fn introspection_and_unknown_methods() {
         .unwrap();
     assert_eq!(
         info["interfaces"],
-        json!(["org.varlink.service", "io.credns.Registry"])
+        json!([
+            "org.varlink.service",
+            "io.credns.Registry",
+            "io.credns.Subid"
+        ])
     );
     let d = c
         .varlink()
