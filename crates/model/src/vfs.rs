@@ -414,6 +414,9 @@ impl World {
             ));
             return Err(Stop::unknown(why));
         }
+        if let Some(r) = self.proposal(|p| p.inode_permission(self, t, cred, m, ino, mask)) {
+            return r;
+        }
         self.generic_permission(t, cred, m, ino, mask)
     }
 

@@ -1,0 +1,245 @@
+//! `inode_userns` (seed 001 §4, seed 000's file rules): every inode belongs to a user
+//! namespace; a file is owned by its owner there and, at each level above, by the creator of
+//! the namespace below ("owned by both (501,1) and (500,0)"). The access algorithm of 001 §4
+//! replaces `generic_permission`; set-id files give their owner as seen at the caller's level.
+
+use credns_idmap::{Errno, Kgid, Kuid};
+
+use crate::caps::Cap;
+use crate::outcome::{StepVerdict, Tracer};
+use crate::vfs::{mask_str, mode_str, Check, Stop};
+use crate::world::{Cred, InodeRef, Mount, MountRef, NsRef, World};
+
+use super::{keychain, Proposal, Rules};
+
+pub(super) struct InodeUserns;
+
+const F: &str = "inode_userns:permission";
+
+/// `(namespace, id there)` at each level from the inode's namespace up to the initial one:
+/// the owner (or group) in its own namespace, then the creator of each namespace in its
+/// parent. Stops where an id is not mapped.
+pub(super) fn chain(w: &World, ino: InodeRef, uid: bool) -> Vec<(NsRef, u32)> {
+    let i = w.inode(ino);
+    let mut ns = w.inode_userns(ino);
+    let mut k = if uid { i.uid.0 } else { i.gid.0 };
+    let mut out = Vec::new();
+    loop {
+        let here = if uid {
+            w.from_kuid(ns, Kuid(k))
+        } else {
+            w.from_kgid(ns, Kgid(k))
+        };
+        let Some(v) = here else { break };
+        out.push((ns, v));
+        let n = w.ns(ns);
+        let Some(p) = n.parent else { break };
+        k = if uid { n.owner.0 } else { n.group.0 };
+        ns = p;
+    }
+    out
+}
+
+pub(super) fn show_chain(w: &World, c: &[(NsRef, u32)]) -> String {
+    if c.is_empty() {
+        return "unmapped".into();
+    }
+    c.iter()
+        .map(|(n, v)| format!("({v},{})", w.ns(*n).name))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The class whose bits decide, as the permission check found it.
+#[derive(Clone, Copy)]
+enum Class {
+    Owner,
+    Group,
+    Other,
+}
+
+fn class_bits(t: &mut Tracer, class: Class, mode: u32, want: u32, why: String) -> Check {
+    let (shift, name) = match class {
+        Class::Owner => (6, "owner"),
+        Class::Group => (3, "group"),
+        Class::Other => (0, "other"),
+    };
+    let bits = (mode >> shift) & 7;
+    let ok = want & !bits == 0;
+    tr!(t.check(
+        ok,
+        F,
+        format!("{why}: the {name} bits decide"),
+        vec![("want", mask_str(want)), ("bits", mask_str(bits))],
+    ));
+    if ok {
+        Ok(())
+    } else {
+        Err(Errno::EACCES.into())
+    }
+}
+
+impl Rules for InodeUserns {
+    fn inode_permission(
+        &self,
+        w: &World,
+        t: &mut Tracer,
+        cred: &Cred,
+        _m: MountRef,
+        ino: InodeRef,
+        mask: u32,
+    ) -> Option<Check> {
+        Some(permission(w, t, cred, ino, mask))
+    }
+
+    /// IU5 "If (0,0) executes a setuid-(0,1) file, it will do so as a setuid(500,0) file":
+    /// the new euid (egid) is the file's owner (group) at the caller's level of the chain;
+    /// a caller whose namespace is not on the chain gets no set-id (choice).
+    fn setid_ids(
+        &self,
+        w: &World,
+        t: &mut Tracer,
+        old: &Cred,
+        _mnt: &Mount,
+        ino: InodeRef,
+    ) -> Option<Option<(Kuid, Kgid)>> {
+        let ns = old.user_ns;
+        let (uc, gc) = (chain(w, ino, true), chain(w, ino, false));
+        let u = uc
+            .iter()
+            .find(|(n, _)| *n == ns)
+            .map(|(_, v)| w.make_kuid(ns, *v));
+        let g = gc
+            .iter()
+            .find(|(n, _)| *n == ns)
+            .map(|(_, v)| w.make_kgid(ns, *v));
+        let ok = u.is_some() && g.is_some();
+        tr!(t.check(
+            ok,
+            "inode_userns:bprm_fill_uid",
+            format!(
+                "[000] the set-id owner is the file's owner as seen at the caller's level \"{}\"",
+                w.ns(ns).name
+            ),
+            vec![
+                ("owner_chain", show_chain(w, &uc)),
+                ("group_chain", show_chain(w, &gc)),
+            ],
+        ));
+        Some(match (u, g) {
+            (Some(u), Some(g)) => Some((u, g)),
+            _ => None,
+        })
+    }
+
+    /// IU0: a file created by a task belongs to the task's namespace ("If (501,1) creates a
+    /// file … it is owned by both (501,1) and (500,0)").
+    fn inode_created(&self, w: &mut World, ino: InodeRef, cred: &Cred) {
+        w.decl.inode_ns.insert(ino, cred.user_ns);
+    }
+}
+
+/// The access algorithm of 001 §4, with 000's levels and the keychain line.
+fn permission(w: &World, t: &mut Tracer, cred: &Cred, ino: InodeRef, mask: u32) -> Check {
+    let i = w.inode(ino);
+    let want = mask & 7;
+    if w.sb(i.sb).posix_acl && i.acl.is_some() {
+        let why = "the inode has a POSIX ACL, and seed 001's access algorithm does not say where ACL entries apply".to_string();
+        tr!(t.step(F, why.clone(), vec![], StepVerdict::Unknown));
+        return Err(Stop::unknown(why));
+    }
+    let (ins, cns) = (w.inode_userns(ino), cred.user_ns);
+    let uc = chain(w, ino, true);
+    tr!(t.info(
+        F,
+        format!(
+            "{} on an inode of namespace \"{}\" mode {}, by a task of \"{}\"",
+            mask_str(want),
+            w.ns(ins).name,
+            mode_str(i.mode),
+            w.ns(cns).name
+        ),
+        vec![("owners", show_chain(w, &uc))],
+    ));
+    // IU1 "if capable(CAP_HOST_ADMIN|CAP_DAC_OVERRIDE) allow".
+    if w.semantics.has(Proposal::HostAdmin) {
+        let ok = cred.host_admin && cred.cap_effective.has(Cap::DAC_OVERRIDE);
+        if tr!(t.check(
+            ok,
+            F,
+            "[001 §4] CAP_HOST_ADMIN|CAP_DAC_OVERRIDE overrides every userns check",
+            vec![("cap_host_admin", cred.host_admin.to_string())],
+        )) {
+            return Ok(());
+        }
+    } else {
+        tr!(t.info(
+            F,
+            "[001 §4] the CAP_HOST_ADMIN|CAP_DAC_OVERRIDE line needs semantics host_admin; skipped",
+            vec![],
+        ));
+    }
+    // IU2 "if current->userns==inode->userns { if capable(CAP_DAC_OVERRIDE) allow".
+    if ins == cns {
+        let ok = cred.cap_effective.has(Cap::DAC_OVERRIDE);
+        if tr!(t.check(
+            ok,
+            F,
+            "[001 §4] same namespace: CAP_DAC_OVERRIDE there overrides",
+            vec![("cap_effective", cred.cap_effective.to_string())],
+        )) {
+            return Ok(());
+        }
+    }
+    // IU3 "current->uid==inode->i_uid allow as owner", at the caller's level (000: "file
+    // access may be granted at any level in the userns hierarchy").
+    let me = w.from_kuid(cns, cred.fsuid);
+    let at_level = uc.iter().find(|(n, _)| *n == cns).map(|(_, v)| *v);
+    let owner = at_level.is_some() && at_level == me;
+    tr!(t.check(
+        owner,
+        F,
+        format!(
+            "[001 §4, 000] the caller's uid is the file's owner at its level \"{}\"",
+            w.ns(cns).name
+        ),
+        vec![
+            ("uid", me.map_or("unmapped".into(), |v| v.to_string())),
+            (
+                "owner_here",
+                at_level.map_or("none".into(), |v| v.to_string())
+            ),
+        ],
+    ));
+    if owner {
+        return class_bits(t, Class::Owner, i.mode, want, "owner".into());
+    }
+    // IU4 "inode->i_uid is in current's keychain → allow as owner".
+    if w.semantics.has(Proposal::Keychain) && keychain::holds_owner(w, t, cred, &uc) {
+        return class_bits(t, Class::Owner, i.mode, want, "owner by keychain".into());
+    }
+    // IU3' "uid==inode->i_gid in current's groups → allow as group", at the caller's level.
+    let gc = chain(w, ino, false);
+    let g_here = gc
+        .iter()
+        .find(|(n, _)| *n == cns)
+        .map(|(_, v)| w.make_kgid(cns, *v));
+    let in_group = g_here.is_some_and(|g| w.in_group_p(cred, g));
+    tr!(t.check(
+        in_group,
+        F,
+        "[001 §4, 000] the file's group at the caller's level is the fsgid or a supplementary group",
+        vec![("groups_chain", show_chain(w, &gc))],
+    ));
+    if in_group {
+        return class_bits(t, Class::Group, i.mode, want, "group".into());
+    }
+    // IU6 "treat as user 'other'" / 000 "cross-userns access defaults to user-other".
+    class_bits(
+        t,
+        Class::Other,
+        i.mode,
+        want,
+        "[001 §4] otherwise 'other'".into(),
+    )
+}
