@@ -88,7 +88,7 @@ pub use keys::{
 pub use ops::{MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
 pub use outcome::{Outcome, Output, Step, StepVerdict, Values, Verdict};
 pub use query::AccessQuery;
-pub use scenario::{Expect, OpReport, Scenario};
+pub use scenario::{Difference, Expect, OpReport, Scenario, Side};
 pub use semantics::{
     Ace, AceSubject, ContainerObj, Declarations, FsidMaps, Proposal, Semantics, KEY_ACL_CLEAR,
     KEY_ACL_INVAL, KEY_ACL_JOIN, KEY_ACL_REVOKE,

@@ -11,12 +11,14 @@ use crate::world::{MountOptions, TaskRef, World};
 use crate::Error;
 use credns_idmap::Errno;
 
+mod compare;
 mod op_args;
 mod ops;
 mod proposals;
 mod raw;
 mod world;
 
+pub use compare::{Difference, Side};
 use ops::parse_op;
 use raw::*;
 use world::*;

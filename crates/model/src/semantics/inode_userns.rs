@@ -7,7 +7,7 @@ use credns_idmap::{Errno, Kgid, Kuid};
 
 use crate::caps::Cap;
 use crate::outcome::{StepVerdict, Tracer};
-use crate::vfs::{mask_str, mode_str, Check, Stop};
+use crate::vfs::{granted_to_all, mask_str, mode_str, Check, Stop};
 use crate::world::{Cred, InodeRef, Mount, MountRef, NsRef, World};
 
 use super::{keychain, Proposal, Rules};
@@ -143,7 +143,19 @@ impl Rules for InodeUserns {
 fn permission(w: &World, t: &mut Tracer, cred: &Cred, ino: InodeRef, mask: u32) -> Check {
     let i = w.inode(ino);
     let want = mask & 7;
-    if w.sb(i.sb).posix_acl && i.acl.is_some() {
+    let has_acl = w.sb(i.sb).posix_acl && i.acl.is_some();
+    // IU0' (choice): every way through the algorithm ends in "allow" or one class's bits, so
+    // when every class grants the request the answer is known; this is mainline's first test,
+    // kept under its name so that a comparison parts where the answers can differ.
+    if granted_to_all(i.mode, want, has_acl) {
+        tr!(t.pass(
+            "acl_permission_check",
+            "every class (owner, group, other) grants the request and there is no ACL",
+            vec![("want", mask_str(want)), ("mode", mode_str(i.mode))],
+        ));
+        return Ok(());
+    }
+    if has_acl {
         let why = "the inode has a POSIX ACL, and seed 001's access algorithm does not say where ACL entries apply".to_string();
         tr!(t.step(F, why.clone(), vec![], StepVerdict::Unknown));
         return Err(Stop::unknown(why));
