@@ -540,3 +540,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn seed000_keychain_copied_to_the_new_root() {
+    let s = example("proposal_seed000_keychain_copy.toml");
+    let l = line_of(&s, "keyctl_search keyring=@u description=tok  # found");
+    let (v, out) = at(&s, sem("inode_userns+keychain"), l);
+    assert_eq!(v, Verdict::Allowed);
+    assert!(out.starts_with("key=tok "), "{out}");
+    assert_eq!(at(&s, Semantics::MAINLINE, l).0, ENOKEY);
+}
+
+/// The declarations shown in docs/scenarios.md parse.
+#[test]
+fn scenarios_doc_declarations_parse() {
+    let doc = std::fs::read_to_string(format!(
+        "{}/../../docs/scenarios.md",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let from = doc.find("## Proposals' declarations").expect("the section");
+    let rest = &doc[from..];
+    let start = rest.find("```toml\n").unwrap() + 8;
+    let end = start + rest[start..].find("```").unwrap();
+    let s = Scenario::parse(&rest[start..end], "scenarios.md").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.semantics.proposals().count(), Proposal::ALL.len());
+    let w = &s.world;
+    let root = w.task(w.task_by_name("hostroot").unwrap());
+    assert!(root.cred.host_admin);
+    assert_eq!(root.cred.keychain.len(), 1);
+    assert_eq!(w.declarations().containers[0].intercept.len(), 2);
+    assert_eq!(w.declarations().containers[0].intercept[1].0, "*");
+}

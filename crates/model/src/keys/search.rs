@@ -328,6 +328,7 @@ impl World {
         let r = self
             .user_keyrings(c.user_ns, c.uid)
             .map_err(|e| Stop::unknown(e.to_string()))?;
+        self.proposals_notify(|p, w| p.user_keyring_created(w, t, c.user_ns, c.uid, r.0));
         tr!(t.info(
             f,
             format!("created {} and {}", self.key_show(r.0), self.key_show(r.1)),

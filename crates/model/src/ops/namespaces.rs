@@ -77,7 +77,6 @@ impl World {
             vec![],
         ));
         self.commit_creds(t, task, new);
-        self.proposals_notify(|p, w| p.userns_created(w, t, task, parent, nsr));
         Ok(Some(out(vec![
             ("ns", name.into()),
             ("level", (p.level + 1).to_string()),

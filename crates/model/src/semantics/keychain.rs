@@ -3,7 +3,10 @@
 //! CLONE_NEWUSER the new namespace's root gets a copy of the creator's keychains.
 
 use crate::outcome::Tracer;
-use crate::world::{Cred, NsRef, TaskRef, World};
+use credns_idmap::Kuid;
+
+use crate::keys::KeyRef;
+use crate::world::{Cred, NsRef, World};
 
 use super::inode_userns::show_chain;
 use super::Rules;
@@ -29,39 +32,44 @@ pub(super) fn holds_owner(w: &World, t: &mut Tracer, cred: &Cred, owners: &[(NsR
 
 impl Rules for Keychain {
     /// KC2 (000) "at clone(CLONE_NEWUSER) … give the new root user_struct in the new user_ns a
-    /// copy of the userns->creator's keychains": the creator's user keyring is copied into the
-    /// new namespace's user keyring of the same kernel uid (the task's own keychain travels
-    /// with its credentials anyway).
-    fn userns_created(
+    /// copy of the userns->creator's keychains": when the user keyring of a namespace's root
+    /// is made, it starts with the links of its creator's user keyring in the parent.
+    /// Choice: the copy is taken when the root's user keyring is first made (the kernel makes
+    /// it on first use), not at the unshare, when the root's uid is not mapped yet.
+    fn user_keyring_created(
         &self,
         w: &mut World,
         t: &mut Tracer,
-        task: TaskRef,
-        parent: NsRef,
-        new: NsRef,
+        ns: NsRef,
+        kuid: Kuid,
+        ur: KeyRef,
     ) {
-        let uid = w.task(task).cred.uid;
-        let Some(&(from, _)) = w.keys.user_keyrings.get(&(parent, uid)) else {
+        let n = w.ns(ns).clone();
+        let Some(parent) = n.parent else { return };
+        if w.make_kuid(ns, 0) != kuid {
+            return;
+        }
+        let Some(&(from, _)) = w.keys.user_keyrings.get(&(parent, n.owner)) else {
             tr!(t.info(
-                "keychain:create_user_ns",
-                "[000] the creator has no user keyring yet: nothing to copy",
+                "keychain:look_up_user_keyrings",
+                "[000] the namespace's creator has no user keyring: nothing to copy",
                 vec![],
             ));
             return;
         };
-        let Ok((to, _)) = w.user_keyrings(new, uid) else {
-            return;
-        };
         let links = w.key(from).links.clone();
         for k in &links {
-            let _ = w.link_key(to, *k);
+            let _ = w.link_key(ur, *k);
         }
         tr!(t.info(
-            "keychain:create_user_ns",
-            "[000] the new namespace's root gets a copy of the creator's user keyring",
+            "keychain:look_up_user_keyrings",
+            format!(
+                "[000] the root of \"{}\" gets a copy of its creator's user keyring",
+                n.name
+            ),
             vec![
                 ("from", w.key_show(from)),
-                ("to", w.key_show(to)),
+                ("to", w.key_show(ur)),
                 ("keys", links.len().to_string()),
             ],
         ));

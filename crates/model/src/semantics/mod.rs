@@ -328,14 +328,14 @@ pub(crate) trait Rules: Sync {
     /// An inode was created by `cred`.
     fn inode_created(&self, w: &mut World, ino: InodeRef, cred: &Cred) {}
 
-    /// `task` made namespace `new` (a child of `parent`).
-    fn userns_created(
+    /// The user keyring `ur` of (`ns`, `kuid`) was just created (`look_up_user_keyrings`).
+    fn user_keyring_created(
         &self,
         w: &mut World,
         t: &mut Tracer,
-        task: TaskRef,
-        parent: NsRef,
-        new: NsRef,
+        ns: NsRef,
+        kuid: Kuid,
+        ur: KeyRef,
     ) {
     }
 }
@@ -370,7 +370,7 @@ impl World {
         self.semantics.proposals().find_map(|p| ask(p.rules()))
     }
 
-    /// Tell every active proposal about a change (`inode_created`, `userns_created`).
+    /// Tell every active proposal about a change (`inode_created`, `user_keyring_created`).
     pub(crate) fn proposals_notify(&mut self, mut tell: impl FnMut(&dyn Rules, &mut World)) {
         if self.semantics.is_mainline() {
             return;
