@@ -15,10 +15,9 @@ pub(super) struct FsidMap;
 
 fn conv(map: &IdMap, back: &IdMap, k: u32) -> u32 {
     // k is a kernel id of `back`'s numbering: its id in the namespace, then `map`'s kernel id.
-    match back.map_up(k).and_then(|v| map.map_down(v)) {
-        Some(x) => x,
-        None => u32::MAX,
-    }
+    back.map_up(k)
+        .and_then(|v| map.map_down(v))
+        .unwrap_or(u32::MAX)
 }
 
 /// Renumber kernel ids of namespace `ns` from one map pair to the other (`to_fs`: id → fs).
@@ -77,12 +76,11 @@ fn renumber_cred(w: &World, c: &mut crate::world::Cred, to_fs: bool) {
 /// Renumber the inodes of filesystems mounted in a namespace with fs maps (their on-disk ids
 /// are read through the fs map). `src` holds the maps of the numbering the inodes are in.
 fn renumber_inodes(src: &World, dst: &mut World, to_fs: bool) {
-    for (i, ino) in dst.inodes.iter_mut().enumerate() {
+    for ino in dst.inodes.iter_mut() {
         let ns = src.sb(ino.sb).user_ns;
         if !src.decl.fsid.contains_key(&ns) {
             continue;
         }
-        let _ = i;
         ino.uid = uid_in(src, ns, ino.uid, to_fs);
         ino.gid = gid_in(src, ns, ino.gid, to_fs);
         if let Some(acl) = &mut ino.acl {

@@ -153,9 +153,7 @@ impl Rules for KeyAcl {
         possessed: bool,
         need: KeyNeed,
     ) -> Option<bool> {
-        let Some(bit) = need.bit() else {
-            return None;
-        };
+        let bit = need.bit()?;
         let key = w.key(k);
         let c = &w.task(task).cred;
         let derived;
