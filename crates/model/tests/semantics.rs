@@ -572,3 +572,45 @@ fn scenarios_doc_declarations_parse() {
     assert_eq!(w.declarations().containers[0].intercept.len(), 2);
     assert_eq!(w.declarations().containers[0].intercept[1].0, "*");
 }
+
+/// Every shipped example under every combination of proposals: every operation runs (no rule
+/// panics on a world it was not written for), twice with the same outcomes, and a comparison
+/// with mainline names only operations whose outcomes do differ.
+#[test]
+fn every_example_under_every_semantics() {
+    let dir = format!("{}/examples", env!("CARGO_MANIFEST_DIR"));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    names.sort();
+    for n in &names {
+        let s = example(n);
+        let mainline = s.run_with(Semantics::MAINLINE);
+        for bits in 0u8..64 {
+            let mut sem = Semantics::MAINLINE;
+            for (i, p) in Proposal::ALL.iter().enumerate() {
+                if bits & (1 << i) != 0 {
+                    sem = sem.with(*p);
+                }
+            }
+            let a = s.run_with(sem);
+            let b = s.run_with(sem);
+            assert_eq!(a.len(), s.ops.len(), "{n} under {sem}");
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.outcome, y.outcome, "{n} under {sem}");
+            }
+            let diffs = s.compare(&[Semantics::MAINLINE, sem]);
+            for d in &diffs {
+                let (m, p) = (&mainline[d.index].outcome, &a[d.index].outcome);
+                assert!(m.result != p.result || m.output != p.output, "{n} {sem} #{}", d.index);
+                assert_eq!(d.sides[0].from_parting, m.trace[d.parted_at.min(m.trace.len())..]);
+            }
+            if sem.is_mainline() {
+                assert!(diffs.is_empty(), "{n}");
+            }
+        }
+    }
+}
