@@ -84,7 +84,7 @@ fn compare_refuses_bad_lists() {
         ("mainline", "at least two"),
         ("mainline,hostadmin", "unknown semantics \"hostadmin\""),
         ("mainline,keychain", "name \"inode_userns\" too"),
-        ("mainline,isolated_userns", "not modelled"),
+        ("mainline,host_admin+bogus", "unknown semantics \"bogus\""),
     ] {
         let out = credns(&[
             "sim",

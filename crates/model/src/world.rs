@@ -597,6 +597,7 @@ impl World {
         self.ns(ns)
             .uid_map
             .map_down(uid)
+            .filter(|k| !self.id_hidden(ns, *k))
             .map(Kuid)
             .unwrap_or(Kuid::INVALID)
     }
@@ -606,13 +607,14 @@ impl World {
         self.ns(ns)
             .gid_map
             .map_down(gid)
+            .filter(|k| !self.id_hidden(ns, *k))
             .map(Kgid)
             .unwrap_or(Kgid::INVALID)
     }
 
     /// `from_kuid`: `None` where the kernel returns -1.
     pub fn from_kuid(&self, ns: NsRef, k: Kuid) -> Option<u32> {
-        if !k.is_valid() {
+        if !k.is_valid() || self.id_hidden(ns, k.0) {
             return None;
         }
         self.ns(ns).uid_map.map_up(k.0)
@@ -620,7 +622,7 @@ impl World {
 
     /// `from_kgid`.
     pub fn from_kgid(&self, ns: NsRef, k: Kgid) -> Option<u32> {
-        if !k.is_valid() {
+        if !k.is_valid() || self.id_hidden(ns, k.0) {
             return None;
         }
         self.ns(ns).gid_map.map_up(k.0)

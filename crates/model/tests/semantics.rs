@@ -374,9 +374,6 @@ fn unknown_semantics_names_its_line() {
         msg.contains("unknown semantics \"host_admn\"") && msg.contains("host_admin"),
         "{msg}"
     );
-    let (line, _, msg) = err("[settings]\nsemantics = [\"isolated_userns\"]\n");
-    assert_eq!(line, 2);
-    assert!(msg.contains("not modelled"), "{msg}");
     let (line, _, msg) = err("[settings]\nsemantics = [\"keychain\"]\n");
     assert_eq!(line, 2);
     assert!(msg.contains("name \"inode_userns\" too"), "{msg}");
@@ -411,6 +408,11 @@ fn declarations_need_their_proposal() {
             "a keychain",
         ),
         ("[[container]]\nname = \"box\"\n", 1, "a [[container]]"),
+        (
+            "[[namespace]]\nname = \"n\"\nowner = 0\nisolated = true\n",
+            4,
+            "`isolated` on a namespace",
+        ),
     ] {
         let (l, _, msg) = err(text);
         assert_eq!(l, line, "{text}: {msg}");
@@ -469,7 +471,7 @@ fn proposals_are_off_unless_named() {
 proptest! {
     /// Any combination of proposals prints and parses back to itself.
     #[test]
-    fn semantics_round_trip(bits in 0u8..64) {
+    fn semantics_round_trip(bits in 0u8..128) {
         let mut s = Semantics::MAINLINE;
         for (i, p) in Proposal::ALL.iter().enumerate() {
             if bits & (1 << i) != 0 {
@@ -498,7 +500,7 @@ proptest! {
 
     /// A `[settings] semantics` list of known names parses; its set is what the file runs.
     #[test]
-    fn settings_semantics(bits in 0u8..64, order in any::<bool>()) {
+    fn settings_semantics(bits in 0u8..128, order in any::<bool>()) {
         let mut names: Vec<&str> = vec!["mainline"];
         for (i, p) in Proposal::ALL.iter().enumerate() {
             if bits & (1 << i) != 0 {
@@ -589,7 +591,7 @@ fn every_example_under_every_semantics() {
     for n in &names {
         let s = example(n);
         let mainline = s.run_with(Semantics::MAINLINE);
-        for bits in 0u8..64 {
+        for bits in 0u8..128 {
             let mut sem = Semantics::MAINLINE;
             for (i, p) in Proposal::ALL.iter().enumerate() {
                 if bits & (1 << i) != 0 {
@@ -605,12 +607,75 @@ fn every_example_under_every_semantics() {
             let diffs = s.compare(&[Semantics::MAINLINE, sem]);
             for d in &diffs {
                 let (m, p) = (&mainline[d.index].outcome, &a[d.index].outcome);
-                assert!(m.result != p.result || m.output != p.output, "{n} {sem} #{}", d.index);
-                assert_eq!(d.sides[0].from_parting, m.trace[d.parted_at.min(m.trace.len())..]);
+                assert!(
+                    m.result != p.result || m.output != p.output,
+                    "{n} {sem} #{}",
+                    d.index
+                );
+                assert_eq!(
+                    d.sides[0].from_parting,
+                    m.trace[d.parted_at.min(m.trace.len())..]
+                );
             }
             if sem.is_mainline() {
                 assert!(diffs.is_empty(), "{n}");
             }
         }
     }
+}
+
+#[test]
+fn seed004_isolated_ids() {
+    let s = example("proposal_seed004_isolated_userns.toml");
+    let iso = sem("isolated_userns");
+    let m = Semantics::MAINLINE;
+    // "access to the full uid/gid range (uint32)" without coordination: the owner writes it.
+    let w = line_of(&s, "host1000: write_uid_map");
+    assert_eq!(at(&s, iso, w).0, Verdict::Allowed);
+    assert_eq!(at(&s, m, w).0, EPERM);
+    // "completely distinct kuid/kgid from everything else".
+    let ps = line_of(&s, "hostroot: proc_status target=box1000");
+    assert!(at(&s, iso, ps).1.starts_with("uid=65534 euid=65534"));
+    let box1000 = credns_model::ISOLATED_BASE + credns_model::ISOLATED_BAND + 1000;
+    assert!(at(&s, m, ps).1.starts_with(&format!("uid={box1000} ")));
+    assert_eq!(
+        at(&s, iso, line_of(&s, "box1000: kill target=host1000")).0,
+        EPERM
+    );
+    // Host filesystems only "rely on the use of VFS based shifting".
+    let host_create = line_of(&s, "boxroot: create path=/tmp/x");
+    assert_eq!(
+        at(&s, iso, host_create).0,
+        Verdict::Denied(credns_model::Errno::EOVERFLOW)
+    );
+    assert_eq!(at(&s, m, host_create).0, Verdict::Allowed);
+    let shifted = line_of(&s, "box1000: create path=/box-data/shared/new");
+    let (v, out) = at(&s, iso, shifted);
+    assert_eq!(v, Verdict::Allowed);
+    assert!(out.contains("disk_uid=1000 disk_gid=1000"), "{out}");
+    assert_eq!(
+        at(&s, iso, line_of(&s, "box1000: open path=/data/shared/doc")).0,
+        EACCES
+    );
+    assert_eq!(
+        at(
+            &s,
+            iso,
+            line_of(&s, "box1000: open path=/box-data/shared/doc")
+        )
+        .0,
+        Verdict::Allowed
+    );
+}
+
+#[test]
+fn isolated_maps_are_the_full_range() {
+    let head = "[settings]\nsemantics = [\"isolated_userns\"]\n[[namespace]]\nname = \"n\"\nowner = 0\nisolated = true\n";
+    let (l, _, msg) = err(&format!("{head}uid_map = \"0 100000 65536\"\n"));
+    assert_eq!(l, 7);
+    assert!(msg.contains("full range"), "{msg}");
+    let s = Scenario::parse(&format!("{head}uid_map = \"0 0 4294967295\"\ngid_map = \"0 0 4294967295\"\n[[process]]\nname = \"r\"\nns = \"n\"\nuid = 0\n"), "ok.toml").unwrap();
+    let w = &s.world;
+    let r = w.task(w.task_by_name("r").unwrap());
+    assert_eq!(r.cred.uid.0, credns_model::ISOLATED_BASE);
 }

@@ -276,3 +276,43 @@ pub(super) fn declare_key_acl(c: &Ctx, w: &mut World, k: &RawKey) -> Result<(), 
     w.declarations_mut().key_acl.insert(key, acl);
     Ok(())
 }
+
+/// isolated_userns: `isolated = true` on a namespace. Its maps, if given, must be the full
+/// range, and are the kernel ids of its own band. Returns whether the namespace is isolated.
+pub(super) fn declare_isolated(c: &Ctx, w: &mut World, n: &RawNs, r: NsRef) -> Result<bool, Error> {
+    let Some(iso) = &n.isolated else {
+        return Ok(false);
+    };
+    c.need(
+        Proposal::IsolatedUserns,
+        iso.span(),
+        "`isolated` on a namespace",
+    )?;
+    if !*iso.get_ref() {
+        return Ok(false);
+    }
+    if let Some(m) = n.fsuid_map.as_ref().or(n.fsgid_map.as_ref()) {
+        return Err(c.err(
+            m.span(),
+            "an isolated namespace has no fsid maps (the model combines no two proposals' id maps)",
+        ));
+    }
+    w.declarations_mut().isolated.push(r);
+    let band = crate::semantics::band_map(w, r).expect("just declared");
+    for (m, uid) in [(&n.uid_map, true), (&n.gid_map, false)] {
+        let Some(m) = m else { continue };
+        if !crate::semantics::is_full_range(m.get_ref()) {
+            return Err(c.err(
+                m.span(),
+                "the map of an isolated namespace is the full range \"0 0 4294967295\" (or not written yet)",
+            ));
+        }
+        let ns = &mut w.namespaces[r.0];
+        if uid {
+            ns.uid_map = band.clone();
+        } else {
+            ns.gid_map = band.clone();
+        }
+    }
+    Ok(true)
+}

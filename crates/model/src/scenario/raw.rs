@@ -117,6 +117,8 @@ pub(super) struct RawNs {
     /// fsid_map: the fs maps, in the write format.
     pub(super) fsuid_map: Option<Spanned<String>>,
     pub(super) fsgid_map: Option<Spanned<String>>,
+    /// isolated_userns: the namespace has kernel ids of its own.
+    pub(super) isolated: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

@@ -41,13 +41,17 @@ pub(super) fn declare_namespace(c: &Ctx, w: &mut World, ns: &Spanned<RawNs>) -> 
             }
         }
     }
-    if let Some(m) = &n.uid_map {
-        w.set_uid_map(r, m.get_ref())
-            .map_err(|e| c.model(m.span(), e))?;
-    }
-    if let Some(m) = &n.gid_map {
-        w.set_gid_map(r, m.get_ref())
-            .map_err(|e| c.model(m.span(), e))?;
+    if super::proposals::declare_isolated(c, w, n, r)? {
+        // Its maps are the isolated_userns proposal's.
+    } else {
+        if let Some(m) = &n.uid_map {
+            w.set_uid_map(r, m.get_ref())
+                .map_err(|e| c.model(m.span(), e))?;
+        }
+        if let Some(m) = &n.gid_map {
+            w.set_gid_map(r, m.get_ref())
+                .map_err(|e| c.model(m.span(), e))?;
+        }
     }
     w.set_parent_could_setfcap(r, n.parent_could_setfcap.unwrap_or(false));
     super::proposals::declare_fsid_maps(c, w, n, r)

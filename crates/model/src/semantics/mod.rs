@@ -28,9 +28,12 @@ mod container;
 mod fsid_map;
 mod host_admin;
 mod inode_userns;
+mod isolated_userns;
 mod key_acl;
 mod keychain;
 
+pub(crate) use isolated_userns::{band_map, is_full_range};
+pub use isolated_userns::{ISOLATED_BAND, ISOLATED_BASE};
 pub use key_acl::{Ace, AceSubject, KEY_ACL_CLEAR, KEY_ACL_INVAL, KEY_ACL_JOIN, KEY_ACL_REVOKE};
 
 /// One proposal (or mainline).
@@ -48,17 +51,20 @@ pub enum Proposal {
     Container,
     /// Seed 003: fsid mappings distinct from id mappings.
     FsidMap,
+    /// Seed 004: isolated user namespaces with kernel ids of their own.
+    IsolatedUserns,
 }
 
 impl Proposal {
     /// Every proposal the model knows, in the order their rules are consulted.
-    pub const ALL: [Proposal; 6] = [
+    pub const ALL: [Proposal; 7] = [
         Proposal::HostAdmin,
         Proposal::InodeUserns,
         Proposal::Keychain,
         Proposal::KeyAcl,
         Proposal::Container,
         Proposal::FsidMap,
+        Proposal::IsolatedUserns,
     ];
 
     /// The name used in scenario files and on the command line.
@@ -70,6 +76,7 @@ impl Proposal {
             Proposal::KeyAcl => "key_acl",
             Proposal::Container => "container",
             Proposal::FsidMap => "fsid_map",
+            Proposal::IsolatedUserns => "isolated_userns",
         }
     }
 
@@ -100,6 +107,7 @@ impl Proposal {
             Proposal::KeyAcl => &key_acl::KeyAcl,
             Proposal::Container => &container::Container,
             Proposal::FsidMap => &fsid_map::FsidMap,
+            Proposal::IsolatedUserns => &isolated_userns::IsolatedUserns,
         }
     }
 }
@@ -113,9 +121,6 @@ impl std::fmt::Display for Proposal {
 /// A semantics: mainline plus a set of proposals.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Semantics(u8);
-
-/// Names the model recognises as proposals it describes but does not model.
-const DESCRIBED_ONLY: &[&str] = &["isolated_userns"];
 
 impl Semantics {
     /// Mainline Linux: no proposal.
@@ -149,11 +154,6 @@ impl Semantics {
         }
         if let Some(p) = Proposal::parse(n) {
             return Ok(self.with(p));
-        }
-        if DESCRIBED_ONLY.contains(&n) {
-            return Err(format!(
-                "semantics \"{n}\" is described in docs/semantics.md but not modelled"
-            ));
         }
         let known: Vec<&str> = std::iter::once("mainline")
             .chain(Proposal::ALL.iter().map(|p| p.name()))
@@ -235,6 +235,8 @@ pub struct Declarations {
     pub containers: Vec<ContainerObj>,
     /// Which container each denizen belongs to (an index into `containers`).
     pub task_container: BTreeMap<TaskRef, usize>,
+    /// Isolated namespaces; the i-th owns kernel ids `ISOLATED_BASE + i * ISOLATED_BAND ..`.
+    pub isolated: Vec<NsRef>,
 }
 
 /// What `request_key` found in a place the mainline search does not look.
@@ -301,6 +303,26 @@ pub(crate) trait Rules: Sync {
         possessed: bool,
         need: KeyNeed,
     ) -> Option<bool> {
+        None
+    }
+
+    /// Whether kernel id `k` has no mapping in `ns` whatever its maps say (`make_kuid`,
+    /// `from_kuid` and their gid forms).
+    fn id_hidden(&self, w: &World, ns: NsRef, k: u32) -> Option<bool> {
+        None
+    }
+
+    /// A write of `text` to the uid or gid map of `ns` by `cred` (`map_write`): the kernel
+    /// form of the map, or the refusal.
+    fn write_map(
+        &self,
+        w: &World,
+        t: &mut Tracer,
+        cred: &Cred,
+        ns: NsRef,
+        uid: bool,
+        text: &str,
+    ) -> Option<Result<IdMap, crate::vfs::Stop>> {
         None
     }
 
@@ -378,6 +400,13 @@ impl World {
         for p in self.semantics.proposals() {
             tell(p.rules(), self);
         }
+    }
+
+    /// Whether an active proposal hides kernel id `k` from namespace `ns` (isolated_userns).
+    #[inline]
+    pub(crate) fn id_hidden(&self, ns: NsRef, k: u32) -> bool {
+        !self.decl.isolated.is_empty()
+            && self.proposal(|p| p.id_hidden(self, ns, k)).unwrap_or(false)
     }
 
     /// The namespace an inode belongs to under inode_userns: declared or recorded at its
