@@ -469,6 +469,58 @@ fn proposals_are_off_unless_named() {
 }
 
 proptest! {
+    /// Keychain entries: `NS:UID` with a known namespace and a mapped uid parse to that
+    /// credential; anything else is an error at the entry's line naming the entry.
+    #[test]
+    fn keychain_entries(ns in prop::sample::select(vec!["init", "ct", "nope", ""]), uid in prop::sample::select(vec!["0", "5", "70000", "x", "-1", ""]), colon in any::<bool>()) {
+        let entry = if colon { format!("{ns}:{uid}") } else { format!("{ns}{uid}") };
+        let text = format!("[settings]\nsemantics = [\"inode_userns\", \"keychain\"]\n[[namespace]]\nname = \"ct\"\nowner = 0\nuid_map = \"0 100000 65536\"\n[[process]]\nname = \"p\"\nuid = 0\nkeychain = [{entry:?}]\n");
+        let good = colon && (ns == "init" || ns == "ct") && uid.parse::<u32>().map_or(false, |u| ns == "init" || u < 65536);
+        match Scenario::parse(&text, "k.toml") {
+            Ok(s) => {
+                prop_assert!(good, "{entry} accepted");
+                let w = &s.world;
+                let kc = &w.task(w.task_by_name("p").unwrap()).cred.keychain;
+                prop_assert_eq!(kc.len(), 1);
+                prop_assert_eq!(kc[0].1, uid.parse::<u32>().unwrap());
+                prop_assert_eq!(&w.ns(kc[0].0).name, ns);
+            }
+            Err(Error::Scenario { line, message, .. }) => {
+                prop_assert!(!good, "{entry} refused: {message}");
+                prop_assert_eq!(line, 10);
+                prop_assert!(message.contains(&format!("keychain entry {entry:?}")), "{message}");
+            }
+            Err(e) => prop_assert!(false, "{e}"),
+        }
+    }
+
+    /// Intercept filters: `TYPE:KEYRING` naming a declared keyring, types 1..=31 characters,
+    /// no type twice; "*" is kept last whatever the order written.
+    #[test]
+    fn intercept_filters(types in prop::collection::vec(prop::sample::select(vec!["user", "*", "rxrpc", "", "abcdefghijabcdefghijabcdefghijab"]), 0..4), ring in prop::sample::select(vec!["up", "nokey", "plain"])) {
+        let list = types.iter().map(|t| format!("\"{t}:{ring}\"")).collect::<Vec<_>>().join(", ");
+        let text = format!("[settings]\nsemantics = [\"container\"]\n[[process]]\nname = \"m\"\nuid = 0\n[[key]]\nname = \"up\"\ntype = \"keyring\"\nat = \"m:session\"\n[[key]]\nname = \"plain\"\nat = \"m:session\"\n[[container]]\nname = \"box\"\nintercept = [{list}]\n");
+        let distinct = types.iter().collect::<std::collections::BTreeSet<_>>().len() == types.len();
+        let good = types.is_empty() || (ring == "up" && distinct && types.iter().all(|t| !t.is_empty() && t.len() <= 31));
+        match Scenario::parse(&text, "i.toml") {
+            Ok(s) => {
+                prop_assert!(good, "{list}");
+                let f = &s.world.declarations().containers[0].intercept;
+                prop_assert_eq!(f.len(), types.len());
+                if let Some(p) = f.iter().position(|(t, _)| t == "*") {
+                    prop_assert_eq!(p, f.len() - 1);
+                }
+            }
+            Err(Error::Scenario { line, message, .. }) => {
+                prop_assert!(!good, "{list}: {message}");
+                prop_assert_eq!(line, 15, "{}", message);
+            }
+            Err(e) => prop_assert!(false, "{e}"),
+        }
+    }
+}
+
+proptest! {
     /// Any combination of proposals prints and parses back to itself.
     #[test]
     fn semantics_round_trip(bits in 0u8..128) {
