@@ -475,7 +475,7 @@ proptest! {
     fn keychain_entries(ns in prop::sample::select(vec!["init", "ct", "nope", ""]), uid in prop::sample::select(vec!["0", "5", "70000", "x", "-1", ""]), colon in any::<bool>()) {
         let entry = if colon { format!("{ns}:{uid}") } else { format!("{ns}{uid}") };
         let text = format!("[settings]\nsemantics = [\"inode_userns\", \"keychain\"]\n[[namespace]]\nname = \"ct\"\nowner = 0\nuid_map = \"0 100000 65536\"\n[[process]]\nname = \"p\"\nuid = 0\nkeychain = [{entry:?}]\n");
-        let good = colon && (ns == "init" || ns == "ct") && uid.parse::<u32>().map_or(false, |u| ns == "init" || u < 65536);
+        let good = colon && (ns == "init" || ns == "ct") && uid.parse::<u32>().is_ok_and(|u| ns == "init" || u < 65536);
         match Scenario::parse(&text, "k.toml") {
             Ok(s) => {
                 prop_assert!(good, "{entry} accepted");
