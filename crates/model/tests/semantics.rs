@@ -163,6 +163,21 @@ fn seed003_fsid_example() {
     let (v, out) = at(&s, fs, cr);
     assert_eq!(v, Verdict::Allowed);
     assert!(out.contains("disk_uid=300000 disk_gid=300000"), "{out}");
+    // The resolved access query (`credns sim --who-can`) answers as the operation does.
+    let mut w = s.world.clone();
+    assert_eq!(w.semantics(), fs);
+    let ct = w.task_by_name("ctroot").unwrap();
+    let q = w.access_query("/image/etc_passwd", 6, false);
+    assert_eq!(w.decide_access(ct, &q), Verdict::Allowed);
+    let op = credns_model::Op::Access {
+        path: "/image/etc_passwd".into(),
+        mode: 6,
+        eaccess: false,
+    };
+    assert_eq!(w.decide(ct, &op).0, Verdict::Allowed);
+    w.set_semantics(Semantics::MAINLINE);
+    assert_eq!(w.decide_access(ct, &q), EACCES);
+    assert_eq!(w.decide(ct, &op).0, EACCES);
     // Signals and /proc keep the id map: the process is kernel uid 100000.
     let ps = line_of(&s, "hostroot: proc_status target=ctroot");
     assert!(at(&s, fs, ps).1.contains("uid=100000"));

@@ -163,6 +163,7 @@ impl Scenario {
         let sem = proposals::semantics(&c, raw.settings.as_ref())?;
         let c = Ctx { sem, ..c };
         let mut w = World::new();
+        w.set_semantics(sem);
         if let Some(s) = &raw.settings {
             if let Some(v) = s.overflowuid {
                 w.overflowuid = v;

@@ -421,6 +421,17 @@ impl World {
 }
 
 impl World {
+    /// The world the VFS sees for `task` under an active proposal that changes it (fsid
+    /// maps), for questions that change nothing (`decide_access`).
+    pub(crate) fn vfs_view_of(&self, task: TaskRef) -> Option<World> {
+        if self.semantics.is_mainline() {
+            return None;
+        }
+        self.semantics
+            .proposals()
+            .find_map(|p| p.rules().vfs_view(self, task))
+    }
+
     /// A filesystem operation decided in the view an active proposal gives the VFS (fsid
     /// maps), its effects brought back. `None`: no proposal changes what the VFS sees.
     pub(crate) fn dispatch_in_vfs_view(
