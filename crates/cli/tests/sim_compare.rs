@@ -20,7 +20,7 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn seed000_differences_with_their_traces() {
-    let f = example("proposal_seed000_userns_hierarchy.toml");
+    let f = example("proposals/seed000_userns_hierarchy.toml");
     let out = credns(&["sim", "--compare", "mainline,host_admin+inode_userns", &f]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
@@ -52,7 +52,7 @@ fn seed000_differences_with_their_traces() {
 
 #[test]
 fn compare_json_lines() {
-    let f = example("proposal_seed003_fsid_map.toml");
+    let f = example("proposals/seed003_fsid_map.toml");
     let out = credns(&["sim", "--compare", "mainline,fsid_map", "--json", &f]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let lines: Vec<serde_json::Value> = text(&out.stdout)

@@ -40,7 +40,7 @@ const ENOKEY: Verdict = Verdict::Denied(credns_model::Errno::ENOKEY);
 
 #[test]
 fn seed000_kill_creator() {
-    let s = example("proposal_seed000_userns_hierarchy.toml");
+    let s = example("proposals/seed000_userns_hierarchy.toml");
     let ha = sem("host_admin+inode_userns");
     assert_eq!(s.semantics, ha);
     let kill_child = line_of(&s, "nsroot: kill target=ns501");
@@ -59,7 +59,7 @@ fn seed000_kill_creator() {
 
 #[test]
 fn seed000_files() {
-    let s = example("proposal_seed000_userns_hierarchy.toml");
+    let s = example("proposals/seed000_userns_hierarchy.toml");
     let iu = sem("host_admin+inode_userns");
     let m = Semantics::MAINLINE;
     // "(0,1) will receive the 'other' permissions to any files owned by (0,0)".
@@ -83,7 +83,7 @@ fn seed000_files() {
 
 #[test]
 fn seed000_setuid_exec_runs_as_the_creator() {
-    let s = example("proposal_seed000_userns_hierarchy.toml");
+    let s = example("proposals/seed000_userns_hierarchy.toml");
     let iu = sem("inode_userns");
     // "If (0,0) executes a setuid-(0,1) file, it will do so as a setuid(500,0) file."
     let l = line_of(&s, "hostroot: exec path=/bin/suid_ns1root");
@@ -103,7 +103,7 @@ fn seed000_setuid_exec_runs_as_the_creator() {
 
 #[test]
 fn seed001_step4_with_and_without_host_admin() {
-    let s = example("proposal_seed001_access_order.toml");
+    let s = example("proposals/seed001_access_order.toml");
     let all = sem("host_admin+inode_userns+keychain");
     let with = line_of(&s, "hostroot: open path=/srv/ct_private");
     let without = line_of(&s, "hostroot_bounded: open path=/srv/ct_private");
@@ -136,7 +136,7 @@ fn seed001_step4_with_and_without_host_admin() {
 
 #[test]
 fn seed001_trace_names_the_lines() {
-    let s = example("proposal_seed001_access_order.toml");
+    let s = example("proposals/seed001_access_order.toml");
     let r = s.run();
     let o = &r[0].outcome;
     let steps: Vec<String> = o.trace.iter().map(|s| s.to_string()).collect();
@@ -150,7 +150,7 @@ fn seed001_trace_names_the_lines() {
 
 #[test]
 fn seed003_fsid_example() {
-    let s = example("proposal_seed003_fsid_map.toml");
+    let s = example("proposals/seed003_fsid_map.toml");
     let fs = sem("fsid_map");
     let st = line_of(&s, "ctroot: stat path=/image/etc_passwd");
     // "on-disk 300000 appears as 0 inside".
@@ -189,7 +189,7 @@ fn seed003_fsid_example() {
 /// seed's example.
 #[test]
 fn seed003_idmapped_mount_approximation_agrees() {
-    let proposal = example("proposal_seed003_fsid_map.toml");
+    let proposal = example("proposals/seed003_fsid_map.toml");
     let approx = Scenario::parse(
         r#"
 [[namespace]]
@@ -302,7 +302,7 @@ path = "/store/new"
 
 #[test]
 fn seed002_container_keyring_after_session() {
-    let s = example("proposal_seed002_container_keys.toml");
+    let s = example("proposals/seed002_container_keys.toml");
     let ct = sem("key_acl+container");
     let l = line_of(&s, "denizen: request_key description=foobar");
     let (v, out) = at(&s, ct, l);
@@ -342,7 +342,7 @@ fn seed002_container_keyring_after_session() {
 
 #[test]
 fn seed002_acl_is_cumulative() {
-    let s = example("proposal_seed002_key_acl.toml");
+    let s = example("proposals/seed002_key_acl.toml");
     let l = line_of(&s, "alice: keyctl_read key=memo");
     assert_eq!(at(&s, sem("key_acl"), l).0, Verdict::Allowed);
     assert_eq!(at(&s, Semantics::MAINLINE, l).0, EACCES);
@@ -612,7 +612,7 @@ proptest! {
 
 #[test]
 fn seed000_keychain_copied_to_the_new_root() {
-    let s = example("proposal_seed000_keychain_copy.toml");
+    let s = example("proposals/seed000_keychain_copy.toml");
     let l = line_of(&s, "keyctl_search keyring=@u description=tok  # found");
     let (v, out) = at(&s, sem("inode_userns+keychain"), l);
     assert_eq!(v, Verdict::Allowed);
@@ -647,14 +647,19 @@ fn scenarios_doc_declarations_parse() {
 /// with mainline names only operations whose outcomes do differ.
 #[test]
 fn every_example_under_every_semantics() {
-    let dir = format!("{}/examples", env!("CARGO_MANIFEST_DIR"));
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".toml"))
-        .collect();
-    names.sort();
+    let mut names = Vec::new();
+    for sub in ["", "proposals/"] {
+        let dir = format!("{}/examples/{sub}", env!("CARGO_MANIFEST_DIR"));
+        let mut these: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| format!("{sub}{}", e.file_name().to_string_lossy()))
+            .filter(|n| n.ends_with(".toml"))
+            .collect();
+        these.sort();
+        names.extend(these);
+    }
+    assert!(names.iter().filter(|n| n.starts_with("proposals/")).count() >= 7);
     for n in &names {
         let s = example(n);
         let mainline = s.run_with(Semantics::MAINLINE);
@@ -693,7 +698,7 @@ fn every_example_under_every_semantics() {
 
 #[test]
 fn seed004_isolated_ids() {
-    let s = example("proposal_seed004_isolated_userns.toml");
+    let s = example("proposals/seed004_isolated_userns.toml");
     let iso = sem("isolated_userns");
     let m = Semantics::MAINLINE;
     // "access to the full uid/gid range (uint32)" without coordination: the owner writes it.

@@ -5,7 +5,7 @@
 //! 300000. Linux never merged fsid maps; the kernel gets the same answers when the image is
 //! mounted through an idmapped mount that sends on-disk 300000+ to kernel 100000+. This test runs
 //! the container on the kernel with that mount and checks its answers against the model's
-//! answers under `fsid_map` (crates/model/examples/proposal_seed003_fsid_map.toml, no idmapped
+//! answers under `fsid_map` (crates/model/examples/proposals/seed003_fsid_map.toml, no idmapped
 //! mount there).
 //!
 //! Needs root: without it the test prints "skipped: needs root (...)", or panics when
@@ -22,7 +22,7 @@ use credns_sys::{Actor, DetachedMount, Ids, MappingUserns, OFlags, UnshareOption
 /// The proposal's answers: (stat of the image file, open rw, the new file's output).
 fn proposal() -> (String, Verdict, String) {
     let path = format!(
-        "{}/../../crates/model/examples/proposal_seed003_fsid_map.toml",
+        "{}/../../crates/model/examples/proposals/seed003_fsid_map.toml",
         env!("CARGO_MANIFEST_DIR")
     );
     let s = Scenario::parse(&std::fs::read_to_string(&path).unwrap(), "seed003").unwrap();
