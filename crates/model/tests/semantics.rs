@@ -751,3 +751,117 @@ fn isolated_maps_are_the_full_range() {
     let r = w.task(w.task_by_name("r").unwrap());
     assert_eq!(r.cred.uid.0, credns_model::ISOLATED_BASE);
 }
+
+/// Seed 002 on today's kernel is approximated by giving the container a session keyring with
+/// the `_container` keyring linked in it (issue 11's `credns run` keyrings). In the model, under
+/// mainline: the denizen finds "foobar" by `request_key` there too, after the keys of its own
+/// session keyring, as the proposal's container keyring is searched after it. Where they
+/// differ: through the session keyring the denizen *possesses* the container's keys (the
+/// possessor rights of their masks apply), where the proposal grants only what the `container:`
+/// entries of their ACLs say.
+#[test]
+fn seed002_session_keyring_approximation_agrees_on_the_example() {
+    let approx = Scenario::parse(
+        r#"
+[[process]]
+name = "manager"
+uid = 0
+
+[[process]]
+name = "denizen"
+uid = 1000
+
+[[process]]
+name = "denizen_own"
+uid = 1001
+
+[[key]]
+name = "_ses_ct"                 # the container's session keyring, shared by its denizens
+type = "keyring"
+owner = 0
+group = 0
+perm = "0x3f1b0000"
+install = ["denizen:session"]
+
+[[key]]
+name = "_ses_own"
+type = "keyring"
+owner = 0
+group = 0
+perm = "0x3f1b0000"
+install = ["denizen_own:session"]
+
+[[key]]
+name = "own_foobar"
+description = "foobar"
+payload = "mine"
+owner = 1001
+group = 1001
+at = "_ses_own"
+
+[[key]]
+name = "_container"
+type = "keyring"
+owner = 0
+group = 0
+perm = "0x0b000000"              # possessors: view, read, search
+at = ["_ses_ct", "_ses_own"]
+
+[[key]]
+name = "foobar"
+payload = "token"
+owner = 0
+group = 0
+perm = "0x0b000000"
+at = "_container"
+
+[[op]]
+by = "denizen"
+op = "request_key"
+description = "foobar"
+
+[[op]]
+by = "denizen_own"
+op = "request_key"
+description = "foobar"
+
+[[op]]
+by = "denizen"
+op = "keyctl_read"
+key = "foobar"
+"#,
+        "approx.toml",
+    )
+    .unwrap();
+    let a = approx.run();
+    let p = example("proposals/seed002_container_keys.toml").run();
+    let out = |r: &credns_model::OpReport| {
+        r.outcome
+            .output
+            .as_ref()
+            .map(|o| o.get("key").unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    // The seed's example: the denizen finds "foobar"; a key of its own session keyring first.
+    assert_eq!(a[0].outcome.result, Verdict::Allowed, "{}", a[0]);
+    assert_eq!(out(&a[0]), "foobar");
+    assert_eq!(out(&p[0]), "foobar");
+    assert_eq!(out(&a[1]), "own_foobar");
+    assert_eq!(out(&p[1]), "own_foobar");
+    // And reads it: by possession here, by the container's ACE under the proposal.
+    assert_eq!(a[2].outcome.result, Verdict::Allowed);
+    assert_eq!(p[3].outcome.result, Verdict::Allowed);
+    let why = |r: &credns_model::OpReport, f: &str| {
+        r.outcome
+            .trace
+            .iter()
+            .find(|s| s.function == f && s.check.contains("READ on \"foobar\""))
+            .map(|s| s.check.clone())
+            .unwrap_or_default()
+    };
+    let a_why = why(&a[2], "key_task_permission");
+    let p_why = why(&p[3], "key_acl:key_task_permission");
+    assert!(a_why.contains("POS (possessed)"), "{a_why}");
+    assert!(!p_why.is_empty(), "the proposal decides by the ACL");
+    println!("approximation: {a_why}\nproposal:      {p_why}");
+}
