@@ -349,7 +349,12 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
             if i > 0 {
                 writeln!(out)?;
             }
-            writeln!(out, "{} ({} operations)", s.source_name, reports.len())?;
+            let sem = if s.semantics.is_mainline() {
+                String::new()
+            } else {
+                format!(", semantics {}", s.semantics)
+            };
+            writeln!(out, "{} ({} operations{sem})", s.source_name, reports.len())?;
         }
         for r in &reports {
             ops += 1;

@@ -117,3 +117,18 @@ fn unknown_semantics_in_a_file_is_a_parse_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_proposal_file_names_its_semantics() {
+    let out = credns(&["sim", &example("proposals/seed002_key_acl.toml")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let first = text(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        first.ends_with("(4 operations, semantics key_acl)"),
+        "{first}"
+    );
+}

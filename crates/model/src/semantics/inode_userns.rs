@@ -160,20 +160,37 @@ fn permission(w: &World, t: &mut Tracer, cred: &Cred, ino: InodeRef, mask: u32) 
         tr!(t.step(F, why.clone(), vec![], StepVerdict::Unknown));
         return Err(Stop::unknown(why));
     }
-    let (ins, cns) = (w.inode_userns(ino), cred.user_ns);
-    let uc = chain(w, ino, true);
+    let owners = chain(w, ino, true);
     tr!(t.info(
         F,
         format!(
             "{} on an inode of namespace \"{}\" mode {}, by a task of \"{}\"",
             mask_str(want),
-            w.ns(ins).name,
+            w.ns(w.inode_userns(ino)).name,
             mode_str(i.mode),
-            w.ns(cns).name
+            w.ns(cred.user_ns).name
         ),
-        vec![("owners", show_chain(w, &uc))],
+        vec![("owners", show_chain(w, &owners))],
     ));
-    // IU1 "if capable(CAP_HOST_ADMIN|CAP_DAC_OVERRIDE) allow".
+    if overrides(w, t, cred, ino) {
+        return Ok(());
+    }
+    let class = if is_owner(w, t, cred, &owners) {
+        (Class::Owner, "owner")
+    } else if w.semantics.has(Proposal::Keychain) && keychain::holds_owner(w, t, cred, &owners) {
+        (Class::Owner, "owner by keychain")
+    } else if in_group(w, t, cred, ino) {
+        (Class::Group, "group")
+    } else {
+        // IU6 "treat as user 'other'" / 000 "cross-userns access defaults to user-other".
+        (Class::Other, "[001 §4] otherwise 'other'")
+    };
+    class_bits(t, class.0, i.mode, want, class.1.into())
+}
+
+/// IU1 "if capable(CAP_HOST_ADMIN|CAP_DAC_OVERRIDE) allow", then IU2 "if
+/// current->userns==inode->userns { if capable(CAP_DAC_OVERRIDE) allow".
+fn overrides(w: &World, t: &mut Tracer, cred: &Cred, ino: InodeRef) -> bool {
     if w.semantics.has(Proposal::HostAdmin) {
         let ok = cred.host_admin && cred.cap_effective.has(Cap::DAC_OVERRIDE);
         if tr!(t.check(
@@ -182,7 +199,7 @@ fn permission(w: &World, t: &mut Tracer, cred: &Cred, ino: InodeRef, mask: u32) 
             "[001 §4] CAP_HOST_ADMIN|CAP_DAC_OVERRIDE overrides every userns check",
             vec![("cap_host_admin", cred.host_admin.to_string())],
         )) {
-            return Ok(());
+            return true;
         }
     } else {
         tr!(t.info(
@@ -191,25 +208,25 @@ fn permission(w: &World, t: &mut Tracer, cred: &Cred, ino: InodeRef, mask: u32) 
             vec![],
         ));
     }
-    // IU2 "if current->userns==inode->userns { if capable(CAP_DAC_OVERRIDE) allow".
-    if ins == cns {
-        let ok = cred.cap_effective.has(Cap::DAC_OVERRIDE);
-        if tr!(t.check(
-            ok,
-            F,
-            "[001 §4] same namespace: CAP_DAC_OVERRIDE there overrides",
-            vec![("cap_effective", cred.cap_effective.to_string())],
-        )) {
-            return Ok(());
-        }
+    if w.inode_userns(ino) != cred.user_ns {
+        return false;
     }
-    // IU3 "current->uid==inode->i_uid allow as owner", at the caller's level (000: "file
-    // access may be granted at any level in the userns hierarchy").
-    let me = w.from_kuid(cns, cred.fsuid);
-    let at_level = uc.iter().find(|(n, _)| *n == cns).map(|(_, v)| *v);
-    let owner = at_level.is_some() && at_level == me;
     tr!(t.check(
-        owner,
+        cred.cap_effective.has(Cap::DAC_OVERRIDE),
+        F,
+        "[001 §4] same namespace: CAP_DAC_OVERRIDE there overrides",
+        vec![("cap_effective", cred.cap_effective.to_string())],
+    ))
+}
+
+/// IU3 "current->uid==inode->i_uid allow as owner", at the caller's level (000: "file access
+/// may be granted at any level in the userns hierarchy").
+fn is_owner(w: &World, t: &mut Tracer, cred: &Cred, owners: &[(NsRef, u32)]) -> bool {
+    let cns = cred.user_ns;
+    let me = w.from_kuid(cns, cred.fsuid);
+    let here = owners.iter().find(|(n, _)| *n == cns).map(|(_, v)| *v);
+    tr!(t.check(
+        here.is_some() && here == me,
         F,
         format!(
             "[001 §4, 000] the caller's uid is the file's owner at its level \"{}\"",
@@ -217,41 +234,23 @@ fn permission(w: &World, t: &mut Tracer, cred: &Cred, ino: InodeRef, mask: u32) 
         ),
         vec![
             ("uid", me.map_or("unmapped".into(), |v| v.to_string())),
-            (
-                "owner_here",
-                at_level.map_or("none".into(), |v| v.to_string())
-            ),
+            ("owner_here", here.map_or("none".into(), |v| v.to_string())),
         ],
-    ));
-    if owner {
-        return class_bits(t, Class::Owner, i.mode, want, "owner".into());
-    }
-    // IU4 "inode->i_uid is in current's keychain → allow as owner".
-    if w.semantics.has(Proposal::Keychain) && keychain::holds_owner(w, t, cred, &uc) {
-        return class_bits(t, Class::Owner, i.mode, want, "owner by keychain".into());
-    }
-    // IU3' "uid==inode->i_gid in current's groups → allow as group", at the caller's level.
-    let gc = chain(w, ino, false);
-    let g_here = gc
+    ))
+}
+
+/// IU3' "uid==inode->i_gid in current's groups allow as group", at the caller's level.
+fn in_group(w: &World, t: &mut Tracer, cred: &Cred, ino: InodeRef) -> bool {
+    let cns = cred.user_ns;
+    let groups = chain(w, ino, false);
+    let here = groups
         .iter()
         .find(|(n, _)| *n == cns)
         .map(|(_, v)| w.make_kgid(cns, *v));
-    let in_group = g_here.is_some_and(|g| w.in_group_p(cred, g));
     tr!(t.check(
-        in_group,
+        here.is_some_and(|g| w.in_group_p(cred, g)),
         F,
         "[001 §4, 000] the file's group at the caller's level is the fsgid or a supplementary group",
-        vec![("groups_chain", show_chain(w, &gc))],
-    ));
-    if in_group {
-        return class_bits(t, Class::Group, i.mode, want, "group".into());
-    }
-    // IU6 "treat as user 'other'" / 000 "cross-userns access defaults to user-other".
-    class_bits(
-        t,
-        Class::Other,
-        i.mode,
-        want,
-        "[001 §4] otherwise 'other'".into(),
-    )
+        vec![("groups_chain", show_chain(w, &groups))],
+    ))
 }
