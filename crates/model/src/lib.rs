@@ -91,7 +91,7 @@ pub use query::AccessQuery;
 pub use scenario::{Difference, Expect, OpReport, Scenario, Side};
 pub use semantics::{
     Ace, AceSubject, ContainerObj, Declarations, FsidMaps, Proposal, Semantics, ISOLATED_BAND,
-    ISOLATED_BASE, KEY_ACL_CLEAR, KEY_ACL_INVAL, KEY_ACL_JOIN, KEY_ACL_REVOKE,
+    ISOLATED_BASE, ISOLATED_MAX, KEY_ACL_CLEAR, KEY_ACL_INVAL, KEY_ACL_JOIN, KEY_ACL_REVOKE,
 };
 pub use vfs::{Vfsgid, Vfsuid, MAY_EXEC, MAY_READ, MAY_WRITE};
 pub use world::{

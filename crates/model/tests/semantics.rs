@@ -865,3 +865,14 @@ key = "foobar"
     assert!(!p_why.is_empty(), "the proposal decides by the ACL");
     println!("approximation: {a_why}\nproposal:      {p_why}");
 }
+
+#[test]
+fn isolated_namespaces_are_bounded() {
+    let mut text = String::from("[settings]\nsemantics = [\"isolated_userns\"]\n");
+    for i in 0..=credns_model::ISOLATED_MAX {
+        text.push_str(&format!("[[namespace]]\nname = \"n{i}\"\nowner = 0\nisolated = true\nuid_map = \"0 0 4294967295\"\n"));
+    }
+    let (line, _, msg) = err(&text);
+    assert_eq!(line, 2 + credns_model::ISOLATED_MAX * 5 + 4);
+    assert!(msg.contains("room for 127"), "{msg}");
+}

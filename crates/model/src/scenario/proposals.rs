@@ -297,6 +297,15 @@ pub(super) fn declare_isolated(c: &Ctx, w: &mut World, n: &RawNs, r: NsRef) -> R
             "an isolated namespace has no fsid maps (the model combines no two proposals' id maps)",
         ));
     }
+    if w.declarations().isolated.len() >= crate::semantics::ISOLATED_MAX {
+        return Err(c.err(
+            iso.span(),
+            format!(
+                "the model has room for {} isolated namespaces (a band of kernel ids each)",
+                crate::semantics::ISOLATED_MAX
+            ),
+        ));
+    }
     w.declarations_mut().isolated.push(r);
     let band = crate::semantics::band_map(w, r).expect("just declared");
     for (m, uid) in [(&n.uid_map, true), (&n.gid_map, false)] {

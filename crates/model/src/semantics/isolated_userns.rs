@@ -23,6 +23,8 @@ use super::Rules;
 pub const ISOLATED_BASE: u32 = 0x8000_0000;
 /// How many ids of an isolated namespace the model represents.
 pub const ISOLATED_BAND: u32 = 1 << 24;
+/// How many isolated namespaces fit below the invalid id (u32::MAX).
+pub const ISOLATED_MAX: usize = 127;
 
 /// The isolated namespace owning kernel id `k`, if any.
 fn owner_of(w: &World, k: u32) -> Option<NsRef> {

@@ -33,7 +33,7 @@ mod key_acl;
 mod keychain;
 
 pub(crate) use isolated_userns::{band_map, is_full_range};
-pub use isolated_userns::{ISOLATED_BAND, ISOLATED_BASE};
+pub use isolated_userns::{ISOLATED_BAND, ISOLATED_BASE, ISOLATED_MAX};
 pub use key_acl::{Ace, AceSubject, KEY_ACL_CLEAR, KEY_ACL_INVAL, KEY_ACL_JOIN, KEY_ACL_REVOKE};
 
 /// One proposal (or mainline).
