@@ -1,9 +1,10 @@
 //! `Scenario::parse` on arbitrary text: never panics; an error names a line and column inside
 //! the text; a scenario that parses runs every operation without panicking, and running it twice
-//! gives the same outcomes (the model is a pure function of the scenario).
+//! gives the same outcomes (the model is a pure function of the scenario), and comparing it
+//! under mainline and its own semantics (`[settings] semantics`) never panics.
 #![no_main]
 
-use credns_model::{Error, Scenario};
+use credns_model::{Error, Scenario, Semantics};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -26,6 +27,9 @@ fuzz_target!(|data: &[u8]| {
             for (a, b) in first.iter().zip(&again) {
                 assert_eq!(a.outcome, b.outcome);
             }
+            // Under mainline and the file's own semantics: a difference names an op that ran.
+            let diffs = s.compare(&[Semantics::MAINLINE, s.semantics]);
+            assert!(diffs.iter().all(|d| d.index < s.ops.len() && d.sides.len() == 2));
         }
     }
 });

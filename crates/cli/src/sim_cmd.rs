@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
-use credns_model::{OpReport, Scenario, Verdict};
+use credns_model::{Difference, OpReport, Outcome, Scenario, Semantics, Verdict};
 
 /// Run scenario files (docs/scenarios.md) through the model of the kernel's rules.
 ///
@@ -30,9 +30,117 @@ pub struct SimArgs {
     /// declared, before any operation) whether `access(PATH, --access)` would succeed.
     #[arg(long, value_name = "PATH", conflicts_with = "brief")]
     who_can: Option<String>,
+    /// Run every operation under each of these semantics (comma-separated; each is
+    /// `mainline`, a proposal, or proposals joined by `+`, e.g.
+    /// `mainline,host_admin+inode_userns`; see docs/semantics.md) and print the operations
+    /// whose outcome differs, with each side's trace from the first rule where they part.
+    #[arg(long, value_name = "SEMANTICS,…", conflicts_with_all = ["brief", "who_can"], value_parser = parse_compare)]
+    compare: Option<CompareList>,
     /// The access `--who-can` asks for: any of r, w, x (as access(2)'s R_OK, W_OK, X_OK).
     #[arg(long, value_name = "rwx", default_value = "r", requires = "who_can", value_parser = parse_access)]
     access: u32,
+}
+
+/// The semantics `--compare` runs, in order.
+#[derive(Clone, Debug)]
+struct CompareList(Vec<Semantics>);
+
+/// `mainline,host_admin+inode_userns`: at least two semantics, each known.
+fn parse_compare(s: &str) -> Result<CompareList, String> {
+    let list = s
+        .split(',')
+        .map(|p| Semantics::parse(p.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if list.len() < 2 {
+        return Err("give at least two semantics to compare, e.g. mainline,host_admin".into());
+    }
+    Ok(CompareList(list))
+}
+
+fn outcome_text(o: &Outcome) -> String {
+    let mut s = match &o.result {
+        Verdict::Allowed => "allowed".to_owned(),
+        Verdict::Denied(e) => format!("denied {e}"),
+        Verdict::Unknown(why) => format!("unknown ({why})"),
+    };
+    if let Some(out) = &o.output {
+        s.push_str(&format!(" [{out}]"));
+    }
+    s
+}
+
+/// `--compare`: the operations whose outcome differs, each side from where it parts.
+fn compare(args: &SimArgs, sems: &[Semantics], scenarios: &[Scenario]) -> Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let names: Vec<String> = sems.iter().map(|s| s.to_string()).collect();
+    for (i, s) in scenarios.iter().enumerate() {
+        let diffs = s.compare(sems);
+        if args.json {
+            for d in &diffs {
+                writeln!(out, "{}", compare_json(&s.source_name, d))?;
+            }
+            continue;
+        }
+        if i > 0 {
+            writeln!(out)?;
+        }
+        writeln!(
+            out,
+            "{}: {} of {} operations differ between {}",
+            s.source_name,
+            diffs.len(),
+            s.ops.len(),
+            names.join(" and ")
+        )?;
+        for d in &diffs {
+            writeln!(out, "\n#{} line {}: {}", d.index, d.line, d.text)?;
+            for side in &d.sides {
+                writeln!(
+                    out,
+                    "  {} => {}",
+                    side.semantics,
+                    outcome_text(&side.outcome)
+                )?;
+            }
+            writeln!(out, "  the traces part at step {}:", d.parted_at)?;
+            for side in &d.sides {
+                writeln!(out, "  [{}]", side.semantics)?;
+                for step in &side.from_parting {
+                    writeln!(out, "    {step}")?;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The JSON line of one difference: each side's outcome, its trace from the parting step.
+fn compare_json(file: &str, d: &Difference) -> serde_json::Value {
+    let sides: Vec<serde_json::Value> = d
+        .sides
+        .iter()
+        .map(|s| {
+            let mut v = serde_json::to_value(&s.outcome).unwrap_or_default();
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("semantics".into(), s.semantics.clone().into());
+                obj.insert(
+                    "trace".into(),
+                    serde_json::to_value(&s.from_parting).unwrap_or_default(),
+                );
+            }
+            v
+        })
+        .collect();
+    serde_json::json!({
+        "file": file,
+        "index": d.index,
+        "line": d.line,
+        "op": d.text,
+        "parted_at": d.parted_at,
+        "sides": sides,
+    })
 }
 
 /// `r`, `w`, `x` in any order and combination, as `access(2)`'s mode bits.
@@ -229,6 +337,9 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
     if let Some(path) = &args.who_can {
         return who_can(&args, path, &scenarios);
     }
+    if let Some(sems) = &args.compare {
+        return compare(&args, &sems.0, &scenarios);
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let (mut ops, mut mismatches) = (0usize, 0usize);
@@ -238,7 +349,12 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
             if i > 0 {
                 writeln!(out)?;
             }
-            writeln!(out, "{} ({} operations)", s.source_name, reports.len())?;
+            let sem = if s.semantics.is_mainline() {
+                String::new()
+            } else {
+                format!(", semantics {}", s.semantics)
+            };
+            writeln!(out, "{} ({} operations{sem})", s.source_name, reports.len())?;
         }
         for r in &reports {
             ops += 1;

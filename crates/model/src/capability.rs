@@ -12,6 +12,9 @@ impl World {
     /// `cap_capable(cred, target_ns, cap)`: walk from `target` up towards the credentials'
     /// namespace. Records one step per namespace visited.
     pub(crate) fn cap_capable(&self, t: &mut Tracer, cred: &Cred, target: NsRef, cap: Cap) -> bool {
+        if let Some(ok) = self.proposal(|p| p.cap_capable(self, t, cred, target, cap)) {
+            return ok;
+        }
         let f = "cap_capable";
         let cns = cred.user_ns;
         let mut ns = target;

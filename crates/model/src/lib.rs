@@ -73,6 +73,7 @@ mod ops;
 mod outcome;
 mod query;
 mod scenario;
+mod semantics;
 mod vfs;
 mod world;
 
@@ -87,7 +88,11 @@ pub use keys::{
 pub use ops::{MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
 pub use outcome::{Outcome, Output, Step, StepVerdict, Values, Verdict};
 pub use query::AccessQuery;
-pub use scenario::{Expect, OpReport, Scenario};
+pub use scenario::{Difference, Expect, OpReport, Scenario, Side};
+pub use semantics::{
+    Ace, AceSubject, ContainerObj, Declarations, FsidMaps, Proposal, Semantics, ISOLATED_BAND,
+    ISOLATED_BASE, ISOLATED_MAX, KEY_ACL_CLEAR, KEY_ACL_INVAL, KEY_ACL_JOIN, KEY_ACL_REVOKE,
+};
 pub use vfs::{Vfsgid, Vfsuid, MAY_EXEC, MAY_READ, MAY_WRITE};
 pub use world::{
     normalise, path_components, validate_acl, Acl, AclEntry, AclTag, Cred, Inode, InodeRef,

@@ -80,9 +80,17 @@ impl World {
     }
 
     fn run_access(&self, t: &mut Tracer, task: TaskRef, q: &AccessQuery) -> Verdict {
+        // A proposal that changes what the VFS sees (fsid maps) answers in its view.
+        match self.vfs_view_of(task) {
+            Some(view) => view.run_access_here(t, task, q),
+            None => self.run_access_here(t, task, q),
+        }
+    }
+
+    fn run_access_here(&self, t: &mut Tracer, task: TaskRef, q: &AccessQuery) -> Verdict {
         if q.generation != self.generation {
             let fresh = self.access_query(&q.path, q.mode, q.eaccess);
-            return self.run_access(t, task, &fresh);
+            return self.run_access_here(t, task, &fresh);
         }
         self.trace_task(t, task);
         let r = self.access_as(t, task, &q.path, q.mode, q.eaccess, |t, cred| {

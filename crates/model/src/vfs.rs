@@ -105,7 +105,7 @@ pub(crate) fn normal_path(path: &str) -> Option<std::borrow::Cow<'_, str>> {
 
 /// The first test of `acl_permission_check`: the owner, group and other bits of `mode` all
 /// grant `mask` (read, write, exec), and there is no ACL that could say otherwise.
-fn granted_to_all(mode: u32, mask: u32, has_acl: bool) -> bool {
+pub(crate) fn granted_to_all(mode: u32, mask: u32, has_acl: bool) -> bool {
     ((mask & 7) * 0o111) & !mode == 0 && !has_acl
 }
 
@@ -413,6 +413,9 @@ impl World {
                 crate::outcome::StepVerdict::Unknown
             ));
             return Err(Stop::unknown(why));
+        }
+        if let Some(r) = self.proposal(|p| p.inode_permission(self, t, cred, m, ino, mask)) {
+            return r;
         }
         self.generic_permission(t, cred, m, ino, mask)
     }

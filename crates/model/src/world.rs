@@ -104,6 +104,12 @@ pub struct Cred {
     pub securebits: u32,
     /// The namespace the credentials belong to.
     pub user_ns: NsRef,
+    /// CAP_HOST_ADMIN is in both the effective set and the per-process cap_bset (seed 001,
+    /// semantics `host_admin`; mainline has no such capability and never reads this).
+    pub host_admin: bool,
+    /// Credentials as users of other namespaces, (namespace, uid there) (seed 001 §5,
+    /// semantics `keychain`; mainline never reads this).
+    pub keychain: Vec<(NsRef, u32)>,
 }
 
 /// `SECURE_NOROOT`.
@@ -134,6 +140,8 @@ impl Cred {
             cap_ambient: CapSet::EMPTY,
             securebits: 0,
             user_ns,
+            host_admin: false,
+            keychain: Vec::new(),
         }
     }
 
@@ -384,6 +392,10 @@ pub struct World {
     pub overflowgid: u32,
     /// `fs.suid_dumpable` (0, 1 or 2): the dumpable value after a credential change.
     pub suid_dumpable: u32,
+    /// The rules followed: mainline unless a scenario names proposals.
+    pub(crate) semantics: crate::semantics::Semantics,
+    /// What the proposals' rules read.
+    pub(crate) decl: crate::semantics::Declarations,
 }
 
 impl Default for World {
@@ -496,6 +508,8 @@ impl World {
             overflowuid: OVERFLOW_ID,
             overflowgid: OVERFLOW_ID,
             suid_dumpable: 0,
+            semantics: Default::default(),
+            decl: Default::default(),
         }
     }
 
@@ -583,6 +597,7 @@ impl World {
         self.ns(ns)
             .uid_map
             .map_down(uid)
+            .filter(|k| !self.id_hidden(ns, *k))
             .map(Kuid)
             .unwrap_or(Kuid::INVALID)
     }
@@ -592,13 +607,14 @@ impl World {
         self.ns(ns)
             .gid_map
             .map_down(gid)
+            .filter(|k| !self.id_hidden(ns, *k))
             .map(Kgid)
             .unwrap_or(Kgid::INVALID)
     }
 
     /// `from_kuid`: `None` where the kernel returns -1.
     pub fn from_kuid(&self, ns: NsRef, k: Kuid) -> Option<u32> {
-        if !k.is_valid() {
+        if !k.is_valid() || self.id_hidden(ns, k.0) {
             return None;
         }
         self.ns(ns).uid_map.map_up(k.0)
@@ -606,7 +622,7 @@ impl World {
 
     /// `from_kgid`.
     pub fn from_kgid(&self, ns: NsRef, k: Kgid) -> Option<u32> {
-        if !k.is_valid() {
+        if !k.is_valid() || self.id_hidden(ns, k.0) {
             return None;
         }
         self.ns(ns).gid_map.map_up(k.0)

@@ -41,6 +41,32 @@ fn every_example_holds() {
     }
 }
 
+/// The proposals' examples (docs/semantics.md), each under the semantics it names. They live
+/// apart from the examples above, which the conformance suite also runs on the kernel: these
+/// state what mainline Linux does not do.
+#[test]
+fn every_proposal_example_holds() {
+    let dir = format!("{}/examples/proposals", env!("CARGO_MANIFEST_DIR"));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 7);
+    for n in names {
+        let path = format!("proposals/{n}");
+        let s = Scenario::parse(
+            &std::fs::read_to_string(format!("{dir}/{n}")).unwrap(),
+            &path,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!s.semantics.is_mainline(), "{path} names its proposals");
+        assert!(run_file(&path) > 0);
+    }
+}
+
 #[test]
 fn seed000() {
     run_file("seed000_kill_and_files.toml");

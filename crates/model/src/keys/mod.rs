@@ -21,9 +21,11 @@
 //! revocation, negative keys, `KEEP` flags, restricted keyrings, `request_key` authorisation.
 
 mod operations;
+mod request;
 mod search;
 mod store;
 mod types;
 
+pub(crate) use search::Match;
 pub(crate) use store::KeyStore;
 pub use types::*;

@@ -18,7 +18,7 @@ pub(super) enum Liveness {
 
 /// Why a search found nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum Miss {
+pub(crate) enum Miss {
     /// `-EAGAIN`: nothing matched.
     Again,
     /// An error (EACCES, ENOTDIR).
@@ -29,7 +29,7 @@ pub(super) enum Miss {
 
 /// What a search looks for.
 #[derive(Clone, Copy)]
-pub(super) enum Match<'a> {
+pub(crate) enum Match<'a> {
     /// `lookup_user_key_possessed`: exactly this key.
     Exact(KeyRef),
     /// `key_default_cmp`: a key of this type and description.
@@ -75,6 +75,9 @@ impl World {
         possessed: bool,
         need: KeyNeed,
     ) -> bool {
+        if let Some(ok) = self.proposal(|p| p.key_permission(self, t, task, k, possessed, need)) {
+            return ok;
+        }
         let f = "key_task_permission";
         let Some(mask) = need.bit() else {
             tr!(t.pass(
@@ -147,7 +150,7 @@ impl World {
     }
 
     /// `keyring_search_rcu` with `KEYRING_SEARCH_RECURSE`.
-    pub(super) fn keyring_search(
+    pub(crate) fn keyring_search(
         &self,
         t: &mut Tracer,
         task: TaskRef,
@@ -254,7 +257,7 @@ impl World {
 
     /// `search_cred_keyrings_rcu` (and so `search_process_keyrings_rcu`, with no
     /// `request_key` authorisation): thread, process, then session or user-session keyring.
-    pub(super) fn search_process_keyrings(
+    pub(crate) fn search_process_keyrings(
         &self,
         t: &mut Tracer,
         task: TaskRef,
@@ -325,6 +328,7 @@ impl World {
         let r = self
             .user_keyrings(c.user_ns, c.uid)
             .map_err(|e| Stop::unknown(e.to_string()))?;
+        self.proposals_notify(|p, w| p.user_keyring_created(w, t, c.user_ns, c.uid, r.0));
         tr!(t.info(
             f,
             format!("created {} and {}", self.key_show(r.0), self.key_show(r.1)),

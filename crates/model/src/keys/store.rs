@@ -241,7 +241,7 @@ impl World {
         Ok(())
     }
 
-    pub(super) fn key_show(&self, k: KeyRef) -> String {
+    pub(crate) fn key_show(&self, k: KeyRef) -> String {
         let key = self.key(k);
         format!("\"{}\" ({} {})", key.label(), key.ktype.name(), key.serial)
     }

@@ -266,7 +266,7 @@ impl KeyNeed {
         }
     }
 
-    pub(super) fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             KeyNeed::View => "VIEW",
             KeyNeed::Read => "READ",

@@ -4,12 +4,13 @@
 
 use crate::caps::{Cap, CapSet};
 use crate::outcome::Tracer;
-use crate::vfs::{mode_str, Check, MAY_EXEC, MAY_READ};
+use crate::vfs::{mode_str, Check, Vfsgid, Vfsuid, MAY_EXEC, MAY_READ};
 use crate::world::{
     Cred, InodeRef, Mount, MountRef, NsRef, TaskRef, World, SECURE_KEEP_CAPS, SECURE_NOROOT,
     S_ISGID, S_ISUID, S_IXGRP,
 };
 use credns_idmap::Errno;
+use credns_idmap::{Kgid, Kuid};
 
 use super::OpResult;
 
@@ -154,6 +155,12 @@ impl World {
             tr!(t.info(f, "no set-id bits", vec![]));
             return;
         }
+        if let Some(ids) = self.proposal(|p| p.setid_ids(self, t, old, mnt, ino)) {
+            if let Some((u, g)) = ids {
+                Self::apply_setid(t, new, mode, u, g);
+            }
+            return;
+        }
         let (vu, vg) = self.trace_inode_ids(t, &mnt.idmap, ino, "bprm_fill_uid");
         let um = self.vfsuid_has_mapping(old.user_ns, vu);
         let gm = self.vfsgid_has_mapping(old.user_ns, vg);
@@ -174,6 +181,13 @@ impl World {
         if !ok {
             return;
         }
+        Self::apply_setid(t, new, mode, vu.0, vg.0);
+    }
+
+    /// The set-id bits' effect: euid := the owner, egid := the group (with S_IXGRP).
+    fn apply_setid(t: &mut Tracer, new: &mut Cred, mode: u32, u: Kuid, g: Kgid) {
+        let f = "bprm_fill_uid";
+        let (vu, vg) = (Vfsuid(u), Vfsgid(g));
         if mode & S_ISUID != 0 {
             new.euid = vu.0;
             tr!(t.info(

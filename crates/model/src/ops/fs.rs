@@ -319,6 +319,7 @@ impl World {
         let ino = self
             .add_inode(&full, dir, ku, gid, m)
             .map_err(|e| Stop::unknown(format!("model could not add the inode: {e}")))?;
+        self.proposals_notify(|p, w| p.inode_created(w, ino, &cred));
         let vu = self.i_uid_into_vfsuid(&idmap, ino);
         let vg = self.i_gid_into_vfsgid(&idmap, ino);
         Ok(Some(out(vec![

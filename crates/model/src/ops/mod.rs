@@ -85,6 +85,16 @@ impl World {
 
     pub(super) fn dispatch(&mut self, t: &mut Tracer, task: TaskRef, op: &Op) -> OpResult {
         self.trace_task(t, task);
+        if op.is_vfs() {
+            if let Some(r) = self.dispatch_in_vfs_view(t, task, op) {
+                return r;
+            }
+        }
+        self.dispatch_op(t, task, op)
+    }
+
+    /// The operation itself, after the trace of who acts.
+    pub(crate) fn dispatch_op(&mut self, t: &mut Tracer, task: TaskRef, op: &Op) -> OpResult {
         match op {
             Op::Open { path, read, write } => self.op_open(t, task, path, *read, *write),
             Op::Access {
@@ -153,6 +163,11 @@ impl World {
             Op::KeySetperm { key, perm } => self.op_key_setperm(t, task, key, *perm),
             Op::KeyChown { key, uid, gid } => self.op_key_chown(t, task, key, *uid, *gid),
             Op::KeyGetId { key, create } => self.op_key_get_id(t, task, key, *create),
+            Op::RequestKey {
+                ktype,
+                description,
+                callout,
+            } => self.op_request_key(t, task, *ktype, description, callout.as_deref()),
             Op::Capable { ns, cap } => {
                 let c = self.task(task).cred.clone();
                 if self.ns_capable(t, &c, *ns, *cap) {

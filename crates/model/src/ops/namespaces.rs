@@ -193,6 +193,15 @@ impl World {
         };
         self.proc_open_write(t, &cred, target, file)?;
         let map_ns = self.task(target).cred.user_ns;
+        let uid = kind == MapKind::Uid;
+        if let Some(r) = self.proposal(|p| p.write_map(self, t, &cred, map_ns, uid, text)) {
+            let map = r?;
+            match kind {
+                MapKind::Uid => self.namespaces[map_ns.0].uid_map = map,
+                MapKind::Gid => self.namespaces[map_ns.0].gid_map = map,
+            }
+            return Ok(None);
+        }
         let ctx = self.map_write_context(t, &cred, map_ns, kind);
         let n = self.ns(map_ns);
         match credns_idmap::judge_write(&ctx, text.as_bytes()) {

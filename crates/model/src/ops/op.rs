@@ -259,6 +259,16 @@ pub enum Op {
         /// New group or -1.
         gid: Option<u32>,
     },
+    /// `request_key(type, description, callout, 0)`: search the caller's keyrings; yields the
+    /// key found. With no callout a miss is ENOKEY; with one, construction runs an upcall.
+    RequestKey {
+        /// The type sought.
+        ktype: KeyType,
+        /// The description sought.
+        description: String,
+        /// The callout information (`None`: no construction).
+        callout: Option<String>,
+    },
     /// `keyctl(KEYCTL_GET_KEYRING_ID, key, create)`: yields the key's name and serial.
     KeyGetId {
         /// The key (usually a special keyring).
@@ -266,6 +276,22 @@ pub enum Op {
         /// Create the keyring if missing.
         create: bool,
     },
+}
+
+impl Op {
+    /// Whether the operation is a filesystem one (the VFS decides it).
+    pub fn is_vfs(&self) -> bool {
+        matches!(
+            self,
+            Op::Open { .. }
+                | Op::Access { .. }
+                | Op::Create { .. }
+                | Op::Stat { .. }
+                | Op::Chmod { .. }
+                | Op::Chown { .. }
+                | Op::Exec { .. }
+        )
+    }
 }
 
 impl std::fmt::Display for Op {
@@ -365,6 +391,19 @@ impl std::fmt::Display for Op {
                 write!(f, "keyctl chown {key} {} {}", opt_id(*uid), opt_id(*gid))
             }
             Op::KeyGetId { key, create } => write!(f, "keyctl get_keyring_id {key} {create}"),
+            Op::RequestKey {
+                ktype,
+                description,
+                callout,
+            } => write!(
+                f,
+                "request_key {} {description:?}{}",
+                ktype.name(),
+                callout
+                    .as_ref()
+                    .map(|c| format!(" callout {c:?}"))
+                    .unwrap_or_default()
+            ),
         }
     }
 }

@@ -83,6 +83,9 @@ impl World {
     /// ids, so the same person in any namespace), or the sender has CAP_KILL in the
     /// target's namespace.
     fn kill_ok_by_cred(&self, t: &mut Tracer, c: &Cred, tc: &Cred) -> bool {
+        if let Some(m) = self.proposal(|p| p.kill_ids_match(self, t, c, tc)) {
+            return m || self.ns_capable(t, c, tc.user_ns, Cap::KILL);
+        }
         let pairs = [
             ("sender euid == target suid", c.euid == tc.suid),
             ("sender euid == target uid", c.euid == tc.uid),

@@ -6,15 +6,19 @@ use toml::Spanned;
 
 use crate::ops::Op;
 use crate::outcome::{Outcome, Verdict};
+use crate::semantics::Semantics;
 use crate::world::{MountOptions, TaskRef, World};
 use crate::Error;
 use credns_idmap::Errno;
 
+mod compare;
 mod op_args;
 mod ops;
+mod proposals;
 mod raw;
 mod world;
 
+pub use compare::{Difference, Side};
 use ops::parse_op;
 use raw::*;
 use world::*;
@@ -92,6 +96,8 @@ pub struct Scenario {
     pub world: World,
     /// The operations, in order.
     pub ops: Vec<ScenarioOp>,
+    /// The semantics the file names (`[settings] semantics`; mainline by default).
+    pub semantics: Semantics,
 }
 
 /// The result of running one operation of a scenario.
@@ -148,12 +154,16 @@ impl Scenario {
         let c = Ctx {
             text,
             source: source_name,
+            sem: Semantics::MAINLINE,
         };
         let raw: RawScenario = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             c.err(span, e.message().trim().to_string())
         })?;
+        let sem = proposals::semantics(&c, raw.settings.as_ref())?;
+        let c = Ctx { sem, ..c };
         let mut w = World::new();
+        w.set_semantics(sem);
         if let Some(s) = &raw.settings {
             if let Some(v) = s.overflowuid {
                 w.overflowuid = v;
@@ -206,6 +216,15 @@ impl Scenario {
         for k in &raw.key {
             declare_key(&c, &mut w, k.span(), k.get_ref())?;
         }
+        for ct in &raw.container {
+            proposals::declare_container(&c, &mut w, ct)?;
+        }
+        for k in &raw.key {
+            proposals::declare_key_acl(&c, &mut w, k.get_ref())?;
+        }
+        for p in &raw.process {
+            proposals::declare_denizen(&c, &mut w, p.get_ref())?;
+        }
 
         let mut earlier = ops::Earlier::default();
         let mut ops = Vec::new();
@@ -216,12 +235,21 @@ impl Scenario {
             source_name: source_name.to_owned(),
             world: w,
             ops,
+            semantics: sem,
         })
     }
 
-    /// Run every operation in order on a copy of the world.
+    /// Run every operation in order on a copy of the world, under the semantics the file
+    /// names.
     pub fn run(&self) -> Vec<OpReport> {
+        self.run_with(self.semantics)
+    }
+
+    /// Run every operation in order on a copy of the world, under `sem` (the declarations
+    /// of proposals `sem` does not name are ignored).
+    pub fn run_with(&self, sem: Semantics) -> Vec<OpReport> {
         let mut w = self.world.clone();
+        w.set_semantics(sem);
         let mut out = Vec::new();
         for (i, so) in self.ops.iter().enumerate() {
             let mut op = so.op.clone();

@@ -201,6 +201,16 @@ pub(super) struct KeySearchArgs {
     pub(super) description: Spanned<String>,
 }
 
+/// `request_key`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RequestKeyArgs {
+    #[serde(rename = "type")]
+    pub(super) ktype: Option<Spanned<String>>,
+    pub(super) description: Spanned<String>,
+    pub(super) callout: Option<Spanned<String>>,
+}
+
 /// `keyctl_link`, `keyctl_unlink`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -294,6 +304,7 @@ op_specs! {
     KeyctlSetperm(KeySetpermArgs),
     KeyctlChown(KeyChownArgs),
     KeyctlGetKeyringId(KeyGetIdArgs),
+    RequestKey(RequestKeyArgs),
 }
 
 /// The field names a derived `Deserialize` struct declares, read by asking it to deserialize

@@ -253,7 +253,8 @@ impl OpCx<'_, '_> {
             | KeyctlUnlink(_)
             | KeyctlSetperm(_)
             | KeyctlChown(_)
-            | KeyctlGetKeyringId(_) => self.key_op(spec)?,
+            | KeyctlGetKeyringId(_)
+            | RequestKey(_) => self.key_op(spec)?,
         };
         Ok((op, None))
     }
@@ -524,6 +525,11 @@ impl OpCx<'_, '_> {
                 keyring: self.key(&a.keyring)?,
                 ktype: key_type(c, &a.ktype)?,
                 description: a.description.get_ref().clone(),
+            },
+            OpSpec::RequestKey(a) => Op::RequestKey {
+                ktype: key_type(c, &a.ktype)?,
+                description: a.description.get_ref().clone(),
+                callout: a.callout.as_ref().map(|s| s.get_ref().clone()),
             },
             OpSpec::KeyctlLink(a) => Op::KeyLink {
                 key: self.key(&a.key)?,

@@ -9,6 +9,7 @@ use toml::Spanned;
 use crate::caps::CapSet;
 use crate::keys::{KeySpec, KeyType};
 use crate::ops::SIGCONT;
+use crate::semantics::{Proposal, Semantics};
 use crate::world::{AclEntry, AclTag, NsRef, SbRef, TaskRef, World};
 use crate::Error;
 
@@ -28,6 +29,8 @@ pub(super) struct RawScenario {
     pub(super) process: Vec<Spanned<RawProcess>>,
     #[serde(default)]
     pub(super) key: Vec<Spanned<RawKey>>,
+    #[serde(default)]
+    pub(super) container: Vec<Spanned<RawContainer>>,
     /// The `[[op]]` tables are only checked to be there: `ops::op_tables` takes them apart
     /// with their positions.
     #[serde(default, rename = "op")]
@@ -64,11 +67,23 @@ pub(super) struct RawKey {
     pub(super) ns: Option<Spanned<String>>,
     pub(super) at: Option<Spanned<RawList>>,
     pub(super) install: Option<Spanned<RawList>>,
+    /// key_acl: the key's ACL, `SUBJECT=PERMS` entries.
+    pub(super) acl: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// container: a kernel container object.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawContainer {
+    pub(super) name: Spanned<String>,
+    pub(super) keyring: Option<Spanned<String>>,
+    pub(super) intercept: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSettings {
+    pub(super) semantics: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) overflowuid: Option<u32>,
     pub(super) overflowgid: Option<u32>,
     pub(super) suid_dumpable: Option<u32>,
@@ -99,6 +114,11 @@ pub(super) struct RawNs {
     pub(super) gid_map: Option<Spanned<String>>,
     pub(super) setgroups: Option<Spanned<String>>,
     pub(super) parent_could_setfcap: Option<bool>,
+    /// fsid_map: the fs maps, in the write format.
+    pub(super) fsuid_map: Option<Spanned<String>>,
+    pub(super) fsgid_map: Option<Spanned<String>>,
+    /// isolated_userns: the namespace has kernel ids of its own.
+    pub(super) isolated: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +157,8 @@ pub(super) struct RawFile {
     pub(super) dir: Option<bool>,
     pub(super) acl: Option<Vec<Spanned<String>>>,
     pub(super) immutable: Option<bool>,
+    /// inode_userns: the namespace the inode belongs to.
+    pub(super) userns: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -167,11 +189,19 @@ pub(super) struct RawProcess {
     pub(super) shared_fs: Option<bool>,
     pub(super) dumpable: Option<bool>,
     pub(super) session: Option<u32>,
+    /// host_admin: the per-process bounding set, which may hold CAP_HOST_ADMIN.
+    pub(super) cap_bset: Option<Spanned<String>>,
+    /// keychain: credentials as users of other namespaces, `"NAMESPACE:UID"`.
+    pub(super) keychain: Option<Vec<Spanned<String>>>,
+    /// container (or key_acl): the container the process is a denizen of.
+    pub(super) container: Option<Spanned<String>>,
 }
 
 pub(super) struct Ctx<'a> {
     pub(super) text: &'a str,
     pub(super) source: &'a str,
+    /// The semantics the file names: proposal declarations need their proposal.
+    pub(super) sem: Semantics,
 }
 
 impl Ctx<'_> {
@@ -201,6 +231,17 @@ impl Ctx<'_> {
             Error::Model(m) => self.err(span, m),
             other => other,
         }
+    }
+
+    /// A declaration of proposal `p` is only taken in a file whose semantics name `p`.
+    pub(super) fn need(&self, p: Proposal, span: Range<usize>, what: &str) -> Result<(), Error> {
+        if self.sem.has(p) {
+            return Ok(());
+        }
+        Err(self.err(
+            span,
+            format!("{what} belongs to semantics \"{p}\": name it in [settings] semantics (see docs/semantics.md)"),
+        ))
     }
 
     pub(super) fn line(&self, span: &Range<usize>) -> usize {
@@ -365,7 +406,35 @@ pub(super) fn sb_ref(c: &Ctx, w: &World, v: &Spanned<String>) -> Result<SbRef, E
 }
 
 pub(super) fn capset(c: &Ctx, v: &Spanned<String>) -> Result<CapSet, Error> {
-    CapSet::parse(v.get_ref()).map_err(|m| c.err(v.span(), m))
+    let text = v.get_ref();
+    if mentions_host_admin(text) {
+        c.need(Proposal::HostAdmin, v.span(), "CAP_HOST_ADMIN")?;
+    }
+    let rest: Vec<&str> = cap_tokens(text).filter(|p| !is_host_admin(p)).collect();
+    let rest = if rest.is_empty() && mentions_host_admin(text) {
+        "none".to_string()
+    } else if mentions_host_admin(text) {
+        rest.join(",")
+    } else {
+        text.clone()
+    };
+    CapSet::parse(&rest).map_err(|m| c.err(v.span(), m))
+}
+
+fn cap_tokens(s: &str) -> impl Iterator<Item = &str> {
+    s.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+}
+
+fn is_host_admin(p: &str) -> bool {
+    let up = p.to_ascii_uppercase();
+    up == "CAP_HOST_ADMIN" || up == "HOST_ADMIN"
+}
+
+/// Whether a capability list names CAP_HOST_ADMIN (seed 001's capability, semantics
+/// `host_admin`), which is not one of the kernel's 41.
+pub(super) fn mentions_host_admin(s: &str) -> bool {
+    cap_tokens(s).any(is_host_admin)
 }
 
 pub(super) fn parse_acl_entry(

@@ -41,16 +41,20 @@ pub(super) fn declare_namespace(c: &Ctx, w: &mut World, ns: &Spanned<RawNs>) -> 
             }
         }
     }
-    if let Some(m) = &n.uid_map {
-        w.set_uid_map(r, m.get_ref())
-            .map_err(|e| c.model(m.span(), e))?;
-    }
-    if let Some(m) = &n.gid_map {
-        w.set_gid_map(r, m.get_ref())
-            .map_err(|e| c.model(m.span(), e))?;
+    if super::proposals::declare_isolated(c, w, n, r)? {
+        // Its maps are the isolated_userns proposal's.
+    } else {
+        if let Some(m) = &n.uid_map {
+            w.set_uid_map(r, m.get_ref())
+                .map_err(|e| c.model(m.span(), e))?;
+        }
+        if let Some(m) = &n.gid_map {
+            w.set_gid_map(r, m.get_ref())
+                .map_err(|e| c.model(m.span(), e))?;
+        }
     }
     w.set_parent_could_setfcap(r, n.parent_could_setfcap.unwrap_or(false));
-    Ok(())
+    super::proposals::declare_fsid_maps(c, w, n, r)
 }
 
 pub(super) fn declare_filesystem(c: &Ctx, w: &mut World, fs: &Spanned<RawFs>) -> Result<(), Error> {
@@ -164,7 +168,7 @@ pub(super) fn declare_file(c: &Ctx, w: &mut World, f: &Spanned<RawFile>) -> Resu
     if fr.immutable.unwrap_or(false) {
         w.inode_mut(ino).immutable = true;
     }
-    Ok(())
+    super::proposals::declare_inode_userns(c, w, fr, ino)
 }
 
 /// A process's capability sets: `caps` (default: what its euid gets in its namespace) for
@@ -271,7 +275,8 @@ pub(super) fn declare_process(
     tm.shared_fs = pr.shared_fs.unwrap_or(false);
     tm.dumpable = pr.dumpable.unwrap_or(true);
     tm.session = pr.session;
-    Ok(())
+    let defaulted = pr.caps.is_none() && pr.permitted.is_none() && pr.effective.is_none();
+    super::proposals::declare_process(c, w, pr, t, defaulted)
 }
 
 /// Declare one `[[key]]`.
