@@ -150,6 +150,9 @@ fn add_task(world: &mut World, p: &ProcessSnapshot, ns: NsRef) -> Result<TaskRef
         cap_ambient: CapSet::from_bits(s.cap_amb),
         securebits: 0,
         user_ns: ns,
+        // Live processes live under mainline's rules: no proposal's credentials.
+        host_admin: false,
+        keychain: Vec::new(),
     };
     let t = world
         .add_task(&format!("pid {}", p.pid), cred)
