@@ -27,6 +27,10 @@ pub struct ExplainArgs {
     /// Print the answer as JSON.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Also write what was read as a scenario file asking the same question, with the kernel's
+    /// answer as its expectation (`credns sim FILE` replays it).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub save_scenario: Option<std::path::PathBuf>,
 }
 
 /// What the process would do.
@@ -151,10 +155,7 @@ pub fn run(a: ExplainArgs) -> Result<ExitCode> {
             eaccess,
         } => {
             let mode = parse_access(access)?;
-            return print(
-                &explain_access(&procfs, a.pid, path, mode, *eaccess)?,
-                a.json,
-            );
+            return finish(&explain_access(&procfs, a.pid, path, mode, *eaccess)?, &a);
         }
         ExplainOp::MapWrite { pid2, file, gid } => {
             let text = if file.as_os_str() == "-" {
@@ -167,10 +168,23 @@ pub fn run(a: ExplainArgs) -> Result<ExitCode> {
                 gid: *gid,
                 text,
             };
-            return print(&explain_map_write(&procfs, a.pid, &w)?, a.json);
+            return finish(&explain_map_write(&procfs, a.pid, &w)?, &a);
         }
     };
-    print(&explain(&procfs, a.pid, q)?, a.json)
+    finish(&explain(&procfs, a.pid, q)?, &a)
+}
+
+/// Save the scenario if asked, then print.
+fn finish(e: &Explanation, a: &ExplainArgs) -> Result<ExitCode> {
+    if let Some(path) = &a.save_scenario {
+        let text = e
+            .scenario
+            .as_ref()
+            .map_err(|why| anyhow::anyhow!("--save-scenario {}: {why}", path.display()))?;
+        std::fs::write(path, text)
+            .with_context(|| format!("--save-scenario {}", path.display()))?;
+    }
+    print(e, a.json)
 }
 
 fn print(e: &Explanation, json: bool) -> Result<ExitCode> {

@@ -6,6 +6,19 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
+/// Wait until `pid` has exec'd `sleep` (setpriv has changed its ids by then).
+fn wait_sleeping(pid: u32) {
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or(true, |c| c.trim() != "sleep")
+    {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "{pid} did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn explain_kill_between_two_host_processes() {
     if !needs_root("explain_kill_between_two_host_processes") {
@@ -26,6 +39,8 @@ fn explain_kill_between_two_host_processes() {
         .spawn()
         .unwrap();
     let mut root = Command::new("sleep").arg("60").spawn().unwrap();
+    wait_sleeping(user.id());
+    wait_sleeping(root.id());
     let (u, r) = (user.id().to_string(), root.id().to_string());
     let o = credns(&["explain", &u, "kill", &r, "KILL"]);
     let out = stdout(&o);
@@ -44,6 +59,56 @@ fn explain_kill_between_two_host_processes() {
         out.contains("kill_ok_by_cred"),
         "the trace names the kernel's rule: {out}"
     );
+}
+
+#[test]
+fn a_saved_question_replays_in_the_model() {
+    if !needs_root("a_saved_question_replays_in_the_model") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("q.toml");
+    let mut user = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "1000",
+            "--regid",
+            "1000",
+            "--clear-groups",
+            "sleep",
+            "60",
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_sleeping(user.id());
+    let u = user.id().to_string();
+    let me = std::process::id().to_string();
+    let mut results = Vec::new();
+    for q in [["kill", &me], ["ptrace", &me], ["setns", &me]] {
+        let o = credns(&[
+            "explain",
+            &u,
+            q[0],
+            q[1],
+            "--save-scenario",
+            saved.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let text = std::fs::read_to_string(&saved).unwrap();
+        assert!(text.contains(&format!("op = \"{}\"", q[0])), "{text}");
+        let o = credns(&["sim", saved.to_str().unwrap(), "--brief"]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{text}\n{}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        results.push(stdout(&o));
+    }
+    let _ = (user.kill(), user.wait());
+    assert!(results[0].contains("expected EPERM: ok"), "{}", results[0]);
 }
 
 #[test]

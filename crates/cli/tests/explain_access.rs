@@ -184,6 +184,40 @@ fn model_and_kernel_agree_on_paths_in_a_container_with_an_idmapped_mount() {
         }
     }
     eprintln!("{tally:?}");
+    // Each question saved as a scenario replays in the model with the kernel's answer.
+    let saved = dir.path().join("saved.toml");
+    for &actor in &actors {
+        for p in &paths {
+            let a = actor.to_string();
+            let args = [
+                "explain",
+                &a,
+                "access",
+                p,
+                "--access",
+                "rw",
+                "--save-scenario",
+                saved.to_str().unwrap(),
+            ];
+            let o = credns(&args);
+            assert_eq!(o.status.code(), Some(0), "{args:?}\n{}", stderr(&o));
+            let o = credns(&["sim", saved.to_str().unwrap(), "--brief"]);
+            let text = std::fs::read_to_string(&saved).unwrap();
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{}\n{}{}",
+                text,
+                stdout(&o),
+                stderr(&o)
+            );
+            assert!(
+                stderr(&o).contains("1 operations, 1 as expected, 0 not"),
+                "{}",
+                stderr(&o)
+            );
+        }
+    }
     // Both answers and both refusals occur (so the test compares something).
     for k in ["allowed", "EACCES", "ENOENT"] {
         assert!(tally.get(k).copied().unwrap_or(0) > 0, "{tally:?}");

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::model_world::{build, Built, ASSUMED};
 use crate::process::ProcessSnapshot;
+use crate::scenario_out::{scenario_text, SavedOp};
 use crate::Error;
 
 /// What is asked, of process `actor`.
@@ -93,6 +94,18 @@ pub struct Explanation {
     pub agree: Option<bool>,
     /// What the model was told that /proc does not show.
     pub assumed: Vec<String>,
+    /// The question as a scenario file (`--save-scenario`), or why it cannot be one.
+    #[serde(skip)]
+    pub scenario: Result<String, String>,
+}
+
+/// The kernel's answer as a scenario's expectation.
+fn expectation(k: &KernelAnswer) -> Option<&str> {
+    match k {
+        KernelAnswer::Allowed { .. } => Some("allowed"),
+        KernelAnswer::Denied { errno, .. } => Some(errno),
+        KernelAnswer::NotAsked { .. } => None,
+    }
 }
 
 /// Ask `question` of process `actor`.
@@ -134,12 +147,30 @@ pub fn explain(procfs: &ProcFs, actor: u32, question: Question) -> Result<Explan
     };
     let kernel = ask_kernel(procfs, &a, &t, question, &mut built);
     let agree = agreement(&compared, &kernel);
+    let saved = match question {
+        // The kernel was asked with signal 0: the saved question is that one.
+        Question::Kill { .. } => SavedOp::Kill { signal: 0 },
+        Question::Setns { .. } => SavedOp::Setns,
+        Question::Ptrace { .. } => SavedOp::Ptrace,
+    };
+    let text = describe(&a, question);
+    let scenario = scenario_text(
+        &built,
+        None,
+        ta,
+        Some(tt),
+        &saved,
+        expectation(&kernel),
+        &text,
+    )
+    .map_err(|e| e.to_string());
     Ok(Explanation {
-        question: describe(&a, question),
+        question: text,
         model,
         kernel,
         agree,
         assumed: ASSUMED.iter().map(|s| s.to_string()).collect(),
+        scenario,
     })
 }
 
@@ -344,14 +375,22 @@ pub fn explain_map_write(procfs: &ProcFs, actor: u32, w: &MapWrite) -> Result<Ex
         },
     );
     let file = if w.gid { "gid_map" } else { "uid_map" };
+    let question = format!("may {} write this to /proc/{}/{file}?", who(&a), w.target);
+    let saved = SavedOp::MapWrite {
+        gid: w.gid,
+        text: w.text.clone(),
+    };
+    let scenario = scenario_text(&built, None, ta, Some(tt), &saved, None, &question)
+        .map_err(|e| e.to_string());
     Ok(Explanation {
-        question: format!("may {} write this to /proc/{}/{file}?", who(&a), w.target),
+        question,
         model,
         kernel: KernelAnswer::NotAsked {
             reason: "a map is written once: asking the kernel would write it".into(),
         },
         agree: None,
         assumed: ASSUMED.iter().map(|s| s.to_string()).collect(),
+        scenario,
     })
 }
 
@@ -383,16 +422,33 @@ pub fn explain_access(
     let mut assumed: Vec<String> = ASSUMED.iter().map(|s| s.to_string()).collect();
     assumed.extend(crate::model_world::ASSUMED_FS.iter().map(|s| s.to_string()));
     let how = if eaccess { " (effective ids)" } else { "" };
+    let question = format!(
+        "may {} access {path} for {}{how}?",
+        who(&a),
+        mode_text(mode)
+    );
+    let saved = SavedOp::Access {
+        path: path.to_string(),
+        mode,
+        eaccess,
+    };
+    let scenario = scenario_text(
+        &built,
+        Some(&snap),
+        ta,
+        None,
+        &saved,
+        expectation(&kernel),
+        &question,
+    )
+    .map_err(|e| e.to_string());
     Ok(Explanation {
-        question: format!(
-            "may {} access {path} for {}{how}?",
-            who(&a),
-            mode_text(mode)
-        ),
+        question,
         model,
         kernel,
         agree,
         assumed,
+        scenario,
     })
 }
 

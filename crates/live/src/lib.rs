@@ -17,6 +17,7 @@ pub mod explain;
 pub mod model_world;
 pub mod path;
 pub mod process;
+pub mod scenario_out;
 pub mod snapshot;
 
 pub use audit::{audit, Finding, FindingKind, Report, Severity, Unseen};
