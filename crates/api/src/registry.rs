@@ -77,8 +77,10 @@ method Allocate(
   size: ?int,
   high: ?bool,
   label: ?string,
-  writeMaps: ?bool
-) -> (allocation: Allocation, fresh: bool)
+  writeMaps: ?bool,
+  # keyring: also make (or find) the allocation's container keyring, its serial in the reply.
+  keyring: ?bool
+) -> (allocation: Allocation, fresh: bool, keyring: ?int)
 
 # Record ranges chosen elsewhere (gid defaults to uid).
 method Register(
@@ -101,6 +103,11 @@ method Show(id: ?int, name: ?string) -> (allocation: Allocation)
 
 # Who holds a host id: allocations, exclusions and live user namespaces.
 method Who(id: int) -> (holders: []Holder)
+
+# The container keyring ("_container", owned by the allocation's owner) of an allocation the
+# caller may see; create makes it if there is none. Its owner manages it with keyctl; the
+# daemon drops it when the allocation is released.
+method Keyring(id: ?int, name: ?string, create: ?bool) -> (keyring: int, allocation: Allocation)
 
 # No allocation matches.
 error NotFound (what: string, message: string)
@@ -367,6 +374,18 @@ pub struct Allocated {
     /// Made by this call (false: the lease already held it).
     #[serde(default)]
     pub fresh: bool,
+    /// The container keyring's serial, when asked for.
+    #[serde(default)]
+    pub keyring: Option<i32>,
+}
+
+/// The reply of `Keyring`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyringInfo {
+    /// The container keyring's serial.
+    pub keyring: i32,
+    /// Its allocation.
+    pub allocation: AllocationInfo,
 }
 
 impl std::ops::Deref for Allocated {
@@ -418,9 +437,32 @@ impl RegistryClient {
             .call(&format!("{INTERFACE}.{method}"), p, fds)?)
     }
 
+    /// The container keyring of `target` (made if `create` and there is none).
+    pub fn keyring(&mut self, target: &Target, create: bool) -> Result<KeyringInfo, Error> {
+        let mut p = target.params();
+        if create {
+            p["create"] = true.into();
+        }
+        decode(self.call("Keyring", p, &[])?, "")
+    }
+
     /// Allocate a range leased to `name`.
     pub fn allocate_name(&mut self, name: &str, opts: &AllocOptions) -> Result<Allocated, Error> {
+        self.allocate_name_keyring(name, opts, false)
+    }
+
+    /// [`allocate_name`](Self::allocate_name), with `keyring` also the allocation's container
+    /// keyring (made if there is none), in [`Allocated::keyring`].
+    pub fn allocate_name_keyring(
+        &mut self,
+        name: &str,
+        opts: &AllocOptions,
+        keyring: bool,
+    ) -> Result<Allocated, Error> {
         let mut p = opts.params();
+        if keyring {
+            p.insert("keyring".into(), true.into());
+        }
         p.insert("name".into(), name.into());
         decode(self.call("Allocate", Value::Object(p), &[])?, "")
     }
@@ -433,7 +475,22 @@ impl RegistryClient {
         member: Option<BorrowedFd<'_>>,
         opts: &AllocOptions,
     ) -> Result<Allocated, Error> {
+        self.allocate_userns_keyring(userns, member, opts, false)
+    }
+
+    /// [`allocate_userns`](Self::allocate_userns), with `keyring` also the allocation's
+    /// container keyring (made if there is none), in [`Allocated::keyring`].
+    pub fn allocate_userns_keyring(
+        &mut self,
+        userns: BorrowedFd<'_>,
+        member: Option<BorrowedFd<'_>>,
+        opts: &AllocOptions,
+        keyring: bool,
+    ) -> Result<Allocated, Error> {
         let mut p = opts.params();
+        if keyring {
+            p.insert("keyring".into(), true.into());
+        }
         p.insert("userNamespaceFileDescriptor".into(), 0.into());
         let mut fds = vec![userns];
         if let Some(m) = member {

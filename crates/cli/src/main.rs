@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod key_cmd;
 mod map_cmd;
 mod mount_cmd;
 mod oci_cmd;
@@ -41,6 +42,9 @@ enum Command {
     Oci(oci_cmd::OciArgs),
     #[command(flatten)]
     Registry(registry_cmd::RegistryCommand),
+    /// Container keyrings: keys for a container, grants of your own keys, what is in them.
+    #[command(subcommand)]
+    Key(key_cmd::KeyCommand),
     /// Print the help of credns or of one of its commands (`credns help run`).
     Help {
         /// The command (and subcommand) whose help to print.
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_cmd::run(args),
         Command::Oci(args) => oci_cmd::run(args),
         Command::Registry(cmd) => registry_cmd::run(cmd),
+        Command::Key(cmd) => key_cmd::run(cmd),
         Command::Help { command } => help(&command),
     };
     match result {

@@ -86,6 +86,7 @@ pub fn direct(ep: &Endpoint) -> Result<RegistryClient, Error> {
         reservations: false,
         unflushed: Default::default(),
         taken: Default::default(),
+        keys: crate::keys::KeyHome::new(&ep.store),
     };
     let (ours, theirs) = UnixStream::pair().map_err(|source| Error::Io {
         op: "socketpair",

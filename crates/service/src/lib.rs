@@ -22,6 +22,7 @@ mod cell;
 mod convert;
 mod daemon;
 mod errors;
+mod keys;
 mod live;
 mod methods;
 mod nswatch;
@@ -29,8 +30,8 @@ mod params;
 
 pub use access::{connect, direct, Endpoint, Route};
 pub use credns_api::registry::{
-    AllocOptions, Allocated, AllocationInfo, HolderInfo, Range, RegistryClient, Target, WireLease,
-    DEFAULT_SOCKET,
+    AllocOptions, Allocated, AllocationInfo, HolderInfo, KeyringInfo, Range, RegistryClient,
+    Target, WireLease, DEFAULT_SOCKET,
 };
 pub use credns_varlink::ErrorReply;
 pub use daemon::{Config, Server, Service, DEFAULT_STORE};

@@ -120,6 +120,8 @@ pub(crate) struct Methods {
     pub(crate) unflushed: std::sync::atomic::AtomicBool,
     /// Reservations handed out since the last refill.
     pub(crate) taken: std::sync::atomic::AtomicUsize,
+    /// Container keyrings.
+    pub(crate) keys: crate::keys::KeyHome,
 }
 
 type NsArg = Option<(UserNsFd, PidFd)>;
@@ -143,6 +145,7 @@ impl Methods {
                 self.list(caller)
             }
             "Who" => self.who(caller, decode(params)?),
+            "Keyring" => self.keyring(caller, decode(params)?),
             _ => Err(ErrorReply::method_not_found(&format!(
                 "{}.{method}",
                 credns_api::registry::INTERFACE
@@ -163,6 +166,13 @@ impl Methods {
     }
 
     /// As [`with`](Self::with) for a call that writes nothing.
+    pub(crate) fn read_registry<T>(
+        &self,
+        f: impl FnOnce(&mut Registry) -> Result<T, ErrorReply>,
+    ) -> Result<T, ErrorReply> {
+        self.read(f)
+    }
+
     fn read<T>(
         &self,
         f: impl FnOnce(&mut Registry) -> Result<T, ErrorReply>,
@@ -326,7 +336,11 @@ impl Methods {
                 }
                 self.follow(&a, userns, member);
             }
-            Ok(json!({ "allocation": convert::allocation(reg, &a), "fresh": fresh }))
+            let keyring = match p.keyring {
+                true => Some(self.container_keyring(&a, true)?),
+                false => None,
+            };
+            Ok(json!({ "allocation": convert::allocation(reg, &a), "fresh": fresh, "keyring": keyring }))
         })
     }
 
@@ -430,7 +444,7 @@ impl Methods {
     }
 
     /// Resolve `id` or `name` to an allocation the caller may see.
-    fn target<'r>(
+    pub(crate) fn target<'r>(
         caller: Caller,
         p: &TargetParams,
         reg: &'r Registry,
@@ -459,6 +473,7 @@ impl Methods {
         self.access(false, |reg| {
             let id = Self::target(caller, &p, reg)?.id;
             let a = reg.release(&Selector::Id(id)).map_err(registry_error)?;
+            self.keys.released(a.id.0, a.owner);
             if let Lease::UserNs { dev, ino, .. } = a.lease {
                 self.leases.unwatch((dev, ino));
                 // Released while its namespace may still live: whatever that namespace still

@@ -22,6 +22,18 @@ pub(crate) struct AllocateParams {
     pub label: Option<String>,
     #[serde(default)]
     pub write_maps: bool,
+    #[serde(default)]
+    pub keyring: bool,
+}
+
+/// `Keyring`'s parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KeyringParams {
+    pub id: Option<u64>,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub create: bool,
 }
 
 /// `Register`'s parameters.

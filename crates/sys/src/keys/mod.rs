@@ -11,6 +11,7 @@ use crate::{last_errno, Errno};
 
 mod actor;
 mod actor_child;
+pub mod session;
 mod wire;
 
 pub use actor::KeyActor;

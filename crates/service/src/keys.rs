@@ -1,0 +1,189 @@
+//! Container keyrings: the keyring `_container` of each allocation that asked for one, owned by
+//! the allocation's owner, which `credns run` links into the container's session keyring.
+//!
+//! The daemon keeps them alive between runs in root's user keyring (which lives as long as the
+//! host): a holder keyring `credns:<store path>` (one per store, so a test daemon never meets
+//! the host's), holding for allocation N a keyring `credns.N`, holding `_container`. Lookups
+//! search by those descriptions: the kernel is the record, nothing is stored beside the lease.
+//! A release invalidates `credns.N` and `_container` (the kernel then drops what only they
+//! held). The daemon acts on a container keyring with its thread's fsuid set to the owner's,
+//! because after the chown the owner's class of the mask is what grants root access (key
+//! permissions ignore capabilities, and the daemon may not possess the holder).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use credns_sys::keys::session::{self, CONTAINER_PERM};
+use credns_sys::keys::{self, KeySerial, KEY_SPEC_USER_KEYRING};
+use credns_sys::Errno;
+
+/// Holder and per-allocation keyrings: root's, every right to their owner (root without
+/// possession), none to anyone else.
+const HOLDER_PERM: u32 = 0x3f3f_0000;
+
+/// The description of the container keyring, as a container sees it.
+pub const CONTAINER_KEYRING: &str = "_container";
+
+/// Where a daemon (or a direct-path command) keeps container keyrings.
+#[derive(Debug)]
+pub(crate) struct KeyHome {
+    holder: String,
+    /// One maker at a time: two workers must not both make a holder or a slot.
+    lock: Mutex<()>,
+}
+
+/// This thread's fsuid set to `uid` until dropped.
+struct AsOwner(u32);
+
+impl AsOwner {
+    fn new(uid: u32) -> Result<Self, Errno> {
+        Ok(AsOwner(session::set_thread_fsuid(uid)?))
+    }
+}
+
+impl Drop for AsOwner {
+    fn drop(&mut self) {
+        let _ = session::set_thread_fsuid(self.0);
+    }
+}
+
+fn found(r: Result<KeySerial, Errno>) -> Result<Option<KeySerial>, Errno> {
+    match r {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e == Errno::NOKEY || e == Errno::NOENT => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl KeyHome {
+    /// The keyrings of the registry kept at `store`.
+    pub(crate) fn new(store: &Path) -> Self {
+        KeyHome {
+            holder: format!("credns:{}", store.display()),
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn slot_name(alloc: u64) -> String {
+        format!("credns.{alloc}")
+    }
+
+    fn find_or_make(
+        &self,
+        parent: KeySerial,
+        desc: &str,
+        create: bool,
+    ) -> Result<Option<KeySerial>, Errno> {
+        match found(keys::search(parent, "keyring", desc))? {
+            Some(s) => Ok(Some(s)),
+            None if create => {
+                let s = keys::add_key("keyring", desc, &[], parent)?;
+                keys::setperm(s, HOLDER_PERM)?;
+                Ok(Some(s))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Allocation `alloc`'s keyring `credns.N`.
+    fn slot(&self, alloc: u64, create: bool) -> Result<Option<KeySerial>, Errno> {
+        let Some(h) = self.find_or_make(KEY_SPEC_USER_KEYRING, &self.holder, create)? else {
+            return Ok(None);
+        };
+        self.find_or_make(h, &Self::slot_name(alloc), create)
+    }
+
+    /// The container keyring of allocation `alloc` owned by `owner`; made if `create`.
+    pub(crate) fn container(
+        &self,
+        alloc: u64,
+        owner: u32,
+        create: bool,
+    ) -> Result<Option<KeySerial>, Errno> {
+        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(slot) = self.slot(alloc, create)? else {
+            return Ok(None);
+        };
+        let listed = keys::session::keyring_serials(&keys::read(slot)?);
+        {
+            let _as = AsOwner::new(owner)?;
+            for s in listed {
+                match session::describe_key(s) {
+                    Ok(d) if d.ktype == "keyring" && d.description == CONTAINER_KEYRING => {
+                        return Ok(Some(s))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !create {
+            return Ok(None);
+        }
+        let c = keys::add_key("keyring", CONTAINER_KEYRING, &[], slot)?;
+        let made =
+            keys::setperm(c, CONTAINER_PERM).and_then(|()| keys::chown(c, Some(owner), None));
+        if let Err(e) = made {
+            let _ = keys::invalidate(c);
+            return Err(e);
+        }
+        Ok(Some(c))
+    }
+
+    /// Allocation `alloc` was released: its keyrings are invalidated (best effort: a key the
+    /// daemon cannot reach any more cannot be found through it either).
+    pub(crate) fn released(&self, alloc: u64, owner: u32) {
+        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Ok(Some(slot)) = self.slot(alloc, false) else {
+            return;
+        };
+        if let Ok(listed) = keys::read(slot) {
+            if let Ok(_as) = AsOwner::new(owner) {
+                for s in keys::session::keyring_serials(&listed) {
+                    let _ = keys::invalidate(s);
+                }
+            }
+        }
+        let _ = keys::invalidate(slot);
+    }
+}
+
+impl crate::methods::Methods {
+    /// The container keyring of `a`, made if `create`.
+    pub(crate) fn container_keyring(
+        &self,
+        a: &credns_registry::Allocation,
+        create: bool,
+    ) -> Result<KeySerial, credns_varlink::ErrorReply> {
+        match self.keys.container(a.id.0, a.owner, create) {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Err(crate::errors::not_found(&format!(
+                "container keyring of allocation {} (run a container in it first, or pass create)",
+                a.id
+            ))),
+            Err(e) => Err(crate::errors::internal(format!(
+                "container keyring of allocation {}: {e}",
+                a.id
+            ))),
+        }
+    }
+
+    /// `Keyring`: the container keyring of an allocation the caller may see.
+    pub(crate) fn keyring(
+        &self,
+        caller: crate::methods::Caller,
+        p: crate::params::KeyringParams,
+    ) -> Result<serde_json::Value, credns_varlink::ErrorReply> {
+        let target = crate::params::TargetParams {
+            id: p.id,
+            name: p.name,
+        };
+        self.read_registry(|reg| {
+            let a = Self::target(caller, &target, reg)?;
+            let serial = self.container_keyring(a, p.create)?;
+            Ok(serde_json::json!({
+                "keyring": serial,
+                "allocation": crate::convert::allocation(reg, a),
+            }))
+        })
+    }
+}
