@@ -18,6 +18,7 @@ for cmd in "${!pkg_for[@]}"; do
 done
 # The run, oci and README tests build root filesystems from the static busybox.
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
+dpkg -s keyutils >/dev/null 2>&1 || need_pkgs+=(keyutils)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "installing: ${need_pkgs[*]}"

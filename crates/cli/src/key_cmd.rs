@@ -16,7 +16,7 @@ use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::Table;
 use credns_service::{AllocationInfo, KeyringInfo, RegistryClient, Target};
 use credns_sys::keys::session::{self, perm, KeyDescription, KeyUser};
-use credns_sys::keys::{self, KeySerial};
+use credns_sys::keys::{self, KeySerial, KEY_SPEC_THREAD_KEYRING};
 use credns_sys::{Errno, ProcFs};
 use serde::Serialize;
 
@@ -185,31 +185,43 @@ fn add(a: AddArgs) -> Result<ExitCode> {
     check_add(&a.ktype, &a.description, &data)?;
     let k = container_keyring(&a.at, &a.container, true)?;
     let _as = AsOwner::new(k.allocation.owner)?;
-    let key = keys::add_key(&a.ktype, &a.description, &data, k.keyring).map_err(|e| {
-        let why = match e {
-            Errno::NODEV => format!("unknown key type {:?} (is its module loaded?)", a.ktype),
-            Errno::INVAL => format!(
-                "the {} type refused this description or payload ({} bytes)",
-                a.ktype,
-                data.len()
-            ),
-            Errno::DQUOT => format!(
-                "uid {}'s key quota is used up (see /proc/key-users)",
-                k.allocation.owner
-            ),
-            e => errno_text(e),
-        };
-        anyhow::anyhow!("adding {} key {:?}: {why}", a.ktype, escape(&a.description))
-    })?;
+    // Made in this thread's keyring, which this process possesses, so that it may set the
+    // key's mask before the key is anywhere a container can see it; then moved.
+    let key =
+        keys::add_key(&a.ktype, &a.description, &data, KEY_SPEC_THREAD_KEYRING).map_err(|e| {
+            let why = match e {
+                Errno::NODEV => format!("unknown key type {:?} (is its module loaded?)", a.ktype),
+                Errno::INVAL => format!(
+                    "the {} type refused this description or payload ({} bytes)",
+                    a.ktype,
+                    data.len()
+                ),
+                Errno::DQUOT => format!(
+                    "uid {}'s key quota is used up (see /proc/key-users)",
+                    k.allocation.owner
+                ),
+                e => errno_text(e),
+            };
+            anyhow::anyhow!("adding {} key {:?}: {why}", a.ktype, escape(&a.description))
+        })?;
     // Possessors (the container) find and read it; the owner keeps every right.
     let mask = ((perm::VIEW | perm::READ | perm::SEARCH) << perm::POS) | (perm::ALL << perm::USR);
-    if let Err(e) = keys::setperm(key, mask) {
+    let placed = keys::setperm(key, mask)
+        .map_err(|e| format!("setting the mask of key {key}: {}", errno_text(e)))
+        .and_then(|()| {
+            keys::link(key, k.keyring).map_err(|e| {
+                format!(
+                    "linking key {key} into container {:?}'s keyring: {}",
+                    a.container,
+                    errno_text(e)
+                )
+            })
+        });
+    if let Err(why) = placed {
         let _ = keys::invalidate(key);
-        bail!(
-            "setting the mask of key {key}: {}; the key was removed",
-            errno_text(e)
-        );
+        bail!("{why}; the key was removed");
     }
+    let _ = keys::unlink(key, KEY_SPEC_THREAD_KEYRING);
     println!("{key}");
     Ok(ExitCode::SUCCESS)
 }

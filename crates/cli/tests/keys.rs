@@ -1,0 +1,475 @@
+//! Container keyrings end to end, with a real `credns serve`, real containers and keyutils'
+//! `keyctl` (seed 002's test-container and test-cont-grant as workflows): what a container
+//! finds, what it may not do, what no one else finds, keyrings gone with their allocation,
+//! bad input, and an unprivileged manager.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_credns");
+/// The unprivileged user the tests switch to.
+const USER: &str = "1000";
+
+/// A daemon on a socket and store of its own; on drop it is stopped and its keyrings (the
+/// holder `credns:<store>` in root's user keyring) are invalidated.
+struct Env {
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+    store: PathBuf,
+    daemon: Option<Child>,
+}
+
+impl Env {
+    /// None (the test skips) without root, keyctl or setpriv.
+    fn new(test: &str) -> Option<Self> {
+        if !needs_root(test)
+            || !needs_tool(test, "keyctl", "keyutils")
+            || !needs_tool(test, "setpriv", "util-linux")
+        {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.path().join("run/io.credns.Registry");
+        let store = dir.path().join("lib/registry.redb");
+        let daemon = Command::new(BIN)
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--store")
+            .arg(&store)
+            .arg("--etc")
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting credns serve");
+        let env = Env {
+            dir,
+            socket,
+            store,
+            daemon: Some(daemon),
+        };
+        let t0 = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&env.socket).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "credns serve did not answer"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Some(env)
+    }
+
+    fn socket(&self) -> &str {
+        self.socket.to_str().unwrap()
+    }
+
+    /// `credns ARGS --socket S` as root or as uid/gid 1000.
+    fn cmd(&self, unprivileged: bool, args: &[&str]) -> Command {
+        let mut c = if unprivileged {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid", USER, "--regid", USER, "--clear-groups", BIN]);
+            c
+        } else {
+            Command::new(BIN)
+        };
+        let (head, tail) = match args.iter().position(|a| *a == "--") {
+            Some(i) => (&args[..i], &args[i..]),
+            None => (args, &[][..]),
+        };
+        c.args(head)
+            .args(["--socket", self.socket()])
+            .args(tail)
+            .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+            .current_dir("/");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(false, args).output().unwrap()
+    }
+
+    fn run_as_user(&self, args: &[&str]) -> Output {
+        self.cmd(true, args).output().unwrap()
+    }
+
+    /// `sh -c SCRIPT` in a new session keyring of its own (so the test's own is not touched),
+    /// with `$CREDNS` the binary and `$S` the socket.
+    fn shell(&self, script: &str) -> Output {
+        Command::new("keyctl")
+            .args(["session", "-", "sh", "-c", script])
+            .env("CREDNS", BIN)
+            .env("S", self.socket())
+            .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+            .current_dir("/")
+            .output()
+            .unwrap()
+    }
+
+    fn holder(&self) -> String {
+        format!("credns:{}", self.store.display())
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            if let Some(pid) = rustix::process::Pid::from_raw(d.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let _ = d.wait();
+        }
+        let found = Command::new("keyctl")
+            .args(["search", "@u", "keyring", &self.holder()])
+            .output();
+        if let Some(o) = found.ok().filter(|o| o.status.success()) {
+            let serial = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            let _ = Command::new("keyctl")
+                .args(["invalidate", &serial])
+                .output();
+        }
+    }
+}
+
+fn out(o: &Output) -> String {
+    format!("{}{}", stdout(o), stderr(o))
+}
+
+/// The container keyring's serial for `container`, from `credns key show --json`.
+fn keyring_of(env: &Env, container: &str) -> (i64, Value) {
+    let o = env.run(&["key", "show", container, "--json"]);
+    let v: Value = serde_json::from_str(&ok(&o)).unwrap();
+    (v[0]["keyring"].as_i64().unwrap(), v[0].clone())
+}
+
+/// Whether /proc/keys (as root sees it) has a line with this serial.
+fn in_proc_keys(serial: i64) -> bool {
+    let hex = format!("{serial:08x}");
+    std::fs::read_to_string("/proc/keys")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with(&hex))
+}
+
+/// Wait (bounded) until none of `serials` is in /proc/keys: invalidated keys are collected by
+/// the kernel's key garbage collector, soon but not at once. Returns how long it took.
+fn wait_gone(serials: &[i64]) -> Duration {
+    let t0 = Instant::now();
+    while serials.iter().any(|s| in_proc_keys(*s)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "keyrings {serials:?} still in /proc/keys after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    t0.elapsed()
+}
+
+/// Seed 002's test-container: the manager adds "foobar"; `keyctl request user foobar` inside
+/// finds it and reads it; the container cannot change, remove, relink or re-permission it;
+/// a second container and an unprivileged host user do not find it; the keyring outlives the
+/// run of a named container.
+#[test]
+fn a_containers_keyring_holds_what_its_manager_put_there() {
+    let Some(env) = Env::new("a_containers_keyring_holds_what_its_manager_put_there") else {
+        return;
+    };
+    // The first run makes the name lease and its keyring.
+    ok(&env.run(&["run", "--name", "web", "--", "true"]));
+    let key = ok(&env.run(&["key", "add", "web", "user", "foobar", "hello world"]));
+    let key = key.trim().to_string();
+    let (ring, shown) = keyring_of(&env, "web");
+    assert_eq!(shown["keys"][0]["description"], "foobar", "{shown}");
+    assert_eq!(shown["keys"][0]["possessor"], "----s-rv", "{shown}");
+    assert_eq!(shown["keyring_perm"], "0b3f0000", "{shown}");
+    let inside = format!(
+        "keyctl rdescribe @s; K=$(keyctl request user foobar) && echo found=$K; keyctl print $K; \
+         keyctl update $K changed 2>&1; keyctl unlink $K {ring} 2>&1; keyctl setperm $K 0x3f3f0000 2>&1; \
+         keyctl setperm {ring} 0x3f3f0000 2>&1; keyctl add user mine x @s >/dev/null && echo own-key-added; \
+         keyctl link {ring} $(keyctl newring other @s) 2>&1; keyctl add user x y {ring} 2>&1; \
+         keyctl revoke $K 2>&1; keyctl timeout $K 5 2>&1; true"
+    );
+    let o = env.run(&["run", "--name", "web", "--", "sh", "-c", &inside]);
+    let text = ok(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("keyring;65534;65534;0f0b0000;_ses.credns."),
+        "{text}"
+    );
+    assert_eq!(lines[1], format!("found={key}"), "{text}");
+    assert_eq!(lines[2], "hello world", "{text}");
+    // update, unlink, setperm (key), setperm (keyring): each refused.
+    for l in &lines[3..7] {
+        assert!(l.ends_with("Permission denied"), "{l:?} in {text}");
+    }
+    assert_eq!(lines[7], "own-key-added", "{text}");
+    // link elsewhere, add into it, revoke, timeout: refused.
+    for l in &lines[8..12] {
+        assert!(l.ends_with("Permission denied"), "{l:?} in {text}");
+    }
+    assert_eq!(lines.len(), 12, "{text}");
+    // Another container and an unprivileged host user find nothing.
+    let o = env.run(&["run", "--", "keyctl", "request", "user", "foobar"]);
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(
+        stderr(&o).contains("Required key not available"),
+        "{}",
+        out(&o)
+    );
+    let o = Command::new("setpriv")
+        .args(["--reuid", USER, "--regid", USER, "--clear-groups"])
+        .args(["keyctl", "request", "user", "foobar"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", out(&o));
+    let o = Command::new("setpriv")
+        .args(["--reuid", USER, "--regid", USER, "--clear-groups"])
+        .args(["keyctl", "print", &key])
+        .output()
+        .unwrap();
+    assert!(stderr(&o).contains("Permission denied"), "{}", out(&o));
+    // Released, the name's keyrings go.
+    ok(&env.run(&["release", "web"]));
+    wait_gone(&[ring]);
+    let o = env.run(&["key", "show", "web"]);
+    assert!(!o.status.success(), "{}", out(&o));
+}
+
+/// Seed 002's test-cont-grant: the manager's own key, granted, is found inside by description
+/// and cannot be modified or unlinked there; ungranted, it is not found.
+#[test]
+fn a_granted_key_is_found_inside_and_nowhere_else() {
+    let Some(env) = Env::new("a_granted_key_is_found_inside_and_nowhere_else") else {
+        return;
+    };
+    ok(&env.run(&["run", "--name", "afs", "--", "true"]));
+    ok(&env.run(&["run", "--name", "other", "--", "true"]));
+    let script = r#"
+        K=$(keyctl add user afs:token secret @s)
+        $CREDNS key grant $K afs --socket $S || exit 1
+        echo granted
+        $CREDNS run --name afs --socket $S -- sh -c 'K=$(keyctl request user afs:token) && keyctl print $K; keyctl update $K x 2>&1; keyctl unlink $K 2>&1; keyctl revoke $K 2>&1'
+        $CREDNS run --name other --socket $S -- keyctl request user afs:token 2>&1
+        keyctl print $K
+        keyctl rdescribe $K
+        $CREDNS key ungrant $K afs --socket $S || exit 1
+        $CREDNS run --name afs --socket $S -- keyctl request user afs:token 2>&1
+        $CREDNS key ungrant $K afs --socket $S 2>&1
+        true
+    "#;
+    let o = env.shell(script);
+    let text = out(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "granted", "{text}");
+    assert_eq!(lines[1], "secret", "{text}");
+    assert!(lines[2].ends_with("Permission denied"), "{text}");
+    // `keyctl unlink KEY` unlinks the key from every keyring it may: none here.
+    assert_eq!(lines[3], "0 links removed", "{text}");
+    assert!(lines[4].ends_with("Permission denied"), "{text}");
+    assert!(lines[5].ends_with("Required key not available"), "{text}");
+    // The owner keeps its rights and reads its key; possessors get view, read, search.
+    assert_eq!(lines[6], "secret", "{text}");
+    assert!(lines[7].starts_with("user;0;0;0b3f"), "{text}");
+    assert!(lines[8].ends_with("Required key not available"), "{text}");
+    assert!(
+        lines[9].contains("is not in container \"afs\"'s keyring"),
+        "{text}"
+    );
+}
+
+/// Two containers with many keys each: every attempt of one on the other's keys fails, with
+/// the kernel's errno for it (not found by search; by serial, no right to read, link or
+/// re-permission: they are neither possessed nor owned there).
+#[test]
+fn containers_cannot_reach_each_others_keys() {
+    let Some(env) = Env::new("containers_cannot_reach_each_others_keys") else {
+        return;
+    };
+    const N: usize = 100;
+    let mut serials = Vec::new();
+    for c in ["a", "b"] {
+        ok(&env.run(&["run", "--name", c, "--", "true"]));
+        let script = format!(
+            "for i in $(seq 1 {N}); do $CREDNS key add {c} user {c}-$i v$i --socket $S || exit 1; done"
+        );
+        let o = env.shell(&script);
+        let s: Vec<String> = ok(&o).lines().map(str::to_string).collect();
+        assert_eq!(s.len(), N);
+        serials.push(s);
+    }
+    for (me, other, theirs) in [("a", "b", &serials[1]), ("b", "a", &serials[0])] {
+        let script = format!(
+            "for i in $(seq 1 {N}); do keyctl request user {me}-$i >/dev/null || echo own-missing; \
+             keyctl request user {other}-$i 2>&1; done; \
+             for k in {list}; do keyctl print $k 2>&1; keyctl link $k @s 2>&1; keyctl setperm $k 0x3f3f3f3f 2>&1; \
+             keyctl invalidate $k 2>&1; done; true",
+            list = theirs.join(" ")
+        );
+        let o = env.run(&["run", "--name", me, "--", "sh", "-c", &script]);
+        let text = ok(&o);
+        let mut counts = std::collections::BTreeMap::new();
+        for l in text.lines() {
+            let why = l.rsplit(": ").next().unwrap_or(l);
+            *counts.entry(why.to_string()).or_insert(0) += 1;
+        }
+        let want: std::collections::BTreeMap<String, i32> = [
+            ("Required key not available".to_string(), N as i32),
+            ("Permission denied".to_string(), 4 * N as i32),
+        ]
+        .into();
+        assert_eq!(counts, want, "container {me}: {text}");
+    }
+}
+
+/// A namespace-leased container's keyrings leave /proc/keys once it has ended (the daemon
+/// releases the lease and invalidates them); `--no-keyring` makes none.
+#[test]
+fn keyrings_go_with_the_container() {
+    let Some(env) = Env::new("keyrings_go_with_the_container") else {
+        return;
+    };
+    let o = env.run(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "keyctl search @s keyring _container; keyctl show @s | sed -n 2p | awk '{print $1}'",
+    ]);
+    let text = ok(&o);
+    let serials: Vec<i64> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
+    assert_eq!(serials.len(), 2, "{text}");
+    let took = wait_gone(&serials);
+    println!("keyrings gone {took:?} after the container ended");
+    let o = env.run(&[
+        "run",
+        "--no-keyring",
+        "--",
+        "keyctl",
+        "search",
+        "@s",
+        "keyring",
+        "_container",
+    ]);
+    assert!(!o.status.success(), "{}", out(&o));
+}
+
+/// Bad input gets a clear error and leaves nothing made.
+#[test]
+fn bad_input_is_refused_clearly() {
+    let Some(env) = Env::new("bad_input_is_refused_clearly") else {
+        return;
+    };
+    ok(&env.run(&["run", "--name", "c", "--", "true"]));
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["key", "add", "nosuch", "user", "d", "x"],
+            "no allocation named \"nosuch\"",
+        ),
+        (
+            &["key", "add", "c", "nosuchtype", "d", "x"],
+            "unknown key type \"nosuchtype\"",
+        ),
+        (
+            &["key", "add", "c", ".request_key_auth", "d", "x"],
+            "types starting with '.'",
+        ),
+        (
+            &["key", "add", "c", "keyring", "d"],
+            "a container keyring holds keys",
+        ),
+        (&["key", "grant", "12345", "c"], "KEY 12345: no such key"),
+        (
+            &["key", "grant", "12345", "c", "--perm", "read,fly"],
+            "unknown permission \"fly\"",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = env.run(args);
+        assert!(!o.status.success(), "{args:?}: {}", out(&o));
+        assert!(
+            stderr(&o).contains(want),
+            "{args:?}: want {want:?} in {}",
+            out(&o)
+        );
+    }
+    // Over the user type's payload limit (32767 bytes), and over add_key's (1 MiB - 1).
+    let big = "x".repeat(40_000);
+    let o = env.run(&["key", "add", "c", "user", "big", &big]);
+    assert!(stderr(&o).contains("the user type refused"), "{}", out(&o));
+    let mut child = env
+        .cmd(false, &["key", "add", "c", "user", "huge", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let _ = child.stdin.take().unwrap().write_all(&vec![b'x'; 1 << 20]);
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        stderr(&o).contains("more than add_key takes"),
+        "{}",
+        out(&o)
+    );
+    let (_, shown) = keyring_of(&env, "c");
+    assert_eq!(shown["keys"], Value::Array(vec![]), "{shown}");
+}
+
+/// An unprivileged manager gives keys to her own containers, not to others'.
+#[test]
+fn an_unprivileged_user_manages_her_own_containers_keys() {
+    let Some(env) = Env::new("an_unprivileged_user_manages_her_own_containers_keys") else {
+        return;
+    };
+    ok(&env.run(&["run", "--name", "roots", "--", "true"]));
+    let go = env.dir.path().join("go");
+    let script = format!(
+        "while [ ! -e {} ]; do sleep 0.02; done; keyctl print $(keyctl request user token)",
+        go.display()
+    );
+    let child = env
+        .cmd(true, &["run", "--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Her container's allocation, as she lists it.
+    let t0 = Instant::now();
+    let id = loop {
+        let o = env.run_as_user(&["list", "--json"]);
+        let l: Value = serde_json::from_str(&ok(&o)).unwrap();
+        if let Some(a) = l.as_array().and_then(|a| a.first()) {
+            break a["id"].as_u64().unwrap().to_string();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "her container was never listed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let key = ok(&env.run_as_user(&["key", "add", &id, "user", "token", "hers"]));
+    std::fs::write(&go, "").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(ok(&o), "hers\n");
+    let (_, shown) = keyring_of(&env, &id);
+    assert_eq!(shown["owner"], 1000, "{shown}");
+    assert_eq!(shown["keys"][0]["uid"], 1000, "{shown}");
+    assert_eq!(
+        shown["keys"][0]["serial"].to_string(),
+        key.trim(),
+        "{shown}"
+    );
+    // Root's container is not hers.
+    let o = env.run_as_user(&["key", "add", "roots", "user", "t", "x"]);
+    assert!(stderr(&o).contains("permission denied"), "{}", out(&o));
+    let o = env.run_as_user(&["key", "show", "roots"]);
+    assert!(stderr(&o).contains("permission denied"), "{}", out(&o));
+}
