@@ -109,6 +109,28 @@ method Who(id: int) -> (holders: []Holder)
 # daemon drops it when the allocation is released.
 method Keyring(id: ?int, name: ?string, create: ?bool) -> (keyring: int, allocation: Allocation)
 
+# Where a container's request_key upcalls of a type go: description and callout are patterns
+# (* any run, ? one character, \ escapes); handler an absolute path and its arguments, run
+# on the host as the allocation's owner (inside: in the container, as its root); timeout in
+# seconds, after which the key is negated.
+type KeyRoute (
+  type: string,
+  description: string,
+  callout: string,
+  handler: []string,
+  inside: bool,
+  timeout: int
+)
+
+# An allocation's key routes, in the order they are tried.
+method KeyRoutes(id: ?int, name: ?string) -> (routes: []KeyRoute, allocation: Allocation)
+
+# Add a route after the others.
+method AddKeyRoute(id: ?int, name: ?string, route: KeyRoute) -> (routes: []KeyRoute)
+
+# Remove the route at index (from 0).
+method RemoveKeyRoute(id: ?int, name: ?string, index: int) -> (routes: []KeyRoute)
+
 # No allocation matches.
 error NotFound (what: string, message: string)
 # A parameter was wrong.
@@ -379,6 +401,33 @@ pub struct Allocated {
     pub keyring: Option<i32>,
 }
 
+/// A key route as the wire carries it (`KeyRoute` in the IDL).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRouteInfo {
+    /// The key type.
+    #[serde(rename = "type")]
+    pub key_type: String,
+    /// The description's pattern.
+    pub description: String,
+    /// The callout information's pattern.
+    pub callout: String,
+    /// The handler command.
+    pub handler: Vec<String>,
+    /// Run inside the container.
+    pub inside: bool,
+    /// Seconds before the key is negated.
+    pub timeout: u32,
+}
+
+/// The reply of `KeyRoutes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRoutesInfo {
+    /// The routes, in the order they are tried.
+    pub routes: Vec<KeyRouteInfo>,
+    /// Their allocation.
+    pub allocation: AllocationInfo,
+}
+
 /// The reply of `Keyring`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyringInfo {
@@ -444,6 +493,33 @@ impl RegistryClient {
             p["create"] = true.into();
         }
         decode(self.call("Keyring", p, &[])?, "")
+    }
+
+    /// The key routes of `target`, and its allocation.
+    pub fn key_routes(&mut self, target: &Target) -> Result<KeyRoutesInfo, Error> {
+        decode(self.call("KeyRoutes", target.params(), &[])?, "")
+    }
+
+    /// Add a key route to `target`; its routes after.
+    pub fn add_key_route(
+        &mut self,
+        target: &Target,
+        route: &KeyRouteInfo,
+    ) -> Result<Vec<KeyRouteInfo>, Error> {
+        let mut p = target.params();
+        p["route"] = json!(route);
+        decode(self.call("AddKeyRoute", p, &[])?, "routes")
+    }
+
+    /// Remove `target`'s key route at `index`; its routes after.
+    pub fn remove_key_route(
+        &mut self,
+        target: &Target,
+        index: usize,
+    ) -> Result<Vec<KeyRouteInfo>, Error> {
+        let mut p = target.params();
+        p["index"] = json!(index);
+        decode(self.call("RemoveKeyRoute", p, &[])?, "routes")
     }
 
     /// Allocate a range leased to `name`.

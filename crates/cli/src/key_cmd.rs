@@ -14,7 +14,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::Table;
-use credns_service::{AllocationInfo, KeyringInfo, RegistryClient, Target};
+use std::os::unix::fs::PermissionsExt;
+
+use credns_service::{AllocationInfo, KeyRouteInfo, KeyringInfo, RegistryClient, Target};
 use credns_sys::keys::session::{self, perm, KeyDescription, KeyUser};
 use credns_sys::keys::{self, KeySerial, KEY_SPEC_THREAD_KEYRING};
 use credns_sys::{Errno, ProcFs};
@@ -40,6 +42,66 @@ pub enum KeyCommand {
     Ungrant(UngrantArgs),
     /// Show container keyrings: keys, masks, owners (host and container ids), quota use.
     Show(ShowArgs),
+    /// Send a container's request_key upcalls of a type to a handler of yours.
+    Route(RouteArgs),
+    /// List containers' key routes.
+    Routes(RoutesArgs),
+    /// Remove a key route.
+    Unroute(UnrouteArgs),
+    /// Install (or with --remove, remove) the request-key configuration that sends upcalls
+    /// to `credns key upcall` (root).
+    Setup(crate::key_upcall::SetupArgs),
+    /// Answer one upcall (run by /sbin/request-key through the file `key setup` installs).
+    #[command(hide = true)]
+    Upcall(crate::key_upcall::UpcallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    /// The container: allocation number (N or #N) or name.
+    container: String,
+    /// The key type requested.
+    #[arg(long = "type", value_name = "TYPE")]
+    key_type: String,
+    /// Only descriptions matching this pattern (* any run, ? one character, \\ escapes).
+    #[arg(long = "desc", value_name = "GLOB", default_value = "*")]
+    description: String,
+    /// Only callout information matching this pattern.
+    #[arg(long, value_name = "GLOB", default_value = "*")]
+    callout: String,
+    /// The handler: an absolute path and its arguments, split at spaces. It runs as the
+    /// container's owner with KEY_ID, KEY_TYPE, KEY_DESC, KEY_CALLOUT, KEY_UID and KEY_GID
+    /// (the requester's ids as the container numbers them), KEY_HOST_UID, KEY_HOST_GID,
+    /// KEY_SESSION and CREDNS_ALLOCATION set; what it prints becomes the key's payload when
+    /// it exits 0 (it may also instantiate the key itself).
+    #[arg(long, value_name = "CMD")]
+    handler: String,
+    /// Seconds the handler may take; then the key is negated for 60 s.
+    #[arg(long, default_value_t = 30)]
+    timeout: u32,
+    #[command(flatten)]
+    at: Where,
+}
+
+#[derive(Debug, Args)]
+pub struct RoutesArgs {
+    /// The container (default: every allocation of yours).
+    container: Option<String>,
+    /// JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    at: Where,
+}
+
+#[derive(Debug, Args)]
+pub struct UnrouteArgs {
+    /// The container: allocation number (N or #N) or name.
+    container: String,
+    /// The route's index, as `credns key routes` numbers them (from 0).
+    index: usize,
+    #[command(flatten)]
+    at: Where,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +161,11 @@ pub fn run(cmd: KeyCommand) -> Result<ExitCode> {
         KeyCommand::Grant(a) => grant(a),
         KeyCommand::Ungrant(a) => ungrant(a),
         KeyCommand::Show(a) => show(a),
+        KeyCommand::Route(a) => route(a),
+        KeyCommand::Routes(a) => routes(a),
+        KeyCommand::Unroute(a) => unroute(a),
+        KeyCommand::Setup(a) => crate::key_upcall::setup(a),
+        KeyCommand::Upcall(a) => crate::key_upcall::upcall(a),
     }
 }
 
@@ -489,6 +556,109 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The handler's words; its program must be an executable file.
+fn handler_words(cmd: &str) -> Result<Vec<String>> {
+    let words: Vec<String> = cmd.split_whitespace().map(str::to_string).collect();
+    let Some(prog) = words.first() else {
+        bail!("--handler: empty");
+    };
+    if !prog.starts_with('/') {
+        bail!("--handler {prog:?}: give the program's absolute path");
+    }
+    let meta = std::fs::metadata(prog).with_context(|| format!("--handler {prog}"))?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        bail!("--handler {prog}: not an executable file");
+    }
+    Ok(words)
+}
+
+fn route(a: RouteArgs) -> Result<ExitCode> {
+    let r = KeyRouteInfo {
+        key_type: a.key_type,
+        description: a.description,
+        callout: a.callout,
+        handler: handler_words(&a.handler)?,
+        inside: false,
+        timeout: a.timeout,
+    };
+    let t = target(&a.container)?;
+    let (mut c, _) = a.at.connect()?;
+    let all = c
+        .add_key_route(&t, &r)
+        .with_context(|| format!("container {:?}", a.container))?;
+    println!("{}", all.len() - 1);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn unroute(a: UnrouteArgs) -> Result<ExitCode> {
+    let t = target(&a.container)?;
+    let (mut c, _) = a.at.connect()?;
+    c.remove_key_route(&t, a.index)
+        .with_context(|| format!("container {:?}", a.container))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Serialize)]
+struct ShownRoutes {
+    allocation: u64,
+    name: Option<String>,
+    routes: Vec<KeyRouteInfo>,
+}
+
+fn routes(a: RoutesArgs) -> Result<ExitCode> {
+    let (mut c, _) = a.at.connect()?;
+    let targets = match &a.container {
+        Some(s) => vec![target(s)?],
+        None => c.list()?.iter().map(|x| Target::Id(x.id)).collect(),
+    };
+    let mut all = Vec::new();
+    for t in targets {
+        let got = c.key_routes(&t)?;
+        if a.container.is_some() || !got.routes.is_empty() {
+            all.push(ShownRoutes {
+                allocation: got.allocation.id,
+                name: got.allocation.lease.name.clone(),
+                routes: got.routes,
+            });
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY);
+    t.set_header(vec![
+        "ALLOCATION",
+        "#",
+        "TYPE",
+        "DESCRIPTION",
+        "CALLOUT",
+        "HANDLER",
+        "TIMEOUT",
+    ]);
+    for s in &all {
+        let name = s
+            .name
+            .as_deref()
+            .map(|n| format!(" ({})", escape(n)))
+            .unwrap_or_default();
+        for (i, r) in s.routes.iter().enumerate() {
+            t.add_row(vec![
+                format!("#{}{name}", s.allocation),
+                i.to_string(),
+                escape(&r.key_type),
+                escape(&r.description),
+                escape(&r.callout),
+                escape(&r.handler.join(" ")),
+                format!("{} s", r.timeout),
+            ]);
+        }
+    }
+    println!("{t}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod key_cmd;
+mod key_upcall;
 mod map_cmd;
 mod mount_cmd;
 mod oci_cmd;

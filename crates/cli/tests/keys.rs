@@ -6,7 +6,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,36 +39,35 @@ impl Env {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let socket = dir.path().join("run/io.credns.Registry");
         let store = dir.path().join("lib/registry.redb");
-        let daemon = Command::new(BIN)
-            .arg("serve")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--store")
-            .arg(&store)
-            .arg("--etc")
-            .arg(dir.path())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting credns serve");
+        let daemon = spawn_daemon(&socket, &store, dir.path());
         let env = Env {
             dir,
             socket,
             store,
             daemon: Some(daemon),
         };
-        let t0 = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&env.socket).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "credns serve did not answer"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for(&env.socket);
         Some(env)
     }
 
     fn socket(&self) -> &str {
         self.socket.to_str().unwrap()
+    }
+
+    /// Stop the daemon and start another on the same socket and store.
+    fn restart(&mut self) {
+        self.stop();
+        self.daemon = Some(spawn_daemon(&self.socket, &self.store, self.dir.path()));
+        wait_for(&self.socket);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            if let Some(pid) = rustix::process::Pid::from_raw(d.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let _ = d.wait();
+        }
     }
 
     /// `credns ARGS --socket S` as root or as uid/gid 1000.
@@ -118,14 +117,34 @@ impl Env {
     }
 }
 
+fn spawn_daemon(socket: &Path, store: &Path, etc: &Path) -> Child {
+    Command::new(BIN)
+        .arg("serve")
+        .arg("--socket")
+        .arg(socket)
+        .arg("--store")
+        .arg(store)
+        .arg("--etc")
+        .arg(etc)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting credns serve")
+}
+
+fn wait_for(socket: &Path) {
+    let t0 = Instant::now();
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "credns serve did not answer"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
-        if let Some(mut d) = self.daemon.take() {
-            if let Some(pid) = rustix::process::Pid::from_raw(d.id() as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
-            let _ = d.wait();
-        }
+        self.stop();
         let found = Command::new("keyctl")
             .args(["search", "@u", "keyring", &self.holder()])
             .output();
@@ -472,4 +491,446 @@ fn an_unprivileged_user_manages_her_own_containers_keys() {
     assert!(stderr(&o).contains("permission denied"), "{}", out(&o));
     let o = env.run_as_user(&["key", "show", "roots"]);
     assert!(stderr(&o).contains("permission denied"), "{}", out(&o));
+}
+
+/// Key routes are kept with the allocation (across a daemon restart), listed, removed, refused
+/// clearly when malformed, managed only by the allocation's owner, and gone with it.
+#[test]
+fn routes_are_kept_with_their_allocation() {
+    let Some(mut env) = Env::new("routes_are_kept_with_their_allocation") else {
+        return;
+    };
+    ok(&env.run(&["run", "--name", "r", "--", "true"]));
+    let handler = env.dir.path().join("h.sh");
+    std::fs::write(&handler, "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(&handler, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let h = handler.to_str().unwrap();
+    let o = env.run(&[
+        "key",
+        "route",
+        "r",
+        "--type",
+        "user",
+        "--desc",
+        "debug:*",
+        "--handler",
+        &format!("{h} one two"),
+    ]);
+    assert_eq!(ok(&o), "0\n");
+    let o = env.run(&[
+        "key",
+        "route",
+        "r",
+        "--type",
+        "logon",
+        "--callout",
+        "x?",
+        "--handler",
+        h,
+        "--timeout",
+        "5",
+    ]);
+    assert_eq!(ok(&o), "1\n");
+    // Kept across a restart of the daemon: they are in the store.
+    env.restart();
+    let routes = |env: &Env| -> Value {
+        let o = env.run(&["key", "routes", "r", "--json"]);
+        serde_json::from_str::<Value>(&ok(&o)).unwrap()[0]["routes"].clone()
+    };
+    let r = routes(&env);
+    assert_eq!(r.as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(r[0]["handler"], serde_json::json!([h, "one", "two"]), "{r}");
+    assert_eq!(r[1]["callout"], "x?", "{r}");
+    assert_eq!(r[1]["timeout"], 5, "{r}");
+    // Bad input: a clear error each, nothing stored.
+    let bad: [(&[&str], &str); 7] = [
+        (
+            &[
+                "key",
+                "route",
+                "r",
+                "--type",
+                "user",
+                "--desc",
+                "a\\",
+                "--handler",
+                h,
+            ],
+            "trailing \\",
+        ),
+        (
+            &["key", "route", "r", "--type", ".x", "--handler", h],
+            "not a type request_key constructs",
+        ),
+        (
+            &[
+                "key",
+                "route",
+                "r",
+                "--type",
+                "user",
+                "--handler",
+                "/etc/passwd",
+            ],
+            "not an executable file",
+        ),
+        (
+            &["key", "route", "r", "--type", "user", "--handler", "sh"],
+            "absolute path",
+        ),
+        (
+            &[
+                "key",
+                "route",
+                "r",
+                "--type",
+                "user",
+                "--handler",
+                "/nonexistent",
+            ],
+            "/nonexistent",
+        ),
+        (
+            &["key", "route", "nosuch", "--type", "user", "--handler", h],
+            "no allocation named \"nosuch\"",
+        ),
+        (
+            &["key", "unroute", "r", "7"],
+            "no route 7 (the allocation has 2)",
+        ),
+    ];
+    for (args, want) in bad {
+        let o = env.run(args);
+        assert!(!o.status.success(), "{args:?}: {}", out(&o));
+        assert!(
+            stderr(&o).contains(want),
+            "{args:?}: want {want:?} in {}",
+            out(&o)
+        );
+    }
+    assert_eq!(routes(&env).as_array().unwrap().len(), 2);
+    // Another user may neither see nor change them.
+    let o = env.run_as_user(&["key", "routes", "r"]);
+    assert!(stderr(&o).contains("permission denied"), "{}", out(&o));
+    let o = env.run_as_user(&["key", "unroute", "r", "0"]);
+    assert!(stderr(&o).contains("permission denied"), "{}", out(&o));
+    ok(&env.run(&["key", "unroute", "r", "0"]));
+    let r = routes(&env);
+    assert_eq!(r.as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r[0]["type"], "logon", "{r}");
+    // Released, the allocation takes its routes along.
+    ok(&env.run(&["release", "r"]));
+    let o = env.run(&["key", "routes", "r"]);
+    assert!(
+        stderr(&o).contains("no allocation named \"r\""),
+        "{}",
+        out(&o)
+    );
+}
+
+/// `key setup` writes its request-key file once (again: unchanged), leaves a file it did not
+/// write alone, and removes its own.
+#[test]
+fn setup_installs_and_removes_its_file() {
+    let Some(env) = Env::new("setup_installs_and_removes_its_file") else {
+        return;
+    };
+    let dir = env.dir.path().join("request-key.d");
+    let d = dir.to_str().unwrap();
+    ok(&env.run(&[
+        "key", "setup", "--dir", d, "--type", "user", "--desc", "debug:*",
+    ]));
+    let file = dir.join("credns.conf");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = text.lines().find(|l| l.starts_with("create ")).unwrap();
+    assert!(
+        line.starts_with("create user debug:* * /")
+            && line.contains(" key upcall --socket ")
+            && line.ends_with("%k %t %d %c %u %g %T %P %S"),
+        "{text}"
+    );
+    ok(&env.run(&[
+        "key", "setup", "--dir", d, "--type", "user", "--desc", "debug:*",
+    ]));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+    std::fs::write(dir.join("other.conf"), "create user * * /bin/true\n").unwrap();
+    let o = env.run(&["key", "setup", "--dir", d, "--file", "other.conf"]);
+    assert!(
+        stderr(&o).contains("was not written by credns; left alone"),
+        "{}",
+        out(&o)
+    );
+    let o = env.run(&["key", "setup", "--dir", d, "--file", "x.txt"]);
+    assert!(stderr(&o).contains("ending in .conf"), "{}", out(&o));
+    ok(&env.run(&["key", "setup", "--dir", d, "--remove"]));
+    assert!(!file.exists());
+    assert!(dir.join("other.conf").exists());
+    ok(&env.run(&["key", "setup", "--dir", d, "--remove"]));
+}
+
+/// A request-key file of a test's own in the real /etc/request-key.d (the kernel runs
+/// /sbin/request-key in the host's mount namespace, so a private one would not be read),
+/// matching only descriptions starting with the test's own prefix; removed on drop.
+struct Upcalls {
+    file: PathBuf,
+    log: PathBuf,
+    /// Descriptions this test's requests start with.
+    prefix: String,
+}
+
+impl Upcalls {
+    fn install(env: &Env, tag: &str) -> Option<Self> {
+        let conf = std::fs::read_to_string("/etc/request-key.conf").unwrap_or_default();
+        if !conf
+            .lines()
+            .any(|l| l.contains("debug:*") && l.contains("request-key-debug.sh"))
+        {
+            println!("skipped: needs keyutils' stock /etc/request-key.conf (its debug:* line)");
+            assert!(std::env::var("CREDNS_REQUIRE_ALL").as_deref() != Ok("1"));
+            return None;
+        }
+        let prefix = format!("debug:credns{}{tag}", std::process::id());
+        let name = format!("credns-test-{}-{tag}.conf", std::process::id());
+        let log = env.dir.path().join(format!("{tag}.log"));
+        let u = Upcalls {
+            file: PathBuf::from("/etc/request-key.d").join(&name),
+            log: log.clone(),
+            prefix: prefix.clone(),
+        };
+        ok(&env.run(&[
+            "key",
+            "setup",
+            "--file",
+            &name,
+            "--type",
+            "user",
+            "--desc",
+            &format!("{prefix}*"),
+            "--log",
+            log.to_str().unwrap(),
+        ]));
+        Some(u)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Upcalls {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// Request a key the way credns's upcall sees a container's request: from a thread whose
+/// session keyring is a `_ses.credns.N` of the allocation's owner (root here) and whose fsuid
+/// (the uid the kernel passes to request-key) is the container root's host uid. Returns the
+/// key's payload, or the errno.
+fn request_as_container(
+    alloc: u64,
+    uid: u32,
+    desc: &str,
+    callout: &str,
+) -> Result<Vec<u8>, credns_sys::Errno> {
+    use credns_sys::keys::{self, session, upcall, KEY_SPEC_SESSION_KEYRING};
+    let desc = desc.to_string();
+    let callout = callout.to_string();
+    // A thread of its own: its session keyring and fsuid go with it.
+    std::thread::spawn(move || {
+        let name = std::ffi::CString::new(format!("_ses.credns.{alloc}")).unwrap();
+        // A new keyring each time: its default mask lets no one join it by name.
+        session::join_session_keyring(&name)?;
+        session::set_thread_fsuid(uid)?;
+        let key = upcall::request_key("user", &desc, Some(&callout), KEY_SPEC_SESSION_KEYRING);
+        session::set_thread_fsuid(0)?;
+        keys::read(key?)
+    })
+    .join()
+    .unwrap()
+}
+
+/// The first host uid of allocation `name`.
+fn first_uid(env: &Env, name: &str) -> (u64, u32) {
+    let o = env.run(&["show", name, "--json"]);
+    let v: Value = serde_json::from_str(&ok(&o)).unwrap();
+    (
+        v["id"].as_u64().unwrap(),
+        v["uid"]["start"].as_u64().unwrap() as u32,
+    )
+}
+
+/// Seed 002's test-upcall through the kernel's upcall: a container's `user` request for its
+/// routed description goes to its handler, which sees the key, description, callout and the
+/// requester's uid in the container's numbering, and its output is the payload; a failing or
+/// slow handler gets the key negated (ENOKEY); a request no route takes, and one from outside
+/// any container, get the host's own answer (keyutils' debug handler).
+#[test]
+fn a_containers_upcalls_go_to_its_routes() {
+    let Some(env) = Env::new("a_containers_upcalls_go_to_its_routes") else {
+        return;
+    };
+    let Some(up) = Upcalls::install(&env, "r") else {
+        return;
+    };
+    ok(&env.run(&["run", "--name", "svc", "--", "true"]));
+    let (alloc, base) = first_uid(&env, "svc");
+    let script = |name: &str, body: &str| {
+        let p = env.dir.path().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let good = script(
+        "good.sh",
+        r#"printf 'id=%s desc=%s callout=%s uid=%s' "$KEY_ID" "$KEY_DESC" "$KEY_CALLOUT" "$KEY_UID""#,
+    );
+    let p = &up.prefix;
+    for (desc, handler, timeout) in [
+        (format!("{p}e*"), good.clone(), "30"),
+        (format!("{p}fail*"), script("fail.sh", "exit 3"), "30"),
+        (format!("{p}slow*"), script("slow.sh", "sleep 20"), "1"),
+    ] {
+        ok(&env.run(&[
+            "key",
+            "route",
+            "svc",
+            "--type",
+            "user",
+            "--desc",
+            &desc,
+            "--handler",
+            &handler,
+            "--timeout",
+            timeout,
+        ]));
+    }
+    let payload = request_as_container(alloc, base, &format!("{p}e"), "a").unwrap();
+    let text = String::from_utf8(payload).unwrap();
+    assert!(text.starts_with("id="), "{text}");
+    assert!(
+        text.ends_with(&format!(" desc={p}e callout=a uid=0")),
+        "{text}"
+    );
+    for d in ["fail", "slow"] {
+        let r = request_as_container(alloc, base, &format!("{p}{d}"), "a");
+        assert_eq!(r, Err(credns_sys::Errno::NOKEY), "{d}: {}", up.log());
+    }
+    // No route takes it: the host's configuration answers (keyutils' debug handler).
+    let r = request_as_container(alloc, base, &format!("{p}other"), "hello").unwrap();
+    assert_eq!(r, b"Debug hello");
+    // Not a container's request: a host process's session.
+    let o = Command::new("keyctl")
+        .args(["session", "-", "sh", "-c"])
+        .arg(format!(
+            "keyctl print $(keyctl request2 user {p}host hello @s)"
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "Debug hello\n", "{}", out(&o));
+    let log = up.log();
+    let line = |d: &str| {
+        log.lines()
+            .find(|l| l.contains(&format!("\"{p}{d}\"")))
+            .unwrap_or_else(|| panic!("no log line for {d}: {log}"))
+            .to_string()
+    };
+    assert!(
+        line("e").ends_with(&format!(
+            "allocation {alloc}: instantiated, {} bytes",
+            text.len()
+        )),
+        "{log}"
+    );
+    assert!(
+        line("fail").contains("negated for 60 s: handler") && line("fail").contains("failed"),
+        "{log}"
+    );
+    assert!(line("slow").contains("ran over its 1 s"), "{log}");
+    assert!(
+        line("other").ends_with(&format!(
+            "handed back: no route of allocation {alloc} matches"
+        )),
+        "{log}"
+    );
+    assert!(
+        line("host").ends_with("handed back: not a container's request"),
+        "{log}"
+    );
+}
+
+/// The same from inside a real container, where the kernel runs request-key for its
+/// processes: `keyctl request2 user debug:...e a @s` returns the handler's payload.
+#[test]
+fn a_real_containers_request_reaches_its_route() {
+    let test = "a_real_containers_request_reaches_its_route";
+    let Some(env) = Env::new(test) else {
+        return;
+    };
+    // Some kernels (this project's VM among them) give ENOENT to a request_key upcall made by
+    // anyone but init's root, before /sbin/request-key runs: nothing to route then.
+    let probe = Command::new("setpriv")
+        .args([
+            "--reuid",
+            USER,
+            "--regid",
+            USER,
+            "--clear-groups",
+            "keyctl",
+            "session",
+            "-",
+        ])
+        .args([
+            "keyctl",
+            "request2",
+            "user",
+            &format!("debug:credns-probe-{}", std::process::id()),
+            "x",
+            "@s",
+        ])
+        .output()
+        .unwrap();
+    if stderr(&probe).contains("No such file or directory") {
+        let why = "this kernel does not run /sbin/request-key for upcalls of non-root \
+                   requesters (request_key gives ENOENT)";
+        assert!(
+            std::env::var("CREDNS_REQUIRE_ALL").as_deref() != Ok("1"),
+            "{test}: {why}, and CREDNS_REQUIRE_ALL=1 forbids skipping"
+        );
+        println!("{test}: skipped: {why}");
+        return;
+    }
+    let Some(up) = Upcalls::install(&env, "c") else {
+        return;
+    };
+    ok(&env.run(&["run", "--name", "svc", "--", "true"]));
+    let h = env.dir.path().join("h.sh");
+    std::fs::write(
+        &h,
+        "#!/bin/sh\nprintf 'uid=%s desc=%s' \"$KEY_UID\" \"$KEY_DESC\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&h, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = &up.prefix;
+    ok(&env.run(&[
+        "key",
+        "route",
+        "svc",
+        "--type",
+        "user",
+        "--desc",
+        &format!("{p}*"),
+        "--handler",
+        h.to_str().unwrap(),
+    ]));
+    let o = env.run(&[
+        "run",
+        "--name",
+        "svc",
+        "--",
+        "sh",
+        "-c",
+        &format!("keyctl print $(keyctl request2 user {p}e a @s)"),
+    ]);
+    assert_eq!(ok(&o), format!("uid=0 desc={p}e\n"), "{}", up.log());
 }

@@ -212,6 +212,9 @@ pub struct Allocation {
     pub label: Option<String>,
     /// Allocated here or registered.
     pub origin: Origin,
+    /// Where its containers' `request_key` upcalls go, in order (see [`crate::routes`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_routes: Vec<crate::routes::KeyRoute>,
 }
 
 /// An allocation's footprint without a heap allocation: at most four ranges, merged.
@@ -865,6 +868,7 @@ impl Allocator {
             requested_size: req.size,
             label: req.label.clone(),
             origin: Origin::Allocated,
+            key_routes: Vec::new(),
         }))
     }
 
@@ -895,6 +899,7 @@ impl Allocator {
             requested_size: None,
             label: req.label.clone(),
             origin: Origin::Registered,
+            key_routes: Vec::new(),
         };
         let mut rs = vec![a.uid, a.gid];
         rs.extend(a.high.iter().flat_map(|h| [h.uid, h.gid]));

@@ -13,9 +13,17 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use credns_registry::routes::{Glob, KeyRoute};
+use credns_registry::Selector;
 use credns_sys::keys::session::{self, CONTAINER_PERM};
 use credns_sys::keys::{self, KeySerial, KEY_SPEC_USER_KEYRING};
 use credns_sys::Errno;
+use credns_varlink::ErrorReply;
+use serde_json::{json, Value};
+
+use crate::errors::{invalid, registry_error};
+use crate::methods::{Caller, Methods};
+use crate::params::{AddKeyRouteParams, RemoveKeyRouteParams, TargetParams};
 
 /// Holder and per-allocation keyrings: root's, every right to their owner (root without
 /// possession), none to anyone else.
@@ -184,6 +192,113 @@ impl crate::methods::Methods {
                 "keyring": serial,
                 "allocation": crate::convert::allocation(reg, a),
             }))
+        })
+    }
+}
+
+/// A route from the wire, checked.
+fn route_from(r: credns_api::registry::KeyRouteInfo) -> Result<KeyRoute, ErrorReply> {
+    let glob = |field: &str, s: &str| {
+        Glob::parse(s).map_err(|why| invalid("route", format!("{field} pattern {s:?}: {why}")))
+    };
+    let route = KeyRoute {
+        description: glob("description", &r.description)?,
+        callout: glob("callout", &r.callout)?,
+        key_type: r.key_type,
+        handler: r.handler,
+        inside: r.inside,
+        timeout: r.timeout,
+    };
+    route.check().map_err(|e| invalid("route", e.to_string()))?;
+    Ok(route)
+}
+
+fn route_info(r: &KeyRoute) -> credns_api::registry::KeyRouteInfo {
+    credns_api::registry::KeyRouteInfo {
+        key_type: r.key_type.clone(),
+        description: r.description.as_str().to_string(),
+        callout: r.callout.as_str().to_string(),
+        handler: r.handler.clone(),
+        inside: r.inside,
+        timeout: r.timeout,
+    }
+}
+
+fn routes_reply(routes: &[KeyRoute]) -> Value {
+    let v: Vec<_> = routes.iter().map(route_info).collect();
+    json!({ "routes": v })
+}
+
+impl Methods {
+    /// `KeyRoutes`.
+    pub(crate) fn key_routes(&self, caller: Caller, p: TargetParams) -> Result<Value, ErrorReply> {
+        self.read_registry(|reg| {
+            let a = Self::target(caller, &p, reg)?;
+            let mut v = routes_reply(&a.key_routes);
+            v["allocation"] = json!(crate::convert::allocation(reg, a));
+            Ok(v)
+        })
+    }
+
+    /// Change the routes of the allocation `target` names by `f`, durably.
+    fn change_routes(
+        &self,
+        caller: Caller,
+        target: TargetParams,
+        f: impl FnOnce(&mut Vec<KeyRoute>) -> Result<(), ErrorReply>,
+    ) -> Result<Value, ErrorReply> {
+        self.write_registry(|reg| {
+            let a = Self::target(caller, &target, reg)?;
+            let id = a.id;
+            let mut routes = a.key_routes.clone();
+            f(&mut routes)?;
+            let a = reg
+                .set_key_routes(&Selector::Id(id), routes)
+                .map_err(registry_error)?;
+            Ok(routes_reply(&a.key_routes))
+        })
+    }
+
+    /// `AddKeyRoute`.
+    pub(crate) fn add_key_route(
+        &self,
+        caller: Caller,
+        p: AddKeyRouteParams,
+    ) -> Result<Value, ErrorReply> {
+        let route = route_from(p.route)?;
+        let target = TargetParams {
+            id: p.id,
+            name: p.name,
+        };
+        self.change_routes(caller, target, |routes| {
+            routes.push(route);
+            Ok(())
+        })
+    }
+
+    /// `RemoveKeyRoute`.
+    pub(crate) fn remove_key_route(
+        &self,
+        caller: Caller,
+        p: RemoveKeyRouteParams,
+    ) -> Result<Value, ErrorReply> {
+        let target = TargetParams {
+            id: p.id,
+            name: p.name,
+        };
+        self.change_routes(caller, target, |routes| {
+            let n = routes.len();
+            let i = usize::try_from(p.index)
+                .ok()
+                .filter(|i| *i < n)
+                .ok_or_else(|| {
+                    invalid(
+                        "index",
+                        format!("no route {} (the allocation has {n})", p.index),
+                    )
+                })?;
+            routes.remove(i);
+            Ok(())
         })
     }
 }

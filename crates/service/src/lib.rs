@@ -30,8 +30,8 @@ mod params;
 
 pub use access::{connect, direct, Endpoint, Route};
 pub use credns_api::registry::{
-    AllocOptions, Allocated, AllocationInfo, HolderInfo, KeyringInfo, Range, RegistryClient,
-    Target, WireLease, DEFAULT_SOCKET,
+    AllocOptions, Allocated, AllocationInfo, HolderInfo, KeyRouteInfo, KeyRoutesInfo, KeyringInfo,
+    Range, RegistryClient, Target, WireLease, DEFAULT_SOCKET,
 };
 pub use credns_varlink::ErrorReply;
 pub use daemon::{Config, Server, Service, DEFAULT_STORE};

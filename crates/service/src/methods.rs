@@ -146,6 +146,9 @@ impl Methods {
             }
             "Who" => self.who(caller, decode(params)?),
             "Keyring" => self.keyring(caller, decode(params)?),
+            "KeyRoutes" => self.key_routes(caller, decode(params)?),
+            "AddKeyRoute" => self.add_key_route(caller, decode(params)?),
+            "RemoveKeyRoute" => self.remove_key_route(caller, decode(params)?),
             _ => Err(ErrorReply::method_not_found(&format!(
                 "{}.{method}",
                 credns_api::registry::INTERFACE
@@ -165,7 +168,15 @@ impl Methods {
         self.cell.peek(|reg| principal(reg, uid)).unwrap_or(uid)
     }
 
-    /// As [`with`](Self::with) for a call that writes nothing.
+    /// [`with`](Self::with), for the other modules of this crate.
+    pub(crate) fn write_registry<T>(
+        &self,
+        f: impl FnOnce(&mut Registry) -> Result<T, ErrorReply>,
+    ) -> Result<T, ErrorReply> {
+        self.with(f)
+    }
+
+    /// As [`read`](Self::read), for the other modules of this crate.
     pub(crate) fn read_registry<T>(
         &self,
         f: impl FnOnce(&mut Registry) -> Result<T, ErrorReply>,
@@ -173,6 +184,7 @@ impl Methods {
         self.read(f)
     }
 
+    /// As [`with`](Self::with) for a call that writes nothing.
     fn read<T>(
         &self,
         f: impl FnOnce(&mut Registry) -> Result<T, ErrorReply>,
