@@ -111,10 +111,6 @@ impl Env {
             .output()
             .unwrap()
     }
-
-    fn holder(&self) -> String {
-        format!("credns:{}", self.store.display())
-    }
 }
 
 fn spawn_daemon(socket: &Path, store: &Path, etc: &Path) -> Child {
@@ -145,14 +141,18 @@ fn wait_for(socket: &Path) {
 impl Drop for Env {
     fn drop(&mut self) {
         self.stop();
-        let found = Command::new("keyctl")
-            .args(["search", "@u", "keyring", &self.holder()])
-            .output();
-        if let Some(o) = found.ok().filter(|o| o.status.success()) {
-            let serial = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            let _ = Command::new("keyctl")
-                .args(["invalidate", &serial])
-                .output();
+        // The daemon drops the holder with its last allocation's keyrings; what a test left
+        // (name leases not released) goes here: every holder of this store.
+        let store = self.store.display().to_string();
+        let Ok(o) = Command::new("keyctl").args(["rlist", "@u"]).output() else {
+            return;
+        };
+        for serial in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+            let d = Command::new("keyctl").args(["rdescribe", serial]).output();
+            let d = d.map(|d| String::from_utf8_lossy(&d.stdout).trim().to_string());
+            if d.is_ok_and(|d| d.starts_with("keyring;0;") && d.ends_with(&format!(":{store}"))) {
+                let _ = Command::new("keyctl").args(["invalidate", serial]).output();
+            }
         }
     }
 }

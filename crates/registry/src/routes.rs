@@ -136,7 +136,7 @@ pub struct KeyRoute {
     /// The handler: an absolute path and its arguments.
     pub handler: Vec<String>,
     /// Run the handler inside the container (its namespaces, as its root) rather than on the
-    /// host as the allocation's owner.
+    /// host as the allocation's owner. Refused by [`check`](Self::check) for now.
     #[serde(default)]
     pub inside: bool,
     /// Seconds the handler may take before the key is negated.
@@ -183,6 +183,13 @@ impl KeyRoute {
         }
         if self.handler.iter().any(|w| w.contains('\0')) {
             return Err(refuse("handler", "a NUL in the command"));
+        }
+        if self.inside {
+            return Err(refuse(
+                "inside",
+                "handlers inside the container are not supported yet: they run on the host as \
+                 the allocation's owner",
+            ));
         }
         if self.timeout == 0 || self.timeout > MAX_TIMEOUT {
             return Err(refuse("timeout", format!("1 to {MAX_TIMEOUT} seconds")));
@@ -255,6 +262,7 @@ mod tests {
         bad(|r| r.handler = vec!["echo".into()], "handler");
         bad(|r| r.handler = vec!["/bin/a\0".into()], "handler");
         bad(|r| r.timeout = 0, "timeout");
+        bad(|r| r.inside = true, "inside");
         assert!(route().matches("user", "debug:e", "a"));
         assert!(!route().matches("logon", "debug:e", "a"));
     }

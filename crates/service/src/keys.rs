@@ -2,8 +2,12 @@
 //! the allocation's owner, which `credns run` links into the container's session keyring.
 //!
 //! The daemon keeps them alive between runs in root's user keyring (which lives as long as the
-//! host): a holder keyring `credns:<store path>` (one per store, so a test daemon never meets
-//! the host's), holding for allocation N a keyring `credns.N`, holding `_container`. Lookups
+//! host): a holder keyring `credns:MNT:DEV:INO:PATH` (one per store: PATH the store's absolute
+//! path, DEV and INO its file's, MNT the mount namespace it was seen in, so that a test's store
+//! never meets the host's even at the same path), holding for allocation N a keyring
+//! `credns.N`, holding `_container`. A holder goes when its last allocation's keyrings go, and
+//! a holder of a store that no longer exists (seen from the same mount namespace) is dropped
+//! when a daemon starts or a command opens a store directly. Lookups
 //! search by those descriptions: the kernel is the record, nothing is stored beside the lease.
 //! A release invalidates `credns.N` and `_container` (the kernel then drops what only they
 //! held). The daemon acts on a container keyring with its thread's fsuid set to the owner's,
@@ -35,7 +39,8 @@ pub const CONTAINER_KEYRING: &str = "_container";
 /// Where a daemon (or a direct-path command) keeps container keyrings.
 #[derive(Debug)]
 pub(crate) struct KeyHome {
-    holder: String,
+    /// The store's absolute path.
+    store: std::path::PathBuf,
     /// One maker at a time: two workers must not both make a holder or a slot.
     lock: Mutex<()>,
 }
@@ -55,6 +60,17 @@ impl Drop for AsOwner {
     }
 }
 
+/// This process's mount namespace, as its nsfs inode (0 if unknown: never swept then).
+fn mount_ns() -> String {
+    std::fs::read_link("/proc/self/ns/mnt")
+        .ok()
+        .and_then(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("mnt:[")?.strip_suffix(']')?.to_string())
+        })
+        .unwrap_or_else(|| "0".into())
+}
+
 fn found(r: Result<KeySerial, Errno>) -> Result<Option<KeySerial>, Errno> {
     match r {
         Ok(s) => Ok(Some(s)),
@@ -66,10 +82,27 @@ fn found(r: Result<KeySerial, Errno>) -> Result<Option<KeySerial>, Errno> {
 impl KeyHome {
     /// The keyrings of the registry kept at `store`.
     pub(crate) fn new(store: &Path) -> Self {
+        // Absolute, so that the name means one store whatever the directory it is read from.
+        let store = std::fs::canonicalize(store)
+            .or_else(|_| std::path::absolute(store))
+            .unwrap_or_else(|_| store.to_path_buf());
         KeyHome {
-            holder: format!("credns:{}", store.display()),
+            store,
             lock: Mutex::new(()),
         }
+    }
+
+    /// The holder's description, from the store file as it is now.
+    fn holder(&self) -> Result<String, Errno> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&self.store).map_err(|_| Errno::NOENT)?;
+        Ok(format!(
+            "credns:{}:{}:{}:{}",
+            mount_ns(),
+            m.dev(),
+            m.ino(),
+            self.store.display()
+        ))
     }
 
     fn slot_name(alloc: u64) -> String {
@@ -95,7 +128,7 @@ impl KeyHome {
 
     /// Allocation `alloc`'s keyring `credns.N`.
     fn slot(&self, alloc: u64, create: bool) -> Result<Option<KeySerial>, Errno> {
-        let Some(h) = self.find_or_make(KEY_SPEC_USER_KEYRING, &self.holder, create)? else {
+        let Some(h) = self.find_or_make(KEY_SPEC_USER_KEYRING, &self.holder()?, create)? else {
             return Ok(None);
         };
         self.find_or_make(h, &Self::slot_name(alloc), create)
@@ -141,7 +174,11 @@ impl KeyHome {
     /// daemon cannot reach any more cannot be found through it either).
     pub(crate) fn released(&self, alloc: u64, owner: u32) {
         let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let Ok(Some(slot)) = self.slot(alloc, false) else {
+        let Ok(name) = self.holder() else { return };
+        let Ok(Some(holder)) = found(keys::search(KEY_SPEC_USER_KEYRING, "keyring", &name)) else {
+            return;
+        };
+        let Ok(Some(slot)) = found(keys::search(holder, "keyring", &Self::slot_name(alloc))) else {
             return;
         };
         if let Ok(listed) = keys::read(slot) {
@@ -152,6 +189,39 @@ impl KeyHome {
             }
         }
         let _ = keys::invalidate(slot);
+        // The holder goes with its last allocation's keyrings: nothing of a store whose
+        // containers are all gone is left in root's user keyring.
+        let rest = keys::read(holder).map(|l| session::keyring_serials(&l));
+        if rest.is_ok_and(|r| r.iter().all(|s| *s == slot)) {
+            let _ = keys::invalidate(holder);
+        }
+    }
+
+    /// Invalidate the holders of stores that no longer exist (what a removed store, such as a
+    /// test's, left in root's user keyring). Best effort.
+    pub(crate) fn sweep(&self) {
+        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Ok(listed) = keys::read(KEY_SPEC_USER_KEYRING) else {
+            return;
+        };
+        let here = mount_ns();
+        for s in session::keyring_serials(&listed) {
+            let Ok(d) = session::describe_key(s) else {
+                continue;
+            };
+            let Some(rest) = d.description.strip_prefix("credns:") else {
+                continue;
+            };
+            let mut f = rest.splitn(4, ':');
+            let (Some(mnt), Some(_), Some(_), Some(path)) =
+                (f.next(), f.next(), f.next(), f.next())
+            else {
+                continue;
+            };
+            if d.ktype == "keyring" && d.uid == 0 && mnt == here && !Path::new(path).exists() {
+                let _ = keys::invalidate(s);
+            }
+        }
     }
 }
 
