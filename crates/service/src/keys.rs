@@ -109,26 +109,28 @@ impl KeyHome {
         format!("credns.{alloc}")
     }
 
+    /// The keyring `desc` in `parent`, made if `create`; and whether it was made now.
     fn find_or_make(
         &self,
         parent: KeySerial,
         desc: &str,
         create: bool,
-    ) -> Result<Option<KeySerial>, Errno> {
+    ) -> Result<Option<(KeySerial, bool)>, Errno> {
         match found(keys::search(parent, "keyring", desc))? {
-            Some(s) => Ok(Some(s)),
+            Some(s) => Ok(Some((s, false))),
             None if create => {
                 let s = keys::add_key("keyring", desc, &[], parent)?;
                 keys::setperm(s, HOLDER_PERM)?;
-                Ok(Some(s))
+                Ok(Some((s, true)))
             }
             None => Ok(None),
         }
     }
 
-    /// Allocation `alloc`'s keyring `credns.N`.
-    fn slot(&self, alloc: u64, create: bool) -> Result<Option<KeySerial>, Errno> {
-        let Some(h) = self.find_or_make(KEY_SPEC_USER_KEYRING, &self.holder()?, create)? else {
+    /// Allocation `alloc`'s keyring `credns.N`, and whether it was made now.
+    fn slot(&self, alloc: u64, create: bool) -> Result<Option<(KeySerial, bool)>, Errno> {
+        let Some((h, _)) = self.find_or_make(KEY_SPEC_USER_KEYRING, &self.holder()?, create)?
+        else {
             return Ok(None);
         };
         self.find_or_make(h, &Self::slot_name(alloc), create)
@@ -142,11 +144,15 @@ impl KeyHome {
         create: bool,
     ) -> Result<Option<KeySerial>, Errno> {
         let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(slot) = self.slot(alloc, create)? else {
+        let Some((slot, new)) = self.slot(alloc, create)? else {
             return Ok(None);
         };
-        let listed = keys::session::keyring_serials(&keys::read(slot)?);
-        {
+        // A slot made now holds nothing yet.
+        let listed = match new {
+            true => Vec::new(),
+            false => keys::session::keyring_serials(&keys::read(slot)?),
+        };
+        if !listed.is_empty() {
             let _as = AsOwner::new(owner)?;
             for s in listed {
                 match session::describe_key(s) {
@@ -238,11 +244,46 @@ impl crate::methods::Methods {
                 "container keyring of allocation {} (run a container in it first, or pass create)",
                 a.id
             ))),
+            Err(e) if e == Errno::DQUOT => Err(crate::errors::internal(format!(
+                "container keyring of allocation {}: uid {}'s key quota is used up (see \
+                 /proc/key-users); free keys, or run with --no-keyring",
+                a.id, a.owner
+            ))),
             Err(e) => Err(crate::errors::internal(format!(
                 "container keyring of allocation {}: {e}",
                 a.id
             ))),
         }
+    }
+
+    /// The container keyring of an allocation `Allocate` just gave, made outside the registry's
+    /// lock (other calls need not wait for it). A fresh allocation whose keyring cannot be made
+    /// is released again; an allocation released meanwhile takes its keyring along.
+    pub(crate) fn keyring_for_new(
+        &self,
+        a: &credns_registry::Allocation,
+        fresh: bool,
+    ) -> Result<KeySerial, ErrorReply> {
+        let made = self.container_keyring(a, true);
+        let gone = self
+            .cell
+            .peek(|reg| reg.get(&Selector::Id(a.id)).is_none())
+            .unwrap_or(false);
+        if made.is_err() && fresh || gone {
+            self.keys.released(a.id.0, a.owner);
+        }
+        if made.is_err() && fresh && !gone {
+            let root = Caller {
+                uid: 0,
+                pid: credns_sys::Pid::this(),
+            };
+            let target = TargetParams {
+                id: Some(a.id.0),
+                name: None,
+            };
+            self.release(root, target)?;
+        }
+        made
     }
 
     /// `Keyring`: the container keyring of an allocation the caller may see.

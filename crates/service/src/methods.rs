@@ -338,7 +338,7 @@ impl Methods {
         if p.high {
             req.high = HighRequest::Default;
         }
-        self.with(|reg| {
+        let (mut reply, a, fresh) = self.with(|reg| {
             req.principal = Some(principal(reg, caller.uid));
             let fresh = reg.get(&Selector::from(&req.lease)).is_none();
             let a = self.allocate_in(reg, &req, ns.is_some())?;
@@ -348,12 +348,16 @@ impl Methods {
                 }
                 self.follow(&a, userns, member);
             }
-            let keyring = match p.keyring {
-                true => Some(self.container_keyring(&a, true)?),
-                false => None,
-            };
-            Ok(json!({ "allocation": convert::allocation(reg, &a), "fresh": fresh, "keyring": keyring }))
-        })
+            Ok((
+                json!({ "allocation": convert::allocation(reg, &a), "fresh": fresh }),
+                a,
+                fresh,
+            ))
+        })?;
+        if p.keyring {
+            reply["keyring"] = json!(self.keyring_for_new(&a, fresh)?);
+        }
+        Ok(reply)
     }
 
     /// Allocate `req`: a namespace lease from a reservation when the daemon holds one (no
@@ -480,7 +484,7 @@ impl Methods {
         Ok(a)
     }
 
-    fn release(&self, caller: Caller, p: TargetParams) -> Result<Value, ErrorReply> {
+    pub(crate) fn release(&self, caller: Caller, p: TargetParams) -> Result<Value, ErrorReply> {
         // A store that does not exist holds nothing to release: read as empty, not created.
         self.access(false, |reg| {
             let id = Self::target(caller, &p, reg)?.id;
