@@ -141,7 +141,7 @@ fn conf_text(a: &SetupArgs, file: &Path) -> Result<String> {
     Ok(format!(
         "{MARK}: containers' upcalls go to the handlers their managers routed them to.\n\
          # `credns key setup --remove` removes it.\n\
-         create {} {} * {exe} key upcall --socket {socket} --conf {conf}{log} %k %t %d %c %u %g %T %P %S\n",
+         create {} {} * {exe} key upcall --socket {socket} --conf {conf}{log} -- %k %t %d %c %u %g %T %P %S\n",
         a.key_type, a.description
     ))
 }

@@ -646,7 +646,7 @@ fn setup_installs_and_removes_its_file() {
     assert!(
         line.starts_with("create user debug:* * /")
             && line.contains(" key upcall --socket ")
-            && line.ends_with("%k %t %d %c %u %g %T %P %S"),
+            && line.ends_with(" -- %k %t %d %c %u %g %T %P %S"),
         "{text}"
     );
     ok(&env.run(&[
@@ -816,7 +816,10 @@ fn a_containers_upcalls_go_to_its_routes() {
         let r = request_as_container(alloc, base, &format!("{p}{d}"), "a");
         assert_eq!(r, Err(credns_sys::Errno::NOKEY), "{d}: {}", up.log());
     }
-    // No route takes it: the host's configuration answers (keyutils' debug handler).
+    // No route takes it: the host's configuration answers (keyutils' debug handler), whatever
+    // the callout looks like.
+    let r = request_as_container(alloc, base, &format!("{p}dash"), "-x --y").unwrap();
+    assert_eq!(r, b"Debug -x --y");
     let r = request_as_container(alloc, base, &format!("{p}other"), "hello").unwrap();
     assert_eq!(r, b"Debug hello");
     // Not a container's request: a host process's session.
