@@ -38,7 +38,7 @@ pub enum KeyCommand {
     Add(AddArgs),
     /// Make one of your keys findable inside a container (and nowhere else it was not).
     Grant(GrantArgs),
-    /// Take a granted key out of a container's keyring.
+    /// Take a granted key out of a container's keyring (its mask stays as `grant` set it).
     Ungrant(UngrantArgs),
     /// Show container keyrings: keys, masks, owners (host and container ids), quota use.
     Show(ShowArgs),

@@ -95,7 +95,7 @@ impl Service {
             keys: crate::keys::KeyHome::new(&cfg.store),
         };
         methods.cell.with(|reg| -> Result<(), Error> {
-            methods.keys.sweep();
+            methods.keys.sweep(&methods.procfs);
             watch.reap_and_watch(reg, &methods.keys)?;
             watch.rebind_reservations(reg)?;
             // Best effort: a full pool or disk leaves allocations to the durable path.

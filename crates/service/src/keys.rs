@@ -6,8 +6,9 @@
 //! path, DEV and INO its file's, MNT the mount namespace it was seen in, so that a test's store
 //! never meets the host's even at the same path), holding for allocation N a keyring
 //! `credns.N`, holding `_container`. A holder goes when its last allocation's keyrings go, and
-//! a holder of a store that no longer exists (seen from the same mount namespace) is dropped
-//! when a daemon starts or a command opens a store directly. Lookups
+//! a holder of a store that no longer exists (seen from the same mount namespace), or made in
+//! a mount namespace where no process lives any more, is dropped when a daemon starts or a
+//! command opens a store directly. Lookups
 //! search by those descriptions: the kernel is the record, nothing is stored beside the lease.
 //! A release invalidates `credns.N` and `_container` (the kernel then drops what only they
 //! held). The daemon acts on a container keyring with its thread's fsuid set to the owner's,
@@ -71,10 +72,23 @@ fn mount_ns() -> String {
         .unwrap_or_else(|| "0".into())
 }
 
+/// A search's answer: not found is `None`. A search that met only a key being collected (an
+/// invalidated keyring the garbage collector has not unlinked yet) says EKEYREVOKED: not found
+/// either.
 fn found(r: Result<KeySerial, Errno>) -> Result<Option<KeySerial>, Errno> {
     match r {
         Ok(s) => Ok(Some(s)),
-        Err(e) if e == Errno::NOKEY || e == Errno::NOENT => Ok(None),
+        Err(e)
+            if [
+                Errno::NOKEY,
+                Errno::NOENT,
+                Errno::KEYREVOKED,
+                Errno::KEYEXPIRED,
+            ]
+            .contains(&e) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }
@@ -205,12 +219,27 @@ impl KeyHome {
 
     /// Invalidate the holders of stores that no longer exist (what a removed store, such as a
     /// test's, left in root's user keyring). Best effort.
-    pub(crate) fn sweep(&self) {
+    pub(crate) fn sweep(&self, procfs: &credns_sys::ProcFs) {
         let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let Ok(listed) = keys::read(KEY_SPEC_USER_KEYRING) else {
             return;
         };
         let here = mount_ns();
+        // Mount namespaces some process lives in: a holder made in another one (a test's
+        // private namespace, gone) names a store no one can reach any more.
+        // (Scanned only when a holder from another namespace is met.)
+        let mut live: Option<std::collections::HashSet<String>> = None;
+        let mut lives = |mnt: &str| {
+            let set = live.get_or_insert_with(|| {
+                let pids = procfs.pids().unwrap_or_default();
+                pids.into_iter()
+                    .filter_map(|p| procfs.mount_ns_inode(p).ok())
+                    .map(|i| i.to_string())
+                    .collect()
+            });
+            // Not knowing is living: nothing is swept on a failed scan.
+            set.is_empty() || set.contains(mnt)
+        };
         for s in session::keyring_serials(&listed) {
             let Ok(d) = session::describe_key(s) else {
                 continue;
@@ -224,7 +253,11 @@ impl KeyHome {
             else {
                 continue;
             };
-            if d.ktype == "keyring" && d.uid == 0 && mnt == here && !Path::new(path).exists() {
+            let unreachable = match mnt == here {
+                true => !Path::new(path).exists(),
+                false => mnt != "0" && !lives(mnt),
+            };
+            if d.ktype == "keyring" && d.uid == 0 && unreachable {
                 let _ = keys::invalidate(s);
             }
         }
