@@ -937,3 +937,37 @@ fn a_real_containers_request_reaches_its_route() {
     ]);
     assert_eq!(ok(&o), format!("uid=0 desc={p}e\n"), "{}", up.log());
 }
+
+/// Runs one right after another, on the direct path (no daemon), each get a keyring: the
+/// previous run's keyrings, invalidated but not yet collected, do not get in the way.
+#[test]
+fn back_to_back_runs_each_get_a_keyring() {
+    let Some(env) = Env::new("back_to_back_runs_each_get_a_keyring") else {
+        return;
+    };
+    let store = env.dir.path().join("direct.redb");
+    let nosock = env.dir.path().join("no-daemon.sock");
+    for i in 0..20 {
+        let o = Command::new(BIN)
+            .arg("run")
+            .arg("--socket")
+            .arg(&nosock)
+            .arg("--store")
+            .arg(&store)
+            .args(["--", "keyctl", "search", "@s", "keyring", "_container"])
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "run {i}: {}", out(&o));
+    }
+    // Every run's lease was released by the run itself: its keyrings and the store's holder went.
+    let o = Command::new("keyctl")
+        .args(["show", "@u"])
+        .output()
+        .unwrap();
+    assert!(
+        !stdout(&o).contains(&store.display().to_string()),
+        "{}",
+        stdout(&o)
+    );
+}
