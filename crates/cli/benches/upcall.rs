@@ -26,7 +26,22 @@ use std::time::{Duration, Instant};
 
 use credns_sys::keys::{self, session, upcall, KEY_SPEC_SESSION_KEYRING};
 
-const BIN: &str = env!("CARGO_BIN_EXE_credns");
+/// The installed build, `cargo dist`: target/dist/credns, linked statically (what request-key
+/// would run on a real host).
+fn build_dist() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["-q", "dist"])
+        .status()
+        .expect("running cargo dist to build the installed credns");
+    assert!(st.success(), "cargo dist failed");
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("bench executable in target/<profile>/deps")
+        .join("dist/credns")
+}
 
 /// A file removed when dropped.
 struct Installed(PathBuf);
@@ -49,11 +64,17 @@ impl Drop for Daemon {
     }
 }
 
-fn credns(socket: &Path, args: &[&str]) -> String {
-    let o = Command::new(BIN)
-        .args(args)
+/// `credns ARGS` with `--socket SOCKET` before any `--` (never the host's daemon or store).
+fn credns(bin: &Path, socket: &Path, args: &[&str]) -> String {
+    let (head, tail) = match args.iter().position(|a| *a == "--") {
+        Some(i) => args.split_at(i),
+        None => (args, &[][..]),
+    };
+    let o = Command::new(bin)
+        .args(head)
         .arg("--socket")
         .arg(socket)
+        .args(tail)
         .stdin(Stdio::null())
         .output()
         .expect("running credns");
@@ -104,11 +125,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
+    let bin = build_dist();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("io.credns.Registry");
     let store = dir.path().join("registry.redb");
     let _daemon = Daemon(
-        Command::new(BIN)
+        Command::new(&bin)
             .arg("serve")
             .arg("--socket")
             .arg(&socket)
@@ -128,14 +150,19 @@ fn main() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    credns(&socket, &["run", "--name", "bench", "--", "/bin/true"]);
+    credns(
+        &bin,
+        &socket,
+        &["run", "--name", "bench", "--", "/bin/true"],
+    );
     let shown: serde_json::Value =
-        serde_json::from_str(&credns(&socket, &["show", "bench", "--json"])).unwrap();
+        serde_json::from_str(&credns(&bin, &socket, &["show", "bench", "--json"])).unwrap();
     let alloc = shown["id"].as_u64().unwrap();
     let uid = shown["uid"]["start"].as_u64().unwrap() as u32;
     let tag = format!("debug:credns-bench{}", std::process::id());
     let routed_file = format!("credns-bench-{}-routed.conf", std::process::id());
     credns(
+        &bin,
         &socket,
         &[
             "key",
@@ -159,6 +186,7 @@ fn main() {
     )
     .unwrap();
     credns(
+        &bin,
         &socket,
         &[
             "key",
@@ -198,5 +226,5 @@ fn main() {
         "routed ÷ plain (medians): {:.2}×",
         median(&routed).as_secs_f64() / median(&plain_t).as_secs_f64()
     );
-    credns(&socket, &["release", "bench"]);
+    credns(&bin, &socket, &["release", "bench"]);
 }

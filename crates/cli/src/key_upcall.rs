@@ -28,6 +28,8 @@ use credns_service::{AllocationInfo, KeyRouteInfo, Target};
 use credns_sys::keys::session::{self, KeyDescription};
 use credns_sys::keys::upcall::{assume_authority, hide_file, instantiate, negate};
 use credns_sys::keys::KeySerial;
+use credns_sys::pidfd::{ExitWatcher, PidFd};
+use credns_sys::Pid;
 
 use crate::registry_cmd::Where;
 
@@ -326,6 +328,14 @@ fn run_handler(
         r.map(|_| buf)
     });
     let deadline = Instant::now() + Duration::from_secs(u64::from(r.timeout));
+    // The handler's exit, watched through a pidfd (it is not reaped before, so its pid is its).
+    let exited = PidFd::open(Pid(child.id() as i32))
+        .and_then(|fd| {
+            let w = ExitWatcher::new()?;
+            w.add(&fd, 0)?;
+            Ok((fd, w))
+        })
+        .map_err(|e| format!("watching handler {prog}: {e}"))?;
     let status = loop {
         match child.try_wait() {
             Ok(Some(st)) => break st,
@@ -334,7 +344,10 @@ fn run_handler(
                 let _ = child.wait();
                 return Err(format!("handler {prog} ran over its {} s", r.timeout));
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+            Ok(None) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let _ = exited.1.wait(Some(left));
+            }
             Err(e) => return Err(format!("waiting for handler {prog}: {e}")),
         }
     };
