@@ -451,10 +451,11 @@ fn an_unprivileged_user_manages_her_own_containers_keys() {
     ok(&env.run(&["run", "--name", "roots", "--", "true"]));
     let go = env.dir.path().join("go");
     let script = format!(
-        "while [ ! -e {} ]; do sleep 0.02; done; keyctl print $(keyctl request user token)",
-        go.display()
+        "keyctl add user own x @s >/dev/null; echo ready; while [ ! -e {} ]; do sleep 0.02; done; \
+         keyctl print $(keyctl request user token)",
+        go.display(),
     );
-    let child = env
+    let mut child = env
         .cmd(true, &["run", "--", "sh", "-c", &script])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -475,9 +476,22 @@ fn an_unprivileged_user_manages_her_own_containers_keys() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let key = ok(&env.run_as_user(&["key", "add", &id, "user", "token", "hers"]));
+    // The container's own key counts against its root's quota, a user's (200 keys).
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut lines, &mut first).unwrap();
+    assert_eq!(first, "ready\n");
+    let (_, shown) = keyring_of(&env, &id);
+    let q = &shown["quota"][0];
+    assert_eq!(q["container_uid"], 0, "{shown}");
+    assert!(q["keys"].as_u64().unwrap() >= 1, "{shown}");
+    assert_eq!(q["max_keys"], 200, "{shown}");
     std::fs::write(&go, "").unwrap();
     let o = child.wait_with_output().unwrap();
-    assert_eq!(ok(&o), "hers\n");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut lines, &mut rest).unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(rest, "hers\n");
     let (_, shown) = keyring_of(&env, &id);
     assert_eq!(shown["owner"], 1000, "{shown}");
     assert_eq!(shown["keys"][0]["uid"], 1000, "{shown}");
