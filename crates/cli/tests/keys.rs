@@ -366,6 +366,27 @@ fn keyrings_go_with_the_container() {
     assert_eq!(serials.len(), 2, "{text}");
     let took = wait_gone(&serials);
     println!("keyrings gone {took:?} after the container ended");
+    // Every way of running gets one: a pid namespace, a volume (the range held by a helper
+    // namespace), as the fast path above.
+    let vol = env.dir.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    let volume = format!("{}:/mnt", vol.display());
+    for extra in [&["--pid"][..], &["--volume", &volume][..]] {
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "--",
+            "sh",
+            "-c",
+            "keyctl rdescribe @s; keyctl search @s keyring _container",
+        ]);
+        let o = env.run(&args);
+        let text = ok(&o);
+        assert!(
+            text.starts_with("keyring;65534;65534;0f0b0000;_ses.credns."),
+            "{extra:?}: {text}"
+        );
+    }
     let o = env.run(&[
         "run",
         "--no-keyring",
