@@ -473,7 +473,7 @@ fn an_unprivileged_user_manages_her_own_containers_keys() {
     let go = env.dir.path().join("go");
     let script = format!(
         "keyctl add user own x @s >/dev/null; echo ready; while [ ! -e {} ]; do sleep 0.02; done; \
-         keyctl print $(keyctl request user token)",
+         keyctl print $(keyctl request user token); keyctl print $(keyctl request user fromroot)",
         go.display(),
     );
     let mut child = env
@@ -497,6 +497,8 @@ fn an_unprivileged_user_manages_her_own_containers_keys() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let key = ok(&env.run_as_user(&["key", "add", &id, "user", "token", "hers"]));
+    // Root administers every container: its key goes in as hers (owned and charged to her).
+    ok(&env.run(&["key", "add", &id, "user", "fromroot", "given"]));
     // The container's own key counts against its root's quota, a user's (200 keys).
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
@@ -512,13 +514,14 @@ fn an_unprivileged_user_manages_her_own_containers_keys() {
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut lines, &mut rest).unwrap();
     assert!(o.status.success(), "{}", out(&o));
-    assert_eq!(rest, "hers\n");
+    assert_eq!(rest, "hers\ngiven\n");
     let (_, shown) = keyring_of(&env, &id);
     assert_eq!(shown["owner"], 1000, "{shown}");
-    assert_eq!(shown["keys"][0]["uid"], 1000, "{shown}");
-    assert_eq!(
-        shown["keys"][0]["serial"].to_string(),
-        key.trim(),
+    let keys = shown["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{shown}");
+    assert!(keys.iter().all(|k| k["uid"] == 1000), "{shown}");
+    assert!(
+        keys.iter().any(|k| k["serial"].to_string() == key.trim()),
         "{shown}"
     );
     // Root's container is not hers.
