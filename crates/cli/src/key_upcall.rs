@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use credns_registry::routes::Glob;
-use credns_service::{AllocationInfo, KeyRouteInfo, Target};
+use credns_service::{AllocationInfo, KeyRouteInfo, RegistryClient, Target};
 use credns_sys::keys::session::{self, KeyDescription};
 use credns_sys::keys::upcall::{assume_authority, hide_file, instantiate, negate};
 use credns_sys::keys::KeySerial;
@@ -39,6 +39,8 @@ const REQUEST_KEY: &str = "/sbin/request-key";
 const NEGATE_SECS: u32 = 60;
 /// The largest payload taken from a handler.
 const MAX_PAYLOAD: usize = 1024 * 1024 - 1;
+/// How long an upcall waits for the daemon's answer.
+const DAEMON_WAIT: Duration = Duration::from_secs(10);
 /// The first line of the file `key setup` writes: how it knows the file is its own.
 const MARK: &str = "# Written by `credns key setup`";
 
@@ -93,8 +95,10 @@ pub struct UpcallArgs {
     process: KeySerial,
     /// %S: its session keyring.
     session: KeySerial,
-    #[command(flatten)]
-    at: Where,
+    /// The daemon's socket (the upcall asks only the daemon: with none answering, the request
+    /// goes back to request-key).
+    #[arg(long, value_name = "PATH", default_value = credns_service::DEFAULT_SOCKET)]
+    socket: PathBuf,
 }
 
 fn no_space(what: &str, s: &str) -> Result<()> {
@@ -219,7 +223,7 @@ fn container_of(a: &UpcallArgs) -> Result<Option<(AllocationInfo, Vec<KeyRouteIn
     let Some(n) = session_allocation(&d) else {
         return Ok(None);
     };
-    let (mut c, _) = a.at.connect()?;
+    let mut c = RegistryClient::connect_timeout(&a.socket, DAEMON_WAIT)?;
     let got = match c.key_routes(&Target::Id(n)) {
         Ok(g) => g,
         Err(e) if e.remote_name().is_some_and(|n| n.ends_with(".NotFound")) => return Ok(None),

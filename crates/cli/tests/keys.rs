@@ -521,7 +521,8 @@ fn an_unprivileged_user_manages_her_own_containers_keys() {
     assert_eq!(keys.len(), 2, "{shown}");
     assert!(keys.iter().all(|k| k["uid"] == 1000), "{shown}");
     assert!(
-        keys.iter().any(|k| k["serial"].to_string() == key.trim()),
+        keys.iter()
+            .any(|k| k["serial"].as_i64().map(|s| s.to_string()).as_deref() == Some(key.trim())),
         "{shown}"
     );
     // Root's container is not hers.
