@@ -2,8 +2,9 @@
 //! by plain `/sbin/request-key` with a handler doing the same work, side by side in one run.
 //!
 //! * routed: request-key runs `credns key upcall` (the line `credns key setup` writes), which
-//!   asks the daemon for the container's routes and runs the route's handler, `/bin/echo
-//!   issued`, instantiating the key with what it printed;
+//!   reads the container's routes from the copy the daemon keeps beside its keyring (no round
+//!   trip to the daemon) and runs the route's handler, `/bin/echo issued`, instantiating the
+//!   key with what it printed;
 //! * plain: request-key runs `/bin/keyctl instantiate %k issued 0` from its own configuration
 //!   line: one program that instantiates the key.
 //!
@@ -173,6 +174,8 @@ fn main() {
             "user",
             "--desc",
             &format!("{tag}r*"),
+            "--store",
+            store.to_str().unwrap(),
         ],
     );
     let _routed = Installed(Path::new("/etc/request-key.d").join(&routed_file));

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use credns_registry::routes::Glob;
-use credns_service::{AllocationInfo, KeyRouteInfo, RegistryClient, Target};
+use credns_service::{AllocationInfo, KeyRouteInfo, KeyRoutesInfo, RegistryClient, Target};
 use credns_sys::keys::session::{self, KeyDescription};
 use credns_sys::keys::upcall::{assume_authority, hide_file, instantiate, negate};
-use credns_sys::keys::KeySerial;
+use credns_sys::keys::{self, KeySerial, KEY_SPEC_USER_KEYRING};
 use credns_sys::pidfd::{ExitWatcher, PidFd};
 use credns_sys::Pid;
 
@@ -99,6 +99,10 @@ pub struct UpcallArgs {
     /// goes back to request-key).
     #[arg(long, value_name = "PATH", default_value = credns_service::DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// The daemon's store (absolute): the copy of a container's routes the daemon keeps in
+    /// its keyrings is looked for under this store's name first.
+    #[arg(long, value_name = "PATH")]
+    store: Option<PathBuf>,
 }
 
 fn no_space(what: &str, s: &str) -> Result<()> {
@@ -120,6 +124,11 @@ fn conf_text(a: &SetupArgs, file: &Path) -> Result<String> {
             .to_str()
             .context("--socket is not UTF-8")?
             .to_string();
+    // Named as the daemon names its keyrings' holder: the absolute path.
+    let store = std::fs::canonicalize(&a.at.store)
+        .or_else(|_| std::path::absolute(&a.at.store))
+        .context("--store")?;
+    let store = store.to_str().context("--store is not UTF-8")?.to_string();
     let conf = file
         .to_str()
         .context("the file's path is not UTF-8")?
@@ -138,6 +147,7 @@ fn conf_text(a: &SetupArgs, file: &Path) -> Result<String> {
     for (what, s) in [
         ("this program's path", &exe),
         ("--socket", &socket),
+        ("--store", &store),
         ("--dir/--file", &conf),
         ("--type", &a.key_type),
         ("--desc", &a.description),
@@ -147,7 +157,7 @@ fn conf_text(a: &SetupArgs, file: &Path) -> Result<String> {
     Ok(format!(
         "{MARK}: containers' upcalls go to the handlers their managers routed them to.\n\
          # `credns key setup --remove` removes it.\n\
-         create {} {} * {exe} key upcall --socket {socket} --conf {conf}{log} -- %k %t %d %c %u %g %T %P %S\n",
+         create {} {} * {exe} key upcall --socket {socket} --store {store} --conf {conf}{log} -- %k %t %d %c %u %g %T %P %S\n",
         a.key_type, a.description
     ))
 }
@@ -216,18 +226,60 @@ fn session_allocation(d: &KeyDescription) -> Option<u64> {
 
 /// The container the request comes from and its routes; `None`: not a container's request
 /// (its session keyring and its uid must both say so).
-fn container_of(a: &UpcallArgs) -> Result<Option<(AllocationInfo, Vec<KeyRouteInfo>)>> {
+/// The copy of allocation `n`'s routes the daemon of `store` keeps in root's user keyring
+/// (`credns:…:STORE` → `credns.N` → `credns.routes`, each root's and only root's to change):
+/// no round trip to the daemon. `None` when there is none.
+fn routes_copy(store: &Path, n: u64) -> Option<KeyRoutesInfo> {
+    let suffix = format!(":{}", store.display());
+    let slot_name = format!("credns.{n}");
+    let mine = |s: KeySerial, ktype: &str, pred: &dyn Fn(&str) -> bool| {
+        session::describe_key(s)
+            .is_ok_and(|d| d.ktype == ktype && d.uid == 0 && pred(&d.description))
+    };
+    let holders = session::keyring_serials(&keys::read(KEY_SPEC_USER_KEYRING).ok()?);
+    for h in holders {
+        if !mine(h, "keyring", &|d| {
+            d.starts_with("credns:") && d.ends_with(&suffix)
+        }) {
+            continue;
+        }
+        let Some(slot) = session::keyring_serials(&keys::read(h).ok()?)
+            .into_iter()
+            .find(|s| mine(*s, "keyring", &|d| d == slot_name))
+        else {
+            continue;
+        };
+        let copy = session::keyring_serials(&keys::read(slot).ok()?)
+            .into_iter()
+            .find(|s| mine(*s, "user", &|d| d == credns_service::ROUTES_COPY))?;
+        return serde_json::from_slice(&keys::read(copy).ok()?).ok();
+    }
+    None
+}
+
+/// The container the request comes from, its routes, and where they were read ("the keyring
+/// copy" or "the daemon").
+type Found = (AllocationInfo, Vec<KeyRouteInfo>, &'static str);
+
+fn container_of(a: &UpcallArgs) -> Result<Option<Found>> {
     let Ok(d) = session::describe_key(a.session) else {
         return Ok(None);
     };
     let Some(n) = session_allocation(&d) else {
         return Ok(None);
     };
-    let mut c = RegistryClient::connect_timeout(&a.socket, DAEMON_WAIT)?;
-    let got = match c.key_routes(&Target::Id(n)) {
-        Ok(g) => g,
-        Err(e) if e.remote_name().is_some_and(|n| n.ends_with(".NotFound")) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let (got, from) = match a.store.as_deref().and_then(|s| routes_copy(s, n)) {
+        Some(g) => (g, "the keyring copy"),
+        None => {
+            let mut c = RegistryClient::connect_timeout(&a.socket, DAEMON_WAIT)?;
+            match c.key_routes(&Target::Id(n)) {
+                Ok(g) => (g, "the daemon"),
+                Err(e) if e.remote_name().is_some_and(|n| n.ends_with(".NotFound")) => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     };
     let al = &got.allocation;
     let in_range = u64::from(a.uid) >= u64::from(al.uid.start)
@@ -235,7 +287,7 @@ fn container_of(a: &UpcallArgs) -> Result<Option<(AllocationInfo, Vec<KeyRouteIn
     if d.uid != al.owner || !in_range {
         return Ok(None);
     }
-    Ok(Some((got.allocation, got.routes)))
+    Ok(Some((got.allocation, got.routes, from)))
 }
 
 pub fn upcall(a: UpcallArgs) -> Result<ExitCode> {
@@ -252,7 +304,7 @@ pub fn upcall(a: UpcallArgs) -> Result<ExitCode> {
         eprintln!("credns key upcall: {}", crate::output::error_text(&e));
         None
     });
-    let Some((alloc, routes)) = routed else {
+    let Some((alloc, routes, from)) = routed else {
         log(&a, "handed back: not a container's request");
         return hand_back(&a);
     };
@@ -262,7 +314,10 @@ pub fn upcall(a: UpcallArgs) -> Result<ExitCode> {
     }) else {
         log(
             &a,
-            &format!("handed back: no route of allocation {} matches", alloc.id),
+            &format!(
+                "handed back: no route of allocation {} matches (routes from {from})",
+                alloc.id
+            ),
         );
         return hand_back(&a);
     };
@@ -274,14 +329,20 @@ pub fn upcall(a: UpcallArgs) -> Result<ExitCode> {
                 Ok(()) => format!("{} bytes", payload.len()),
                 Err(e) => format!("not by credns ({e}): the handler's own"),
             };
-            log(&a, &format!("allocation {}: instantiated, {how}", alloc.id));
+            log(
+                &a,
+                &format!(
+                    "allocation {} (routes from {from}): instantiated, {how}",
+                    alloc.id
+                ),
+            );
         }
         Err(why) => {
             let _ = negate(a.key, NEGATE_SECS, 0);
             log(
                 &a,
                 &format!(
-                    "allocation {}: negated for {NEGATE_SECS} s: {why}",
+                    "allocation {} (routes from {from}): negated for {NEGATE_SECS} s: {why}",
                     alloc.id
                 ),
             );

@@ -157,6 +157,19 @@ impl Drop for Env {
     }
 }
 
+/// A child killed and reaped if the test fails while it runs (a container left waiting would
+/// outlive the test).
+struct Killed(Option<Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn out(o: &Output) -> String {
     format!("{}{}", stdout(o), stderr(o))
 }
@@ -476,12 +489,13 @@ fn an_unprivileged_user_manages_her_own_containers_keys() {
          keyctl print $(keyctl request user token); keyctl print $(keyctl request user fromroot)",
         go.display(),
     );
-    let mut child = env
-        .cmd(true, &["run", "--", "sh", "-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Killed(Some(
+        env.cmd(true, &["run", "--", "sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
     // Her container's allocation, as she lists it.
     let t0 = Instant::now();
     let id = loop {
@@ -500,7 +514,7 @@ fn an_unprivileged_user_manages_her_own_containers_keys() {
     // Root administers every container: its key goes in as hers (owned and charged to her).
     ok(&env.run(&["key", "add", &id, "user", "fromroot", "given"]));
     // The container's own key counts against its root's quota, a user's (200 keys).
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = std::io::BufReader::new(child.0.as_mut().unwrap().stdout.take().unwrap());
     let mut first = String::new();
     std::io::BufRead::read_line(&mut lines, &mut first).unwrap();
     assert_eq!(first, "ready\n");
@@ -510,7 +524,7 @@ fn an_unprivileged_user_manages_her_own_containers_keys() {
     assert!(q["keys"].as_u64().unwrap() >= 1, "{shown}");
     assert_eq!(q["max_keys"], 200, "{shown}");
     std::fs::write(&go, "").unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = child.0.take().unwrap().wait_with_output().unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut lines, &mut rest).unwrap();
     assert!(o.status.success(), "{}", out(&o));
@@ -719,6 +733,11 @@ struct Upcalls {
 
 impl Upcalls {
     fn install(env: &Env, tag: &str) -> Option<Self> {
+        Self::install_with(env, tag, true)
+    }
+
+    /// With `copy` false the file names no store: upcalls ask the daemon for the routes.
+    fn install_with(env: &Env, tag: &str, copy: bool) -> Option<Self> {
         let conf = std::fs::read_to_string("/etc/request-key.conf").unwrap_or_default();
         if !conf
             .lines()
@@ -736,6 +755,8 @@ impl Upcalls {
             log: log.clone(),
             prefix: prefix.clone(),
         };
+        let store = ["--store", env.store.to_str().unwrap()];
+        let other = ["--store", "/nonexistent/registry.redb"];
         ok(&env.run(&[
             "key",
             "setup",
@@ -747,6 +768,8 @@ impl Upcalls {
             &format!("{prefix}*"),
             "--log",
             log.to_str().unwrap(),
+            if copy { store[0] } else { other[0] },
+            if copy { store[1] } else { other[1] },
         ]));
         Some(u)
     }
@@ -806,7 +829,7 @@ fn first_uid(env: &Env, name: &str) -> (u64, u32) {
 /// any container, get the host's own answer (keyutils' debug handler).
 #[test]
 fn a_containers_upcalls_go_to_its_routes() {
-    let Some(env) = Env::new("a_containers_upcalls_go_to_its_routes") else {
+    let Some(mut env) = Env::new("a_containers_upcalls_go_to_its_routes") else {
         return;
     };
     let Some(up) = Upcalls::install(&env, "r") else {
@@ -879,7 +902,7 @@ fn a_containers_upcalls_go_to_its_routes() {
     };
     assert!(
         line("e").ends_with(&format!(
-            "allocation {alloc}: instantiated, {} bytes",
+            "allocation {alloc} (routes from the keyring copy): instantiated, {} bytes",
             text.len()
         )),
         "{log}"
@@ -891,13 +914,48 @@ fn a_containers_upcalls_go_to_its_routes() {
     assert!(line("slow").contains("ran over its 1 s"), "{log}");
     assert!(
         line("other").ends_with(&format!(
-            "handed back: no route of allocation {alloc} matches"
+            "handed back: no route of allocation {alloc} matches (routes from the keyring copy)"
         )),
         "{log}"
     );
     assert!(
         line("host").ends_with("handed back: not a container's request"),
         "{log}"
+    );
+    assert!(
+        line("e").contains("(routes from the keyring copy)"),
+        "{log}"
+    );
+    // Without the copy (a file naming another store) the routes come from the daemon.
+    let up2 = Upcalls::install_with(&env, "d", false).unwrap();
+    let p2 = &up2.prefix;
+    ok(&env.run(&[
+        "key",
+        "route",
+        "svc",
+        "--type",
+        "user",
+        "--desc",
+        &format!("{p2}*"),
+        "--handler",
+        &good,
+    ]));
+    let payload = request_as_container(alloc, base, &format!("{p2}x"), "c").unwrap();
+    assert!(String::from_utf8(payload)
+        .unwrap()
+        .ends_with(" callout=c uid=0"));
+    assert!(
+        up2.log().contains("(routes from the daemon): instantiated"),
+        "{}",
+        up2.log()
+    );
+    // The copy answers without the daemon: stopped, the container's upcalls still take routes.
+    env.stop();
+    let payload = request_as_container(alloc, base, &format!("{p}e2"), "b").unwrap();
+    let text = String::from_utf8(payload).unwrap();
+    assert!(
+        text.ends_with(&format!(" desc={p}e2 callout=b uid=0")),
+        "{text}"
     );
 }
 

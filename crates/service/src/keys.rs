@@ -20,7 +20,7 @@ use std::sync::Mutex;
 
 use credns_registry::routes::{Glob, KeyRoute};
 use credns_registry::Selector;
-use credns_sys::keys::session::{self, CONTAINER_PERM};
+use credns_sys::keys::session::{self, perm, CONTAINER_PERM};
 use credns_sys::keys::{self, KeySerial, KEY_SPEC_USER_KEYRING};
 use credns_sys::Errno;
 use credns_varlink::ErrorReply;
@@ -36,6 +36,13 @@ const HOLDER_PERM: u32 = 0x3f3f_0000;
 
 /// The description of the container keyring, as a container sees it.
 pub const CONTAINER_KEYRING: &str = "_container";
+
+/// The description of the copy of an allocation's routes kept in its `credns.N` keyring for
+/// upcalls (the `KeyRoutes` reply as JSON), root's alone.
+pub const ROUTES_COPY: &str = "credns.routes";
+
+/// The largest `user` key payload: a longer copy is not kept (upcalls then ask the daemon).
+const MAX_USER_PAYLOAD: usize = 32767;
 
 /// Where a daemon (or a direct-path command) keeps container keyrings.
 #[derive(Debug)]
@@ -217,6 +224,40 @@ impl KeyHome {
         }
     }
 
+    /// Keep allocation `alloc`'s copy of its routes current in its `credns.N` keyring (when it
+    /// has one): `copy` written, or with `None` removed. Best effort: without a copy, an upcall
+    /// asks the daemon.
+    pub(crate) fn keep_routes_copy(&self, alloc: u64, copy: Option<&[u8]>) {
+        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Ok(Some((slot, _))) = self.slot(alloc, false) else {
+            return;
+        };
+        match copy.filter(|c| c.len() <= MAX_USER_PAYLOAD) {
+            // add_key replaces the payload of a key of the same description in the keyring.
+            Some(c) => match keys::add_key("user", ROUTES_COPY, c, slot) {
+                Ok(k) => {
+                    if keys::setperm(k, perm::ALL << perm::USR).is_err() {
+                        let _ = keys::invalidate(k);
+                    }
+                }
+                Err(_) => self.drop_routes_copy(slot),
+            },
+            None => self.drop_routes_copy(slot),
+        }
+    }
+
+    /// Invalidate the copy of the routes directly in `slot` (not searching below it).
+    fn drop_routes_copy(&self, slot: KeySerial) {
+        let Ok(listed) = keys::read(slot) else { return };
+        for s in session::keyring_serials(&listed) {
+            if let Ok(d) = session::describe_key(s) {
+                if d.ktype == "user" && d.uid == 0 && d.description == ROUTES_COPY {
+                    let _ = keys::invalidate(s);
+                }
+            }
+        }
+    }
+
     /// Invalidate the holders of stores that no longer exist (what a removed store, such as a
     /// test's, left in root's user keyring). Best effort.
     pub(crate) fn sweep(&self, procfs: &credns_sys::ProcFs) {
@@ -289,6 +330,20 @@ impl crate::methods::Methods {
         }
     }
 
+    /// Keep the copy of `a`'s routes in its keyring current (see [`KeyHome::keep_routes_copy`]).
+    pub(crate) fn keep_routes_copy(
+        &self,
+        reg: &credns_registry::Registry,
+        a: &credns_registry::Allocation,
+    ) {
+        let copy = (!a.key_routes.is_empty()).then(|| {
+            let mut v = routes_reply(&a.key_routes);
+            v["allocation"] = json!(crate::convert::allocation(reg, a));
+            serde_json::to_vec(&v).unwrap_or_default()
+        });
+        self.keys.keep_routes_copy(a.id.0, copy.as_deref());
+    }
+
     /// The container keyring of an allocation `Allocate` just gave, made outside the registry's
     /// lock (other calls need not wait for it). A fresh allocation whose keyring cannot be made
     /// is released again; an allocation released meanwhile takes its keyring along.
@@ -304,6 +359,11 @@ impl crate::methods::Methods {
             .unwrap_or(false);
         if made.is_err() && fresh || gone {
             self.keys.released(a.id.0, a.owner);
+        } else if made.is_ok() && !a.key_routes.is_empty() {
+            let _ = self.read_registry(|reg| {
+                self.keep_routes_copy(reg, a);
+                Ok(())
+            });
         }
         if made.is_err() && fresh && !gone {
             let root = Caller {
@@ -332,6 +392,9 @@ impl crate::methods::Methods {
         self.read_registry(|reg| {
             let a = Self::target(caller, &target, reg)?;
             let serial = self.container_keyring(a, p.create)?;
+            if p.create {
+                self.keep_routes_copy(reg, a);
+            }
             Ok(serde_json::json!({
                 "keyring": serial,
                 "allocation": crate::convert::allocation(reg, a),
@@ -399,6 +462,7 @@ impl Methods {
             let a = reg
                 .set_key_routes(&Selector::Id(id), routes)
                 .map_err(registry_error)?;
+            self.keep_routes_copy(reg, &a);
             Ok(routes_reply(&a.key_routes))
         })
     }

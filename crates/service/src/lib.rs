@@ -35,6 +35,7 @@ pub use credns_api::registry::{
 };
 pub use credns_varlink::ErrorReply;
 pub use daemon::{Config, Server, Service, DEFAULT_STORE};
+pub use keys::ROUTES_COPY;
 pub use methods::Caller;
 
 /// A registry record as `io.credns.Registry` carries it.
