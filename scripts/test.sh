@@ -24,6 +24,7 @@ done
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 # The userdb provider's tests resolve names through nss-systemd.
 dpkg -s libnss-systemd >/dev/null 2>&1 || need_pkgs+=(libnss-systemd)
+dpkg -s keyutils >/dev/null 2>&1 || need_pkgs+=(keyutils)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "installing: ${need_pkgs[*]}"

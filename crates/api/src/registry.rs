@@ -79,8 +79,10 @@ method Allocate(
   size: ?int,
   high: ?bool,
   label: ?string,
-  writeMaps: ?bool
-) -> (allocation: Allocation, fresh: bool)
+  writeMaps: ?bool,
+  # keyring: also make (or find) the allocation's container keyring, its serial in the reply.
+  keyring: ?bool
+) -> (allocation: Allocation, fresh: bool, keyring: ?int)
 
 # Record ranges chosen elsewhere (gid defaults to uid).
 method Register(
@@ -103,6 +105,33 @@ method Show(id: ?int, name: ?string) -> (allocation: Allocation)
 
 # Who holds a host id: allocations, exclusions and live user namespaces.
 method Who(id: int) -> (holders: []Holder)
+
+# The container keyring ("_container", owned by the allocation's owner) of an allocation the
+# caller may see; create makes it if there is none. Its owner manages it with keyctl; the
+# daemon drops it when the allocation is released.
+method Keyring(id: ?int, name: ?string, create: ?bool) -> (keyring: int, allocation: Allocation)
+
+# Where a container's request_key upcalls of a type go: description and callout are patterns
+# (* any run, ? one character, \ escapes); handler an absolute path and its arguments, run
+# on the host as the allocation's owner (inside: in the container, as its root); timeout in
+# seconds, after which the key is negated.
+type KeyRoute (
+  type: string,
+  description: string,
+  callout: string,
+  handler: []string,
+  inside: bool,
+  timeout: int
+)
+
+# An allocation's key routes, in the order they are tried.
+method KeyRoutes(id: ?int, name: ?string) -> (routes: []KeyRoute, allocation: Allocation)
+
+# Add a route after the others.
+method AddKeyRoute(id: ?int, name: ?string, route: KeyRoute) -> (routes: []KeyRoute)
+
+# Remove the route at index (from 0).
+method RemoveKeyRoute(id: ?int, name: ?string, index: int) -> (routes: []KeyRoute)
 
 # No allocation matches.
 error NotFound (what: string, message: string)
@@ -372,6 +401,45 @@ pub struct Allocated {
     /// Made by this call (false: the lease already held it).
     #[serde(default)]
     pub fresh: bool,
+    /// The container keyring's serial, when asked for.
+    #[serde(default)]
+    pub keyring: Option<i32>,
+}
+
+/// A key route as the wire carries it (`KeyRoute` in the IDL).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRouteInfo {
+    /// The key type.
+    #[serde(rename = "type")]
+    pub key_type: String,
+    /// The description's pattern.
+    pub description: String,
+    /// The callout information's pattern.
+    pub callout: String,
+    /// The handler command.
+    pub handler: Vec<String>,
+    /// Run inside the container.
+    pub inside: bool,
+    /// Seconds before the key is negated.
+    pub timeout: u32,
+}
+
+/// The reply of `KeyRoutes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRoutesInfo {
+    /// The routes, in the order they are tried.
+    pub routes: Vec<KeyRouteInfo>,
+    /// Their allocation.
+    pub allocation: AllocationInfo,
+}
+
+/// The reply of `Keyring`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyringInfo {
+    /// The container keyring's serial.
+    pub keyring: i32,
+    /// Its allocation.
+    pub allocation: AllocationInfo,
 }
 
 impl std::ops::Deref for Allocated {
@@ -428,9 +496,59 @@ impl RegistryClient {
             .call(&format!("{INTERFACE}.{method}"), p, fds)?)
     }
 
+    /// The container keyring of `target` (made if `create` and there is none).
+    pub fn keyring(&mut self, target: &Target, create: bool) -> Result<KeyringInfo, Error> {
+        let mut p = target.params();
+        if create {
+            p["create"] = true.into();
+        }
+        decode(self.call("Keyring", p, &[])?, "")
+    }
+
+    /// The key routes of `target`, and its allocation.
+    pub fn key_routes(&mut self, target: &Target) -> Result<KeyRoutesInfo, Error> {
+        decode(self.call("KeyRoutes", target.params(), &[])?, "")
+    }
+
+    /// Add a key route to `target`; its routes after.
+    pub fn add_key_route(
+        &mut self,
+        target: &Target,
+        route: &KeyRouteInfo,
+    ) -> Result<Vec<KeyRouteInfo>, Error> {
+        let mut p = target.params();
+        p["route"] = json!(route);
+        decode(self.call("AddKeyRoute", p, &[])?, "routes")
+    }
+
+    /// Remove `target`'s key route at `index`; its routes after.
+    pub fn remove_key_route(
+        &mut self,
+        target: &Target,
+        index: usize,
+    ) -> Result<Vec<KeyRouteInfo>, Error> {
+        let mut p = target.params();
+        p["index"] = json!(index);
+        decode(self.call("RemoveKeyRoute", p, &[])?, "routes")
+    }
+
     /// Allocate a range leased to `name`.
     pub fn allocate_name(&mut self, name: &str, opts: &AllocOptions) -> Result<Allocated, Error> {
+        self.allocate_name_keyring(name, opts, false)
+    }
+
+    /// [`allocate_name`](Self::allocate_name), with `keyring` also the allocation's container
+    /// keyring (made if there is none), in [`Allocated::keyring`].
+    pub fn allocate_name_keyring(
+        &mut self,
+        name: &str,
+        opts: &AllocOptions,
+        keyring: bool,
+    ) -> Result<Allocated, Error> {
         let mut p = opts.params();
+        if keyring {
+            p.insert("keyring".into(), true.into());
+        }
         p.insert("name".into(), name.into());
         decode(self.call("Allocate", Value::Object(p), &[])?, "")
     }
@@ -443,7 +561,22 @@ impl RegistryClient {
         member: Option<BorrowedFd<'_>>,
         opts: &AllocOptions,
     ) -> Result<Allocated, Error> {
+        self.allocate_userns_keyring(userns, member, opts, false)
+    }
+
+    /// [`allocate_userns`](Self::allocate_userns), with `keyring` also the allocation's
+    /// container keyring (made if there is none), in [`Allocated::keyring`].
+    pub fn allocate_userns_keyring(
+        &mut self,
+        userns: BorrowedFd<'_>,
+        member: Option<BorrowedFd<'_>>,
+        opts: &AllocOptions,
+        keyring: bool,
+    ) -> Result<Allocated, Error> {
         let mut p = opts.params();
+        if keyring {
+            p.insert("keyring".into(), true.into());
+        }
         p.insert("userNamespaceFileDescriptor".into(), 0.into());
         let mut fds = vec![userns];
         if let Some(m) = member {

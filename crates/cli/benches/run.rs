@@ -371,6 +371,20 @@ fn inner() {
             times: Vec::new(),
         });
     }
+    // The same without the container's keyring, to show what the keyring costs.
+    cases.push(Case {
+        label: "credns run --no-keyring via daemon (installed)",
+        argv: vec![
+            dist.clone(),
+            s("run"),
+            s("--socket"),
+            daemon.socket.display().to_string(),
+            s("--no-keyring"),
+            s("--"),
+            s("/bin/true"),
+        ],
+        times: Vec::new(),
+    });
     // Warm up (page cache, the registry file) and check every command works.
     for c in &cases {
         for _ in 0..10 {

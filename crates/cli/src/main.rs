@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 mod audit_cmd;
 mod explain_cmd;
 mod generate_cmd;
+mod key_cmd;
+mod key_upcall;
 mod map_cmd;
 mod mount_cmd;
 mod oci_cmd;
@@ -57,6 +59,9 @@ enum Command {
     /// Make other tools see the registry.
     #[command(subcommand)]
     Setup(subid_cmd::SetupCommand),
+    /// Container keyrings: keys for a container, grants of your own keys, what is in them.
+    #[command(subcommand)]
+    Key(key_cmd::KeyCommand),
     /// Print the help of credns or of one of its commands (`credns help run`).
     Help {
         /// The command (and subcommand) whose help to print.
@@ -127,6 +132,7 @@ fn main() -> ExitCode {
         }
         Command::Delegate(a) => subid_cmd::delegate(a),
         Command::Setup(cmd) => subid_cmd::setup(cmd),
+        Command::Key(cmd) => key_cmd::run(cmd),
         Command::Help { command } => help(&command),
     };
     match result {

@@ -34,6 +34,7 @@ use credns_sys::container::{
     become_subreaper, descendants_remain, Container, ContainerSpec, ExtraMount,
 };
 use credns_sys::inplace::InPlace;
+use credns_sys::keys::session::enter_container_session;
 use credns_sys::pidfd::PidFd;
 use credns_sys::{DetachedMount, Errno, MappingUserns, UnshareOptions, UsernsChild};
 
@@ -69,6 +70,11 @@ pub struct RunArgs {
     /// attached in the order given.
     #[arg(long = "volume", short = 'v', value_name = "SRC:DST[:ro]")]
     volumes: Vec<String>,
+    /// Give the container no keyring of its own: it keeps the caller's session keyring
+    /// (by default it gets a new session keyring `_ses.credns.N` with the allocation's container
+    /// keyring `_container` linked in it; see `credns key`).
+    #[arg(long)]
+    no_keyring: bool,
     #[command(flatten)]
     pub(crate) at: Where,
     /// The command and its arguments.
@@ -230,6 +236,8 @@ struct Run<'a> {
     route: Route,
     /// The allocation was made by this run (not found held by its name).
     fresh: bool,
+    /// The session keyring to make in the container, and the container keyring to link in it.
+    session: Option<(std::ffi::CString, i32)>,
 }
 
 impl<'a> Run<'a> {
@@ -284,6 +292,7 @@ impl<'a> Run<'a> {
             client,
             route,
             fresh: true,
+            session: None,
         })
     }
 
@@ -293,6 +302,11 @@ impl<'a> Run<'a> {
             write_maps,
             ..AllocOptions::default()
         }
+    }
+
+    /// Note the container keyring the registry gave, for the container's session keyring.
+    fn keep_session(&mut self, got: &credns_service::Allocated) {
+        self.session = got.keyring.map(|k| (session_name(got.allocation.id), k));
     }
 
     /// Set the container up (a refusal releases what this run allocated), run the command,
@@ -319,7 +333,8 @@ impl<'a> Run<'a> {
         // registry is reached again (daemon or store, whichever answers then) to release.
         drop(self.client);
         let ns = c.userns_fd().id()?;
-        let started = start(&mut c);
+        let session = self.session.as_ref().map(|(n, k)| (n.as_c_str(), *k));
+        let started = start(&mut c, session);
         if let Err(e) = &started {
             // The container's own setup was refused: a name this run made is given back.
             let setup_step = e
@@ -357,14 +372,23 @@ impl<'a> Run<'a> {
             .map_err(setup)?;
         let got = self
             .client
-            .allocate_userns(
+            .allocate_userns_keyring(
                 me.userns_fd().as_fd(),
                 Some(me.pidfd().as_fd()),
                 &self.opts(true),
+                !self.args.no_keyring,
             )
             .map_err(|e| setup(e.into()))?;
+        self.keep_session(&got);
         let a = got.allocation;
-        let checked = check_ids_mapped(&a, self.spec.uid, self.spec.gid);
+        let checked = check_ids_mapped(&a, self.spec.uid, self.spec.gid).and_then(|()| {
+            // Still the caller's uid: the session keyring is the manager's, not the container's.
+            if let Some((name, keyring)) = &self.session {
+                enter_container_session(name, *keyring)
+                    .context("making the container's session keyring")?;
+            }
+            Ok(())
+        });
         self.undo_if(true, &a, checked).map_err(setup)?;
         // The daemon follows this process by pidfd; the connection is of no further use.
         drop(self.client);
@@ -391,8 +415,11 @@ impl<'a> Run<'a> {
     /// A name lease: allocate (or find) it, idmap the trees, spawn, write the maps here. A
     /// fresh allocation is released again if any of it fails.
     fn named(&mut self, name: &str) -> Result<(Container, AllocationInfo)> {
-        let got = self.client.allocate_name(name, &self.opts(false))?;
+        let got =
+            self.client
+                .allocate_name_keyring(name, &self.opts(false), !self.args.no_keyring)?;
         self.fresh = got.fresh;
+        self.keep_session(&got);
         let a = got.allocation;
         let r = (|| {
             check_size(&a, self.args.size, name)?;
@@ -417,9 +444,13 @@ impl<'a> Run<'a> {
             .context("creating the lease holder's user namespace")?;
         let ns = holder.userns_fd()?;
         let member = PidFd::open(holder.pid()).context("opening a pidfd of the holder")?;
-        let got =
-            self.client
-                .allocate_userns(ns.as_fd(), Some(member.as_fd()), &self.opts(true))?;
+        let got = self.client.allocate_userns_keyring(
+            ns.as_fd(),
+            Some(member.as_fd()),
+            &self.opts(true),
+            !self.args.no_keyring,
+        )?;
+        self.keep_session(&got);
         let a = got.allocation;
         let r = (|| {
             check_ids_mapped(&a, self.spec.uid, self.spec.gid)?;
@@ -438,11 +469,13 @@ impl<'a> Run<'a> {
         let member = PidFd::open(c.pid()).context("opening a pidfd of the container")?;
         // The registry commits the allocation, then writes the maps; on any failure it has
         // released it again. Dropping `c` on an error kills the waiting child.
-        let got = self.client.allocate_userns(
+        let got = self.client.allocate_userns_keyring(
             c.userns_fd().as_fd(),
             Some(member.as_fd()),
             &self.opts(true),
+            !self.args.no_keyring,
         )?;
+        self.keep_session(&got);
         let a = got.allocation;
         // A size too small for --user: the lease goes with the child this error kills.
         let r = check_ids_mapped(&a, self.spec.uid, self.spec.gid).map(|()| c);
@@ -463,6 +496,11 @@ impl<'a> Run<'a> {
     }
 }
 
+/// The container's session keyring's name: `_ses.credns.N` for allocation N.
+fn session_name(id: u64) -> std::ffi::CString {
+    std::ffi::CString::new(format!("_ses.credns.{id}")).expect("no NUL in a number")
+}
+
 /// Release allocation `id` through whatever answers now (a daemon started meanwhile holds the
 /// store); a failure is said, not fatal: the command's status is what this run reports.
 fn release_again(at: &Where, id: u64) {
@@ -478,8 +516,8 @@ fn release_again(at: &Where, id: u64) {
 }
 
 /// Let the waiting child go on: it attaches its mounts, takes its ids and execs.
-fn start(c: &mut Container) -> Result<()> {
-    c.start().map_err(|e| match e {
+fn start(c: &mut Container, session: Option<(&std::ffi::CStr, i32)>) -> Result<()> {
+    c.start_in_session(session).map_err(|e| match e {
         credns_sys::Error::Container { what, errno } => {
             anyhow::Error::new(ChildFailed { what, errno })
         }

@@ -217,6 +217,9 @@ pub struct Allocation {
     /// getsubids) by the credns provider. Otherwise an ordinary allocation.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub delegated: bool,
+    /// Where its containers' `request_key` upcalls go, in order (see [`crate::routes`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_routes: Vec<crate::routes::KeyRoute>,
 }
 
 /// An allocation's footprint without a heap allocation: at most four ranges, merged.
@@ -892,6 +895,7 @@ impl Allocator {
             label: req.label.clone(),
             origin: Origin::Allocated,
             delegated: req.delegated,
+            key_routes: Vec::new(),
         }))
     }
 
@@ -923,6 +927,7 @@ impl Allocator {
             label: req.label.clone(),
             origin: Origin::Registered,
             delegated: false,
+            key_routes: Vec::new(),
         };
         let mut rs = vec![a.uid, a.gid];
         rs.extend(a.high.iter().flat_map(|h| [h.uid, h.gid]));

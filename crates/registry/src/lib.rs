@@ -28,6 +28,7 @@ pub mod nsswitch;
 mod policy;
 mod redb_store;
 mod registry;
+pub mod routes;
 mod store;
 
 pub use alloc::{
@@ -164,6 +165,9 @@ pub enum Error {
         /// Which limit.
         limit: QuotaLimit,
     },
+    /// A key route is malformed, or there are too many.
+    #[error("invalid key route: {0}")]
+    InvalidKeyRoute(String),
     /// No allocation has this id.
     #[error("no allocation {0}")]
     UnknownId(AllocId),

@@ -131,6 +131,7 @@ mod tests {
             label: None,
             origin: Origin::Allocated,
             delegated: false,
+            key_routes: Vec::new(),
         }
     }
 

@@ -159,6 +159,18 @@ impl Registry {
         Ok(a)
     }
 
+    /// Replace the key routes of an allocation (checked first), durably.
+    pub fn set_key_routes(
+        &mut self,
+        sel: &Selector,
+        routes: Vec<crate::routes::KeyRoute>,
+    ) -> Result<Allocation, Error> {
+        let mut t = self.begin()?;
+        let a = t.set_key_routes(sel, routes)?;
+        t.commit()?;
+        Ok(a)
+    }
+
     /// Release, committed without waiting for the disk (redb's `Durability::None`): the
     /// release reaches the disk with the next durable commit, and a crash before that undoes
     /// it. Only for a lease that a restart releases again by itself: a user-namespace lease
@@ -406,6 +418,34 @@ impl Txn<'_> {
         }
         let old = self.release(&Selector::Id(id))?;
         let new = Allocation { lease, ..old };
+        self.write(|w| w.put(&new))?;
+        self.reg.alloc.insert(new.clone());
+        self.undo.push(Undo::Inserted(new.id));
+        Ok(new)
+    }
+
+    /// Replace the key routes of an allocation. Durable at [`commit`](Self::commit).
+    pub fn set_key_routes(
+        &mut self,
+        sel: &Selector,
+        routes: Vec<crate::routes::KeyRoute>,
+    ) -> Result<Allocation, Error> {
+        self.usable()?;
+        if routes.len() > crate::routes::MAX_ROUTES {
+            return Err(Error::InvalidKeyRoute(format!(
+                "at most {} per allocation",
+                crate::routes::MAX_ROUTES
+            )));
+        }
+        for r in &routes {
+            r.check()
+                .map_err(|e| Error::InvalidKeyRoute(e.to_string()))?;
+        }
+        let old = self.release(sel)?;
+        let new = Allocation {
+            key_routes: routes,
+            ..old
+        };
         self.write(|w| w.put(&new))?;
         self.reg.alloc.insert(new.clone());
         self.undo.push(Undo::Inserted(new.id));

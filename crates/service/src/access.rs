@@ -86,7 +86,9 @@ pub fn direct(ep: &Endpoint) -> Result<RegistryClient, Error> {
         reservations: false,
         unflushed: Default::default(),
         taken: Default::default(),
+        keys: crate::keys::KeyHome::new(&ep.store),
     };
+    methods.keys.sweep(&methods.procfs);
     let (ours, theirs) = UnixStream::pair().map_err(|source| Error::Io {
         op: "socketpair",
         path: ep.store.clone(),

@@ -96,9 +96,11 @@ impl Service {
             reservations: cfg.reserve > 0,
             unflushed: Default::default(),
             taken: Default::default(),
+            keys: crate::keys::KeyHome::new(&cfg.store),
         };
         methods.cell.with(|reg| -> Result<(), Error> {
-            watch.reap_and_watch(reg)?;
+            methods.keys.sweep(&methods.procfs);
+            watch.reap_and_watch(reg, &methods.keys)?;
             watch.rebind_reservations(reg)?;
             // Best effort: a full pool or disk leaves allocations to the durable path.
             let _ = reg.top_up_reserve(cfg.reserve);

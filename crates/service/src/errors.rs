@@ -72,6 +72,7 @@ pub(crate) fn registry_error(e: credns_registry::Error) -> ErrorReply {
         E::InvalidLease { .. } => bad("name"),
         E::InvalidRange { .. } => bad("uid"),
         E::HighWindowDisabled => bad("high"),
+        E::InvalidKeyRoute(_) => bad("route"),
         E::PoolExhausted {
             window,
             requested,

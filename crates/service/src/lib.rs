@@ -27,6 +27,7 @@ mod daemon;
 mod delegations;
 mod errors;
 mod faces;
+mod keys;
 mod live;
 pub mod logging;
 mod methods;
@@ -39,12 +40,13 @@ mod users;
 
 pub use access::{connect, direct, Endpoint, Route};
 pub use credns_api::registry::{
-    AllocOptions, Allocated, AllocationInfo, HolderInfo, Range, RegistryClient, Target, WireLease,
-    DEFAULT_SOCKET,
+    AllocOptions, Allocated, AllocationInfo, HolderInfo, KeyRouteInfo, KeyRoutesInfo, KeyringInfo,
+    Range, RegistryClient, Target, WireLease, DEFAULT_SOCKET,
 };
 pub use credns_api::subid;
 pub use credns_varlink::ErrorReply;
 pub use daemon::{Config, Server, Service, DEFAULT_STORE};
+pub use keys::ROUTES_COPY;
 pub use methods::Caller;
 pub use userdb::{DEFAULT_PREFIX as USERDB_PREFIX, DEFAULT_SERVICE as USERDB_SERVICE, USERDB_DIR};
 

@@ -120,6 +120,8 @@ pub(crate) struct Methods {
     pub(crate) unflushed: std::sync::atomic::AtomicBool,
     /// Reservations handed out since the last refill.
     pub(crate) taken: std::sync::atomic::AtomicUsize,
+    /// Container keyrings.
+    pub(crate) keys: crate::keys::KeyHome,
 }
 
 type NsArg = Option<(UserNsFd, PidFd)>;
@@ -143,6 +145,10 @@ impl Methods {
                 self.list(caller)
             }
             "Who" => self.who(caller, decode(params)?),
+            "Keyring" => self.keyring(caller, decode(params)?),
+            "KeyRoutes" => self.key_routes(caller, decode(params)?),
+            "AddKeyRoute" => self.add_key_route(caller, decode(params)?),
+            "RemoveKeyRoute" => self.remove_key_route(caller, decode(params)?),
             _ => Err(ErrorReply::method_not_found(&format!(
                 "{}.{method}",
                 credns_api::registry::INTERFACE
@@ -160,6 +166,22 @@ impl Methods {
     /// Whose share of connections and quota a uid's requests take (see [`principal`]).
     pub(crate) fn principal_of(&self, uid: u32) -> u32 {
         self.cell.peek(|reg| principal(reg, uid)).unwrap_or(uid)
+    }
+
+    /// [`with`](Self::with), for the other modules of this crate.
+    pub(crate) fn write_registry<T>(
+        &self,
+        f: impl FnOnce(&mut Registry) -> Result<T, ErrorReply>,
+    ) -> Result<T, ErrorReply> {
+        self.with(f)
+    }
+
+    /// As [`read`](Self::read), for the other modules of this crate.
+    pub(crate) fn read_registry<T>(
+        &self,
+        f: impl FnOnce(&mut Registry) -> Result<T, ErrorReply>,
+    ) -> Result<T, ErrorReply> {
+        self.read(f)
     }
 
     /// As [`with`](Self::with) for a call that writes nothing.
@@ -316,7 +338,7 @@ impl Methods {
         if p.high {
             req.high = HighRequest::Default;
         }
-        self.with(|reg| {
+        let (mut reply, a, fresh) = self.with(|reg| {
             req.principal = Some(principal(reg, caller.uid));
             let fresh = reg.get(&Selector::from(&req.lease)).is_none();
             let a = self.allocate_in(reg, &req, ns.is_some())?;
@@ -326,8 +348,16 @@ impl Methods {
                 }
                 self.follow(&a, userns, member);
             }
-            Ok(json!({ "allocation": convert::allocation(reg, &a), "fresh": fresh }))
-        })
+            Ok((
+                json!({ "allocation": convert::allocation(reg, &a), "fresh": fresh }),
+                a,
+                fresh,
+            ))
+        })?;
+        if p.keyring {
+            reply["keyring"] = json!(self.keyring_for_new(&a, fresh)?);
+        }
+        Ok(reply)
     }
 
     /// Allocate `req`: a namespace lease from a reservation when the daemon holds one (no
@@ -430,7 +460,7 @@ impl Methods {
     }
 
     /// Resolve `id` or `name` to an allocation the caller may see.
-    fn target<'r>(
+    pub(crate) fn target<'r>(
         caller: Caller,
         p: &TargetParams,
         reg: &'r Registry,
@@ -454,11 +484,12 @@ impl Methods {
         Ok(a)
     }
 
-    fn release(&self, caller: Caller, p: TargetParams) -> Result<Value, ErrorReply> {
+    pub(crate) fn release(&self, caller: Caller, p: TargetParams) -> Result<Value, ErrorReply> {
         // A store that does not exist holds nothing to release: read as empty, not created.
         self.access(false, |reg| {
             let id = Self::target(caller, &p, reg)?.id;
             let a = reg.release(&Selector::Id(id)).map_err(registry_error)?;
+            self.keys.released(a.id.0, a.owner);
             if let Lease::UserNs { dev, ino, .. } = a.lease {
                 self.leases.unwatch((dev, ino));
             }

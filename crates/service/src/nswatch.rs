@@ -261,7 +261,11 @@ impl NsWatch {
 
     /// At start: ids of live maps are never allocated; a namespace lease whose namespace is
     /// gone is released; the rest are watched.
-    pub(crate) fn reap_and_watch(&self, reg: &mut Registry) -> Result<(), Error> {
+    pub(crate) fn reap_and_watch(
+        &self,
+        reg: &mut Registry,
+        keys: &crate::keys::KeyHome,
+    ) -> Result<(), Error> {
         let scan = live::scan_with(&self.procfs, self.own_ns, true);
         reg.observe_live(live::live_ids(&scan));
         let leases: Vec<(u64, u64, u64)> = reg
@@ -314,7 +318,8 @@ impl NsWatch {
         }
         drop(w);
         for id in gone {
-            reg.release(&Selector::Id(id))?;
+            let a = reg.release(&Selector::Id(id))?;
+            keys.released(a.id.0, a.owner);
         }
         Ok(())
     }
@@ -418,7 +423,8 @@ impl NsWatch {
         let r = methods.cell.with(|reg| -> Result<(), Error> {
             for id in orphans {
                 if reg.get(&Selector::Id(id)).is_some() {
-                    reg.release_unsynced(&Selector::Id(id))?;
+                    let a = reg.release_unsynced(&Selector::Id(id))?;
+                    methods.keys.released(a.id.0, a.owner);
                 }
             }
             Ok(())
@@ -452,7 +458,8 @@ impl NsWatch {
                 };
                 drop(w);
                 if reg.get(&Selector::Id(n.alloc)).is_some() {
-                    reg.release_unsynced(&Selector::Id(n.alloc))?;
+                    let a = reg.release_unsynced(&Selector::Id(n.alloc))?;
+                    methods.keys.released(a.id.0, a.owner);
                 }
                 reg.observe_live(live::live_ids(&scan));
                 Ok(())

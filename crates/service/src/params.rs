@@ -22,6 +22,36 @@ pub(crate) struct AllocateParams {
     pub label: Option<String>,
     #[serde(default)]
     pub write_maps: bool,
+    #[serde(default)]
+    pub keyring: bool,
+}
+
+/// `AddKeyRoute`'s parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AddKeyRouteParams {
+    pub id: Option<u64>,
+    pub name: Option<String>,
+    pub route: credns_api::registry::KeyRouteInfo,
+}
+
+/// `RemoveKeyRoute`'s parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RemoveKeyRouteParams {
+    pub id: Option<u64>,
+    pub name: Option<String>,
+    pub index: u64,
+}
+
+/// `Keyring`'s parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KeyringParams {
+    pub id: Option<u64>,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub create: bool,
 }
 
 /// `Register`'s parameters.

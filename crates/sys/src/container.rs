@@ -119,6 +119,10 @@ const STEP_SETRESGID: u32 = 13;
 const STEP_SETRESUID: u32 = 14;
 const STEP_PDEATHSIG: u32 = 15;
 const STEP_EXEC: u32 = 16;
+const STEP_KEYRING: u32 = 17;
+
+/// The largest start message: go, a keyring serial, a name's length and the name with its NUL.
+const GO_MAX: usize = 64;
 
 /// Device files bound from the host into the container's `/dev`.
 const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -340,10 +344,36 @@ impl Container {
     /// a failure of any step is returned as [`Error::Container`] (the child has exited; it is
     /// reaped by [`wait`](Self::wait) or on drop).
     pub fn start(&mut self) -> Result<(), Error> {
+        self.start_in_session(None)
+    }
+
+    /// [`start`](Self::start), the first process first joining a new session keyring named
+    /// `name` (at most 57 bytes) with the container keyring `container` linked in it
+    /// (`keys::session::enter_container_session`), while it still has this process's uid.
+    pub fn start_in_session(
+        &mut self,
+        session: Option<(&std::ffi::CStr, crate::keys::KeySerial)>,
+    ) -> Result<(), Error> {
+        let mut msg = [0u8; GO_MAX];
+        msg[0] = 1;
+        let mut len = 1;
+        if let Some((name, serial)) = session {
+            let n = name.to_bytes_with_nul();
+            if 6 + n.len() > GO_MAX {
+                return Err(Error::Invalid(format!(
+                    "session keyring name {name:?} is longer than {} bytes",
+                    GO_MAX - 7
+                )));
+            }
+            msg[1..5].copy_from_slice(&serial.to_ne_bytes());
+            msg[5] = n.len() as u8;
+            msg[6..6 + n.len()].copy_from_slice(n);
+            len = 6 + n.len();
+        }
         let Some(go) = self.go.take() else {
             return Err(Error::Invalid("container already started".into()));
         };
-        rustix::io::write(&go, &[1]).map_err(|errno| Error::Process {
+        rustix::io::write(&go, &msg[..len]).map_err(|errno| Error::Process {
             op: "start container",
             pid: self.pid,
             errno,
@@ -402,6 +432,7 @@ impl Container {
             STEP_SETRESUID => "setresuid".into(),
             STEP_PDEATHSIG => "prctl(PR_SET_PDEATHSIG)".into(),
             STEP_EXEC => format!("cannot execute '{}'", self.argv0.to_string_lossy()),
+            STEP_KEYRING => "join the container's session keyring".into(),
             _ => format!("step {step}"),
         }
     }
@@ -582,14 +613,27 @@ fn report(err: BorrowedFd<'_>, step: u32, errno: Errno, index: usize) -> ! {
 
 fn child_main(p: &Prepared, go: BorrowedFd<'_>, err: BorrowedFd<'_>) -> ! {
     let fail = |step: u32, e: Errno, i: usize| -> ! { report(err, step, e, i) };
-    let mut b = [0u8; 1];
-    loop {
+    // One write of at most GO_MAX bytes (< PIPE_BUF) arrives whole.
+    let mut b = [0u8; GO_MAX];
+    let n = loop {
         match rustix::io::read(go, &mut b) {
-            Ok(1) => break,
+            Ok(n) if n >= 1 && b[0] == 1 => break n,
             Ok(_) => crate::helper::exit_now(1),
             Err(Errno::INTR) => continue,
             Err(e) => fail(STEP_GO, e, 0),
         }
+    };
+    if n > 6 {
+        // The session keyring is made while this process still has the caller's uid: it is
+        // the manager's, not the container's.
+        let serial = crate::keys::KeySerial::from_ne_bytes([b[1], b[2], b[3], b[4]]);
+        let len = b[5] as usize;
+        let name = b
+            .get(6..6 + len)
+            .and_then(|s| std::ffi::CStr::from_bytes_with_nul(s).ok())
+            .unwrap_or_else(|| fail(STEP_KEYRING, Errno::INVAL, 0));
+        crate::keys::session::enter_container_session(name, serial)
+            .unwrap_or_else(|e| fail(STEP_KEYRING, e, 0));
     }
     // Become the namespace's root first: mounts and /dev files are then made by (and owned by)
     // a mapped id, and the final switch below drops capabilities as a uid change from 0 does.

@@ -146,6 +146,25 @@ impl ProcFs {
         Ok(NsId::from_stat(&st))
     }
 
+    /// The nsfs inode of `pid`'s mount namespace (`/proc/PID/ns/mnt`).
+    pub fn mount_ns_inode(&self, pid: Pid) -> Result<u64, Error> {
+        let path = self.pid_path(pid).join("ns/mnt");
+        let link = std::fs::read_link(&path).map_err(|e| Error::Path {
+            op: "readlink",
+            path: path.clone(),
+            errno: Errno::from_io_error(&e).unwrap_or(Errno::IO),
+        })?;
+        let text = link.to_string_lossy();
+        text.strip_prefix("mnt:[")
+            .and_then(|t| t.strip_suffix(']'))
+            .and_then(|t| t.parse().ok())
+            .ok_or(Error::Format {
+                path,
+                line: 1,
+                message: format!("{text:?} is not mnt:[INODE]"),
+            })
+    }
+
     /// Whether `/proc/PID/setgroups` says "allow" (`user_namespaces(7)`): false once "deny" was
     /// written to the namespace or an ancestor before it was created.
     pub fn setgroups_allowed(&self, pid: Pid) -> Result<bool, Error> {

@@ -84,7 +84,7 @@ pub fn credns(args: &[&str]) -> Output {
     // Tests never reach a daemon or store they did not start: every command that may talk to
     // the registry names its socket (and the store, if it may open one).
     let registry = [
-        "run", "oci", "alloc", "release", "list", "show", "who", "serve", "delegate",
+        "run", "oci", "alloc", "release", "list", "show", "who", "serve", "delegate", "key",
     ];
     if args.first().is_some_and(|c| registry.contains(c))
         || (args.first() == Some(&"mount") && args.contains(&"--name"))

@@ -11,6 +11,8 @@ use crate::{last_errno, Errno};
 
 mod actor;
 mod actor_child;
+pub mod session;
+pub mod upcall;
 mod wire;
 
 pub use actor::KeyActor;
