@@ -36,6 +36,7 @@ fn allocation(sel: &Selector) -> Allocation {
         label: None,
         origin: Origin::Allocated,
         delegated: false,
+        key_routes: Vec::new(),
     }
 }
 
