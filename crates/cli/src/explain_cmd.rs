@@ -8,7 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
 use credns_live::explain::{
-    explain, explain_access, explain_map_write, Explanation, KernelAnswer, MapWrite, Question,
+    explain, explain_access, explain_map_write, explain_path, Explanation, KernelAnswer, MapWrite,
+    PathQuestion, Question,
 };
 use credns_sys::ProcFs;
 
@@ -68,6 +69,48 @@ pub enum ExplainOp {
         #[arg(long)]
         eaccess: bool,
     },
+    /// open(PATH) of an existing file for reading or writing (no O_TRUNC): asked of the kernel
+    /// too (opened and closed at once).
+    Open {
+        /// An absolute path as the process sees it.
+        path: String,
+        /// r, w or rw.
+        #[arg(long = "access", default_value = "r", value_name = "r|w|rw")]
+        access: String,
+    },
+    /// open(PATH, O_CREAT|O_EXCL) (or mkdir with --dir): the model answers alone (asking the
+    /// kernel would create it).
+    Create {
+        /// An absolute path as the process sees it.
+        path: String,
+        /// The mode argument, octal (default 0666, 0777 with --dir).
+        #[arg(long)]
+        mode: Option<String>,
+        /// mkdir(2).
+        #[arg(long)]
+        dir: bool,
+    },
+    /// chmod(PATH, MODE): the model answers alone.
+    Chmod {
+        /// An absolute path as the process sees it.
+        path: String,
+        /// Octal mode.
+        mode: String,
+    },
+    /// chown(PATH, UID:GID), ids as the process numbers them (-1: unchanged): the model answers
+    /// alone.
+    Chown {
+        /// An absolute path as the process sees it.
+        path: String,
+        /// UID:GID (either may be -1 or empty).
+        #[arg(allow_hyphen_values = true)]
+        owner: String,
+    },
+    /// execve(PATH): the model answers alone (asking the kernel would run it).
+    Exec {
+        /// An absolute path as the process sees it.
+        path: String,
+    },
     /// Would writing FILE as PID2's namespace's uid_map (gid_map with --gid) be accepted?
     /// The model answers; the kernel is not asked, as a map is written only once.
     MapWrite {
@@ -120,6 +163,31 @@ fn parse_signal(s: &str) -> Result<u32> {
     }
 }
 
+/// An octal mode up to 07777.
+fn parse_mode(s: &str) -> Result<u32> {
+    match u32::from_str_radix(s.trim_start_matches("0o"), 8) {
+        Ok(m) if m <= 0o7777 => Ok(m),
+        _ => bail!("mode {s:?}: not an octal mode from 0 to 7777"),
+    }
+}
+
+/// `UID:GID`, either part -1 or empty for "unchanged".
+fn parse_owner(s: &str) -> Result<(Option<u32>, Option<u32>)> {
+    let Some((u, g)) = s.split_once(':') else {
+        bail!("owner {s:?}: give UID:GID (either may be -1)");
+    };
+    let id = |t: &str| -> Result<Option<u32>> {
+        match t {
+            "" | "-1" => Ok(None),
+            t => match t.parse::<u32>() {
+                Ok(v) if v != u32::MAX => Ok(Some(v)),
+                _ => bail!("owner {s:?}: {t:?} is not an id"),
+            },
+        }
+    };
+    Ok((id(u)?, id(g)?))
+}
+
 /// `rwx` letters (or `f`) as access(2)'s mode bits.
 fn parse_access(s: &str) -> Result<u32> {
     if s == "f" {
@@ -156,6 +224,36 @@ pub fn run(a: ExplainArgs) -> Result<ExitCode> {
         } => {
             let mode = parse_access(access)?;
             return finish(&explain_access(&procfs, a.pid, path, mode, *eaccess)?, &a);
+        }
+        ExplainOp::Open { path, access } => {
+            let (read, write) = match access.as_str() {
+                "r" => (true, false),
+                "w" => (false, true),
+                "rw" => (true, true),
+                other => bail!("--access {other:?}: give r, w or rw"),
+            };
+            let q = PathQuestion::Open { read, write };
+            return finish(&explain_path(&procfs, a.pid, path, q)?, &a);
+        }
+        ExplainOp::Create { path, mode, dir } => {
+            let default = if *dir { "0777" } else { "0666" };
+            let mode = parse_mode(mode.as_deref().unwrap_or(default))?;
+            let q = PathQuestion::Create { mode, dir: *dir };
+            return finish(&explain_path(&procfs, a.pid, path, q)?, &a);
+        }
+        ExplainOp::Chmod { path, mode } => {
+            let q = PathQuestion::Chmod {
+                mode: parse_mode(mode)?,
+            };
+            return finish(&explain_path(&procfs, a.pid, path, q)?, &a);
+        }
+        ExplainOp::Chown { path, owner } => {
+            let (uid, gid) = parse_owner(owner)?;
+            let q = PathQuestion::Chown { uid, gid };
+            return finish(&explain_path(&procfs, a.pid, path, q)?, &a);
+        }
+        ExplainOp::Exec { path } => {
+            return finish(&explain_path(&procfs, a.pid, path, PathQuestion::Exec)?, &a);
         }
         ExplainOp::MapWrite { pid2, file, gid } => {
             let text = if file.as_os_str() == "-" {

@@ -183,6 +183,48 @@ fn model_and_kernel_agree_on_paths_in_a_container_with_an_idmapped_mount() {
             }
         }
     }
+    // open(2) of the same paths, for reading, writing or both.
+    for &actor in &actors {
+        for p in &paths {
+            for access in ["r", "w", "rw"] {
+                let a = actor.to_string();
+                let args = ["explain", &a, "open", p, "--access", access, "--json"];
+                let o = credns(&args);
+                let out = stdout(&o);
+                assert_eq!(o.status.code(), Some(0), "{args:?}\n{out}{}", stderr(&o));
+                let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+                assert_eq!(v["agree"], true, "{args:?}\n{out}");
+                *tally
+                    .entry(format!("open {}", v["kernel"]["result"]))
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+    // What the kernel is not asked (it would change something) is the model's alone, and
+    // replays as a scenario.
+    let saved = dir.path().join("model-only.toml");
+    let a = actors[0].to_string();
+    let f = format!("{d}/open");
+    let n = format!("{d}/d/new");
+    for q in [
+        vec!["create", n.as_str()],
+        vec!["chmod", f.as_str(), "600"],
+        vec!["chown", f.as_str(), "-1:0"],
+        vec!["exec", f.as_str()],
+    ] {
+        let mut args = vec!["explain", &a];
+        args.extend(q.iter().copied());
+        args.extend(["--json", "--save-scenario", saved.to_str().unwrap()]);
+        let o = credns(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}\n{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(v["kernel"]["result"], "not_asked", "{args:?}");
+        assert!(v["model"]["trace"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()));
+        let o = credns(&["sim", saved.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    }
     eprintln!("{tally:?}");
     // Each question saved as a scenario replays in the model with the kernel's answer.
     let saved = dir.path().join("saved.toml");

@@ -455,6 +455,9 @@ fn the_daemon_serves_inside_the_units_sandbox() {
         .tempdir_in("/var/tmp")
         .unwrap();
     let store = state.path().join("registry.redb");
+    // The binary too: a checkout under /tmp, /root or /home is covered in the sandbox.
+    let bin = state.path().join("credns");
+    std::fs::copy(BIN, &bin).unwrap();
     let inner = "set -e
         mount --bind \"$STATE\" \"$STATE\"
         mount -o remount,bind,ro /
@@ -470,7 +473,7 @@ fn the_daemon_serves_inside_the_units_sandbox() {
         .arg(format!("--setenv=STATE={}", path(state.path())))
         .arg(format!("--setenv=CAPS={}", units_bounding_set()))
         .args(["unshare", "--mount", "--net", "sh", "-c", inner])
-        .arg(BIN);
+        .arg(&bin);
     let mut d = Daemon::spawn(cmd);
     d.wait_line(&["Listening on"]);
     // As SocketMode=0666 makes it.

@@ -394,43 +394,133 @@ pub fn explain_map_write(procfs: &ProcFs, actor: u32, w: &MapWrite) -> Result<Ex
     })
 }
 
-/// May process `actor` access `path` with `mode` (`R_OK|W_OK|X_OK` = 4|2|1, or 0), checked with
-/// its real ids (`access(2)`) or, with `eaccess`, its effective ids? The model walks the path
-/// as the snapshot shows it; the kernel is asked by `faccessat2` from a helper with the
-/// process's user namespace and credentials, starting at the process's root (an fd of
-/// `/proc/PID/root` passed to the helper), so the walk crosses the process's own mounts.
-pub fn explain_access(
+/// A question about a path, asked of a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathQuestion {
+    /// `faccessat2(path, mode, eaccess ? AT_EACCESS : 0)`: mode is R_OK|W_OK|X_OK (4|2|1) or 0.
+    Access {
+        /// The mode bits.
+        mode: u32,
+        /// With the effective ids.
+        eaccess: bool,
+    },
+    /// `open(path, O_RDONLY | O_WRONLY | O_RDWR)` of an existing file, without O_TRUNC.
+    Open {
+        /// For reading.
+        read: bool,
+        /// For writing.
+        write: bool,
+    },
+    /// `open(path, O_CREAT|O_EXCL|O_WRONLY, mode)` or `mkdir(path, mode)`.
+    Create {
+        /// The mode argument.
+        mode: u32,
+        /// `mkdir`.
+        dir: bool,
+    },
+    /// `chmod(path, mode)`.
+    Chmod {
+        /// The mode.
+        mode: u32,
+    },
+    /// `chown(path, uid, gid)`, ids in the process's numbering (`None`: -1).
+    Chown {
+        /// New owner.
+        uid: Option<u32>,
+        /// New group.
+        gid: Option<u32>,
+    },
+    /// `execve(path)`.
+    Exec,
+}
+
+impl PathQuestion {
+    fn op(self, path: &str) -> Op {
+        let path = path.to_string();
+        match self {
+            PathQuestion::Access { mode, eaccess } => Op::Access {
+                path,
+                mode,
+                eaccess,
+            },
+            PathQuestion::Open { read, write } => Op::Open { path, read, write },
+            PathQuestion::Create { mode, dir } => Op::Create { path, mode, dir },
+            PathQuestion::Chmod { mode } => Op::Chmod { path, mode },
+            PathQuestion::Chown { uid, gid } => Op::Chown { path, uid, gid },
+            PathQuestion::Exec => Op::Exec { path },
+        }
+    }
+
+    fn words(self, path: &str) -> String {
+        match self {
+            PathQuestion::Access { mode, eaccess } => {
+                let how = if eaccess { " (effective ids)" } else { "" };
+                format!("access {path} for {}{how}", mode_text(mode))
+            }
+            PathQuestion::Open { read, write } => {
+                let how = match (read, write) {
+                    (true, true) => "reading and writing",
+                    (false, true) => "writing",
+                    _ => "reading",
+                };
+                format!("open {path} for {how}")
+            }
+            PathQuestion::Create { mode, dir: false } => {
+                format!("create the file {path} (mode {mode:04o})")
+            }
+            PathQuestion::Create { mode, dir: true } => {
+                format!("make the directory {path} (mode {mode:04o})")
+            }
+            PathQuestion::Chmod { mode } => format!("chmod {path} to {mode:04o}"),
+            PathQuestion::Chown { uid, gid } => {
+                let id = |v: Option<u32>| v.map_or("-1".to_string(), |i| i.to_string());
+                format!("chown {path} to {}:{}", id(uid), id(gid))
+            }
+            PathQuestion::Exec => format!("execute {path}"),
+        }
+    }
+
+    /// Why the kernel is not asked: the call would change the file or run a program.
+    fn side_effect(self) -> Option<&'static str> {
+        match self {
+            PathQuestion::Access { .. } | PathQuestion::Open { .. } => None,
+            PathQuestion::Create { .. } => Some("asking the kernel would create it"),
+            PathQuestion::Chmod { .. } | PathQuestion::Chown { .. } => {
+                Some("asking the kernel would change the file (and its ctime)")
+            }
+            PathQuestion::Exec => Some("asking the kernel would run the program"),
+        }
+    }
+}
+
+/// May process `actor` do `q` to `path`? The model walks the path as the snapshot shows it;
+/// the kernel is asked (`faccessat2`, `open`) from a helper with the process's user namespace
+/// and credentials, starting at the process's root (an fd of `/proc/PID/root` passed to the
+/// helper), so the walk crosses the process's own mounts. Calls that would change something
+/// (create, chmod, chown, exec) are answered by the model alone.
+pub fn explain_path(
     procfs: &ProcFs,
     actor: u32,
     path: &str,
-    mode: u32,
-    eaccess: bool,
+    q: PathQuestion,
 ) -> Result<Explanation, Error> {
     let a = ProcessSnapshot::take(procfs, actor)?;
     let snap = crate::path::PathSnapshot::take(procfs, actor, path)?;
     let mut built = build(&[&a])?;
     crate::model_world::add_path(&mut built, &snap)?;
     let ta = built.tasks[0];
-    let op = Op::Access {
-        path: path.to_string(),
-        mode,
-        eaccess,
+    let model = built.world.clone().op(ta, &q.op(path));
+    let kernel = match q.side_effect() {
+        Some(why) => KernelAnswer::NotAsked { reason: why.into() },
+        None => ask_kernel_path(procfs, &a, &built, path, q),
     };
-    let model = built.world.clone().op(ta, &op);
-    let kernel = ask_kernel_access(procfs, &a, &built, path, mode, eaccess);
     let agree = agreement(&model.result, &kernel);
     let mut assumed: Vec<String> = ASSUMED.iter().map(|s| s.to_string()).collect();
     assumed.extend(crate::model_world::ASSUMED_FS.iter().map(|s| s.to_string()));
-    let how = if eaccess { " (effective ids)" } else { "" };
-    let question = format!(
-        "may {} access {path} for {}{how}?",
-        who(&a),
-        mode_text(mode)
-    );
-    let saved = SavedOp::Access {
+    let question = format!("may {} {}?", who(&a), q.words(path));
+    let saved = SavedOp::Path {
         path: path.to_string(),
-        mode,
-        eaccess,
+        q,
     };
     let scenario = scenario_text(
         &built,
@@ -452,6 +542,17 @@ pub fn explain_access(
     })
 }
 
+/// [`explain_path`] with [`PathQuestion::Access`].
+pub fn explain_access(
+    procfs: &ProcFs,
+    actor: u32,
+    path: &str,
+    mode: u32,
+    eaccess: bool,
+) -> Result<Explanation, Error> {
+    explain_path(procfs, actor, path, PathQuestion::Access { mode, eaccess })
+}
+
 fn mode_text(mode: u32) -> String {
     if mode == 0 {
         return "existence (F_OK)".into();
@@ -462,13 +563,12 @@ fn mode_text(mode: u32) -> String {
         .collect()
 }
 
-fn ask_kernel_access(
+fn ask_kernel_path(
     procfs: &ProcFs,
     a: &ProcessSnapshot,
     built: &Built,
     path: &str,
-    mode: u32,
-    eaccess: bool,
+    q: PathQuestion,
 ) -> KernelAnswer {
     let not_asked = |reason: String| KernelAnswer::NotAsked { reason };
     let creds = match helper_creds(a, built) {
@@ -507,9 +607,33 @@ fn ask_kernel_access(
         Err(e) => return not_asked(format!("helper: {e}")),
     }
     let via = format!("/proc/self/fd/{}{path}", remote.0);
-    let flag = if eaccess { ", AT_EACCESS" } else { "" };
-    let call = format!("faccessat2(pid {}'s root, {path}, {mode}{flag})", a.pid);
-    match helper.access(std::path::Path::new(&via), mode, eaccess) {
+    let via = std::path::Path::new(&via);
+    let (call, r) = match q {
+        PathQuestion::Access { mode, eaccess } => {
+            let flag = if eaccess { ", AT_EACCESS" } else { "" };
+            (
+                format!("faccessat2(pid {}'s root, {path}, {mode}{flag})", a.pid),
+                helper.access(via, mode, eaccess),
+            )
+        }
+        PathQuestion::Open { read, write } => {
+            use credns_sys::OFlags;
+            let (flags, name) = match (read, write) {
+                (true, true) => (OFlags::RDWR, "O_RDWR"),
+                (false, true) => (OFlags::WRONLY, "O_WRONLY"),
+                _ => (OFlags::RDONLY, "O_RDONLY"),
+            };
+            // Opened and closed at once; without O_TRUNC nothing of the file changes.
+            let r = helper.open(via, flags | OFlags::NOCTTY).map(|r| {
+                r.map(|fd| {
+                    let _ = helper.close(fd);
+                })
+            });
+            (format!("open(pid {}'s root, {path}, {name})", a.pid), r)
+        }
+        _ => return not_asked("not a question the kernel is asked".into()),
+    };
+    match r {
         Ok(Ok(())) => KernelAnswer::Allowed { call },
         Ok(Err(e)) => KernelAnswer::Denied {
             call,

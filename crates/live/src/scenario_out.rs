@@ -23,14 +23,12 @@ pub enum SavedOp {
     Setns,
     /// `ptrace`.
     Ptrace,
-    /// `access`.
-    Access {
+    /// A question about a path.
+    Path {
         /// The path.
         path: String,
-        /// R/W/X bits or 0.
-        mode: u32,
-        /// `AT_EACCESS`.
-        eaccess: bool,
+        /// What is asked.
+        q: crate::explain::PathQuestion,
     },
     /// `write_uid_map` / `write_gid_map`.
     MapWrite {
@@ -111,28 +109,7 @@ pub fn scenario_text(
                 task(target.unwrap_or(by))
             );
         }
-        SavedOp::Access {
-            path,
-            mode,
-            eaccess,
-        } => {
-            let letters: String = [(4, 'r'), (2, 'w'), (1, 'x')]
-                .iter()
-                .filter(|(b, _)| mode & b != 0)
-                .map(|(_, c)| *c)
-                .collect();
-            let access = if *mode == 0 {
-                "F_OK".to_string()
-            } else {
-                letters
-            };
-            let _ = writeln!(
-                s,
-                "op = \"access\"\npath = {}\naccess = {}\neaccess = {eaccess}",
-                quote(path),
-                quote(&access)
-            );
-        }
+        SavedOp::Path { path, q } => path_op(&mut s, path, *q),
         SavedOp::MapWrite { gid, text } => {
             let which = if *gid {
                 "write_gid_map"
@@ -151,6 +128,56 @@ pub fn scenario_text(
         let _ = writeln!(s, "expect = {}", quote(e));
     }
     Ok(s)
+}
+
+fn letters(mode: u32) -> String {
+    [(4, 'r'), (2, 'w'), (1, 'x')]
+        .iter()
+        .filter(|(b, _)| mode & b != 0)
+        .map(|(_, c)| *c)
+        .collect()
+}
+
+fn path_op(s: &mut String, path: &str, q: crate::explain::PathQuestion) {
+    use crate::explain::PathQuestion as Q;
+    let p = quote(path);
+    let _ = match q {
+        Q::Access { mode, eaccess } => {
+            let access = if mode == 0 {
+                "F_OK".to_string()
+            } else {
+                letters(mode)
+            };
+            writeln!(
+                s,
+                "op = \"access\"\npath = {p}\naccess = {}\neaccess = {eaccess}",
+                quote(&access)
+            )
+        }
+        Q::Open { read, write } => {
+            let access = match (read, write) {
+                (true, true) => "rw",
+                (false, true) => "w",
+                _ => "r",
+            };
+            writeln!(s, "op = \"open\"\npath = {p}\naccess = \"{access}\"")
+        }
+        Q::Create { mode, dir } => {
+            let op = if dir { "mkdir" } else { "create" };
+            writeln!(s, "op = \"{op}\"\npath = {p}\nmode = \"{mode:04o}\"")
+        }
+        Q::Chmod { mode } => writeln!(s, "op = \"chmod\"\npath = {p}\nmode = \"{mode:04o}\""),
+        Q::Chown { uid, gid } => {
+            let id = |v: Option<u32>| v.map_or("-1".to_string(), |i| i.to_string());
+            writeln!(
+                s,
+                "op = \"chown\"\npath = {p}\nuid = {}\ngid = {}",
+                id(uid),
+                id(gid)
+            )
+        }
+        Q::Exec => writeln!(s, "op = \"exec\"\npath = {p}"),
+    };
 }
 
 fn namespaces(w: &World, s: &mut String) -> Result<(), Error> {

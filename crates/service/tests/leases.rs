@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use credns_idmap::{IdKind, IdRange};
-use credns_registry::{Lease, Policy, RegisterRequest, Registry};
+use credns_registry::{Lease, RegisterRequest, Registry};
 use credns_service::{AllocOptions, Caller, Config, Service};
 use credns_sys::pidfd::PidFd;
 use credns_sys::{Pid, ProcFs, UnshareOptions, UsernsChild};
@@ -17,7 +17,7 @@ use serde_json::json;
 fn config(dir: &std::path::Path) -> Config {
     Config {
         store: dir.join("r.redb"),
-        policy: Policy::default(),
+        policy: common::own_pool(),
         procfs: ProcFs::new(),
         etc: None,
         accept_rollback: false,
@@ -39,7 +39,7 @@ fn namespace_lease_is_released_when_its_last_process_exits() {
     if !common::needs_root("namespace_lease_is_released_when_its_last_process_exits") {
         return;
     }
-    let s = common::TestServer::start(Policy::default());
+    let s = common::TestServer::start(common::own_pool());
     let mut c = s.client();
     let child = UsernsChild::spawn(&UnshareOptions::new()).unwrap();
     let ns = child.userns_fd().unwrap();
@@ -119,7 +119,7 @@ fn a_lease_older_than_every_process_of_its_inode_is_a_reused_inode() {
         .start_time_ns(&ProcFs::new())
         .unwrap();
     {
-        let mut reg = Registry::open(&cfg.store, Policy::default()).unwrap();
+        let mut reg = Registry::open(&cfg.store, cfg.policy.clone()).unwrap();
         // A namespace with this inode created long before any process now in it: the inode
         // was reused, so this lease's namespace is dead.
         let old = Lease::UserNs {
@@ -254,7 +254,7 @@ fn a_namespace_kept_by_an_nsfs_fd_keeps_its_range() {
     if !common::needs_root("a_namespace_kept_by_an_nsfs_fd_keeps_its_range") {
         return;
     }
-    let s = common::TestServer::start(Policy::default());
+    let s = common::TestServer::start(common::own_pool());
     let mut c = s.client();
     let child = UsernsChild::spawn(&UnshareOptions::new()).unwrap();
     let member = PidFd::open(child.pid()).unwrap();
@@ -290,7 +290,7 @@ fn a_namespace_kept_by_a_bind_mount_keeps_its_range() {
     if !common::needs_root("a_namespace_kept_by_a_bind_mount_keeps_its_range") {
         return;
     }
-    let s = common::TestServer::start(Policy::default());
+    let s = common::TestServer::start(common::own_pool());
     let mut c = s.client();
     let child = UsernsChild::spawn(&UnshareOptions::new()).unwrap();
     let member = PidFd::open(child.pid()).unwrap();
@@ -384,7 +384,7 @@ fn a_reservation_bound_before_a_crash_goes_back_to_its_namespace() {
     let mut cfg = config(dir.path());
     cfg.reserve = 2;
     let reserved = {
-        let mut reg = Registry::open(&cfg.store, Policy::default()).unwrap();
+        let mut reg = Registry::open(&cfg.store, cfg.policy.clone()).unwrap();
         reg.top_up_reserve(2).unwrap();
         let r: Vec<IdRange> = reg.allocator().reserved().map(|a| a.uid).collect();
         r

@@ -28,6 +28,7 @@ fn start(policy: Policy) -> Daemon {
     let registry = dir.path().join("io.credns.Registry");
     let nr = dir.path().join("userdb").join(NR);
     let mut cfg = Config::new(dir.path().join("registry.redb"));
+    cfg.policy = common::own_pool();
     cfg.policy = policy;
     cfg.etc = None;
     cfg.reserve = 0;

@@ -32,6 +32,8 @@ impl Daemon {
         .unwrap();
         let socket = dir.path().join("run/io.credns.Registry");
         let mut cfg = Config::new(dir.path().join("registry.redb"));
+        cfg.policy = common::own_pool();
+        cfg.policy = common::own_pool();
         cfg.etc = Some(etc);
         cfg.reserve = 0;
         let server = Server::bind(&socket, Service::open(&cfg).unwrap()).unwrap();

@@ -25,6 +25,7 @@ fn start() -> Daemon {
     let registry = dir.path().join("io.credns.Registry");
     let userdb = dir.path().join("userdb").join(SERVICE);
     let mut cfg = Config::new(dir.path().join("registry.redb"));
+    cfg.policy = common::own_pool();
     cfg.policy = Policy {
         high: HighWindow {
             enabled: true,

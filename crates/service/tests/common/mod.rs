@@ -109,3 +109,21 @@ pub fn helper_command(name: &str, env: &[(&str, String)]) -> std::process::Comma
     }
     c
 }
+
+/// A policy whose pool is a window of its own (33,554,432 ids between 2^28 and 2^31, chosen by
+/// this process and a counter): every registry excludes what live namespaces map, so tests
+/// running side by side, each with its own store, would otherwise push each other's ranges
+/// about through the namespaces they make.
+pub fn own_pool() -> credns_registry::Policy {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let slot = (u64::from(std::process::id()) * 7 + n) % 56;
+    let start = (1u64 << 28) + slot * (1 << 25);
+    let mut p = credns_registry::Policy::default();
+    p.pool.ranges = vec![credns_idmap::IdRange {
+        start: start as u32,
+        end: (start + (1 << 25) - 1) as u32,
+    }];
+    p
+}

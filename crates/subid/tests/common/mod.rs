@@ -68,6 +68,7 @@ impl Daemon {
         std::fs::write(etc.join("group"), format!("root:x:0:\nalice:x:{ALICE}:\n")).unwrap();
         let socket = dir.path().join("run/io.credns.Registry");
         let mut cfg = Config::new(dir.path().join("registry.redb"));
+        cfg.policy = own_pool();
         cfg.etc = Some(etc.clone());
         cfg.reserve = 0;
         let server = Server::bind(&socket, Service::open(&cfg).unwrap()).unwrap();
@@ -101,4 +102,22 @@ pub fn built_library() -> PathBuf {
         .map(|d| d.join("libsubid_credns.so"))
         .find(|p| p.is_file());
     p.unwrap_or_else(|| panic!("libsubid_credns.so was not built beside {}", exe.display()))
+}
+
+/// A policy whose pool is a window of its own (33,554,432 ids between 2^28 and 2^31, chosen by
+/// this process and a counter): every registry excludes what live namespaces map, so tests
+/// running side by side, each with its own store, would otherwise push each other's ranges
+/// about through the namespaces they make.
+pub fn own_pool() -> credns_registry::Policy {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let slot = (u64::from(std::process::id()) * 7 + n) % 56;
+    let start = (1u64 << 28) + slot * (1 << 25);
+    let mut p = credns_registry::Policy::default();
+    p.pool.ranges = vec![credns_idmap::IdRange {
+        start: start as u32,
+        end: (start + (1 << 25) - 1) as u32,
+    }];
+    p
 }
