@@ -14,10 +14,17 @@ use common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_credns");
 
-struct Planted(Vec<Child>);
+/// What the test started, killed when dropped: its children, and the container's processes
+/// (grandchildren, under the setup shell), by pid.
+struct Planted(Vec<Child>, Vec<u32>);
 
 impl Drop for Planted {
     fn drop(&mut self) {
+        for &pid in &self.1 {
+            if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+            }
+        }
         for c in &mut self.0 {
             let _ = c.kill();
             let _ = c.wait();
@@ -99,7 +106,7 @@ fn model_and_kernel_agree_on_paths_in_a_container_with_an_idmapped_mount() {
     chown(&host.join("private"), 600001, 0o600);
     chown(&host, 0, 0o755);
 
-    let mut planted = Planted(Vec::new());
+    let mut planted = Planted(Vec::new(), Vec::new());
     let holder = Command::new("unshare")
         .args(["--user", "sleep", "600"])
         .stdin(Stdio::null())
@@ -145,6 +152,7 @@ fn model_and_kernel_agree_on_paths_in_a_container_with_an_idmapped_mount() {
         );
         actors.clear();
         sleeps(s, userns, &mut actors);
+        planted.1 = actors.clone();
         std::thread::sleep(Duration::from_millis(10));
     }
     let d = dst.display().to_string();
