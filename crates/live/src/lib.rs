@@ -17,6 +17,7 @@ pub mod explain;
 pub mod model_world;
 pub mod path;
 pub mod process;
+pub mod question;
 pub mod scenario_out;
 pub mod snapshot;
 

@@ -28,7 +28,7 @@ pub enum SavedOp {
         /// The path.
         path: String,
         /// What is asked.
-        q: crate::explain::PathQuestion,
+        q: crate::question::PathQuestion,
     },
     /// `write_uid_map` / `write_gid_map`.
     MapWrite {
@@ -138,8 +138,8 @@ fn letters(mode: u32) -> String {
         .collect()
 }
 
-fn path_op(s: &mut String, path: &str, q: crate::explain::PathQuestion) {
-    use crate::explain::PathQuestion as Q;
+fn path_op(s: &mut String, path: &str, q: crate::question::PathQuestion) {
+    use crate::question::PathQuestion as Q;
     let p = quote(path);
     let _ = match q {
         Q::Access { mode, eaccess } => {
