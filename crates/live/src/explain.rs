@@ -179,33 +179,10 @@ fn ask_kernel(
     built: &mut Built,
 ) -> KernelAnswer {
     let not_asked = |reason: String| KernelAnswer::NotAsked { reason };
-    let creds = match helper_creds(a, built) {
-        Ok(c) => c,
+    let helper = match helper_as(procfs, a, built, None) {
+        Ok((h, _)) => h,
         Err(r) => return not_asked(r),
     };
-    let helper = match UsernsChild::spawn(&UnshareOptions {
-        new_userns: false,
-        ..UnshareOptions::default()
-    }) {
-        Ok(h) => h,
-        Err(e) => return not_asked(format!("no helper process: {e}")),
-    };
-    if let Some(ns) = a.userns() {
-        match enter(procfs, &helper, a.pid, ns) {
-            Ok(()) => {}
-            Err(r) => return not_asked(r),
-        }
-    }
-    match helper.set_full_creds(&creds) {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            return not_asked(format!(
-                "the helper could not take pid {}'s credentials: {e}",
-                a.pid
-            ))
-        }
-        Err(e) => return not_asked(format!("helper: {e}")),
-    }
     if let Question::Ptrace { target } = q {
         if target == a.pid {
             return not_asked(
@@ -240,6 +217,37 @@ fn ask_kernel(
             errno: errno_name(e),
         },
         Err(e) => not_asked(format!("helper: {e}")),
+    }
+}
+
+/// A helper process with `a`'s user namespace and credentials, holding `fd` if one is given
+/// (passed before it gives up root's). `Err` says why the kernel cannot be asked as `a`.
+fn helper_as(
+    procfs: &ProcFs,
+    a: &ProcessSnapshot,
+    built: &Built,
+    fd: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<(UsernsChild, Option<credns_sys::RemoteFd>), String> {
+    let creds = helper_creds(a, built)?;
+    let helper = UsernsChild::spawn(&UnshareOptions {
+        new_userns: false,
+        ..UnshareOptions::default()
+    })
+    .map_err(|e| format!("no helper process: {e}"))?;
+    let remote = match fd {
+        Some(fd) => Some(helper.install_fd(fd).map_err(|e| format!("helper: {e}"))?),
+        None => None,
+    };
+    if let Some(ns) = a.userns() {
+        enter(procfs, &helper, a.pid, ns)?;
+    }
+    match helper.set_full_creds(&creds) {
+        Ok(Ok(())) => Ok((helper, remote)),
+        Ok(Err(e)) => Err(format!(
+            "the helper could not take pid {}'s credentials: {e}",
+            a.pid
+        )),
+        Err(e) => Err(format!("helper: {e}")),
     }
 }
 
@@ -419,41 +427,16 @@ fn ask_kernel_path(
     q: PathQuestion,
 ) -> KernelAnswer {
     let not_asked = |reason: String| KernelAnswer::NotAsked { reason };
-    let creds = match helper_creds(a, built) {
-        Ok(c) => c,
-        Err(r) => return not_asked(r),
-    };
     let root_path = procfs.pid_path(Pid(a.pid as i32)).join("root");
     let root = match std::fs::File::open(&root_path) {
         Ok(f) => f,
         Err(e) => return not_asked(format!("{}: {e}", root_path.display())),
     };
-    let helper = match UsernsChild::spawn(&UnshareOptions {
-        new_userns: false,
-        ..UnshareOptions::default()
-    }) {
-        Ok(h) => h,
-        Err(e) => return not_asked(format!("no helper process: {e}")),
+    let (helper, remote) = match helper_as(procfs, a, built, Some(root.as_fd())) {
+        Ok((h, Some(r))) => (h, r),
+        Ok((_, None)) => unreachable!("a descriptor was given"),
+        Err(r) => return not_asked(r),
     };
-    let remote = match helper.install_fd(root.as_fd()) {
-        Ok(r) => r,
-        Err(e) => return not_asked(format!("helper: {e}")),
-    };
-    if let Some(ns) = a.userns() {
-        if let Err(r) = enter(procfs, &helper, a.pid, ns) {
-            return not_asked(r);
-        }
-    }
-    match helper.set_full_creds(&creds) {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            return not_asked(format!(
-                "the helper could not take pid {}'s credentials: {e}",
-                a.pid
-            ))
-        }
-        Err(e) => return not_asked(format!("helper: {e}")),
-    }
     let via = format!("/proc/self/fd/{}{path}", remote.0);
     let via = std::path::Path::new(&via);
     let (call, r) = match q {
