@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use credns_registry::Policy;
-use credns_service::activation::{Passed, REGISTRY_FD_NAME};
+use credns_service::activation::{self, Passed, REGISTRY_FD_NAME};
 use credns_service::logging::{self, LevelFilter};
 use credns_service::notify::Notifier;
 use credns_service::{Config, Server, Service};
@@ -92,6 +92,9 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
             passed.names()
         );
     }
+    // The faces systemd's clients know, if their socket units passed them.
+    let userdb = passed.take(activation::USERDB_FD_NAME)?;
+    let nsresource = passed.take(activation::NSRESOURCE_FD_NAME)?;
     if !passed.is_empty() {
         tracing::warn!(
             "closing sockets passed as {:?}: no interface is served under those names",
@@ -108,11 +111,17 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
         Some(l) => Server::from_listener(l, svc.clone()),
         None => Server::bind(&a.at.socket, svc.clone())?,
     };
-    if let Some(p) = &a.userdb {
+    if let Some(l) = userdb {
+        server = server.with_userdb_listener(l, &a.userdb_prefix)?;
+        tracing::info!(activated = true, "serving io.systemd.UserDatabase");
+    } else if let Some(p) = &a.userdb {
         server = server.with_userdb(p, &a.userdb_prefix)?;
         tracing::info!(socket = %p.display(), "serving io.systemd.UserDatabase");
     }
-    if let Some(p) = &a.nsresource {
+    if let Some(l) = nsresource {
+        server = server.with_namespace_resource_listener(l, &a.userdb_prefix)?;
+        tracing::info!(activated = true, "serving io.systemd.NamespaceResource");
+    } else if let Some(p) = &a.nsresource {
         server = server.with_namespace_resource(p, &a.userdb_prefix)?;
         tracing::info!(socket = %p.display(), "serving io.systemd.NamespaceResource");
     }

@@ -44,6 +44,8 @@ fn verify(dir: &Path, man: &Path) -> (bool, String) {
         .arg("verify")
         .arg(dir.join("credns.socket"))
         .arg(dir.join("credns.service"))
+        .arg(dir.join("credns-userdb.socket"))
+        .arg(dir.join("credns-nsresource.socket"))
         .env("MANPATH", man)
         .output()
         .unwrap();
@@ -88,6 +90,26 @@ fn the_units_pass_systemd_analyze_verify_and_match_the_daemon() {
         .arg(man.join("man1")));
     for (name, unit) in [("credns.socket", &socket), ("credns.service", &service)] {
         std::fs::write(units.join(name), unit.replace("/usr/bin/credns", BIN)).unwrap();
+    }
+    // The faces' sockets start the same service, under the names the daemon takes them by.
+    for (name, fd_name) in [
+        (
+            "credns-userdb.socket",
+            credns_service::activation::USERDB_FD_NAME,
+        ),
+        (
+            "credns-nsresource.socket",
+            credns_service::activation::NSRESOURCE_FD_NAME,
+        ),
+    ] {
+        let unit = packaging(name);
+        assert_eq!(
+            setting(&unit, "FileDescriptorName"),
+            Some(fd_name),
+            "{name}"
+        );
+        assert_eq!(setting(&unit, "Service"), Some("credns.service"), "{name}");
+        std::fs::write(units.join(name), unit).unwrap();
     }
     let (ok, out) = verify(&units, &man);
     assert!(ok && out.is_empty(), "systemd-analyze verify:\n{out}");
@@ -198,6 +220,8 @@ fn the_debian_package_holds_everything_and_installs_a_working_credns() {
         "./usr/bin/credns",
         "./usr/lib/systemd/system/credns.socket",
         "./usr/lib/systemd/system/credns.service",
+        "./usr/lib/systemd/system/credns-userdb.socket",
+        "./usr/lib/systemd/system/credns-nsresource.socket",
         "./usr/lib/tmpfiles.d/credns.conf",
         "./usr/share/man/man1/credns.1.gz",
         "./usr/share/man/man1/credns-run.1.gz",

@@ -229,6 +229,44 @@ fn socket_activation_starts_the_daemon_on_the_first_connection_and_it_notifies()
 }
 
 #[test]
+fn the_userdb_socket_passed_beside_the_registrys_is_served_and_left_in_place() {
+    // As credns.socket and credns-userdb.socket together pass them to credns.service.
+    let test = "the_userdb_socket_passed_beside_the_registrys_is_served_and_left_in_place";
+    if !ready(test) {
+        return;
+    }
+    let s = Scratch::new();
+    let userdb = s.dir.path().join("userdb/io.credns.UserDatabase");
+    std::fs::create_dir_all(userdb.parent().unwrap()).unwrap();
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.arg("--listen")
+        .arg(&s.socket)
+        .arg("--listen")
+        .arg(&userdb)
+        .arg("--fdname=io.credns.Registry:io.systemd.UserDatabase")
+        .arg(BIN)
+        .args(s.serve_args());
+    let mut d = Daemon::spawn(cmd);
+    d.wait_line(&["Listening on", path(&userdb)]);
+    let a = json(&s.client(&["alloc", "--name", "web", "--json"]));
+    let uid = a["uid"]["start"].as_u64().unwrap() + 1;
+    d.wait_line(&["serving io.systemd.UserDatabase", "activated=true"]);
+    // The userdb face answers on the passed socket, named by its file.
+    let mut c = credns_varlink::Client::connect(&userdb).unwrap();
+    let r = c
+        .call(
+            "io.systemd.UserDatabase.GetUserRecord",
+            serde_json::json!({ "uid": uid, "service": "io.credns.UserDatabase" }),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r["record"]["userName"], "ct-web-1", "{r}");
+    let st = d.terminate();
+    assert!(st.success(), "{st}");
+    assert!(userdb.exists(), "a passed socket was removed");
+}
+
+#[test]
 fn a_passed_descriptor_of_the_wrong_kind_is_refused_clearly() {
     let test = "a_passed_descriptor_of_the_wrong_kind_is_refused_clearly";
     if !ready(test) {

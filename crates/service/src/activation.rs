@@ -13,6 +13,10 @@ use crate::Error;
 /// The name under which the registry's socket is passed (`FileDescriptorName=` in
 /// `credns.socket`).
 pub const REGISTRY_FD_NAME: &str = "io.credns.Registry";
+/// The `FileDescriptorName=` of the userdb provider's socket (credns-userdb.socket).
+pub const USERDB_FD_NAME: &str = "io.systemd.UserDatabase";
+/// The `FileDescriptorName=` of the NamespaceResource socket (credns-nsresource.socket).
+pub const NSRESOURCE_FD_NAME: &str = "io.systemd.NamespaceResource";
 
 /// The descriptors passed to this process, not yet taken.
 #[derive(Debug, Default)]

@@ -322,7 +322,8 @@ impl Server {
     /// `/run/systemd/userdb/`; the service name is the socket's file name), naming the ids of
     /// allocations under `prefix`.
     pub fn with_userdb(mut self, socket: impl AsRef<Path>, prefix: &str) -> Result<Self, Error> {
-        let face = crate::faces::userdb(socket.as_ref(), &self.service.inner, prefix)?;
+        let at = crate::faces::Listen::Bind(socket.as_ref());
+        let face = crate::faces::userdb(at, &self.service.inner, prefix)?;
         self.extra.push(face);
         Ok(self)
     }
@@ -335,7 +336,33 @@ impl Server {
         socket: impl AsRef<Path>,
         prefix: &str,
     ) -> Result<Self, Error> {
-        let face = crate::faces::namespace_resource(socket.as_ref(), &self.service.inner, prefix)?;
+        let at = crate::faces::Listen::Bind(socket.as_ref());
+        let face = crate::faces::namespace_resource(at, &self.service.inner, prefix)?;
+        self.extra.push(face);
+        Ok(self)
+    }
+
+    /// [`Server::with_userdb`] on a socket the service manager passed (socket activation); its
+    /// file name is the service name, and it is left in place when the server stops.
+    pub fn with_userdb_listener(
+        mut self,
+        listener: UnixListener,
+        prefix: &str,
+    ) -> Result<Self, Error> {
+        let at = crate::faces::Listen::Passed(listener);
+        let face = crate::faces::userdb(at, &self.service.inner, prefix)?;
+        self.extra.push(face);
+        Ok(self)
+    }
+
+    /// [`Server::with_namespace_resource`] on a socket the service manager passed.
+    pub fn with_namespace_resource_listener(
+        mut self,
+        listener: UnixListener,
+        prefix: &str,
+    ) -> Result<Self, Error> {
+        let at = crate::faces::Listen::Passed(listener);
+        let face = crate::faces::namespace_resource(at, &self.service.inner, prefix)?;
         self.extra.push(face);
         Ok(self)
     }
@@ -380,7 +407,9 @@ impl Server {
         let _ = reaping.join();
         for (t, path) in extra {
             let _ = t.join();
-            let _ = std::fs::remove_file(path);
+            if let Some(p) = path {
+                let _ = std::fs::remove_file(p);
+            }
         }
         Ok(served?)
     }

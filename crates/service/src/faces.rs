@@ -19,6 +19,34 @@ pub(crate) struct Face {
     pub(crate) listener: UnixListener,
     pub(crate) path: PathBuf,
     pub(crate) interfaces: Vec<Arc<dyn Interface>>,
+    /// Bound by the daemon (removed when it stops); a socket the service manager passed is
+    /// its, and stays.
+    pub(crate) owned: bool,
+}
+
+/// Where a face listens: a path the daemon binds, or a socket passed to it (socket
+/// activation), whose path names the service.
+pub(crate) enum Listen<'a> {
+    /// Bind this path.
+    Bind(&'a Path),
+    /// Serve this listening socket.
+    Passed(UnixListener),
+}
+
+impl Listen<'_> {
+    fn open(self) -> Result<(UnixListener, PathBuf, bool), Error> {
+        match self {
+            Listen::Bind(p) => Ok((bind(p)?, p.to_path_buf(), true)),
+            Listen::Passed(l) => {
+                let path = l
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+                    .unwrap_or_else(|| PathBuf::from("(passed socket)"));
+                Ok((l, path, false))
+            }
+        }
+    }
 }
 
 /// The service name of a socket: its file name.
@@ -28,31 +56,35 @@ fn service_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// `io.systemd.UserDatabase` on `path`, names under `prefix`.
-pub(crate) fn userdb(path: &Path, inner: &Arc<Inner>, prefix: &str) -> Result<Face, Error> {
+/// `io.systemd.UserDatabase` on `at`, names under `prefix`.
+pub(crate) fn userdb(at: Listen<'_>, inner: &Arc<Inner>, prefix: &str) -> Result<Face, Error> {
+    let (listener, path, owned) = at.open()?;
     let iface =
-        crate::userdb::UserDbInterface::new(inner.clone(), service_name(path), prefix.to_string());
+        crate::userdb::UserDbInterface::new(inner.clone(), service_name(&path), prefix.to_string());
     Ok(Face {
-        listener: bind(path)?,
-        path: path.to_path_buf(),
+        listener,
+        path,
         interfaces: vec![Arc::new(iface)],
+        owned,
     })
 }
 
-/// `io.systemd.NamespaceResource` on `path`, and `io.systemd.UserDatabase` for the service
+/// `io.systemd.NamespaceResource` on `at`, and `io.systemd.UserDatabase` for the service
 /// named as the socket.
 pub(crate) fn namespace_resource(
-    path: &Path,
+    at: Listen<'_>,
     inner: &Arc<Inner>,
     prefix: &str,
 ) -> Result<Face, Error> {
+    let (listener, path, owned) = at.open()?;
     let nr = crate::nsresource::NsResourceInterface::new(inner.clone());
     let names =
-        crate::userdb::UserDbInterface::new(inner.clone(), service_name(path), prefix.to_string());
+        crate::userdb::UserDbInterface::new(inner.clone(), service_name(&path), prefix.to_string());
     Ok(Face {
-        listener: bind(path)?,
-        path: path.to_path_buf(),
+        listener,
+        path,
         interfaces: vec![Arc::new(nr), Arc::new(names)],
+        owned,
     })
 }
 
@@ -96,14 +128,14 @@ fn bind(path: &Path) -> Result<UnixListener, Error> {
     Ok(listener)
 }
 
-/// Serve each face on a thread until `stop` is set; the threads and
-/// the paths to remove once they ended.
+/// Serve each face on a thread until `stop` is set; the threads and the paths to remove once
+/// they ended (those the daemon bound).
 pub(crate) fn serve_each(
     extra: Vec<Face>,
     limits: &Limits,
     service: &Service,
     stop: &Arc<AtomicBool>,
-) -> Vec<(JoinHandle<()>, PathBuf)> {
+) -> Vec<(JoinHandle<()>, Option<PathBuf>)> {
     extra
         .into_iter()
         .filter_map(
@@ -111,6 +143,7 @@ pub(crate) fn serve_each(
                  listener,
                  path,
                  interfaces,
+                 owned,
              }| {
                 let mut server = credns_varlink::Server::new(server_info(), limits.clone());
                 for iface in interfaces {
@@ -127,7 +160,7 @@ pub(crate) fn serve_each(
                         }
                     })
                     .ok()
-                    .map(|t| (t, path))
+                    .map(|t| (t, owned.then_some(path)))
             },
         )
         .collect()
