@@ -8,9 +8,17 @@
 # Further arguments go to cargo deb (e.g. `--output DIR`).
 set -eu
 cd "$(dirname "$0")/.."
-if [ "${1:-}" = --no-build ]; then shift; else cargo -q dist; fi
+if [ "${1:-}" = --no-build ]; then
+  shift
+else
+  cargo -q dist
+  # The libsubid provider, in the same profile (a cdylib: never linked statically).
+  cargo build -q --profile dist -p credns-subid
+fi
 bin=target/dist/credns
 [ -x "$bin" ] || { echo "$bin is missing: run cargo dist" >&2; exit 1; }
+[ -f target/dist/libsubid_credns.so ] ||
+  { echo "target/dist/libsubid_credns.so is missing: cargo build --profile dist -p credns-subid" >&2; exit 1; }
 gen=target/dist/packaging
 rm -rf "$gen"
 "$bin" generate man "$gen/man"

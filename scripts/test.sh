@@ -45,6 +45,7 @@ cargo build --workspace --all-targets --locked
 # The packaging test packages the installed build (static-pie, target/dist/credns) with cargo-deb.
 cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked
 cargo -q dist
+cargo build -q --profile dist -p credns-subid
 
 # Tests never touch what they did not create. In CI a daemon serves the host's defaults while
 # they run (started here if none answers), and its store must come out byte for byte as it

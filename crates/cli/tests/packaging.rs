@@ -102,7 +102,7 @@ fn the_units_pass_systemd_analyze_verify_and_match_the_daemon() {
             credns_service::activation::NSRESOURCE_FD_NAME,
         ),
     ] {
-        let unit = packaging(name);
+        let unit = packaging(&format!("faces/{name}"));
         assert_eq!(
             setting(&unit, "FileDescriptorName"),
             Some(fd_name),
@@ -220,8 +220,9 @@ fn the_debian_package_holds_everything_and_installs_a_working_credns() {
         "./usr/bin/credns",
         "./usr/lib/systemd/system/credns.socket",
         "./usr/lib/systemd/system/credns.service",
-        "./usr/lib/systemd/system/credns-userdb.socket",
-        "./usr/lib/systemd/system/credns-nsresource.socket",
+        "./usr/share/doc/credns/examples/credns-userdb.socket",
+        "./usr/lib/x86_64-linux-gnu/libsubid_credns.so",
+        "./usr/share/doc/credns/examples/credns-nsresource.socket",
         "./usr/lib/tmpfiles.d/credns.conf",
         "./usr/share/man/man1/credns.1.gz",
         "./usr/share/man/man1/credns-run.1.gz",
@@ -262,6 +263,11 @@ fn the_debian_package_holds_everything_and_installs_a_working_credns() {
         prerm.contains("deb-systemd-invoke stop credns.service credns.socket"),
         "{prerm}"
     );
+    // The faces' sockets are examples, never enabled by the package.
+    for unit in ["credns-userdb.socket", "credns-nsresource.socket"] {
+        assert!(!postinst.contains(&format!("enable {unit}")), "{postinst}");
+        assert!(!postinst.contains(&format!("start {unit}")), "{postinst}");
+    }
     let postrm = std::fs::read_to_string(control.join("postrm")).unwrap();
     assert!(
         postrm.contains("deb-systemd-helper purge credns.socket"),
