@@ -268,3 +268,29 @@ fn a_process_that_does_not_exist_is_a_clear_error() {
         "no process 0 (it does not exist, or it exited while credns read it)"
     );
 }
+
+#[test]
+fn a_process_that_exits_while_it_is_read_is_a_clear_error() {
+    // /proc is injectable: a tree where pid 77 still has its status but no longer its
+    // namespace files, as a process that exits between the two reads leaves it.
+    let dir = tempfile::tempdir().unwrap();
+    let me = std::process::id();
+    std::fs::create_dir_all(dir.path().join(format!("{me}/ns"))).unwrap();
+    std::os::unix::fs::symlink(
+        "/proc/self/ns/user",
+        dir.path().join(format!("{me}/ns/user")),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("77")).unwrap();
+    std::fs::write(
+        dir.path().join("77/status"),
+        "Name:\tsleep\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t\nCapEff:\t0\nCapPrm:\t0\n",
+    )
+    .unwrap();
+    let procfs = ProcFs::at(dir.path());
+    let e = explain(&procfs, 77, Question::Setns { target: 77 }).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "no process 77 (it does not exist, or it exited while credns read it)"
+    );
+}
