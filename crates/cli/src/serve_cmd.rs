@@ -14,7 +14,7 @@ use credns_registry::Policy;
 use credns_service::activation::{self, Passed, REGISTRY_FD_NAME};
 use credns_service::logging::{self, LevelFilter};
 use credns_service::notify::Notifier;
-use credns_service::{Config, Server, Service};
+use credns_service::{Config, FaceSocket, Server, Service};
 use credns_sys::signal::{TermSignals, SIGHUP};
 
 use crate::registry_cmd::ServeArgs;
@@ -111,19 +111,24 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
         Some(l) => Server::from_listener(l, svc.clone()),
         None => Server::bind(&a.at.socket, svc.clone())?,
     };
-    if let Some(l) = userdb {
-        server = server.with_userdb_listener(l, &a.userdb_prefix)?;
-        tracing::info!(activated = true, "serving io.systemd.UserDatabase");
-    } else if let Some(p) = &a.userdb {
-        server = server.with_userdb(p, &a.userdb_prefix)?;
-        tracing::info!(socket = %p.display(), "serving io.systemd.UserDatabase");
+    // A face's socket passed by its socket unit comes first; else `--userdb`/`--nsresource`.
+    let face = |passed: Option<std::os::unix::net::UnixListener>,
+                path: &Option<std::path::PathBuf>| {
+        match (passed, path) {
+            (Some(l), _) => Some(FaceSocket::Passed(l)),
+            (None, Some(p)) => Some(FaceSocket::Bind(p.clone())),
+            (None, None) => None,
+        }
+    };
+    if let Some(at) = face(userdb, &a.userdb) {
+        let activated = matches!(at, FaceSocket::Passed(_));
+        server = server.with_userdb(at, &a.userdb_prefix)?;
+        tracing::info!(activated, "serving io.systemd.UserDatabase");
     }
-    if let Some(l) = nsresource {
-        server = server.with_namespace_resource_listener(l, &a.userdb_prefix)?;
-        tracing::info!(activated = true, "serving io.systemd.NamespaceResource");
-    } else if let Some(p) = &a.nsresource {
-        server = server.with_namespace_resource(p, &a.userdb_prefix)?;
-        tracing::info!(socket = %p.display(), "serving io.systemd.NamespaceResource");
+    if let Some(at) = face(nsresource, &a.nsresource) {
+        let activated = matches!(at, FaceSocket::Passed(_));
+        server = server.with_namespace_resource(at, &a.userdb_prefix)?;
+        tracing::info!(activated, "serving io.systemd.NamespaceResource");
     }
     let socket = server.path().to_path_buf();
     let stop = server.stop_flag();

@@ -318,50 +318,23 @@ impl Server {
         }
     }
 
-    /// Also serve `io.systemd.UserDatabase` on `socket` (nss-systemd asks every socket in
+    /// Also serve `io.systemd.UserDatabase` at `at` (nss-systemd asks every socket in
     /// `/run/systemd/userdb/`; the service name is the socket's file name), naming the ids of
     /// allocations under `prefix`.
-    pub fn with_userdb(mut self, socket: impl AsRef<Path>, prefix: &str) -> Result<Self, Error> {
-        let at = crate::faces::Listen::Bind(socket.as_ref());
+    pub fn with_userdb(mut self, at: crate::FaceSocket, prefix: &str) -> Result<Self, Error> {
         let face = crate::faces::userdb(at, &self.service.inner, prefix)?;
         self.extra.push(face);
         Ok(self)
     }
 
-    /// Also serve `io.systemd.NamespaceResource` on `socket` (systemd's clients look for
+    /// Also serve `io.systemd.NamespaceResource` at `at` (systemd's clients look for
     /// `/run/systemd/userdb/io.systemd.NamespaceResource`), with `io.systemd.UserDatabase` for
     /// the service named as the socket's file, names under `prefix`.
     pub fn with_namespace_resource(
         mut self,
-        socket: impl AsRef<Path>,
+        at: crate::FaceSocket,
         prefix: &str,
     ) -> Result<Self, Error> {
-        let at = crate::faces::Listen::Bind(socket.as_ref());
-        let face = crate::faces::namespace_resource(at, &self.service.inner, prefix)?;
-        self.extra.push(face);
-        Ok(self)
-    }
-
-    /// [`Server::with_userdb`] on a socket the service manager passed (socket activation); its
-    /// file name is the service name, and it is left in place when the server stops.
-    pub fn with_userdb_listener(
-        mut self,
-        listener: UnixListener,
-        prefix: &str,
-    ) -> Result<Self, Error> {
-        let at = crate::faces::Listen::Passed(listener);
-        let face = crate::faces::userdb(at, &self.service.inner, prefix)?;
-        self.extra.push(face);
-        Ok(self)
-    }
-
-    /// [`Server::with_namespace_resource`] on a socket the service manager passed.
-    pub fn with_namespace_resource_listener(
-        mut self,
-        listener: UnixListener,
-        prefix: &str,
-    ) -> Result<Self, Error> {
-        let at = crate::faces::Listen::Passed(listener);
         let face = crate::faces::namespace_resource(at, &self.service.inner, prefix)?;
         self.extra.push(face);
         Ok(self)

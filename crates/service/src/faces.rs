@@ -24,20 +24,21 @@ pub(crate) struct Face {
     pub(crate) owned: bool,
 }
 
-/// Where a face listens: a path the daemon binds, or a socket passed to it (socket
-/// activation), whose path names the service.
-pub(crate) enum Listen<'a> {
+/// Where a face listens: a path the daemon binds (and removes when it stops), or a socket the
+/// service manager passed (socket activation), whose path names the service and stays.
+#[derive(Debug)]
+pub enum FaceSocket {
     /// Bind this path.
-    Bind(&'a Path),
+    Bind(PathBuf),
     /// Serve this listening socket.
     Passed(UnixListener),
 }
 
-impl Listen<'_> {
+impl FaceSocket {
     fn open(self) -> Result<(UnixListener, PathBuf, bool), Error> {
         match self {
-            Listen::Bind(p) => Ok((bind(p)?, p.to_path_buf(), true)),
-            Listen::Passed(l) => {
+            FaceSocket::Bind(p) => Ok((bind(&p)?, p, true)),
+            FaceSocket::Passed(l) => {
                 let path = l
                     .local_addr()
                     .ok()
@@ -57,7 +58,7 @@ fn service_name(path: &Path) -> String {
 }
 
 /// `io.systemd.UserDatabase` on `at`, names under `prefix`.
-pub(crate) fn userdb(at: Listen<'_>, inner: &Arc<Inner>, prefix: &str) -> Result<Face, Error> {
+pub(crate) fn userdb(at: FaceSocket, inner: &Arc<Inner>, prefix: &str) -> Result<Face, Error> {
     let (listener, path, owned) = at.open()?;
     let iface =
         crate::userdb::UserDbInterface::new(inner.clone(), service_name(&path), prefix.to_string());
@@ -72,7 +73,7 @@ pub(crate) fn userdb(at: Listen<'_>, inner: &Arc<Inner>, prefix: &str) -> Result
 /// `io.systemd.NamespaceResource` on `at`, and `io.systemd.UserDatabase` for the service
 /// named as the socket.
 pub(crate) fn namespace_resource(
-    at: Listen<'_>,
+    at: FaceSocket,
     inner: &Arc<Inner>,
     prefix: &str,
 ) -> Result<Face, Error> {

@@ -46,6 +46,7 @@ pub use credns_api::registry::{
 pub use credns_api::subid;
 pub use credns_varlink::ErrorReply;
 pub use daemon::{Config, Server, Service, DEFAULT_STORE};
+pub use faces::FaceSocket;
 pub use keys::ROUTES_COPY;
 pub use methods::Caller;
 pub use userdb::{DEFAULT_PREFIX as USERDB_PREFIX, DEFAULT_SERVICE as USERDB_SERVICE, USERDB_DIR};

@@ -34,7 +34,7 @@ fn start(policy: Policy) -> Daemon {
     cfg.reserve = 0;
     let server = Server::bind(&registry, Service::open(&cfg).unwrap())
         .unwrap()
-        .with_namespace_resource(&nr, "ct-")
+        .with_namespace_resource(credns_service::FaceSocket::Bind(nr.clone()), "ct-")
         .unwrap();
     std::thread::spawn(move || server.run());
     Daemon {

@@ -37,7 +37,7 @@ fn start() -> Daemon {
     cfg.reserve = 2;
     let server = Server::bind(&registry, Service::open(&cfg).unwrap())
         .unwrap()
-        .with_userdb(&userdb, "ct-")
+        .with_userdb(credns_service::FaceSocket::Bind(userdb.clone()), "ct-")
         .unwrap();
     std::thread::spawn(move || server.run());
     Daemon {

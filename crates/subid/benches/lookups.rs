@@ -91,7 +91,7 @@ fn inner() {
     cfg.etc = Some(etc);
     let server = Server::bind(&registry, Service::open(&cfg).unwrap())
         .unwrap()
-        .with_userdb(&userdb, "ct-")
+        .with_userdb(credns_service::FaceSocket::Bind(userdb.clone()), "ct-")
         .unwrap();
     std::thread::spawn(move || server.run());
     let web = RegistryClient::connect(&registry)
