@@ -6,6 +6,41 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
+/// A `sleep` killed when dropped (also when a test fails).
+struct Sleeper(std::process::Child);
+
+impl Sleeper {
+    /// `sleep` as uid 1000 (through setpriv), once it has dropped its ids.
+    fn as_uid_1000() -> Self {
+        let c = Command::new("setpriv")
+            .args([
+                "--reuid",
+                "1000",
+                "--regid",
+                "1000",
+                "--clear-groups",
+                "sleep",
+                "60",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_sleeping(c.id());
+        Sleeper(c)
+    }
+
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Wait until `pid` has exec'd `sleep` (setpriv has changed its ids by then).
 fn wait_sleeping(pid: u32) {
     let t0 = std::time::Instant::now();
@@ -25,26 +60,12 @@ fn explain_kill_between_two_host_processes() {
         return;
     }
     // A process of uid 1000 and one of root: uid 1000 may not signal root's.
-    let mut user = Command::new("setpriv")
-        .args([
-            "--reuid",
-            "1000",
-            "--regid",
-            "1000",
-            "--clear-groups",
-            "sleep",
-            "60",
-        ])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut root = Command::new("sleep").arg("60").spawn().unwrap();
-    wait_sleeping(user.id());
-    wait_sleeping(root.id());
-    let (u, r) = (user.id().to_string(), root.id().to_string());
+    let user = Sleeper::as_uid_1000();
+    let root = Sleeper(Command::new("sleep").arg("60").spawn().unwrap());
+    wait_sleeping(root.0.id());
+    let (u, r) = (user.pid(), root.pid());
     let o = credns(&["explain", &u, "kill", &r, "KILL"]);
     let out = stdout(&o);
-    let _ = (user.kill(), root.kill(), user.wait(), root.wait());
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
     let first = out.lines().next().unwrap();
     assert!(first.starts_with(&format!("may pid {u} (host uid 1000, euid 1000, in the initial user namespace) kill pid {r} with signal 9?")), "{first}");
@@ -68,21 +89,8 @@ fn a_saved_question_replays_in_the_model() {
     }
     let dir = tempfile::tempdir().unwrap();
     let saved = dir.path().join("q.toml");
-    let mut user = Command::new("setpriv")
-        .args([
-            "--reuid",
-            "1000",
-            "--regid",
-            "1000",
-            "--clear-groups",
-            "sleep",
-            "60",
-        ])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_sleeping(user.id());
-    let u = user.id().to_string();
+    let user = Sleeper::as_uid_1000();
+    let u = user.pid();
     let me = std::process::id().to_string();
     let mut results = Vec::new();
     for q in [["kill", &me], ["ptrace", &me], ["setns", &me]] {
@@ -107,7 +115,7 @@ fn a_saved_question_replays_in_the_model() {
         );
         results.push(stdout(&o));
     }
-    let _ = (user.kill(), user.wait());
+    drop(user);
     assert!(results[0].contains("expected EPERM: ok"), "{}", results[0]);
 }
 
