@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
 use credns_live::explain::{
-    explain, explain_access, explain_map_write, explain_path, Explanation, KernelAnswer, MapWrite,
-    PathQuestion, Question,
+    explain, explain_access, explain_key, explain_map_write, explain_path, Explanation,
+    KernelAnswer, KeyPerm, KeyQuestion, MapWrite, PathQuestion, Question,
 };
 use credns_sys::ProcFs;
 
@@ -111,6 +111,20 @@ pub enum ExplainOp {
         /// An absolute path as the process sees it.
         path: String,
     },
+    /// May it view, read, write, search, link or setattr key KEY? The key's owner, group and
+    /// mask are read with KEYCTL_DESCRIBE; whether the process possesses it cannot be seen
+    /// from outside, so it is taken as not possessed unless --possessed says so. The kernel is
+    /// asked (view, read, search, link) by a helper with the process's ids in its namespace.
+    Key {
+        /// The key's serial (decimal, or hex with 0x).
+        key: String,
+        /// view, read, write, search, link or setattr.
+        #[arg(long, value_name = "PERM")]
+        perm: String,
+        /// The process reaches the key from its thread, process or session keyring.
+        #[arg(long)]
+        possessed: bool,
+    },
     /// Would writing FILE as PID2's namespace's uid_map (gid_map with --gid) be accepted?
     /// The model answers; the kernel is not asked, as a map is written only once.
     MapWrite {
@@ -160,6 +174,18 @@ fn parse_signal(s: &str) -> Result<u32> {
     match SIGNALS.iter().find(|(n, _)| *n == name) {
         Some((_, n)) => Ok(*n),
         None => bail!("signal {s:?}: not a signal number or a known name (TERM, KILL, HUP, ...)"),
+    }
+}
+
+/// A key serial: decimal or 0x hex, positive.
+fn parse_serial(s: &str) -> Result<i32> {
+    let n = match s.strip_prefix("0x") {
+        Some(h) => i32::from_str_radix(h, 16),
+        None => s.parse::<i32>(),
+    };
+    match n {
+        Ok(n) if n > 0 => Ok(n),
+        _ => bail!("key {s:?}: not a key serial (a positive number, decimal or 0x hex)"),
     }
 }
 
@@ -254,6 +280,21 @@ pub fn run(a: ExplainArgs) -> Result<ExitCode> {
         }
         ExplainOp::Exec { path } => {
             return finish(&explain_path(&procfs, a.pid, path, PathQuestion::Exec)?, &a);
+        }
+        ExplainOp::Key {
+            key,
+            perm,
+            possessed,
+        } => {
+            let Some(perm) = KeyPerm::parse(perm) else {
+                bail!("--perm {perm:?}: give view, read, write, search, link or setattr");
+            };
+            let q = KeyQuestion {
+                key: parse_serial(key)?,
+                perm,
+                possessed: *possessed,
+            };
+            return finish(&explain_key(&procfs, a.pid, q)?, &a);
         }
         ExplainOp::MapWrite { pid2, file, gid } => {
             let text = if file.as_os_str() == "-" {

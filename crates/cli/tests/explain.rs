@@ -192,3 +192,73 @@ fn explain_map_write_is_answered_by_the_model_alone() {
         ""
     );
 }
+
+#[test]
+fn explain_key_answers_for_a_key_a_process_made() {
+    if !needs_root("explain_key_answers_for_a_key_a_process_made") {
+        return;
+    }
+    // uid 1000 adds a key to a session keyring of its own, as a user would with keyctl.
+    let dir = tempfile::tempdir().unwrap();
+    let serial_file = dir.path().join("serial");
+    let script = format!(
+        "keyctl add user credns-test-explain v @s > {} && exec sleep 60",
+        serial_file.display()
+    );
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let c = Command::new("setpriv")
+        .args(["--reuid", "1000", "--regid", "1000", "--clear-groups"])
+        .args(["keyctl", "session", "-", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeper = Sleeper(c);
+    let pid = sleeper.0.id();
+    // setpriv, keyctl and sh each exec the next: the sleep is the same process.
+    wait_sleeping(pid);
+    let child = pid.to_string();
+    let key = std::fs::read_to_string(&serial_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    // Its own key, possessed: read is allowed, and the kernel says so too.
+    let o = credns(&[
+        "explain",
+        &child,
+        "key",
+        &key,
+        "--perm",
+        "read",
+        "--possessed",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("model => allowed"), "{out}");
+    assert!(out.contains("kernel => allowed (keyctl read"), "{out}");
+    assert!(out.contains("model and kernel agree"), "{out}");
+    // Not possessed, add_key's default mask gives its owner view only.
+    let o = credns(&["explain", &child, "key", &key, "--perm", "read"]);
+    let out = stdout(&o);
+    assert!(out.contains("model => denied: EACCES"), "{out}");
+    assert!(out.contains("kernel => denied: EACCES"), "{out}");
+    // Bad arguments name what was wrong.
+    let o = credns(&["explain", &child, "key", &key, "--perm", "bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "credns: error: --perm \"bogus\": give view, read, write, search, link or setattr\n"
+    );
+    let o = credns(&["explain", &child, "key", "-5", "--perm", "view"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = credns(&["explain", &child, "key", "0x", "--perm", "view"]);
+    assert_eq!(
+        stderr(&o),
+        "credns: error: key \"0x\": not a key serial (a positive number, decimal or 0x hex)\n"
+    );
+}

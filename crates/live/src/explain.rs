@@ -9,6 +9,7 @@ use std::os::fd::AsFd;
 use credns_sys::{Errno, FullCreds, NsId, Pid, ProcFs, UnshareOptions, UserNsFd, UsernsChild};
 use serde::Serialize;
 
+pub use crate::key_question::{explain_key, KeyPerm, KeyQuestion};
 use crate::model_world::{build, Built, ASSUMED};
 use crate::process::ProcessSnapshot;
 pub use crate::question::{MapWrite, PathQuestion, Question};
@@ -57,7 +58,7 @@ pub struct Explanation {
 }
 
 /// The kernel's answer as a scenario's expectation.
-fn expectation(k: &KernelAnswer) -> Option<&str> {
+pub(crate) fn expectation(k: &KernelAnswer) -> Option<&str> {
     match k {
         KernelAnswer::Allowed { .. } => Some("allowed"),
         KernelAnswer::Denied { errno, .. } => Some(errno),
@@ -132,7 +133,7 @@ pub fn explain(procfs: &ProcFs, actor: u32, question: Question) -> Result<Explan
 }
 
 /// `pid N (host uid U, euid E, in NS)`.
-fn who(a: &ProcessSnapshot) -> String {
+pub(crate) fn who(a: &ProcessSnapshot) -> String {
     let ns = a
         .userns()
         .map_or("the initial user namespace".into(), |n| n.to_string());
@@ -153,7 +154,7 @@ fn describe(a: &ProcessSnapshot, q: Question) -> String {
     }
 }
 
-fn agreement(model: &Verdict, kernel: &KernelAnswer) -> Option<bool> {
+pub(crate) fn agreement(model: &Verdict, kernel: &KernelAnswer) -> Option<bool> {
     match (model, kernel) {
         (Verdict::Unknown(_), _) | (_, KernelAnswer::NotAsked { .. }) => None,
         (Verdict::Allowed, KernelAnswer::Allowed { .. }) => Some(true),
@@ -163,7 +164,7 @@ fn agreement(model: &Verdict, kernel: &KernelAnswer) -> Option<bool> {
 }
 
 /// The kernel's errno by the name the model gives it (`EPERM`).
-fn errno_name(e: Errno) -> String {
+pub(crate) fn errno_name(e: Errno) -> String {
     credns_model::Errno::from_code(e.raw_os_error()).map_or_else(
         || format!("errno {}", e.raw_os_error()),
         |m| m.name().to_string(),
@@ -265,7 +266,7 @@ fn enter(procfs: &ProcFs, helper: &UsernsChild, pid: u32, ns: NsId) -> Result<()
 }
 
 /// `a`'s credentials in its own namespace's numbering, for the helper.
-fn helper_creds(a: &ProcessSnapshot, built: &Built) -> Result<FullCreds, String> {
+pub(crate) fn helper_creds(a: &ProcessSnapshot, built: &Built) -> Result<FullCreds, String> {
     let w = &built.world;
     let ns = a.userns().map_or(w.init_ns(), |id| built.namespaces[&id]);
     let s = &a.status;

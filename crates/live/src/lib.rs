@@ -14,6 +14,7 @@
 pub mod audit;
 mod error;
 pub mod explain;
+pub mod key_question;
 pub mod model_world;
 pub mod path;
 pub mod process;

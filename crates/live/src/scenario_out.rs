@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use credns_idmap::{Kgid, Kuid};
-use credns_model::{MntIdmap, NsRef, TaskRef, World};
+use credns_model::{MntIdmap, NsRef, Op, TaskRef, World};
 
 use crate::model_world::Built;
 use crate::path::PathSnapshot;
@@ -30,6 +30,13 @@ pub enum SavedOp {
         /// What is asked.
         q: crate::question::PathQuestion,
     },
+    /// A key operation on the one key the snapshot holds.
+    Key {
+        /// The key as described.
+        key: SavedKey,
+        /// The operation (its key is the name `key`).
+        op: Op,
+    },
     /// `write_uid_map` / `write_gid_map`.
     MapWrite {
         /// The gid map.
@@ -37,6 +44,23 @@ pub enum SavedOp {
         /// The text.
         text: String,
     },
+}
+
+/// The key of a key question, ids as host ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedKey {
+    /// Its type.
+    pub ktype: credns_model::KeyType,
+    /// Its description.
+    pub description: String,
+    /// Owner kuid.
+    pub uid: u32,
+    /// Group kgid.
+    pub gid: u32,
+    /// Mask.
+    pub perm: u32,
+    /// Linked into the asking process's session keyring (else held by root's user keyring).
+    pub possessed: bool,
 }
 
 fn quote(s: &str) -> String {
@@ -90,6 +114,9 @@ pub fn scenario_text(
         process(w, t, &mut s)?;
     }
     let task = |t: TaskRef| quote(&w.task(t).name);
+    if let SavedOp::Key { key, .. } = op {
+        key_table(&mut s, key, w, by);
+    }
     let _ = writeln!(s, "[[op]]\nby = {}", task(by));
     match op {
         SavedOp::Kill { signal } => {
@@ -110,6 +137,7 @@ pub fn scenario_text(
             );
         }
         SavedOp::Path { path, q } => path_op(&mut s, path, *q),
+        SavedOp::Key { op, .. } => key_op(&mut s, op),
         SavedOp::MapWrite { gid, text } => {
             let which = if *gid {
                 "write_gid_map"
@@ -128,6 +156,67 @@ pub fn scenario_text(
         let _ = writeln!(s, "expect = {}", quote(e));
     }
     Ok(s)
+}
+
+/// The process's session keyring as the kernel makes it (so the user-session keyring is not
+/// searched, as for the live process), and the key: in that keyring when possessed, else held
+/// by root's user keyring, out of the process's reach.
+fn key_table(s: &mut String, k: &SavedKey, w: &World, by: TaskRef) {
+    let c = &w.task(by).cred;
+    let name = &w.task(by).name;
+    let _ = writeln!(
+        s,
+        "[[key]]\nname = \"session\"\ntype = \"keyring\"\ndescription = \"_ses\"\nowner = \"kernel:{}\"\ngroup = \"kernel:{}\"\nperm = \"{:#010x}\"\ninstall = [{}]\n",
+        c.uid.0,
+        c.gid.0,
+        credns_model::SESSION_KEYRING_PERM,
+        quote(&format!("{name}:session"))
+    );
+    let at = if k.possessed {
+        "session"
+    } else {
+        "init:0:user"
+    };
+    let _ = writeln!(
+        s,
+        "[[key]]\nname = \"key\"\ntype = \"{}\"\ndescription = {}\nowner = \"kernel:{}\"\ngroup = \"kernel:{}\"\nperm = \"{:#010x}\"\nat = {}\n",
+        k.ktype.name(),
+        quote(&k.description),
+        k.uid,
+        k.gid,
+        k.perm,
+        quote(at)
+    );
+}
+
+fn key_op(s: &mut String, op: &Op) {
+    let _ = match op {
+        Op::KeyDescribe { .. } => writeln!(s, "op = \"keyctl_describe\"\nkey = \"key\""),
+        Op::KeyRead { .. } => writeln!(s, "op = \"keyctl_read\"\nkey = \"key\""),
+        Op::KeyUpdate { payload, .. } => writeln!(
+            s,
+            "op = \"keyctl_update\"\nkey = \"key\"\npayload = {}",
+            quote(payload)
+        ),
+        Op::KeySearch {
+            ktype, description, ..
+        } => writeln!(
+            s,
+            "op = \"keyctl_search\"\nkeyring = \"key\"\ntype = \"{}\"\ndescription = {}",
+            ktype.name(),
+            quote(description)
+        ),
+        Op::KeyLink { keyring, .. } => writeln!(
+            s,
+            "op = \"keyctl_link\"\nkey = \"key\"\nkeyring = {}",
+            quote(&keyring.to_string())
+        ),
+        Op::KeySetperm { perm, .. } => writeln!(
+            s,
+            "op = \"keyctl_setperm\"\nkey = \"key\"\nperm = \"{perm:#010x}\""
+        ),
+        other => writeln!(s, "# not a key question: {other}"),
+    };
 }
 
 fn letters(mode: u32) -> String {
