@@ -371,16 +371,38 @@ pub fn explain_path(
     path: &str,
     q: PathQuestion,
 ) -> Result<Explanation, Error> {
+    explain_path_observed(procfs, actor, path, q, &mut || {})
+}
+
+/// [`explain_path`], running `between` after the path was read and before the kernel is
+/// asked. The path is read again after the kernel answered: if anything on it changed
+/// meanwhile (an owner, a mode, an ACL, a mount, a component appearing or going), the two
+/// answers were not about the same path, and the result is an error saying what changed.
+pub fn explain_path_observed(
+    procfs: &ProcFs,
+    actor: u32,
+    path: &str,
+    q: PathQuestion,
+    between: &mut dyn FnMut(),
+) -> Result<Explanation, Error> {
     let a = ProcessSnapshot::take(procfs, actor)?;
     let snap = crate::path::PathSnapshot::take(procfs, actor, path)?;
     let mut built = build(&[&a])?;
     crate::model_world::add_path(&mut built, &snap)?;
     let ta = built.tasks[0];
     let model = built.world.clone().op(ta, &q.op(path));
+    between();
     let kernel = match q.side_effect() {
         Some(why) => KernelAnswer::NotAsked { reason: why.into() },
         None => ask_kernel_path(procfs, &a, &built, path, q),
     };
+    let again = crate::path::PathSnapshot::take(procfs, actor, path)?;
+    if let Some(what) = snap.first_difference(&again) {
+        return Err(Error::Path(
+            path.to_string(),
+            format!("changed while credns read it ({what}); ask again"),
+        ));
+    }
     let agree = agreement(&model.result, &kernel);
     let mut assumed: Vec<String> = ASSUMED.iter().map(|s| s.to_string()).collect();
     assumed.extend(crate::model_world::ASSUMED_FS.iter().map(|s| s.to_string()));

@@ -111,6 +111,44 @@ impl PathSnapshot {
     }
 }
 
+impl PathSnapshot {
+    /// What differs between two readings of the same path, first from `/`, or `None`.
+    pub fn first_difference(&self, later: &PathSnapshot) -> Option<String> {
+        for (a, b) in self.components.iter().zip(&later.components) {
+            if a == b {
+                continue;
+            }
+            let what = if a.path != b.path {
+                "the components"
+            } else if (a.uid, a.gid) != (b.uid, b.gid) {
+                "owner or group"
+            } else if a.mode != b.mode || a.dir != b.dir {
+                "mode"
+            } else if a.acl != b.acl {
+                "ACL"
+            } else {
+                "mount"
+            };
+            return Some(format!("{} of {}", what, a.path));
+        }
+        if self.components.len() != later.components.len() || self.missing != later.missing {
+            let gone = |s: &PathSnapshot| s.missing.clone().unwrap_or_else(|| s.path.clone());
+            return Some(format!(
+                "{} appeared or went",
+                gone(if self.components.len() < later.components.len() {
+                    self
+                } else {
+                    later
+                })
+            ));
+        }
+        if self.mounts != later.mounts {
+            return Some("a mount on the path".into());
+        }
+        None
+    }
+}
+
 /// One component: `Ok(None)` if it does not exist.
 fn component(
     real: &Path,

@@ -176,3 +176,57 @@ fn a_process_that_exits_while_it_is_read_is_a_clear_error() {
         "no process 77 (it does not exist, or it exited while credns read it)"
     );
 }
+
+#[test]
+fn a_path_that_changes_under_the_snapshot_is_a_clear_error() {
+    if !credns_sys::is_root() {
+        if std::env::var_os("CREDNS_REQUIRE_ALL").is_some() {
+            panic!("a_path_that_changes_under_the_snapshot_is_a_clear_error needs root");
+        }
+        eprintln!("skipped: needs root (chmods and chowns a file of its own between the reads)");
+        return;
+    }
+    use credns_live::explain::{explain_path_observed, PathQuestion};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x");
+    std::fs::write(&file, "x").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let me = std::process::id();
+    let path = file.to_str().unwrap().to_string();
+    let procfs = ProcFs::new();
+    let q = PathQuestion::Access {
+        mode: 4,
+        eaccess: false,
+    };
+    // Unchanged: an answer.
+    let e = explain_path_observed(&procfs, me, &path, q, &mut || {}).unwrap();
+    assert_eq!(e.agree, Some(true));
+    // Its mode changed after the model answered and before the kernel was asked.
+    let e = explain_path_observed(&procfs, me, &path, q, &mut || {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap()
+    })
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("{path}: changed while credns read it (mode of {path}); ask again")
+    );
+    // Its owner.
+    let e = explain_path_observed(&procfs, me, &path, q, &mut || {
+        std::os::unix::fs::chown(&file, Some(1000), None).unwrap()
+    })
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("{path}: changed while credns read it (owner or group of {path}); ask again")
+    );
+    // It went away.
+    let e = explain_path_observed(&procfs, me, &path, q, &mut || {
+        std::fs::remove_file(&file).unwrap()
+    })
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("{path}: changed while credns read it ({path} appeared or went); ask again")
+    );
+}
