@@ -21,7 +21,8 @@ use crate::registry_cmd::Where;
 pub struct AuditArgs {
     #[command(flatten)]
     pub at: Where,
-    /// Where passwd, group, subuid and subgid are read.
+    /// Where passwd, group, subuid, subgid and nsswitch.conf are read. Users of NSS sources
+    /// beyond the files (userdb services) are added only for the host's own /etc.
     #[arg(long, value_name = "DIR", default_value = "/etc")]
     pub etc: PathBuf,
     /// Audit without the registry (every namespace's ids then read as unregistered).

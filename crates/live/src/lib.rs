@@ -16,6 +16,7 @@ mod error;
 pub mod explain;
 pub mod key_question;
 pub mod model_world;
+pub mod nss;
 pub mod path;
 pub mod process;
 pub mod question;

@@ -106,6 +106,22 @@ impl HostIdFiles {
         out
     }
 
+    /// Add the users and groups of NSS sources beyond the files: the files come first (as
+    /// NSS asks them first), so a name they have keeps its entry.
+    pub fn merge_nss(&mut self, nss: crate::nss::NssUsers) {
+        for u in nss.users {
+            if !self.passwd.iter().any(|p| p.name == u.name) {
+                self.passwd.push(u);
+            }
+        }
+        for g in nss.groups {
+            if !self.groups.iter().any(|e| e.name == g.name) {
+                self.groups.push(g);
+            }
+        }
+        self.warnings.extend(nss.warnings);
+    }
+
     /// The user name of `uid`, if passwd has one.
     pub fn user_name(&self, uid: u32) -> Option<&str> {
         self.passwd
@@ -141,18 +157,37 @@ pub struct HostSnapshot {
 impl HostSnapshot {
     /// Read the host: /proc under `procfs`, the id files under `etc`. `progress(done, total)`
     /// is called as namespaces are looked at.
+    /// With `etc` the host's /etc, the users of the NSS sources it names are added from
+    /// [`nss::USERDB_DIR`](crate::nss::USERDB_DIR); another directory is read as files only
+    /// (NSS answers for the host, not for it).
     pub fn take(
         procfs: &ProcFs,
         etc: &Path,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self, Error> {
+        let userdb = (etc == Path::new("/etc")).then(|| Path::new(crate::nss::USERDB_DIR));
+        Self::take_with_userdb(procfs, etc, userdb, progress)
+    }
+
+    /// [`HostSnapshot::take`] with the NSS users read from the userdb services in `userdb`
+    /// (when nsswitch.conf in `etc` names the `systemd` source), or none.
+    pub fn take_with_userdb(
+        procfs: &ProcFs,
+        etc: &Path,
+        userdb: Option<&Path>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self, Error> {
+        let mut files = HostIdFiles::read(etc);
+        if let Some(dir) = userdb {
+            files.merge_nss(crate::nss::read(etc, dir));
+        }
         let own = procfs.userns(Pid::this()).ok();
         let scanned = scan_user_namespace_maps(procfs)?;
         let total = scanned.len();
         let mut snap = HostSnapshot {
             own,
             refs: scan_userns_refs(procfs)?,
-            files: HostIdFiles::read(etc),
+            files,
             ..HostSnapshot::default()
         };
         for (i, ns) in scanned.into_iter().enumerate() {
