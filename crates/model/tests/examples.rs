@@ -27,13 +27,7 @@ fn run_file(name: &str) -> usize {
 #[test]
 fn every_example_holds() {
     let dir = format!("{}/examples", env!("CARGO_MANIFEST_DIR"));
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".toml"))
-        .collect();
-    names.sort();
+    let names = tomls(&dir);
     assert!(names.len() >= 3);
     for n in names {
         let count = run_file(&n);
@@ -47,13 +41,7 @@ fn every_example_holds() {
 #[test]
 fn every_proposal_example_holds() {
     let dir = format!("{}/examples/proposals", env!("CARGO_MANIFEST_DIR"));
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".toml"))
-        .collect();
-    names.sort();
+    let names = tomls(&dir);
     assert!(names.len() >= 7);
     for n in names {
         let path = format!("proposals/{n}");
@@ -70,4 +58,28 @@ fn every_proposal_example_holds() {
 #[test]
 fn seed000() {
     run_file("seed000_kill_and_files.toml");
+}
+
+/// The examples of what `credns run` builds (its keyrings): checked on real containers by
+/// crates/cli/tests/run_keyring_model.rs, and here in the model.
+#[test]
+fn every_run_example_holds() {
+    let dir = format!("{}/examples/run", env!("CARGO_MANIFEST_DIR"));
+    let names = tomls(&dir);
+    assert!(!names.is_empty());
+    for n in names {
+        assert!(run_file(&format!("run/{n}")) > 0);
+    }
+}
+
+/// The `.toml` files of `dir`, sorted.
+fn tomls(dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    names.sort();
+    names
 }

@@ -86,3 +86,28 @@ fn map_longer_than_a_page_is_refused() {
         "{msg}"
     );
 }
+
+#[test]
+fn run_keyring_names_what_is_wrong() {
+    let base = "[[process]]\nname = \"a\"\nuid = 0\n\n";
+    let (line, col, msg) = err(&format!(
+        "{base}[[run_keyring]]\nname = \"c\"\nallocation = 1\nprocesses = [\"bob\"]\n"
+    ));
+    assert_eq!((line, col), (8, 13));
+    assert_eq!(msg, "no process called \"bob\"");
+    let (line, _, msg) = err(&format!(
+        "{base}[[run_keyring]]\nname = \"c\"\nallocation = 1\nprocesses = [\"a\"]\n\n\
+         [[run_keyring]]\nname = \"c\"\nallocation = 2\nprocesses = []\n"
+    ));
+    assert_eq!(line, 11);
+    assert_eq!(msg, "a key called \"c.session\" is already declared");
+    let (line, _, msg) = err(&format!(
+        "{base}[[run_keyring]]\nname = \"c\"\nallocation = 1\nprocesses = [\"a\"]\n\n\
+         [[run_keyring]]\nname = \"d\"\nallocation = 2\nprocesses = [\"a\"]\n"
+    ));
+    assert_eq!(line, 13);
+    assert!(
+        msg.ends_with("the process already has a @s keyring"),
+        "{msg}"
+    );
+}

@@ -16,6 +16,7 @@ mod op_args;
 mod ops;
 mod proposals;
 mod raw;
+mod run_keyring;
 mod world;
 
 pub use compare::{Difference, Side};
@@ -213,6 +214,9 @@ impl Scenario {
             declare_process(&c, &mut w, p)?;
         }
 
+        for r in &raw.run_keyring {
+            run_keyring::declare_run_keyring(&c, &mut w, r)?;
+        }
         for k in &raw.key {
             declare_key(&c, &mut w, k.span(), k.get_ref())?;
         }
