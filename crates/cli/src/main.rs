@@ -85,26 +85,38 @@ fn help(path: &[String]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `credns run …` parsed against run's own arguments alone: building the whole command tree
-/// (every subcommand's arguments) is most of the parser's cost, and `credns run` is the path
-/// whose start-up is measured against the kernel's floor. Everything else, and help, goes
-/// through the whole tree, which declares `run` with the same arguments and text.
+/// `credns run …` and `credns key upcall …` parsed against their own arguments alone:
+/// building the whole command tree (every subcommand's arguments) is most of the parser's
+/// cost, and these are the paths whose start-up is measured (`run` against the kernel's floor,
+/// `key upcall` against plain request-key). Everything else, and help, goes through the whole
+/// tree, which declares both with the same arguments and text.
 fn parse() -> Command {
     use clap::{Args, FromArgMatches};
-    if std::env::args_os().nth(1).is_none_or(|a| a != "run") {
-        return Cli::parse().command;
+    let arg = |i: usize| std::env::args_os().nth(i);
+    if arg(1).is_some_and(|a| a == "run") {
+        let cmd = run_cmd::RunArgs::augment_args(
+            clap::Command::new("run")
+                .bin_name("credns run")
+                .version(env!("CARGO_PKG_VERSION"))
+                .about(run_cmd::ABOUT),
+        );
+        let matches = cmd.get_matches_from(std::env::args_os().skip(1));
+        return match run_cmd::RunArgs::from_arg_matches(&matches) {
+            Ok(a) => Command::Run(a),
+            Err(e) => e.exit(),
+        };
     }
-    let cmd = run_cmd::RunArgs::augment_args(
-        clap::Command::new("run")
-            .bin_name("credns run")
-            .version(env!("CARGO_PKG_VERSION"))
-            .about(run_cmd::ABOUT),
-    );
-    let matches = cmd.get_matches_from(std::env::args_os().skip(1));
-    match run_cmd::RunArgs::from_arg_matches(&matches) {
-        Ok(a) => Command::Run(a),
-        Err(e) => e.exit(),
+    if arg(1).is_some_and(|a| a == "key") && arg(2).is_some_and(|a| a == "upcall") {
+        let cmd = key_upcall::UpcallArgs::augment_args(
+            clap::Command::new("upcall").bin_name("credns key upcall"),
+        );
+        let matches = cmd.get_matches_from(std::env::args_os().skip(2));
+        return match key_upcall::UpcallArgs::from_arg_matches(&matches) {
+            Ok(a) => Command::Key(key_cmd::KeyCommand::Upcall(a)),
+            Err(e) => e.exit(),
+        };
     }
+    Cli::parse().command
 }
 
 fn main() -> ExitCode {
