@@ -171,7 +171,8 @@ fn add_task(world: &mut World, p: &ProcessSnapshot, ns: NsRef) -> Result<TaskRef
 /// What the model is told of a path that the snapshot does not show.
 pub const ASSUMED_FS: &[&str] = &[
     "every filesystem on the path was mounted in the initial user namespace (s_user_ns)",
-    "no immutable or append-only flag, no security module, no file capabilities on the path",
+    "no append-only flag, no security module, no file capabilities on the path (immutable \
+     flags are read)",
 ];
 
 /// Add the filesystems, mounts and inodes of `path` to `built`'s world.
@@ -186,6 +187,7 @@ pub fn add_path(built: &mut Built, path: &crate::path::PathSnapshot) -> Result<(
                 .add_inode(&c.path, c.dir, Kuid(c.uid), Kgid(c.gid), c.mode)
                 .map_err(model)?;
             set_acl(w, ino, c)?;
+            set_flags(w, ino, c);
             continue;
         }
         // A mount root: its filesystem and its mount.
@@ -217,6 +219,7 @@ pub fn add_path(built: &mut Built, path: &crate::path::PathSnapshot) -> Result<(
         w.add_mount(&c.path, sb, opts).map_err(model)?;
         let root = w.sb(sb).root;
         set_acl(w, root, c)?;
+        set_flags(w, root, c);
     }
     Ok(())
 }
@@ -236,6 +239,11 @@ fn idmap_ns(w: &mut World, name: &str, m: &credns_sys::fsinfo::MountIdmap) -> Re
     w.set_uid_map(ns, &text(&m.uid)).map_err(model)?;
     w.set_gid_map(ns, &text(&m.gid)).map_err(model)?;
     Ok(ns)
+}
+
+/// The inode flags the model decides by.
+fn set_flags(w: &mut World, ino: InodeRef, c: &crate::path::Component) {
+    w.inode_mut(ino).immutable = c.immutable;
 }
 
 fn set_acl(w: &mut World, ino: InodeRef, c: &crate::path::Component) -> Result<(), Error> {

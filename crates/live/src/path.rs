@@ -30,6 +30,12 @@ pub struct Component {
     pub acl: Option<Vec<(u16, Option<u32>, u16)>>,
     /// The mount it is on (unique mount id).
     pub mount: u64,
+    /// `chattr +i`.
+    pub immutable: bool,
+    /// `chattr +a`.
+    pub append: bool,
+    /// It has file capabilities (`security.capability`).
+    pub file_caps: bool,
 }
 
 /// The path's components and mounts.
@@ -126,6 +132,8 @@ impl PathSnapshot {
                 "mode"
             } else if a.acl != b.acl {
                 "ACL"
+            } else if (a.immutable, a.append, a.file_caps) != (b.immutable, b.append, b.file_caps) {
+                "flags or file capabilities"
             } else {
                 "mount"
             };
@@ -167,12 +175,14 @@ fn component(
             "a symbolic link: explain follows none; give the path it leads to".into(),
         ));
     }
-    let mount = fsinfo::mount_id(real)?;
+    let facts = fsinfo::inode_facts(real)?;
+    let mount = facts.mount_id;
+    let file_caps = md.is_file() && fsinfo::file_caps(real)?.is_some();
     if let std::collections::btree_map::Entry::Vacant(e) = mounts.entry(mount) {
         e.insert(fsinfo::statmount(mount, ns)?);
     }
-    let facts = &mounts[&mount];
-    let (uid, gid) = match &facts.idmap {
+    let idmap = &mounts[&mount].idmap;
+    let (uid, gid) = match idmap {
         None => (md.uid(), md.gid()),
         Some(m) => (
             unmap(&m.uid, md.uid()).ok_or_else(|| unmapped(shown, "owner", md.uid()))?,
@@ -184,7 +194,7 @@ fn component(
         Some(raw) => {
             let entries =
                 acl_entries(&raw).map_err(|m| Error::Path(shown.into(), format!("ACL: {m}")))?;
-            Some(match &facts.idmap {
+            Some(match idmap {
                 None => entries,
                 Some(m) => entries
                     .into_iter()
@@ -210,6 +220,9 @@ fn component(
         mode: md.mode() & 0o7777,
         acl,
         mount,
+        immutable: facts.immutable,
+        append: facts.append,
+        file_caps,
     }))
 }
 

@@ -341,6 +341,13 @@ fn filesystems(w: &World, p: &PathSnapshot, s: &mut String) -> Result<(), Error>
                     c.path
                 );
             }
+            if c.immutable {
+                let _ = writeln!(
+                    s,
+                    "# {}: its immutable flag is not saved (a filesystem root's cannot be declared)\n",
+                    c.path
+                );
+            }
             continue;
         }
         let _ = writeln!(
@@ -352,6 +359,9 @@ fn filesystems(w: &World, p: &PathSnapshot, s: &mut String) -> Result<(), Error>
             c.mode,
             c.dir
         );
+        if c.immutable {
+            let _ = writeln!(s, "immutable = true");
+        }
         if let Some(acl) = &c.acl {
             let entries: Vec<String> = acl
                 .iter()

@@ -230,3 +230,84 @@ fn a_path_that_changes_under_the_snapshot_is_a_clear_error() {
         format!("{path}: changed while credns read it ({path} appeared or went); ask again")
     );
 }
+
+/// `chattr +i` on a file of the test's own, cleared when dropped (also when an assertion fails),
+/// so the directory can go.
+struct Immutable(std::path::PathBuf);
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn an_immutable_file_is_read_as_immutable() {
+    if !credns_sys::is_root() {
+        if std::env::var_os("CREDNS_REQUIRE_ALL").is_some() {
+            panic!("an_immutable_file_is_read_as_immutable needs root");
+        }
+        eprintln!("skipped: needs root (chattr +i needs CAP_LINUX_IMMUTABLE)");
+        return;
+    }
+    use credns_live::explain::{explain_path, PathQuestion};
+    // A tmpfs of the test's own: chattr works there whatever /tmp is.
+    let dir = tempfile::tempdir().unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "credns-test", dir.path().to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _mounted = Unmount(dir.path().to_path_buf());
+    let file = dir.path().join("x");
+    std::fs::write(&file, "x").unwrap();
+    let st = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(st.success(), "chattr +i");
+    let _flag = Immutable(file.clone());
+    let path = file.to_str().unwrap();
+    let me = std::process::id();
+    let e = explain_path(
+        &ProcFs::new(),
+        me,
+        path,
+        PathQuestion::Open {
+            read: false,
+            write: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        e.model.result.errno().map(|e| e.name()),
+        Some("EPERM"),
+        "{}",
+        e.model
+    );
+    assert_eq!(e.agree, Some(true), "{:?}", e.kernel);
+    assert!(e.scenario.as_ref().unwrap().contains("immutable = true"));
+    // Reading is not refused.
+    let e = explain_path(
+        &ProcFs::new(),
+        me,
+        path,
+        PathQuestion::Open {
+            read: true,
+            write: false,
+        },
+    )
+    .unwrap();
+    assert!(e.model.result.is_allowed(), "{}", e.model);
+    assert_eq!(e.agree, Some(true));
+}

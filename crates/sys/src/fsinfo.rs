@@ -1,7 +1,8 @@
 //! What the filesystem says about a path, for a snapshot of it: the mount it is on
-//! (`statx(2)`'s unique mount id), an idmapped mount's maps (`statmount(2)`,
-//! `STATMOUNT_MNT_UIDMAP`/`GIDMAP`, Linux 6.15+), and the raw POSIX access ACL
-//! (`getxattr(2)` of `system.posix_acl_access`).
+//! (`statx(2)`'s unique mount id) and the inode's immutable and append-only flags (its
+//! attributes), an idmapped mount's maps (`statmount(2)`, `STATMOUNT_MNT_UIDMAP`/`GIDMAP`,
+//! Linux 6.15+), the raw POSIX access ACL (`getxattr(2)` of `system.posix_acl_access`) and the
+//! raw file capabilities (`security.capability`).
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -15,9 +16,21 @@ use crate::{Errno, Error};
 /// `STATX_MNT_ID_UNIQUE` (Linux 6.8): the 64-bit mount id `statmount(2)` takes.
 const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
 
-/// The unique mount id of the mount `path` (not following a final symlink) is on.
-#[doc(alias = "STATX_MNT_ID_UNIQUE")]
-pub fn mount_id(path: &Path) -> Result<u64, Error> {
+/// What `statx(2)` says of an inode beyond `stat(2)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InodeFacts {
+    /// The unique id of the mount it is on.
+    pub mount_id: u64,
+    /// `STATX_ATTR_IMMUTABLE` (`chattr +i`).
+    pub immutable: bool,
+    /// `STATX_ATTR_APPEND` (`chattr +a`).
+    pub append: bool,
+}
+
+/// The mount `path` (not following a final symlink) is on, and its immutable and append-only
+/// flags (`stx_attributes`; a filesystem without them reports neither).
+#[doc(alias = "statx")]
+pub fn inode_facts(path: &Path) -> Result<InodeFacts, Error> {
     let st = statx(
         CWD,
         path,
@@ -36,7 +49,19 @@ pub fn mount_id(path: &Path) -> Result<u64, Error> {
             errno: Errno::NOSYS,
         });
     }
-    Ok(st.stx_mnt_id)
+    let known = st.stx_attributes & st.stx_attributes_mask;
+    let attr = |bit: u32| known.bits() & u64::from(bit) != 0;
+    Ok(InodeFacts {
+        mount_id: st.stx_mnt_id,
+        immutable: attr(uapi::STATX_ATTR_IMMUTABLE),
+        append: attr(uapi::STATX_ATTR_APPEND),
+    })
+}
+
+/// The unique mount id of the mount `path` (not following a final symlink) is on.
+#[doc(alias = "STATX_MNT_ID_UNIQUE")]
+pub fn mount_id(path: &Path) -> Result<u64, Error> {
+    inode_facts(path).map(|f| f.mount_id)
 }
 
 /// An idmapped mount's maps, each extent as `statmount(2)` reports it: `(first, lower,
@@ -212,17 +237,28 @@ fn extents(strs: &[u8], at: usize, num: usize) -> Result<Vec<(u32, u32, u32)>, E
 /// The raw `system.posix_acl_access` value of `path` (not following a final symlink), or
 /// `None` if it has none (ENODATA) or the filesystem has no ACLs (EOPNOTSUPP).
 pub fn posix_acl_access(path: &Path) -> Result<Option<Vec<u8>>, Error> {
+    xattr(path, "system.posix_acl_access")
+}
+
+/// The raw `security.capability` value of `path` (its file capabilities, any revision), or
+/// `None` if it has none.
+pub fn file_caps(path: &Path) -> Result<Option<Vec<u8>>, Error> {
+    xattr(path, "security.capability")
+}
+
+/// `lgetxattr(2)`: `None` for ENODATA and EOPNOTSUPP.
+fn xattr(path: &Path, name: &'static str) -> Result<Option<Vec<u8>>, Error> {
     let c = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| Error::Invalid(format!("{}: a NUL in the path", path.display())))?;
     let mut buf = vec![0u8; 65536];
-    match rustix::fs::lgetxattr(c.as_c_str(), "system.posix_acl_access", &mut buf) {
+    match rustix::fs::lgetxattr(c.as_c_str(), name, &mut buf) {
         Ok(n) => {
             buf.truncate(n);
             Ok(Some(buf))
         }
         Err(Errno::NODATA) | Err(Errno::NOTSUP) => Ok(None),
         Err(errno) => Err(Error::Path {
-            op: "getxattr system.posix_acl_access",
+            op: "getxattr",
             path: path.to_owned(),
             errno,
         }),
