@@ -191,7 +191,7 @@ fn ops(
                 let _ = writeln!(t, "op = \"unlink\"\npath = \"{}\"", via(rng, &p));
             }
             3 => {
-                let p = entry(rng);
+                let p = if rng.chance(3, 4) { dir(rng) } else { file(rng) };
                 let _ = writeln!(t, "op = \"rmdir\"\npath = \"{}\"", via(rng, &p));
             }
             4..=6 => {
