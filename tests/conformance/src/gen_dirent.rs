@@ -76,6 +76,20 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
             }
         };
         let _ = writeln!(t, "uid = {uid}\ngid = {uid}");
+        // Sometimes another fsuid: the sticky bit and ownership go by it.
+        let kuid = match ns {
+            Some((_, first, count)) if rng.chance(1, 6) => {
+                let f = rng.below(*count as u64) as u32;
+                let _ = writeln!(t, "fsuid = {f}");
+                first + f
+            }
+            None if rng.chance(1, 6) => {
+                let f = rng.pick(&[0, 1000, 1001, 1002]);
+                let _ = writeln!(t, "fsuid = {f}");
+                f
+            }
+            _ => kuid,
+        };
         let caps = rng.pick(&[
             "",
             "",
@@ -145,6 +159,10 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
             }
         }
     }
+    if files.is_empty() {
+        file(&mut t, &mut rng, "/d/s0/only", false, "0644");
+        files.push("/d/s0/only".into());
+    }
     ops(&mut t, &mut rng, &procs, &dirs, &files, idmapped);
     t
 }
@@ -159,7 +177,6 @@ fn ops(
     files: &[String],
     idmapped: bool,
 ) {
-    let mut fresh = 0;
     let via = |rng: &mut Rng, p: &str| -> String {
         match p.strip_prefix("/t/") {
             Some(rest) if idmapped && rng.chance(1, 3) => format!("/m/{rest}"),
@@ -167,7 +184,7 @@ fn ops(
         }
     };
     let mut links: Vec<String> = Vec::new();
-    for _ in 0..5 + rng.below(8) {
+    for fresh in 1..=5 + rng.below(8) {
         let by = &procs[rng.below(procs.len() as u64) as usize].name;
         let file = |rng: &mut Rng| files[rng.below(files.len() as u64) as usize].clone();
         let dir = |rng: &mut Rng| dirs[rng.below(dirs.len() as u64) as usize].clone();
@@ -178,7 +195,6 @@ fn ops(
                 file(rng)
             }
         };
-        fresh += 1;
         let new_name = |rng: &mut Rng| format!("{}/n{fresh}", dir(rng));
         let _ = writeln!(t, "\n[[op]]\nby = \"{by}\"");
         match rng.below(12) {
@@ -191,7 +207,11 @@ fn ops(
                 let _ = writeln!(t, "op = \"unlink\"\npath = \"{}\"", via(rng, &p));
             }
             3 => {
-                let p = if rng.chance(3, 4) { dir(rng) } else { file(rng) };
+                let p = if rng.chance(3, 4) {
+                    dir(rng)
+                } else {
+                    file(rng)
+                };
                 let _ = writeln!(t, "op = \"rmdir\"\npath = \"{}\"", via(rng, &p));
             }
             4..=6 => {
