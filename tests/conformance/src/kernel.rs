@@ -10,7 +10,8 @@
 //!
 //! What a scenario must not use to be realised here (it is then skipped with the reason):
 //! idmapped mounts, mount options, filesystems owned by other namespaces, read-only
-//! filesystems, immutable files, non-default sysctls, processes that are chrooted,
+//! filesystems, immutable files, non-default sysctls (the fs.protected_* ones its operations
+//! read must be this machine's: kernel_dirent.rs), processes that are chrooted,
 //! multithreaded, share an fs_struct or are in another session, and mounts
 //! other than at `/` or `/NAME`. Model processes in the initial namespace get the test
 //! process's bounding set (the kernel does not let a process raise it), applied to the model's
