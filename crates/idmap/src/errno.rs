@@ -23,11 +23,14 @@ pub enum Errno {
     EOPNOTSUPP = 95,
     EDQUOT = 122,
     ENOKEY = 126,
+    EBUSY = 16,
+    EXDEV = 18,
+    ENOTEMPTY = 39,
 }
 
 impl Errno {
     /// Every errno known here, in the order `parse` tries them.
-    pub const ALL: [Errno; 16] = [
+    pub const ALL: [Errno; 19] = [
         Errno::EPERM,
         Errno::ENOENT,
         Errno::ESRCH,
@@ -44,6 +47,9 @@ impl Errno {
         Errno::EOPNOTSUPP,
         Errno::EDQUOT,
         Errno::ENOKEY,
+        Errno::EBUSY,
+        Errno::EXDEV,
+        Errno::ENOTEMPTY,
     ];
 
     /// The errno's number.
@@ -75,6 +81,9 @@ impl Errno {
             Errno::EOPNOTSUPP => "EOPNOTSUPP",
             Errno::EDQUOT => "EDQUOT",
             Errno::ENOKEY => "ENOKEY",
+            Errno::EBUSY => "EBUSY",
+            Errno::EXDEV => "EXDEV",
+            Errno::ENOTEMPTY => "ENOTEMPTY",
         }
     }
 

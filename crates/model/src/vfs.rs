@@ -142,6 +142,9 @@ pub(crate) enum WalkEnd {
     BadPath,
     /// Nothing is mounted at `/` (ENOENT).
     NoRoot,
+    /// A component before the last is a symbolic link, which the walk would follow (the
+    /// model does not follow symlinks: Unknown).
+    Symlink,
 }
 
 /// The result of walking a path.
@@ -726,6 +729,9 @@ impl World {
                 .map_or(bytes.len(), |p| start + p);
             let last = end == bytes.len();
             if !self.inode(cur).is_dir() {
+                if self.inode(cur).is_symlink() {
+                    return Ok(WalkEnd::Symlink);
+                }
                 return Ok(WalkEnd::NotDir);
             }
             let mounted = self.mount_at(&path[..end]);
@@ -829,6 +835,12 @@ impl World {
                 let dir = dir_of(path, next);
                 tr!(t.fail(f, format!("\"{dir}\" is not a directory"), vec![]));
                 Err(Errno::ENOTDIR.into())
+            }
+            WalkEnd::Symlink => {
+                let here = &path[..next - 1];
+                let why = format!("\"{here}\" is a symbolic link: the model does not follow symlinks (its target and fs.protected_symlinks would decide)");
+                tr!(t.step(f, why.clone(), vec![], crate::outcome::StepVerdict::Unknown));
+                Err(Stop::unknown(why))
             }
             WalkEnd::NoEnt | WalkEnd::BadPath | WalkEnd::NoRoot => {
                 let here = &path[..next - 1];

@@ -184,6 +184,8 @@ pub const S_IFMT: u32 = 0o170000;
 pub const S_IFDIR: u32 = 0o040000;
 /// Regular file.
 pub const S_IFREG: u32 = 0o100000;
+/// Symbolic link.
+pub const S_IFLNK: u32 = 0o120000;
 /// Set-user-id.
 pub const S_ISUID: u32 = 0o4000;
 /// Set-group-id.
@@ -283,6 +285,10 @@ impl Inode {
     /// Whether it is a regular file.
     pub fn is_reg(&self) -> bool {
         self.mode & S_IFMT == S_IFREG
+    }
+    /// Whether it is a symbolic link.
+    pub fn is_symlink(&self) -> bool {
+        self.mode & S_IFMT == S_IFLNK
     }
 }
 
@@ -396,6 +402,8 @@ pub struct World {
     pub(crate) semantics: crate::semantics::Semantics,
     /// What the proposals' rules read.
     pub(crate) decl: crate::semantics::Declarations,
+    /// `fs.protected_hardlinks`, `_symlinks`, `_regular`, `_fifos`.
+    pub protected: crate::ops::Protected,
 }
 
 impl Default for World {
@@ -510,6 +518,7 @@ impl World {
             suid_dumpable: 0,
             semantics: Default::default(),
             decl: Default::default(),
+            protected: Default::default(),
         }
     }
 

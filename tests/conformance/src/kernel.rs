@@ -10,7 +10,8 @@
 //!
 //! What a scenario must not use to be realised here (it is then skipped with the reason):
 //! idmapped mounts, mount options, filesystems owned by other namespaces, read-only
-//! filesystems, immutable files, non-default sysctls, processes that are chrooted,
+//! filesystems, immutable files, non-default sysctls (the fs.protected_* ones its operations
+//! read must be this machine's: kernel_dirent.rs), processes that are chrooted,
 //! multithreaded, share an fs_struct or are in another session, and mounts
 //! other than at `/` or `/NAME`. Model processes in the initial namespace get the test
 //! process's bounding set (the kernel does not let a process raise it), applied to the model's
@@ -32,6 +33,10 @@ use credns_sys::{
 /// Every capability up to CAP_LAST_CAP 40.
 pub const ALL_CAPS: u64 = (1 << 41) - 1;
 const CAP_SETFCAP: u64 = 1 << 31;
+
+#[path = "kernel_dirent.rs"]
+mod dirent;
+pub use dirent::host_protected;
 
 fn run_cmd(cmd: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new(cmd)
@@ -68,6 +73,8 @@ pub struct Fixture {
     pub umask: u32,
     /// A small binary that prints a file: `cat`.
     pub cat: Vec<u8>,
+    /// This machine's fs.protected_* sysctls (generated scenarios declare them).
+    pub protected: credns_model::Protected,
 }
 
 impl Fixture {
@@ -102,6 +109,7 @@ impl Fixture {
             cat: std::fs::read("/usr/bin/cat")
                 .or_else(|_| std::fs::read("/bin/cat"))
                 .map_err(|e| format!("reading cat: {e}"))?,
+            protected: host_protected()?,
         };
         run_cmd("setfacl", &["--version"])?;
         for d in [&f.tmpfs, &f.ext4] {
@@ -204,6 +212,7 @@ const ERRNO_NAMES: &[(i32, &str)] = &[
     (30, "EROFS"),
     (32, "EPIPE"),
     (34, "ERANGE"),
+    (39, "ENOTEMPTY"),
     (38, "ENOSYS"),
     (75, "EOVERFLOW"),
     (87, "EUSERS"),
@@ -280,8 +289,11 @@ pub fn adapt_world(world: &mut World, fx: &Fixture) {
     }
 }
 
-fn check_realisable(s: &Scenario, raw: &toml::Table) -> Result<(), Unrealisable> {
+fn check_realisable(s: &Scenario, raw: &toml::Table, fx: &Fixture) -> Result<(), Unrealisable> {
     let w = &s.world;
+    if let Some(why) = dirent::sysctls_differ(s, &fx.protected) {
+        return Err(why);
+    }
     if w.overflowuid != 65534 || w.overflowgid != 65534 {
         return Err("overflowuid/overflowgid settings".into());
     }
@@ -335,7 +347,7 @@ impl<'f> Realised<'f> {
         raw: &toml::Table,
         tag: &str,
     ) -> Result<Result<Realised<'f>, Unrealisable>, String> {
-        if let Err(why) = check_realisable(s, raw) {
+        if let Err(why) = check_realisable(s, raw, fx) {
             return Ok(Err(why));
         }
         let w = &s.world;
@@ -743,6 +755,9 @@ impl<'f> Realised<'f> {
             }
         }
         let h = &self.live.procs[&by.index()];
+        if let Some(r) = self.perform_dirent(world, h, op) {
+            return r;
+        }
         let e = |x: credns_sys::Error| x.to_string();
         let path_of = |p: &str| {
             self.real_path(p)
@@ -988,6 +1003,12 @@ impl<'f> Realised<'f> {
                     "key operations are compared by the keys suite (tests/keys.rs)".into(),
                 ))
             }
+            Op::Unlink { .. }
+            | Op::Rmdir { .. }
+            | Op::Rename { .. }
+            | Op::Link { .. }
+            | Op::Symlink { .. }
+            | Op::OpenCreat { .. } => unreachable!("performed by perform_dirent"),
         };
         Ok(match res {
             Ok(v) => KernelAnswer::Done(v),

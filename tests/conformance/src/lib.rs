@@ -9,6 +9,7 @@
 
 pub mod diff;
 pub mod gen;
+pub mod gen_dirent;
 pub mod kernel;
 pub mod keys_gen;
 pub mod observe;

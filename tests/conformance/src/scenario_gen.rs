@@ -184,6 +184,9 @@ fn perm(rng: &mut Rng) -> String {
 
 /// Scenario number `index` of `seed`, as TOML.
 pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
+    if index % 5 == 4 {
+        return crate::gen_dirent::generate(seed, index, fx);
+    }
     let mut rng = Rng::derive(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15), "model");
     let mut t = String::new();
     let _ = writeln!(t, "# generated: seed {seed:#x}, scenario {index}");

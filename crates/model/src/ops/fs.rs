@@ -32,6 +32,7 @@ impl World {
         path: &str,
     ) -> Result<(MountRef, InodeRef), Stop> {
         match w.target {
+            Some((_, ino)) if self.inode(ino).is_symlink() => Err(self.follow_unknown(t, path)),
             Some(x) => Ok(x),
             None => {
                 tr!(t.fail("lookup", format!("\"{path}\" does not exist"), vec![]));

@@ -2,6 +2,7 @@
 //! This module dispatches an [`Op`] to the file that models its syscall.
 
 mod creds;
+mod dirent;
 mod exec;
 mod fs;
 mod ids;
@@ -10,6 +11,7 @@ mod op;
 mod setattr;
 mod signals;
 
+pub use dirent::{Protected, RENAME_EXCHANGE, RENAME_NOREPLACE};
 pub use op::{MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
 
 use crate::outcome::{Outcome, Output, Tracer, Values, Verdict};
@@ -176,6 +178,17 @@ impl World {
                     Err(Errno::EPERM.into())
                 }
             }
+            Op::Unlink { path } => self.op_unlink(t, task, path),
+            Op::Rmdir { path } => self.op_rmdir(t, task, path),
+            Op::Rename { from, to, flags } => self.op_rename(t, task, from, to, *flags),
+            Op::Link { from, to } => self.op_link(t, task, from, to),
+            Op::Symlink { target, path } => self.op_symlink(t, task, target, path),
+            Op::OpenCreat {
+                path,
+                read,
+                write,
+                mode,
+            } => self.op_open_creat(t, task, path, *read, *write, *mode),
         }
     }
 }

@@ -276,6 +276,50 @@ pub enum Op {
         /// Create the keyring if missing.
         create: bool,
     },
+    /// `unlink(path)`.
+    Unlink {
+        /// Absolute path.
+        path: String,
+    },
+    /// `rmdir(path)`.
+    Rmdir {
+        /// Absolute path.
+        path: String,
+    },
+    /// `renameat2(from, to, flags)`; flags `RENAME_NOREPLACE` 1, `RENAME_EXCHANGE` 2.
+    Rename {
+        /// The old path.
+        from: String,
+        /// The new path.
+        to: String,
+        /// The flags.
+        flags: u32,
+    },
+    /// `link(from, to)` (no `AT_SYMLINK_FOLLOW`).
+    Link {
+        /// The existing path.
+        from: String,
+        /// The new name.
+        to: String,
+    },
+    /// `symlink(target, path)`: yields the new link's `disk_uid` and `disk_gid`.
+    Symlink {
+        /// What the link points to (not resolved).
+        target: String,
+        /// The new link.
+        path: String,
+    },
+    /// `open(path, O_CREAT | access, mode)` without `O_EXCL` (creates or opens).
+    OpenCreat {
+        /// Absolute path.
+        path: String,
+        /// Open for reading.
+        read: bool,
+        /// Open for writing.
+        write: bool,
+        /// The mode argument (before umask), used when the file is created.
+        mode: u32,
+    },
 }
 
 impl Op {
@@ -290,6 +334,12 @@ impl Op {
                 | Op::Chmod { .. }
                 | Op::Chown { .. }
                 | Op::Exec { .. }
+                | Op::Unlink { .. }
+                | Op::Rmdir { .. }
+                | Op::Rename { .. }
+                | Op::Link { .. }
+                | Op::Symlink { .. }
+                | Op::OpenCreat { .. }
         )
     }
 }
@@ -403,6 +453,35 @@ impl std::fmt::Display for Op {
                     .as_ref()
                     .map(|c| format!(" callout {c:?}"))
                     .unwrap_or_default()
+            ),
+            Op::Unlink { path } => write!(f, "unlink {path}"),
+            Op::Rmdir { path } => write!(f, "rmdir {path}"),
+            Op::Rename { from, to, flags } => write!(
+                f,
+                "rename {from} {to}{}",
+                match *flags {
+                    0 => "",
+                    1 => " RENAME_NOREPLACE",
+                    2 => " RENAME_EXCHANGE",
+                    _ => " (invalid flags)",
+                }
+            ),
+            Op::Link { from, to } => write!(f, "link {from} {to}"),
+            Op::Symlink { target, path } => write!(f, "symlink {target:?} at {path}"),
+            Op::OpenCreat {
+                path,
+                read,
+                write,
+                mode,
+            } => write!(
+                f,
+                "open {path} O_CREAT {:04o} ({})",
+                mode,
+                match (read, write) {
+                    (_, false) => "r",
+                    (false, true) => "w",
+                    (true, true) => "rw",
+                }
             ),
         }
     }

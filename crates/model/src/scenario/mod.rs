@@ -12,6 +12,7 @@ use crate::Error;
 use credns_idmap::Errno;
 
 mod compare;
+mod dirent;
 mod op_args;
 mod ops;
 mod proposals;
@@ -175,6 +176,7 @@ impl Scenario {
             if let Some(v) = s.suid_dumpable {
                 w.suid_dumpable = v;
             }
+            w.protected = dirent::protected(&c, s)?;
         }
 
         for ns in &raw.namespace {

@@ -244,6 +244,41 @@ pub(super) struct KeyGetIdArgs {
     pub(super) create: Option<bool>,
 }
 
+/// `rename`: `flags` is "noreplace" or "exchange" (default none).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RenameArgs {
+    pub(super) from: Spanned<String>,
+    pub(super) to: Spanned<String>,
+    pub(super) flags: Option<Spanned<String>>,
+}
+
+/// `link`: a hard link `to` naming the inode at `from`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LinkArgs {
+    pub(super) from: Spanned<String>,
+    pub(super) to: Spanned<String>,
+}
+
+/// `symlink`: a link at `path` pointing to `target` (any text).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SymlinkArgs {
+    pub(super) target: Spanned<String>,
+    pub(super) path: Spanned<String>,
+}
+
+/// `open_creat`: `open(O_CREAT)` without `O_EXCL`; `access` as for `open`, `mode` octal
+/// (default 0666).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OpenCreatArgs {
+    pub(super) path: Spanned<String>,
+    pub(super) access: Option<Spanned<String>>,
+    pub(super) mode: Option<Spanned<RawNum>>,
+}
+
 /// Declares [`OpSpec`], the operations by their scenario names, and the fields each takes
 /// (from its struct, in the order reports show them).
 macro_rules! op_specs {
@@ -305,6 +340,12 @@ op_specs! {
     KeyctlChown(KeyChownArgs),
     KeyctlGetKeyringId(KeyGetIdArgs),
     RequestKey(RequestKeyArgs),
+    Unlink(PathArgs),
+    Rmdir(PathArgs),
+    Rename(RenameArgs),
+    Link(LinkArgs),
+    Symlink(SymlinkArgs),
+    OpenCreat(OpenCreatArgs),
 }
 
 /// The field names a derived `Deserialize` struct declares, read by asking it to deserialize

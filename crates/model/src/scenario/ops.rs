@@ -255,6 +255,9 @@ impl OpCx<'_, '_> {
             | KeyctlChown(_)
             | KeyctlGetKeyringId(_)
             | RequestKey(_) => self.key_op(spec)?,
+            Unlink(_) | Rmdir(_) | Rename(_) | Link(_) | Symlink(_) | OpenCreat(_) => {
+                super::dirent::dirent_op(self.c, spec)?
+            }
         };
         Ok((op, None))
     }

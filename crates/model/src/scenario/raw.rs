@@ -89,6 +89,10 @@ pub(super) struct RawSettings {
     pub(super) overflowuid: Option<u32>,
     pub(super) overflowgid: Option<u32>,
     pub(super) suid_dumpable: Option<u32>,
+    pub(super) protected_hardlinks: Option<Spanned<i64>>,
+    pub(super) protected_symlinks: Option<Spanned<i64>>,
+    pub(super) protected_regular: Option<Spanned<i64>>,
+    pub(super) protected_fifos: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Clone)]

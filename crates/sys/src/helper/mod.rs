@@ -18,6 +18,7 @@
 //! | `child_calls` | child | `OP_CALL`: one system call made as the helper |
 //! | `child_creds` | child | setting credentials: ids, groups, capability sets, securebits |
 //! | `child_tables` | child | the fd table and the list of nested helpers |
+//! | `parent_dirent`, `child_dirent` | both | directory-entry calls: unlink, rmdir, rename, link, symlink |
 //!
 //! The child side runs in a fork of a possibly multithreaded process, so it only makes raw
 //! system calls on buffers allocated before the fork: no allocation, no locks, no stdio. It
@@ -28,12 +29,14 @@
 mod api;
 mod child_calls;
 mod child_creds;
+mod child_dirent;
 mod child_main;
 mod child_serve;
 mod child_sys;
 mod child_tables;
 mod parent;
 mod parent_creds;
+mod parent_dirent;
 mod parent_requests;
 mod protocol;
 

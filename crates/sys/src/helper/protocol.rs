@@ -76,6 +76,13 @@ pub(crate) const CALL_FULL_CREDS: u32 = 18;
 pub(crate) const CALL_PTRACE: u32 = 19;
 pub(crate) const CALL_FSIDS: u32 = 20;
 pub(crate) const CALL_VM_READ: u32 = 21;
+/// Directory-entry calls (numbered apart from the others): `unlinkat`, `unlinkat(AT_REMOVEDIR)`,
+/// `renameat2` (flags in `arg0`), `linkat`, `symlinkat`; payload one or two NUL-terminated paths.
+pub(crate) const CALL_UNLINK: u32 = 40;
+pub(crate) const CALL_RMDIR: u32 = 41;
+pub(crate) const CALL_RENAME: u32 = 42;
+pub(crate) const CALL_LINK: u32 = 43;
+pub(crate) const CALL_SYMLINK: u32 = 44;
 
 /// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
 /// fsgid securebits flags umask ngroups.
