@@ -389,6 +389,7 @@ pub fn explain_path_observed(
     let snap = crate::path::PathSnapshot::take(procfs, actor, path)?;
     let mut built = build(&[&a])?;
     crate::model_world::add_path(&mut built, &snap)?;
+    let sysctls = crate::model_world::read_sysctls(&mut built, procfs);
     let ta = built.tasks[0];
     let model = built.world.clone().op(ta, &q.op(path));
     between();
@@ -406,6 +407,7 @@ pub fn explain_path_observed(
     let agree = agreement(&model.result, &kernel);
     let mut assumed: Vec<String> = ASSUMED.iter().map(|s| s.to_string()).collect();
     assumed.extend(crate::model_world::ASSUMED_FS.iter().map(|s| s.to_string()));
+    assumed.extend(sysctls);
     let question = format!("may {} {}?", who(&a), q.words(path));
     let saved = SavedOp::Path {
         path: path.to_string(),

@@ -175,6 +175,29 @@ pub const ASSUMED_FS: &[&str] = &[
      flags are read)",
 ];
 
+/// The sysctls the model's path rules read (`fs.protected_*`), as the host has them; what
+/// could not be read keeps the kernel's default and is returned as an assumption.
+pub fn read_sysctls(built: &mut Built, procfs: &credns_sys::ProcFs) -> Vec<String> {
+    let p = &mut built.world.protected;
+    let mut assumed = Vec::new();
+    for (name, slot) in [
+        ("fs/protected_hardlinks", &mut p.hardlinks),
+        ("fs/protected_symlinks", &mut p.symlinks),
+        ("fs/protected_regular", &mut p.regular),
+        ("fs/protected_fifos", &mut p.fifos),
+    ] {
+        match procfs.sysctl(name) {
+            Ok(v) => *slot = v,
+            Err(e) => assumed.push(format!(
+                "{} = {} (unreadable: {e})",
+                name.replace('/', "."),
+                slot
+            )),
+        }
+    }
+    assumed
+}
+
 /// Add the filesystems, mounts and inodes of `path` to `built`'s world.
 pub fn add_path(built: &mut Built, path: &crate::path::PathSnapshot) -> Result<(), Error> {
     let model = |e: credns_model::Error| Error::Model(e.to_string());

@@ -106,6 +106,14 @@ pub fn scenario_text(
         s,
         "# Replay with `credns sim FILE`; the expectation is the kernel's answer.\n"
     );
+    if path.is_some() {
+        let p = &w.protected;
+        let _ = writeln!(
+            s,
+            "[settings]\nprotected_hardlinks = {}\nprotected_symlinks = {}\nprotected_regular = {}\nprotected_fifos = {}\n",
+            p.hardlinks, p.symlinks, p.regular, p.fifos
+        );
+    }
     namespaces(w, &mut s)?;
     if let Some(p) = path {
         filesystems(w, p, &mut s)?;

@@ -188,6 +188,19 @@ impl ProcFs {
         parse_status(&path, &text)
     }
 
+    /// A numeric sysctl under `sys/`, e.g. `fs/protected_hardlinks`.
+    pub fn sysctl(&self, name: &str) -> Result<u32, Error> {
+        let path = self.root.join("sys").join(name);
+        let text = self.read_text(&path)?;
+        text.trim().parse().map_err(|_| {
+            Error::Invalid(format!(
+                "{}: {:?} is not a number",
+                path.display(),
+                text.trim()
+            ))
+        })
+    }
+
     /// Every process (thread-group leader) listed in the procfs, ascending.
     pub fn pids(&self) -> Result<Vec<Pid>, Error> {
         let dir = std::fs::read_dir(&self.root).map_err(|e| Error::Path {
