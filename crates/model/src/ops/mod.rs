@@ -1,6 +1,7 @@
 //! Operations: each mirrors one syscall path and returns an [`Outcome`] with its trace.
 //! This module dispatches an [`Op`] to the file that models its syscall.
 
+mod attrs;
 mod creds;
 mod exec;
 mod fs;
@@ -9,8 +10,15 @@ mod namespaces;
 mod op;
 mod setattr;
 mod signals;
+mod xattr;
 
 pub use op::{MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
+pub use xattr::{XattrAclEntry, XattrValue};
+
+/// `security.capability`.
+pub(crate) fn xattr_caps_name() -> &'static str {
+    xattr::XATTR_NAME_CAPS
+}
 
 use crate::outcome::{Outcome, Output, Tracer, Values, Verdict};
 use crate::vfs::Stop;
@@ -176,6 +184,9 @@ impl World {
                     Err(Errno::EPERM.into())
                 }
             }
+            Op::Truncate { path, length } => self.op_truncate(t, task, path, *length),
+            Op::Utimes { path, explicit } => self.op_utimes(t, task, path, *explicit),
+            Op::Setxattr { path, name, value } => self.op_setxattr(t, task, path, name, value),
         }
     }
 }

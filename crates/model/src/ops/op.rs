@@ -9,6 +9,8 @@ use crate::keys::{KeyId, KeyType};
 use crate::vfs::mask_str;
 use crate::world::{NsRef, TaskRef};
 
+use super::xattr::XattrValue;
+
 /// `SIGCONT`.
 pub const SIGCONT: u32 = 18;
 /// `_NSIG`: the highest valid signal number.
@@ -276,6 +278,29 @@ pub enum Op {
         /// Create the keyring if missing.
         create: bool,
     },
+    /// `truncate(path, length)`: yields the mode after (set-id bits killed).
+    Truncate {
+        /// Absolute path.
+        path: String,
+        /// The new length.
+        length: i64,
+    },
+    /// `utimensat(AT_FDCWD, path, times, 0)`: `explicit` times, or `NULL` (both `UTIME_NOW`).
+    Utimes {
+        /// Absolute path.
+        path: String,
+        /// Explicit times (`ATTR_TIMES_SET`) rather than now (`ATTR_TOUCH`).
+        explicit: bool,
+    },
+    /// `setxattr(path, name, value, size, 0)`.
+    Setxattr {
+        /// Absolute path.
+        path: String,
+        /// The attribute's full name (`user.x`, `security.capability`, …).
+        name: String,
+        /// The value.
+        value: XattrValue,
+    },
 }
 
 impl Op {
@@ -290,6 +315,9 @@ impl Op {
                 | Op::Chmod { .. }
                 | Op::Chown { .. }
                 | Op::Exec { .. }
+                | Op::Truncate { .. }
+                | Op::Utimes { .. }
+                | Op::Setxattr { .. }
         )
     }
 }
@@ -404,6 +432,13 @@ impl std::fmt::Display for Op {
                     .map(|c| format!(" callout {c:?}"))
                     .unwrap_or_default()
             ),
+            Op::Truncate { path, length } => write!(f, "truncate {path} {length}"),
+            Op::Utimes { path, explicit } => write!(
+                f,
+                "utimensat {path} {}",
+                if *explicit { "explicit times" } else { "NULL" }
+            ),
+            Op::Setxattr { path, name, .. } => write!(f, "setxattr {path} {name}"),
         }
     }
 }

@@ -305,6 +305,9 @@ op_specs! {
     KeyctlChown(KeyChownArgs),
     KeyctlGetKeyringId(KeyGetIdArgs),
     RequestKey(RequestKeyArgs),
+    Truncate(super::attr_ops::TruncateArgs),
+    Utimes(super::attr_ops::UtimesArgs),
+    Setxattr(super::attr_ops::SetxattrArgs),
 }
 
 /// The field names a derived `Deserialize` struct declares, read by asking it to deserialize
