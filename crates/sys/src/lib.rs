@@ -18,6 +18,8 @@ pub mod container;
 pub mod event;
 mod exec;
 pub mod fsinfo;
+pub mod fsflags;
+pub mod xattr;
 mod helper;
 pub mod inplace;
 pub mod keys;

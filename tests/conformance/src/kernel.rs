@@ -5,12 +5,12 @@
 //! its children's maps, as a privileged `newuidmap` would), one helper per model process with
 //! the process's complete credentials (real/effective/saved/fs ids, groups, the five capability
 //! sets, securebits, no_new_privs, umask), files and directories on a tmpfs and on an ext4
-//! filesystem on a loop device (owners, modes, POSIX ACLs set with `setfacl`), and every
+//! filesystem on a loop device (owners, modes, POSIX ACLs set with `setfacl`, immutable and append-only flags with `FS_IOC_SETFLAGS`), and every
 //! operation made as a system call by the helper of the process that performs it.
 //!
 //! What a scenario must not use to be realised here (it is then skipped with the reason):
 //! idmapped mounts, mount options, filesystems owned by other namespaces, read-only
-//! filesystems, immutable files, non-default sysctls, processes that are chrooted,
+//! filesystems, non-default sysctls, processes that are chrooted,
 //! multithreaded, share an fs_struct or are in another session, and mounts
 //! other than at `/` or `/NAME`. Model processes in the initial namespace get the test
 //! process's bounding set (the kernel does not let a process raise it), applied to the model's
@@ -252,6 +252,7 @@ impl Drop for Realised<'_> {
             let _ = std::fs::remove_dir(&m);
         }
         for d in self.sb_dirs.values() {
+            credns_sys::fsflags::clear_inode_flags_below(d);
             let _ = std::fs::remove_dir_all(d);
         }
     }
@@ -678,7 +679,7 @@ impl<'f> Realised<'f> {
         for (name, child) in &i.children {
             self.make_tree(w, *child, &dir.join(name))?;
         }
-        Ok(())
+        crate::kernel_attrs::apply_flags(i, dir)
     }
 
     /// The real path of a model path.
@@ -987,6 +988,15 @@ impl<'f> Realised<'f> {
                 return Ok(KernelAnswer::Skipped(
                     "key operations are compared by the keys suite (tests/keys.rs)".into(),
                 ))
+            }
+            Op::Truncate { path, .. } | Op::Utimes { path, .. } | Op::Setxattr { path, .. } => {
+                let disk = self
+                    .disk_path(path)
+                    .ok_or_else(|| format!("no real path for {path}"))?;
+                match crate::kernel_attrs::perform(h, op, &path_of(path)?, &disk) {
+                    Some(r) => r?,
+                    None => unreachable!("an attribute op"),
+                }
             }
         };
         Ok(match res {

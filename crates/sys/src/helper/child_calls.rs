@@ -112,6 +112,9 @@ pub(super) fn call(
         }
         CALL_PTRACE => ptrace_attach_detach(req.arg0 as libc::pid_t).map_err(fail)?,
         CALL_VM_READ => vm_read_check(req.arg0 as libc::pid_t).map_err(fail)?,
+        super::protocol::CALL_TRUNCATE
+        | super::protocol::CALL_UTIMES
+        | super::protocol::CALL_SETXATTR => super::child_attrs::attr_call(req, payload)?,
         _ => return Err(Rep::err(STEP_PROTOCOL, Errno::NOSYS)),
     }
     Ok((rep, len))

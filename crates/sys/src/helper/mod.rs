@@ -18,6 +18,7 @@
 //! | `child_calls` | child | `OP_CALL`: one system call made as the helper |
 //! | `child_creds` | child | setting credentials: ids, groups, capability sets, securebits |
 //! | `child_tables` | child | the fd table and the list of nested helpers |
+//! | `parent_attrs`, `child_attrs` | both | truncate, utimensat, setxattr as the helper |
 //!
 //! The child side runs in a fork of a possibly multithreaded process, so it only makes raw
 //! system calls on buffers allocated before the fork: no allocation, no locks, no stdio. It
@@ -36,6 +37,8 @@ mod parent;
 mod parent_creds;
 mod parent_requests;
 mod protocol;
+mod child_attrs;
+mod parent_attrs;
 
 pub use api::{
     write_fd, Actor, CapSets, FullCreds, HelperIds, Ids, RemoteFd, SetId, UnshareOptions, WriteHow,

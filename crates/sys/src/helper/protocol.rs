@@ -76,6 +76,10 @@ pub(crate) const CALL_FULL_CREDS: u32 = 18;
 pub(crate) const CALL_PTRACE: u32 = 19;
 pub(crate) const CALL_FSIDS: u32 = 20;
 pub(crate) const CALL_VM_READ: u32 = 21;
+/// `truncate(2)`, `utimensat(2)`, `setxattr(2)` (numbered apart from the others).
+pub(crate) const CALL_TRUNCATE: u32 = 60;
+pub(crate) const CALL_UTIMES: u32 = 61;
+pub(crate) const CALL_SETXATTR: u32 = 62;
 
 /// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
 /// fsgid securebits flags umask ngroups.
