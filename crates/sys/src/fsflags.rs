@@ -101,6 +101,9 @@ mod tests {
         assert_eq!(inode_flags(&f).expect("FS_IOC_GETFLAGS"), on);
         assert!(std::fs::remove_file(&f).is_err(), "an immutable file stays");
         clear_inode_flags_below(d.path());
-        assert_eq!(inode_flags(&f).expect("FS_IOC_GETFLAGS"), InodeFlags::default());
+        assert_eq!(
+            inode_flags(&f).expect("FS_IOC_GETFLAGS"),
+            InodeFlags::default()
+        );
     }
 }

@@ -17,9 +17,8 @@
 pub mod container;
 pub mod event;
 mod exec;
-pub mod fsinfo;
 pub mod fsflags;
-pub mod xattr;
+pub mod fsinfo;
 mod helper;
 pub mod inplace;
 pub mod keys;
@@ -35,6 +34,7 @@ pub mod probe;
 mod procfs;
 pub mod sdsocket;
 pub mod signal;
+pub mod xattr;
 
 use std::path::PathBuf;
 

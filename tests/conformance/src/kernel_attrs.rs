@@ -8,8 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use credns_idmap::formats::acl_xattr::{
-    parse_acl_xattr, print_acl_xattr, AclXattrEntry, ACL_GROUP, ACL_GROUP_OBJ, ACL_MASK,
-    ACL_OTHER, ACL_USER, ACL_USER_OBJ,
+    parse_acl_xattr, print_acl_xattr, AclXattrEntry, ACL_GROUP, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER,
+    ACL_USER, ACL_USER_OBJ,
 };
 use credns_model::{AclTag, Inode, Op, XattrValue};
 use credns_sys::fsflags::{set_inode_flags, InodeFlags};

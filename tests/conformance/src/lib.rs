@@ -9,6 +9,7 @@
 
 pub mod diff;
 pub mod gen;
+pub mod gen_attrs;
 pub mod kernel;
 pub mod kernel_attrs;
 pub mod keys_gen;

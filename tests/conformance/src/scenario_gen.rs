@@ -455,6 +455,7 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
         {
             exes.push(path.clone());
         }
+        crate::gen_attrs::file_flags(&mut rng, &mut t);
         if rng.chance(1, 5) {
             let mut e = vec![format!("\"user::{}\"", perm(&mut rng))];
             let mut named = false;
@@ -514,7 +515,7 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
             }
         };
         let _ = writeln!(t, "\n[[op]]\nby = \"{}\"", by.name);
-        match rng.below(26) {
+        match rng.below(30) {
             0..=2 => {
                 let _ = writeln!(
                     t,
@@ -698,6 +699,30 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
                     "op = \"setns\"\nns = \"{}\"",
                     names[rng.below(names.len() as u64) as usize]
                 );
+            }
+            26..=29 => {
+                let raw = if rng.chance(1, 6) || files.is_empty() {
+                    dirs[rng.below(dirs.len() as u64) as usize].clone()
+                } else {
+                    files[rng.below(files.len() as u64) as usize].clone()
+                };
+                let path = via(&mut rng, raw.clone());
+                let ids: Vec<u32> = (0..3)
+                    .map(|_| pick_id(&mut rng, &nss, by.ns, true))
+                    .chain([0, 4242])
+                    .collect();
+                let at = crate::gen_attrs::AttrTarget {
+                    path: &path,
+                    exe: exes.contains(&raw),
+                    ids: &ids,
+                };
+                if let crate::gen_attrs::AttrEffect::DefaultAcl =
+                    crate::gen_attrs::op(&mut rng, &mut t, &at)
+                {
+                    if dirs.len() > 1 {
+                        dirs.retain(|d| *d != raw);
+                    }
+                }
             }
             _ => {
                 let _ = writeln!(t, "op = \"getids\"");

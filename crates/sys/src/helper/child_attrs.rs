@@ -6,7 +6,9 @@ use std::ffi::CStr;
 
 use super::child_calls::path_or_inval;
 use super::child_sys::sys_ret;
-use super::protocol::{Rep, Req, CALL_SETXATTR, CALL_TRUNCATE, CALL_UTIMES, STEP_IO, STEP_PROTOCOL};
+use super::protocol::{
+    Rep, Req, CALL_SETXATTR, CALL_TRUNCATE, CALL_UTIMES, STEP_IO, STEP_PROTOCOL,
+};
 use crate::Errno;
 
 pub(super) fn attr_call(req: &Req, payload: &[u8]) -> Result<(), Rep> {

@@ -27,6 +27,7 @@
 //! goes away.
 
 mod api;
+mod child_attrs;
 mod child_calls;
 mod child_creds;
 mod child_main;
@@ -34,11 +35,10 @@ mod child_serve;
 mod child_sys;
 mod child_tables;
 mod parent;
+mod parent_attrs;
 mod parent_creds;
 mod parent_requests;
 mod protocol;
-mod child_attrs;
-mod parent_attrs;
 
 pub use api::{
     write_fd, Actor, CapSets, FullCreds, HelperIds, Ids, RemoteFd, SetId, UnshareOptions, WriteHow,

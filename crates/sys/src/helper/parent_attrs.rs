@@ -29,14 +29,21 @@ impl UsernsChild {
     ) -> Result<Result<(), Errno>, Error> {
         let mut p = path_payload(path)?;
         if name.as_bytes().contains(&0) {
-            return Err(Error::Invalid(format!("xattr name {name:?} holds a NUL byte")));
+            return Err(Error::Invalid(format!(
+                "xattr name {name:?} holds a NUL byte"
+            )));
         }
         p.extend_from_slice(std::ffi::OsStr::new(name).as_bytes());
         p.push(0);
         p.extend_from_slice(value);
         if p.len() > protocol::MSG_MAX / 2 {
-            return Err(Error::Invalid(format!("xattr value of {} bytes is too long", value.len())));
+            return Err(Error::Invalid(format!(
+                "xattr value of {} bytes is too long",
+                value.len()
+            )));
         }
-        Ok(self.syscall(protocol::CALL_SETXATTR, [0; 3], &p)?.map(|_| ()))
+        Ok(self
+            .syscall(protocol::CALL_SETXATTR, [0; 3], &p)?
+            .map(|_| ()))
     }
 }
