@@ -192,3 +192,63 @@ fn acl_entry(cx: &OpCx, e: &Spanned<String>) -> Result<XattrAclEntry, Error> {
     };
     Ok(XattrAclEntry { tag, id, perm })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Errno, Scenario, Verdict};
+
+    fn chown_immutable_on(fs_type: &str) -> Verdict {
+        let text = format!(
+            "[[filesystem]]\nname = \"x\"\ntype = \"{fs_type}\"\n\n[[mount]]\npath = \"/x\"\nfs = \"x\"\n\n\
+             [[file]]\npath = \"/x/f\"\nmode = \"4755\"\nimmutable = true\n\n\
+             [[process]]\nname = \"root\"\nuid = 0\n\n[[op]]\nby = \"root\"\nop = \"chown\"\npath = \"/x/f\"\n"
+        );
+        let s = Scenario::parse(&text, "t.toml").expect("parses");
+        s.run().remove(0).outcome.result
+    }
+
+    #[test]
+    fn immutable_chown_is_decided_by_the_filesystem_type() {
+        assert_eq!(chown_immutable_on("tmpfs"), Verdict::Allowed);
+        assert_eq!(chown_immutable_on("xfs"), Verdict::Allowed);
+        assert_eq!(chown_immutable_on("btrfs"), Verdict::Allowed);
+        assert_eq!(chown_immutable_on("ext4"), Verdict::Denied(Errno::EPERM));
+        match chown_immutable_on("f2fs") {
+            Verdict::Unknown(why) => assert!(why.contains("f2fs"), "{why}"),
+            v => panic!("f2fs is not modelled, got {v:?}"),
+        }
+    }
+
+    fn parse_err(op: &str) -> String {
+        let text = format!(
+            "[[file]]\npath = \"/f\"\n\n[[process]]\nname = \"p\"\nuid = 0\n\n[[op]]\nby = \"p\"\n{op}\n"
+        );
+        match Scenario::parse(&text, "t.toml") {
+            Ok(_) => panic!("{op} parsed"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn bad_attribute_ops_are_refused_with_their_place() {
+        let e = parse_err("op = \"utimes\"\npath = \"/f\"\ntimes = \"later\"");
+        assert!(
+            e.starts_with("t.toml:12:9:") && e.contains("\"later\""),
+            "{e}"
+        );
+        let e = parse_err(
+            "op = \"setxattr\"\npath = \"/f\"\nname = \"security.capability\"\nvalue = \"x\"",
+        );
+        assert!(
+            e.starts_with("t.toml:12:8:") && e.contains("does not take"),
+            "{e}"
+        );
+        let e = parse_err("op = \"setxattr\"\npath = \"/f\"\nname = \"system.posix_acl_access\"\nacl = [\"u:x:rw-\"]");
+        assert!(
+            e.starts_with("t.toml:13:8:") && e.contains("TAG:ID:PERMS"),
+            "{e}"
+        );
+        let e = parse_err("op = \"setxattr\"\npath = \"/f\"\nname = \"security.capability\"\nversion = 2\nrootid = 5");
+        assert!(e.contains("only a version 3"), "{e}");
+    }
+}
