@@ -48,9 +48,9 @@ fn run_cmd(cmd: &str, args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// The filesystems the scenarios live on: a tmpfs, and an ext4 on a loop device, each mounted
-/// under a fresh directory in /tmp. Dropping it unmounts both, detaches the loop device and
-/// removes the directory, also when a test panics.
+/// The filesystems the scenarios live on: a tmpfs, and an ext4, an xfs and a btrfs on loop
+/// devices, each mounted under a fresh directory in /tmp. Dropping it unmounts them, detaches
+/// the loop devices and removes the directory, also when a test panics.
 #[derive(Debug)]
 pub struct Fixture {
     base: PathBuf,
@@ -60,6 +60,9 @@ pub struct Fixture {
     pub ext4: PathBuf,
     loop_dev: Option<String>,
     mounted: Vec<PathBuf>,
+    /// xfs and btrfs, each on a loop device: (type, where mounted).
+    pub loop_fs: Vec<(String, PathBuf)>,
+    loop_devs: Vec<String>,
     /// The test process's bounding set (processes in the initial namespace cannot exceed it).
     pub host_bset: u64,
     /// The test process's permitted set.
@@ -71,7 +74,7 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    /// Mount both filesystems. Needs root, `mkfs.ext4` and `losetup`.
+    /// Mount the filesystems. Needs root, `mkfs.ext4`, `mkfs.xfs`, `mkfs.btrfs` and `losetup`.
     pub fn new() -> Result<Fixture, String> {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -96,6 +99,8 @@ impl Fixture {
             base,
             loop_dev: None,
             mounted: Vec::new(),
+            loop_fs: Vec::new(),
+            loop_devs: Vec::new(),
             host_bset: u64::from_str_radix(&field("CapBnd:"), 16).map_err(|e| e.to_string())?,
             host_prm: st.cap_prm,
             umask: u32::from_str_radix(&field("Umask:"), 8).unwrap_or(0o022),
@@ -126,6 +131,12 @@ impl Fixture {
         f.mounted.push(f.ext4.clone());
         std::fs::set_permissions(&f.ext4, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| e.to_string())?;
+        for t in ["xfs", "btrfs"] {
+            let (dir, dev) = crate::kernel_attrs::mount_loop_fs(&f.base, t)?;
+            f.loop_devs.push(dev);
+            f.mounted.push(dir.clone());
+            f.loop_fs.push((t.to_owned(), dir));
+        }
         Ok(f)
     }
 }
@@ -136,6 +147,9 @@ impl Drop for Fixture {
             let _ = run_cmd("umount", &["-l", m.to_str().unwrap_or_default()]);
         }
         if let Some(dev) = self.loop_dev.take() {
+            let _ = run_cmd("losetup", &["-d", &dev]);
+        }
+        for dev in self.loop_devs.drain(..) {
             let _ = run_cmd("losetup", &["-d", &dev]);
         }
         let _ = std::fs::remove_dir_all(&self.base);
@@ -377,7 +391,10 @@ impl<'f> Realised<'f> {
             let dir = match sb.fs_type.as_str() {
                 "tmpfs" => fx.tmpfs.join(format!("{tag}-{}", sb.name)),
                 "ext4" => fx.ext4.join(format!("{tag}-{}", sb.name)),
-                t => return Ok(Err(format!("filesystem type {t}"))),
+                t => match fx.loop_fs.iter().find(|(n, _)| n == t) {
+                    Some((_, d)) => d.join(format!("{tag}-{}", sb.name)),
+                    None => return Ok(Err(format!("filesystem type {t}"))),
+                },
             };
             if fresh {
                 r.sb_dirs.insert(sb.name.clone(), dir.clone());

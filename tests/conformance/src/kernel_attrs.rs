@@ -208,3 +208,49 @@ fn show_acl(raw: &[u8]) -> Result<String, String> {
         .collect::<Vec<_>>()
         .join(","))
 }
+
+fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Make a `fs_type` (xfs or btrfs) filesystem in a sparse image under `base`, attach it to a
+/// loop device and mount it at `base/<fs_type>` (root 0755). Returns the mount point and the
+/// device; on failure whatever was set up is undone.
+pub fn mount_loop_fs(base: &Path, fs_type: &str) -> Result<(std::path::PathBuf, String), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = base.join(fs_type);
+    let img = base.join(format!("{fs_type}.img"));
+    let imgs = img.to_str().unwrap_or_default().to_owned();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    // mkfs.xfs wants at least 300 MiB; the image is sparse.
+    std::fs::File::create(&img)
+        .and_then(|h| h.set_len(320 << 20))
+        .map_err(|e| format!("creating {imgs}: {e}"))?;
+    match fs_type {
+        "xfs" => run("mkfs.xfs", &["-q", "-f", &imgs])?,
+        _ => run("mkfs.btrfs", &["-q", "-f", &imgs])?,
+    };
+    let dev = run("losetup", &["-f", "--show", &imgs])?;
+    let d = dir.to_str().unwrap_or_default().to_owned();
+    if let Err(e) = run("mount", &["-t", fs_type, &dev, &d]) {
+        let _ = run("losetup", &["-d", &dev]);
+        return Err(e);
+    }
+    if let Err(e) = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)) {
+        let _ = run("umount", &[&d]);
+        let _ = run("losetup", &["-d", &dev]);
+        return Err(format!("chmod {d}: {e}"));
+    }
+    Ok((dir, dev))
+}

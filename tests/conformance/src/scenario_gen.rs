@@ -381,7 +381,8 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
     if tmpfs {
         let _ = writeln!(
             t,
-            "\n[[filesystem]]\nname = \"t\"\ntype = \"tmpfs\"\nroot_owner = {}\nroot_group = {}\nroot_mode = \"{}\"",
+            "\n[[filesystem]]\nname = \"t\"\ntype = \"{}\"\nroot_owner = {}\nroot_group = {}\nroot_mode = \"{}\"",
+            rng.pick(&["tmpfs", "tmpfs", "xfs", "btrfs"]),
             rng.pick(&kuids),
             rng.pick(&kgids),
             rng.pick(&["0755", "0777", "1777", "0711", "0700", "2775"])
