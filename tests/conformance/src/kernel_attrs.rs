@@ -88,6 +88,9 @@ fn acl_value(v: &XattrValue) -> Vec<u8> {
     print_acl_xattr(&e)
 }
 
+/// The values an op yielded, or the kernel's errno.
+pub type Answer = Result<Vec<(String, String)>, Errno>;
+
 /// Perform an attribute op as `h` on `real`; `disk` is the same file through the filesystem's
 /// own directory. `None` for an op that is not an attribute op.
 pub fn perform(
@@ -95,7 +98,7 @@ pub fn perform(
     op: &Op,
     real: &Path,
     disk: &Path,
-) -> Option<Result<Result<Vec<(String, String)>, Errno>, String>> {
+) -> Option<Result<Answer, String>> {
     let e = |x: credns_sys::Error| x.to_string();
     let r = match op {
         Op::Truncate { length, .. } => h

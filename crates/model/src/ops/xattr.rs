@@ -128,15 +128,16 @@ impl World {
             return Err(Errno::EPERM.into());
         }
         let fs_ns = self.sb(self.inode(ino).sb).user_ns;
-        if c.version == 2 && matches!(idmap, MntIdmap::Nop) {
-            if t.nested(|t| self.ns_capable(t, cred, fs_ns, Cap::SETFCAP)) {
-                tr!(t.pass(
-                    f,
-                    "revision 2, not idmapped, CAP_SETFCAP in the filesystem's namespace: stored as written",
-                    vec![],
-                ));
-                return Ok(FileCaps { rootid: 0, ..c });
-            }
+        if c.version == 2
+            && matches!(idmap, MntIdmap::Nop)
+            && t.nested(|t| self.ns_capable(t, cred, fs_ns, Cap::SETFCAP))
+        {
+            tr!(t.pass(
+                f,
+                "revision 2, not idmapped, CAP_SETFCAP in the filesystem's namespace: stored as written",
+                vec![],
+            ));
+            return Ok(FileCaps { rootid: 0, ..c });
         }
         let given = if c.version == 3 { c.rootid } else { 0 };
         let vroot = Vfsuid(self.make_kuid(cred.user_ns, given));
