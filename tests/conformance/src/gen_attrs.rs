@@ -25,10 +25,13 @@ pub fn file_flags(rng: &mut Rng, t: &mut String) {
 pub struct AttrTarget<'a> {
     /// The path as the op names it (maybe through another mount).
     pub path: &'a str,
-    /// The file is one the scenario may exec (no file capabilities on it, then).
+    /// The file is one the scenario may exec (no file capabilities on it then, and no
+    /// truncate).
     pub exe: bool,
     /// Ids of the acting process's namespace (mapped and not) for ACL entries and root ids.
     pub ids: &'a [u32],
+    /// A default ACL may be set on it (the scenario can stop creating in it).
+    pub default_ok: bool,
 }
 
 /// What an op asked of the rest of the scenario.
@@ -56,7 +59,8 @@ fn perm(rng: &mut Rng) -> &'static str {
 pub fn op(rng: &mut Rng, t: &mut String, at: &AttrTarget) -> AttrEffect {
     let p = at.path;
     match rng.below(10) {
-        0..=1 => {
+        // Not a program the scenario may exec: truncated, it would no longer run.
+        0..=1 if !at.exe => {
             let _ = writeln!(
                 t,
                 "op = \"truncate\"\npath = \"{p}\"\nlength = {}",
@@ -100,7 +104,7 @@ fn caps(rng: &mut Rng, t: &mut String, at: &AttrTarget) {
 }
 
 fn acl(rng: &mut Rng, t: &mut String, at: &AttrTarget) -> AttrEffect {
-    let default = rng.chance(1, 4);
+    let default = at.default_ok && rng.chance(1, 4);
     let mut e = vec![format!("\"u::{}\"", perm(rng))];
     let mut named = false;
     if rng.chance(2, 3) {

@@ -716,13 +716,12 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
                     path: &path,
                     exe: exes.contains(&raw),
                     ids: &ids,
+                    default_ok: raw != dirs[0],
                 };
                 if let crate::gen_attrs::AttrEffect::DefaultAcl =
                     crate::gen_attrs::op(&mut rng, &mut t, &at)
                 {
-                    if dirs.len() > 1 {
-                        dirs.retain(|d| *d != raw);
-                    }
+                    dirs.retain(|d| *d != raw);
                 }
             }
             _ => {
