@@ -68,7 +68,7 @@ pub fn op(rng: &mut Rng, t: &mut String, at: &AttrTarget) -> AttrEffect {
             );
         }
         2..=3 => {
-            let times = rng.pick(&["now", "explicit"]);
+            let times = rng.pick(&["null", "now", "explicit", "explicit", "omit"]);
             let _ = writeln!(t, "op = \"utimes\"\npath = \"{p}\"\ntimes = \"{times}\"");
         }
         4..=5 => {

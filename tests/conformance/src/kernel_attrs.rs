@@ -11,10 +11,10 @@ use credns_idmap::formats::acl_xattr::{
     parse_acl_xattr, print_acl_xattr, AclXattrEntry, ACL_GROUP, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER,
     ACL_USER, ACL_USER_OBJ,
 };
-use credns_model::{AclTag, Inode, Op, XattrValue};
+use credns_model::{AclTag, Inode, Op, UtimesTimes, XattrValue};
 use credns_sys::fsflags::{set_inode_flags, InodeFlags};
 use credns_sys::xattr::get_xattr;
-use credns_sys::{Errno, UsernsChild};
+use credns_sys::{Errno, UsernsChild, UtimensTimes};
 
 /// `VFS_CAP_REVISION_1`..`_3` and `VFS_CAP_FLAGS_EFFECTIVE`.
 const VFS_CAP_REVISION: [u32; 3] = [0x0100_0000, 0x0200_0000, 0x0300_0000];
@@ -105,8 +105,8 @@ pub fn perform(
             .truncate(real, *length)
             .map_err(e)
             .and_then(|r| r.map(|()| mode_of(disk)).transpose_ok()),
-        Op::Utimes { explicit, .. } => h
-            .utimes(real, *explicit)
+        Op::Utimes { times, .. } => h
+            .utimes(real, utimens_times(*times))
             .map_err(e)
             .map(|r| r.map(|()| Vec::new())),
         Op::Setxattr { name, value, .. } => {
@@ -136,6 +136,15 @@ impl<T> TransposeOk<T> for Result<Result<T, String>, Errno> {
             Ok(Err(s)) => Err(s),
             Err(x) => Ok(Err(x)),
         }
+    }
+}
+
+fn utimens_times(t: UtimesTimes) -> UtimensTimes {
+    match t {
+        UtimesTimes::Null => UtimensTimes::Null,
+        UtimesTimes::Now => UtimensTimes::Now,
+        UtimesTimes::Omit => UtimensTimes::Omit,
+        UtimesTimes::Explicit => UtimensTimes::Explicit,
     }
 }
 

@@ -15,6 +15,32 @@ use super::{out, OpResult};
 /// `s_maxbytes` and the caller's `RLIMIT_FSIZE`, which the model does not hold.
 const MAX_MODELLED_LENGTH: i64 = 1 << 40;
 
+/// The `times` argument of `utimensat(2)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UtimesTimes {
+    /// `NULL`: now (`ATTR_TOUCH`).
+    Null,
+    /// Both `UTIME_NOW`: the same as `NULL`.
+    Now,
+    /// Both `UTIME_OMIT`: nothing to do.
+    Omit,
+    /// Explicit times (`ATTR_TIMES_SET`).
+    Explicit,
+}
+
+impl UtimesTimes {
+    /// The name a scenario uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            UtimesTimes::Null => "null",
+            UtimesTimes::Now => "now",
+            UtimesTimes::Omit => "omit",
+            UtimesTimes::Explicit => "explicit",
+        }
+    }
+}
+
 impl World {
     /// `may_setattr`: a change of mode, owner, group or explicit times (`changes`) on an
     /// immutable or append-only inode is refused.
@@ -212,15 +238,36 @@ impl World {
         Some(new)
     }
 
-    /// `utimensat(path, times, 0)`: `explicit` times (`ATTR_TIMES_SET`) need the owner or
-    /// CAP_FOWNER; `NULL` or both `UTIME_NOW` (`ATTR_TOUCH`) also write permission.
+    /// `utimensat(path, times, 0)`: explicit times (`ATTR_TIMES_SET`) need the owner or
+    /// CAP_FOWNER; `NULL` or both `UTIME_NOW` (`ATTR_TOUCH`) also write permission; both
+    /// `UTIME_OMIT` returns before the path is even looked up.
     pub(super) fn op_utimes(
         &mut self,
         t: &mut Tracer,
         task: TaskRef,
         path: &str,
-        explicit: bool,
+        times: UtimesTimes,
     ) -> OpResult {
+        let explicit = match times {
+            UtimesTimes::Omit => {
+                tr!(t.pass(
+                    "utimensat",
+                    "both UTIME_OMIT: nothing to do, the path is not even looked up",
+                    vec![],
+                ));
+                return Ok(None);
+            }
+            UtimesTimes::Now => {
+                tr!(t.info(
+                    "do_utimes",
+                    "both UTIME_NOW is taken as times NULL (ATTR_TOUCH)",
+                    vec![],
+                ));
+                false
+            }
+            UtimesTimes::Null => false,
+            UtimesTimes::Explicit => true,
+        };
         let cred = self.task(task).cred.clone();
         let (m, ino) = self.walk_existing(t, &cred, path)?;
         self.mnt_want_write(t, m)?;

@@ -12,6 +12,7 @@ mod setattr;
 mod signals;
 mod xattr;
 
+pub use attrs::UtimesTimes;
 pub use op::{MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
 pub use xattr::{XattrAclEntry, XattrValue};
 
@@ -185,7 +186,7 @@ impl World {
                 }
             }
             Op::Truncate { path, length } => self.op_truncate(t, task, path, *length),
-            Op::Utimes { path, explicit } => self.op_utimes(t, task, path, *explicit),
+            Op::Utimes { path, times } => self.op_utimes(t, task, path, *times),
             Op::Setxattr { path, name, value } => self.op_setxattr(t, task, path, name, value),
         }
     }

@@ -285,12 +285,12 @@ pub enum Op {
         /// The new length.
         length: i64,
     },
-    /// `utimensat(AT_FDCWD, path, times, 0)`: `explicit` times, or `NULL` (both `UTIME_NOW`).
+    /// `utimensat(AT_FDCWD, path, times, 0)`.
     Utimes {
         /// Absolute path.
         path: String,
-        /// Explicit times (`ATTR_TIMES_SET`) rather than now (`ATTR_TOUCH`).
-        explicit: bool,
+        /// The times argument.
+        times: super::attrs::UtimesTimes,
     },
     /// `setxattr(path, name, value, size, 0)`.
     Setxattr {
@@ -433,11 +433,7 @@ impl std::fmt::Display for Op {
                     .unwrap_or_default()
             ),
             Op::Truncate { path, length } => write!(f, "truncate {path} {length}"),
-            Op::Utimes { path, explicit } => write!(
-                f,
-                "utimensat {path} {}",
-                if *explicit { "explicit times" } else { "NULL" }
-            ),
+            Op::Utimes { path, times } => write!(f, "utimensat {path} {}", times.name()),
             Op::Setxattr { path, name, .. } => write!(f, "setxattr {path} {name}"),
         }
     }

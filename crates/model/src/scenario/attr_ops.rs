@@ -6,7 +6,7 @@ use toml::Spanned;
 use super::op_args::OpSpec;
 use super::ops::OpCx;
 use crate::caps::CapSet;
-use crate::ops::{Op, XattrAclEntry, XattrValue};
+use crate::ops::{Op, UtimesTimes, XattrAclEntry, XattrValue};
 use crate::world::AclTag;
 use crate::Error;
 
@@ -18,7 +18,8 @@ pub(super) struct TruncateArgs {
     pub(super) length: Option<Spanned<i64>>,
 }
 
-/// `utimes`: `times` is "now" (NULL, default) or "explicit".
+/// `utimes`: `times` is "null" (the default), "now" (both UTIME_NOW), "omit" (both
+/// UTIME_OMIT) or "explicit".
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UtimesArgs {
@@ -52,21 +53,21 @@ impl OpCx<'_, '_> {
                 length: a.length.as_ref().map(|l| *l.get_ref()).unwrap_or(0),
             },
             OpSpec::Utimes(a) => {
-                let explicit = match a.times.as_ref().map(|t| (t.get_ref().as_str(), t.span())) {
-                    None | Some(("now", _)) => false,
-                    Some(("explicit", _)) => true,
+                let times = match a.times.as_ref().map(|t| (t.get_ref().as_str(), t.span())) {
+                    None | Some(("null", _)) => UtimesTimes::Null,
+                    Some(("now", _)) => UtimesTimes::Now,
+                    Some(("omit", _)) => UtimesTimes::Omit,
+                    Some(("explicit", _)) => UtimesTimes::Explicit,
                     Some((other, sp)) => {
                         return Err(c.err(
                             sp,
-                            format!(
-                                "times must be \"now\" (NULL) or \"explicit\", not \"{other}\""
-                            ),
+                            format!("times must be \"null\", \"now\", \"omit\" or \"explicit\", not \"{other}\""),
                         ))
                     }
                 };
                 Op::Utimes {
                     path: self.path(&a.path)?,
-                    explicit,
+                    times,
                 }
             }
             OpSpec::Setxattr(a) => Op::Setxattr {

@@ -15,7 +15,7 @@ pub(super) fn attr_call(req: &Req, payload: &[u8]) -> Result<(), Rep> {
     let path = path_or_inval(payload)?;
     let r = match req.how {
         CALL_TRUNCATE => truncate(path, req.arg0 as i64),
-        CALL_UTIMES => utimes(path, req.arg0 != 0),
+        CALL_UTIMES => utimes(path, req.arg0),
         CALL_SETXATTR => {
             let rest = &payload[path.to_bytes_with_nul().len()..];
             let name = CStr::from_bytes_until_nul(rest)
@@ -34,16 +34,22 @@ fn truncate(path: &CStr, length: i64) -> Result<(), Errno> {
     sys_ret(r).map(|_| ())
 }
 
-/// `utimensat(AT_FDCWD, path, times, 0)`: explicit times (1 s after the epoch), or NULL.
-fn utimes(path: &CStr, explicit: bool) -> Result<(), Errno> {
+/// `utimensat(AT_FDCWD, path, times, 0)`: `how` 0 NULL, 1 explicit times (1 s after the
+/// epoch), 2 both `UTIME_NOW`, 3 both `UTIME_OMIT`.
+fn utimes(path: &CStr, how: u64) -> Result<(), Errno> {
+    let nsec = match how {
+        2 => libc::UTIME_NOW,
+        3 => libc::UTIME_OMIT,
+        _ => 0,
+    };
     let times = [libc::timespec {
         tv_sec: 1,
-        tv_nsec: 0,
+        tv_nsec: nsec,
     }; 2];
-    let ptr = if explicit {
-        times.as_ptr()
-    } else {
+    let ptr = if how == 0 {
         std::ptr::null()
+    } else {
+        times.as_ptr()
     };
     // SAFETY: utimensat reads the path and, when not NULL, two timespecs on this stack.
     let r = unsafe {

@@ -45,3 +45,4 @@ pub use api::{
 };
 pub(crate) use child_sys::exit_now;
 pub use parent::UsernsChild;
+pub use parent_attrs::UtimensTimes;

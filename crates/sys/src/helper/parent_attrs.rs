@@ -7,17 +7,35 @@ use super::parent::{path_payload, UsernsChild};
 use super::protocol;
 use crate::{Errno, Error};
 
+/// The `times` argument of `utimensat(2)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UtimensTimes {
+    /// `NULL`: now.
+    Null,
+    /// Both `UTIME_NOW`.
+    Now,
+    /// Both `UTIME_OMIT`: nothing to do.
+    Omit,
+    /// Explicit times (1 s after the epoch).
+    Explicit,
+}
+
 impl UsernsChild {
     /// Have the helper `truncate(2)` `path` to `length`.
     pub fn truncate(&self, path: &Path, length: i64) -> Result<Result<(), Errno>, Error> {
         self.path_call(protocol::CALL_TRUNCATE, path, [length as u64, 0, 0])
     }
 
-    /// Have the helper `utimensat(2)` `path`: `explicit` times (1 s after the epoch), or
-    /// `NULL` (now).
+    /// Have the helper `utimensat(2)` `path` with `times`.
     #[doc(alias = "utimensat")]
-    pub fn utimes(&self, path: &Path, explicit: bool) -> Result<Result<(), Errno>, Error> {
-        self.path_call(protocol::CALL_UTIMES, path, [explicit as u64, 0, 0])
+    pub fn utimes(&self, path: &Path, times: UtimensTimes) -> Result<Result<(), Errno>, Error> {
+        let how = match times {
+            UtimensTimes::Null => 0,
+            UtimensTimes::Explicit => 1,
+            UtimensTimes::Now => 2,
+            UtimensTimes::Omit => 3,
+        };
+        self.path_call(protocol::CALL_UTIMES, path, [how, 0, 0])
     }
 
     /// Have the helper `setxattr(2)` `name` on `path` to `value` (flags 0).
