@@ -68,6 +68,8 @@ macro_rules! tr {
 
 mod capability;
 mod caps;
+/// Rules that differ between filesystem types.
+pub mod fs_types;
 mod keys;
 mod ops;
 mod outcome;
@@ -85,8 +87,8 @@ pub use keys::{
     KEY_GRP_ALL, KEY_LINK, KEY_OTH_ALL, KEY_PERM_VALID, KEY_POS_ALL, KEY_READ, KEY_SEARCH,
     KEY_SETATTR, KEY_USR_ALL, KEY_VIEW, KEY_WRITE, SESSION_KEYRING_PERM, USER_KEYRING_PERM,
 };
-pub use ops::{MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
 pub use ops::{Protected, RENAME_EXCHANGE, RENAME_NOREPLACE};
+pub use ops::{MapKind, Op, UtimesTimes, XattrAclEntry, XattrValue, NGROUPS_MAX, NSIG, SIGCONT};
 pub use outcome::{Outcome, Output, Step, StepVerdict, Values, Verdict};
 pub use query::AccessQuery;
 pub use scenario::{Difference, Expect, OpReport, Scenario, Side};
@@ -96,9 +98,9 @@ pub use semantics::{
 };
 pub use vfs::{Vfsgid, Vfsuid, MAY_EXEC, MAY_READ, MAY_WRITE};
 pub use world::{
-    normalise, path_components, validate_acl, Acl, AclEntry, AclTag, Cred, Inode, InodeRef,
-    MntIdmap, Mount, MountOptions, MountRef, NsRef, SbRef, SuperBlock, Task, TaskRef, UserNs,
-    World, FS_ALLOW_IDMAP, GENERIC_PERMISSION_FS, SECURE_KEEP_CAPS, SECURE_NOROOT,
+    normalise, path_components, validate_acl, Acl, AclEntry, AclTag, Cred, FileCaps, Inode,
+    InodeRef, MntIdmap, Mount, MountOptions, MountRef, NsRef, SbRef, SuperBlock, Task, TaskRef,
+    UserNs, World, FS_ALLOW_IDMAP, GENERIC_PERMISSION_FS, SECURE_KEEP_CAPS, SECURE_NOROOT,
     SECURE_NO_SETUID_FIXUP, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, S_ISUID, S_ISVTX,
 };
 

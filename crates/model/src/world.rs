@@ -275,6 +275,28 @@ pub struct Inode {
     pub immutable: bool,
     /// Directory entries, for directories.
     pub children: BTreeMap<String, InodeRef>,
+    /// `S_APPEND` (`FS_APPEND_FL`).
+    pub append_only: bool,
+    /// The default ACL of a directory (`system.posix_acl_default`), ids as kernel ids.
+    pub default_acl: Option<Acl>,
+    /// `security.capability`, as stored.
+    pub fscaps: Option<FileCaps>,
+}
+
+/// A `security.capability` value as the filesystem stores it (`vfs_cap_data` or, for
+/// revision 3, `vfs_ns_cap_data`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileCaps {
+    /// 2 (`VFS_CAP_REVISION_2`) or 3 (`VFS_CAP_REVISION_3`).
+    pub version: u32,
+    /// The root id of a revision 3 value, in the filesystem's numbering (0 for revision 2).
+    pub rootid: u32,
+    /// Permitted set.
+    pub permitted: crate::caps::CapSet,
+    /// Inheritable set.
+    pub inheritable: crate::caps::CapSet,
+    /// `VFS_CAP_FLAGS_EFFECTIVE`.
+    pub effective: bool,
 }
 
 impl Inode {
@@ -830,6 +852,9 @@ impl World {
             acl: None,
             immutable: false,
             children: BTreeMap::new(),
+            append_only: false,
+            default_acl: None,
+            fscaps: None,
         });
         InodeRef(self.inodes.len() - 1)
     }

@@ -17,6 +17,7 @@
 pub mod container;
 pub mod event;
 mod exec;
+pub mod fsflags;
 pub mod fsinfo;
 mod helper;
 pub mod inplace;
@@ -33,9 +34,11 @@ pub mod probe;
 mod procfs;
 pub mod sdsocket;
 pub mod signal;
+pub mod xattr;
 
 use std::path::PathBuf;
 
+pub use helper::UtimensTimes;
 pub use helper::{
     write_fd, Actor, CapSets, FullCreds, HelperIds, Ids, RemoteFd, SetId, UnshareOptions,
     UsernsChild, WriteHow,

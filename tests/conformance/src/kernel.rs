@@ -5,13 +5,14 @@
 //! its children's maps, as a privileged `newuidmap` would), one helper per model process with
 //! the process's complete credentials (real/effective/saved/fs ids, groups, the five capability
 //! sets, securebits, no_new_privs, umask), files and directories on a tmpfs and on an ext4
-//! filesystem on a loop device (owners, modes, POSIX ACLs set with `setfacl`), and every
+//! filesystem on a loop device (owners, modes, POSIX ACLs set with `setfacl`, immutable and append-only flags with `FS_IOC_SETFLAGS`), and every
 //! operation made as a system call by the helper of the process that performs it.
 //!
 //! What a scenario must not use to be realised here (it is then skipped with the reason):
 //! idmapped mounts, mount options, filesystems owned by other namespaces, read-only
 //! filesystems, immutable files, non-default sysctls (the fs.protected_* ones its operations
 //! read must be this machine's: kernel_dirent.rs), processes that are chrooted,
+//! filesystems, non-default sysctls, processes that are chrooted,
 //! multithreaded, share an fs_struct or are in another session, and mounts
 //! other than at `/` or `/NAME`. Model processes in the initial namespace get the test
 //! process's bounding set (the kernel does not let a process raise it), applied to the model's
@@ -53,9 +54,9 @@ fn run_cmd(cmd: &str, args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// The filesystems the scenarios live on: a tmpfs, and an ext4 on a loop device, each mounted
-/// under a fresh directory in /tmp. Dropping it unmounts both, detaches the loop device and
-/// removes the directory, also when a test panics.
+/// The filesystems the scenarios live on: a tmpfs, and an ext4, an xfs and a btrfs on loop
+/// devices, each mounted under a fresh directory in /tmp. Dropping it unmounts them, detaches
+/// the loop devices and removes the directory, also when a test panics.
 #[derive(Debug)]
 pub struct Fixture {
     base: PathBuf,
@@ -65,6 +66,9 @@ pub struct Fixture {
     pub ext4: PathBuf,
     loop_dev: Option<String>,
     mounted: Vec<PathBuf>,
+    /// xfs and btrfs, each on a loop device: (type, where mounted).
+    pub loop_fs: Vec<(String, PathBuf)>,
+    loop_devs: Vec<String>,
     /// The test process's bounding set (processes in the initial namespace cannot exceed it).
     pub host_bset: u64,
     /// The test process's permitted set.
@@ -78,7 +82,7 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    /// Mount both filesystems. Needs root, `mkfs.ext4` and `losetup`.
+    /// Mount the filesystems. Needs root, `mkfs.ext4`, `mkfs.xfs`, `mkfs.btrfs` and `losetup`.
     pub fn new() -> Result<Fixture, String> {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -103,6 +107,8 @@ impl Fixture {
             base,
             loop_dev: None,
             mounted: Vec::new(),
+            loop_fs: Vec::new(),
+            loop_devs: Vec::new(),
             host_bset: u64::from_str_radix(&field("CapBnd:"), 16).map_err(|e| e.to_string())?,
             host_prm: st.cap_prm,
             umask: u32::from_str_radix(&field("Umask:"), 8).unwrap_or(0o022),
@@ -134,6 +140,12 @@ impl Fixture {
         f.mounted.push(f.ext4.clone());
         std::fs::set_permissions(&f.ext4, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| e.to_string())?;
+        for t in ["xfs", "btrfs"] {
+            let (dir, dev) = crate::kernel_attrs::mount_loop_fs(&f.base, t)?;
+            f.loop_devs.push(dev);
+            f.mounted.push(dir.clone());
+            f.loop_fs.push((t.to_owned(), dir));
+        }
         Ok(f)
     }
 }
@@ -144,6 +156,9 @@ impl Drop for Fixture {
             let _ = run_cmd("umount", &["-l", m.to_str().unwrap_or_default()]);
         }
         if let Some(dev) = self.loop_dev.take() {
+            let _ = run_cmd("losetup", &["-d", &dev]);
+        }
+        for dev in self.loop_devs.drain(..) {
             let _ = run_cmd("losetup", &["-d", &dev]);
         }
         let _ = std::fs::remove_dir_all(&self.base);
@@ -261,6 +276,7 @@ impl Drop for Realised<'_> {
             let _ = std::fs::remove_dir(&m);
         }
         for d in self.sb_dirs.values() {
+            credns_sys::fsflags::clear_inode_flags_below(d);
             let _ = std::fs::remove_dir_all(d);
         }
     }
@@ -388,7 +404,10 @@ impl<'f> Realised<'f> {
             let dir = match sb.fs_type.as_str() {
                 "tmpfs" => fx.tmpfs.join(format!("{tag}-{}", sb.name)),
                 "ext4" => fx.ext4.join(format!("{tag}-{}", sb.name)),
-                t => return Ok(Err(format!("filesystem type {t}"))),
+                t => match fx.loop_fs.iter().find(|(n, _)| n == t) {
+                    Some((_, d)) => d.join(format!("{tag}-{}", sb.name)),
+                    None => return Ok(Err(format!("filesystem type {t}"))),
+                },
             };
             if fresh {
                 r.sb_dirs.insert(sb.name.clone(), dir.clone());
@@ -690,7 +709,7 @@ impl<'f> Realised<'f> {
         for (name, child) in &i.children {
             self.make_tree(w, *child, &dir.join(name))?;
         }
-        Ok(())
+        crate::kernel_attrs::apply_flags(i, dir)
     }
 
     /// The real path of a model path.
@@ -1009,6 +1028,15 @@ impl<'f> Realised<'f> {
             | Op::Link { .. }
             | Op::Symlink { .. }
             | Op::OpenCreat { .. } => unreachable!("performed by perform_dirent"),
+            Op::Truncate { path, .. } | Op::Utimes { path, .. } | Op::Setxattr { path, .. } => {
+                let disk = self
+                    .disk_path(path)
+                    .ok_or_else(|| format!("no real path for {path}"))?;
+                match crate::kernel_attrs::perform(h, op, &path_of(path)?, &disk) {
+                    Some(r) => r?,
+                    None => unreachable!("an attribute op"),
+                }
+            }
         };
         Ok(match res {
             Ok(v) => KernelAnswer::Done(v),

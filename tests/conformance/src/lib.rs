@@ -10,7 +10,9 @@
 pub mod diff;
 pub mod gen;
 pub mod gen_dirent;
+pub mod gen_attrs;
 pub mod kernel;
+pub mod kernel_attrs;
 pub mod keys_gen;
 pub mod observe;
 pub mod scenario_gen;

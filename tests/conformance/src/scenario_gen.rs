@@ -384,7 +384,8 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
     if tmpfs {
         let _ = writeln!(
             t,
-            "\n[[filesystem]]\nname = \"t\"\ntype = \"tmpfs\"\nroot_owner = {}\nroot_group = {}\nroot_mode = \"{}\"",
+            "\n[[filesystem]]\nname = \"t\"\ntype = \"{}\"\nroot_owner = {}\nroot_group = {}\nroot_mode = \"{}\"",
+            rng.pick(&["tmpfs", "tmpfs", "xfs", "btrfs"]),
             rng.pick(&kuids),
             rng.pick(&kgids),
             rng.pick(&["0755", "0777", "1777", "0711", "0700", "2775"])
@@ -458,6 +459,7 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
         {
             exes.push(path.clone());
         }
+        crate::gen_attrs::file_flags(&mut rng, &mut t);
         if rng.chance(1, 5) {
             let mut e = vec![format!("\"user::{}\"", perm(&mut rng))];
             let mut named = false;
@@ -517,7 +519,7 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
             }
         };
         let _ = writeln!(t, "\n[[op]]\nby = \"{}\"", by.name);
-        match rng.below(26) {
+        match rng.below(30) {
             0..=2 => {
                 let _ = writeln!(
                     t,
@@ -701,6 +703,29 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
                     "op = \"setns\"\nns = \"{}\"",
                     names[rng.below(names.len() as u64) as usize]
                 );
+            }
+            26..=29 => {
+                let raw = if rng.chance(1, 6) || files.is_empty() {
+                    dirs[rng.below(dirs.len() as u64) as usize].clone()
+                } else {
+                    files[rng.below(files.len() as u64) as usize].clone()
+                };
+                let path = via(&mut rng, raw.clone());
+                let ids: Vec<u32> = (0..3)
+                    .map(|_| pick_id(&mut rng, &nss, by.ns, true))
+                    .chain([0, 4242])
+                    .collect();
+                let at = crate::gen_attrs::AttrTarget {
+                    path: &path,
+                    exe: exes.contains(&raw),
+                    ids: &ids,
+                    default_ok: raw != dirs[0],
+                };
+                if let crate::gen_attrs::AttrEffect::DefaultAcl =
+                    crate::gen_attrs::op(&mut rng, &mut t, &at)
+                {
+                    dirs.retain(|d| *d != raw);
+                }
             }
             _ => {
                 let _ = writeln!(t, "op = \"getids\"");

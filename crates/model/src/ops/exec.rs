@@ -38,6 +38,7 @@ impl World {
         let (m, ino) = self.walk_existing(t, &old, path)?;
         let mnt = self.mount(m).clone();
         self.do_open_execat(t, &old, m, ino)?;
+        self.fscaps_unknown(t, ino)?;
         let (mm_ns, nondump) = self.would_dump(t, &old, m, ino);
         let unsafe_exec = Self::check_unsafe_exec(t, tk.no_new_privs, tk.shared_fs);
         let mut new = old.clone();

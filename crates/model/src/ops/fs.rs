@@ -90,6 +90,7 @@ impl World {
         }
         tr!(t.info("may_open", format!("open for {}", mask_str(acc)), vec![]));
         t.nested(|t| self.inode_permission(t, &cred, m, ino, acc))?;
+        self.may_open_append(t, ino, acc)?;
         if acc & MAY_WRITE != 0 {
             self.mnt_want_write(t, m)?;
         }
@@ -286,6 +287,7 @@ impl World {
             return Err(Errno::EOVERFLOW.into());
         }
         t.nested(|t| self.inode_permission(t, &cred, pm, pdir, MAY_WRITE | MAY_EXEC))?;
+        self.default_acl_unknown(t, pdir)?;
         let idmap = self.mount(pm).idmap.clone();
         let d = self.inode(pdir).clone();
         let mut m = self.vfs_prepare_mode(t, &cred, (pm, pdir), mode, dir, umask);

@@ -1,6 +1,7 @@
 //! Operations: each mirrors one syscall path and returns an [`Outcome`] with its trace.
 //! This module dispatches an [`Op`] to the file that models its syscall.
 
+mod attrs;
 mod creds;
 mod dirent;
 mod exec;
@@ -10,9 +11,17 @@ mod namespaces;
 mod op;
 mod setattr;
 mod signals;
+mod xattr;
 
 pub use dirent::{Protected, RENAME_EXCHANGE, RENAME_NOREPLACE};
+pub use attrs::UtimesTimes;
 pub use op::{MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
+pub use xattr::{XattrAclEntry, XattrValue};
+
+/// `security.capability`.
+pub(crate) fn xattr_caps_name() -> &'static str {
+    xattr::XATTR_NAME_CAPS
+}
 
 use crate::outcome::{Outcome, Output, Tracer, Values, Verdict};
 use crate::vfs::Stop;
@@ -189,6 +198,9 @@ impl World {
                 write,
                 mode,
             } => self.op_open_creat(t, task, path, *read, *write, *mode),
+            Op::Truncate { path, length } => self.op_truncate(t, task, path, *length),
+            Op::Utimes { path, times } => self.op_utimes(t, task, path, *times),
+            Op::Setxattr { path, name, value } => self.op_setxattr(t, task, path, name, value),
         }
     }
 }

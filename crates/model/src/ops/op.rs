@@ -9,6 +9,8 @@ use crate::keys::{KeyId, KeyType};
 use crate::vfs::mask_str;
 use crate::world::{NsRef, TaskRef};
 
+use super::xattr::XattrValue;
+
 /// `SIGCONT`.
 pub const SIGCONT: u32 = 18;
 /// `_NSIG`: the highest valid signal number.
@@ -320,6 +322,29 @@ pub enum Op {
         /// The mode argument (before umask), used when the file is created.
         mode: u32,
     },
+    /// `truncate(path, length)`: yields the mode after (set-id bits killed).
+    Truncate {
+        /// Absolute path.
+        path: String,
+        /// The new length.
+        length: i64,
+    },
+    /// `utimensat(AT_FDCWD, path, times, 0)`.
+    Utimes {
+        /// Absolute path.
+        path: String,
+        /// The times argument.
+        times: super::attrs::UtimesTimes,
+    },
+    /// `setxattr(path, name, value, size, 0)`.
+    Setxattr {
+        /// Absolute path.
+        path: String,
+        /// The attribute's full name (`user.x`, `security.capability`, …).
+        name: String,
+        /// The value.
+        value: XattrValue,
+    },
 }
 
 impl Op {
@@ -340,6 +365,9 @@ impl Op {
                 | Op::Link { .. }
                 | Op::Symlink { .. }
                 | Op::OpenCreat { .. }
+                | Op::Truncate { .. }
+                | Op::Utimes { .. }
+                | Op::Setxattr { .. }
         )
     }
 }
@@ -483,6 +511,9 @@ impl std::fmt::Display for Op {
                     (true, true) => "rw",
                 }
             ),
+            Op::Truncate { path, length } => write!(f, "truncate {path} {length}"),
+            Op::Utimes { path, times } => write!(f, "utimensat {path} {}", times.name()),
+            Op::Setxattr { path, name, .. } => write!(f, "setxattr {path} {name}"),
         }
     }
 }

@@ -60,11 +60,9 @@ impl World {
         self.mnt_want_write(t, m)?;
         let idmap = self.mount(m).idmap.clone();
         let i = self.inode(ino).clone();
-        if i.immutable {
-            tr!(t.fail("may_setattr", "immutable inode", vec![]));
-            return Err(Errno::EPERM.into());
-        }
+        self.may_setattr_flags(t, ino, true)?;
         self.setattr_unmapped_check(t, &idmap, ino, false, false)?;
+        self.fs_setattr_flags(t, ino, true)?;
         tr!(t.info(
             "setattr_prepare",
             "chmod needs the owner or CAP_FOWNER",
@@ -130,10 +128,14 @@ impl World {
             vfsgid: ng.map(Vfsgid),
             mode: self.chown_kill_setid(t, &cred, &at)?,
         };
+        self.may_setattr_flags(t, ino, nu.is_some() || ng.is_some())?;
         self.notify_change_fsmapping(t, &at, &ia)?;
         self.setattr_unmapped_check(t, &at.idmap, ino, ia.vfsuid.is_some(), ia.vfsgid.is_some())?;
+        let changes = ia.vfsuid.is_some() || ia.vfsgid.is_some() || ia.mode.is_some();
+        self.fs_setattr_flags(t, ino, changes)?;
         self.setattr_prepare_chown(t, &cred, &at, &mut ia)?;
         self.setattr_copy_chown(t, &cred, &at, &ia);
+        self.killpriv(t, ino);
         let vu = self.i_uid_into_vfsuid(&at.idmap, ino);
         let vg = self.i_gid_into_vfsgid(&at.idmap, ino);
         Ok(Some(out(vec![
@@ -185,8 +187,8 @@ impl World {
         Ok((nu, ng))
     }
 
-    /// `chown_common`'s `ATTR_KILL_SUID`/`ATTR_KILL_SGID` for a non-directory, then
-    /// `may_setattr`'s immutable check; the killed bits become a mode change (`ATTR_MODE`).
+    /// `chown_common`'s `ATTR_KILL_SUID`/`ATTR_KILL_SGID` for a non-directory; the killed
+    /// bits become a mode change (`ATTR_MODE`) after `may_setattr`.
     fn chown_kill_setid(
         &self,
         t: &mut Tracer,
@@ -214,10 +216,6 @@ impl World {
                 "not a directory: ATTR_KILL_SUID (and ATTR_KILL_SGID per setattr_should_drop_sgid)",
                 vec![("kill_sgid", kill_sgid.to_string())],
             ));
-        }
-        if i.immutable {
-            tr!(t.fail("may_setattr", "immutable inode", vec![]));
-            return Err(Errno::EPERM.into());
         }
         let mut new_mode = None;
         if kill_suid && i.mode & S_ISUID != 0 {

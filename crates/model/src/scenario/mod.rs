@@ -11,6 +11,7 @@ use crate::world::{MountOptions, TaskRef, World};
 use crate::Error;
 use credns_idmap::Errno;
 
+mod attr_ops;
 mod compare;
 mod dirent;
 mod op_args;

@@ -346,6 +346,9 @@ op_specs! {
     Link(LinkArgs),
     Symlink(SymlinkArgs),
     OpenCreat(OpenCreatArgs),
+    Truncate(super::attr_ops::TruncateArgs),
+    Utimes(super::attr_ops::UtimesArgs),
+    Setxattr(super::attr_ops::SetxattrArgs),
 }
 
 /// The field names a derived `Deserialize` struct declares, read by asking it to deserialize

@@ -220,8 +220,8 @@ fn op_text(c: &Ctx, common: &OpCommon, kind: &str, fields: &[&str], args: &DeTab
 }
 
 /// What turning one op's fields into an [`Op`] needs.
-struct OpCx<'a, 'w> {
-    c: &'a Ctx<'a>,
+pub(super) struct OpCx<'a, 'w> {
+    pub(super) c: &'a Ctx<'a>,
     w: &'w World,
     by: TaskRef,
     kind: &'a str,
@@ -258,12 +258,13 @@ impl OpCx<'_, '_> {
             Unlink(_) | Rmdir(_) | Rename(_) | Link(_) | Symlink(_) | OpenCreat(_) => {
                 super::dirent::dirent_op(self.c, spec)?
             }
+            Truncate(_) | Utimes(_) | Setxattr(_) => self.attr_op(spec)?,
         };
         Ok((op, None))
     }
 
     /// A path, normalised; it must be absolute and free of `.` and `..`.
-    fn path(&self, p: &Spanned<String>) -> Result<String, Error> {
+    pub(super) fn path(&self, p: &Spanned<String>) -> Result<String, Error> {
         crate::world::normalise(p.get_ref()).ok_or_else(|| {
             self.c
                 .err(p.span(), "paths must be absolute and free of . and ..")

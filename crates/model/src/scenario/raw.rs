@@ -165,6 +165,8 @@ pub(super) struct RawFile {
     pub(super) immutable: Option<bool>,
     /// inode_userns: the namespace the inode belongs to.
     pub(super) userns: Option<Spanned<String>>,
+    /// `FS_APPEND_FL`.
+    pub(super) append_only: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -168,6 +168,9 @@ pub(super) fn declare_file(c: &Ctx, w: &mut World, f: &Spanned<RawFile>) -> Resu
     if fr.immutable.unwrap_or(false) {
         w.inode_mut(ino).immutable = true;
     }
+    if fr.append_only.unwrap_or(false) {
+        w.inode_mut(ino).append_only = true;
+    }
     super::proposals::declare_inode_userns(c, w, fr, ino)
 }
 

@@ -115,6 +115,9 @@ pub(super) fn call(
         super::protocol::CALL_UNLINK..=super::protocol::CALL_SYMLINK => {
             super::child_dirent::call(req, payload)?
         }
+        super::protocol::CALL_TRUNCATE
+        | super::protocol::CALL_UTIMES
+        | super::protocol::CALL_SETXATTR => super::child_attrs::attr_call(req, payload)?,
         _ => return Err(Rep::err(STEP_PROTOCOL, Errno::NOSYS)),
     }
     Ok((rep, len))

@@ -19,6 +19,7 @@
 //! | `child_creds` | child | setting credentials: ids, groups, capability sets, securebits |
 //! | `child_tables` | child | the fd table and the list of nested helpers |
 //! | `parent_dirent`, `child_dirent` | both | directory-entry calls: unlink, rmdir, rename, link, symlink |
+//! | `parent_attrs`, `child_attrs` | both | truncate, utimensat, setxattr as the helper |
 //!
 //! The child side runs in a fork of a possibly multithreaded process, so it only makes raw
 //! system calls on buffers allocated before the fork: no allocation, no locks, no stdio. It
@@ -27,6 +28,7 @@
 //! goes away.
 
 mod api;
+mod child_attrs;
 mod child_calls;
 mod child_creds;
 mod child_dirent;
@@ -35,6 +37,7 @@ mod child_serve;
 mod child_sys;
 mod child_tables;
 mod parent;
+mod parent_attrs;
 mod parent_creds;
 mod parent_dirent;
 mod parent_requests;
@@ -45,3 +48,4 @@ pub use api::{
 };
 pub(crate) use child_sys::exit_now;
 pub use parent::UsernsChild;
+pub use parent_attrs::UtimensTimes;

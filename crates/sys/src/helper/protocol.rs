@@ -83,6 +83,10 @@ pub(crate) const CALL_RMDIR: u32 = 41;
 pub(crate) const CALL_RENAME: u32 = 42;
 pub(crate) const CALL_LINK: u32 = 43;
 pub(crate) const CALL_SYMLINK: u32 = 44;
+/// `truncate(2)`, `utimensat(2)`, `setxattr(2)` (numbered apart from the others).
+pub(crate) const CALL_TRUNCATE: u32 = 60;
+pub(crate) const CALL_UTIMES: u32 = 61;
+pub(crate) const CALL_SETXATTR: u32 = 62;
 
 /// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
 /// fsgid securebits flags umask ngroups.

@@ -1,0 +1,22 @@
+//! Reading an extended attribute as the calling process (`getxattr(2)`).
+
+use std::path::Path;
+
+use crate::{Errno, Error};
+
+/// The value of `name` on `path`, `None` when it has none (`ENODATA`).
+pub fn get_xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>, Error> {
+    let mut buf = vec![0u8; 4096];
+    match rustix::fs::getxattr(path, name, &mut buf[..]) {
+        Ok(n) => {
+            buf.truncate(n);
+            Ok(Some(buf))
+        }
+        Err(Errno::NODATA) => Ok(None),
+        Err(errno) => Err(Error::Path {
+            op: "getxattr",
+            path: path.to_owned(),
+            errno,
+        }),
+    }
+}

@@ -1,0 +1,140 @@
+//! The attribute side of the generated scenarios: immutable and append-only files, and the
+//! `truncate`, `utimes` and `setxattr` operations (user, trusted and security names, file
+//! capabilities of every revision, access and default ACLs) with arguments biased toward the
+//! edges: ids the writer's namespace does not map, set-id files, sticky directories.
+
+use std::fmt::Write;
+
+use crate::gen::Rng;
+
+/// Sometimes mark a declared file or directory immutable or append-only.
+pub fn file_flags(rng: &mut Rng, t: &mut String) {
+    match rng.below(12) {
+        0 => {
+            let _ = writeln!(t, "immutable = true");
+        }
+        1 => {
+            let _ = writeln!(t, "append_only = true");
+        }
+        _ => {}
+    }
+}
+
+/// What an attribute op needs from the scenario being generated.
+#[derive(Debug)]
+pub struct AttrTarget<'a> {
+    /// The path as the op names it (maybe through another mount).
+    pub path: &'a str,
+    /// The file is one the scenario may exec (no file capabilities on it then, and no
+    /// truncate).
+    pub exe: bool,
+    /// Ids of the acting process's namespace (mapped and not) for ACL entries and root ids.
+    pub ids: &'a [u32],
+    /// A default ACL may be set on it (the scenario can stop creating in it).
+    pub default_ok: bool,
+}
+
+/// What an op asked of the rest of the scenario.
+#[derive(Debug)]
+pub enum AttrEffect {
+    /// Nothing.
+    None,
+    /// A default ACL may have been set on the target: create nothing in it from now on.
+    DefaultAcl,
+}
+
+const XCAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_NET_RAW",
+    "CAP_SETUID",
+    "CAP_SYS_ADMIN",
+    "CAP_NET_BIND_SERVICE",
+];
+
+fn perm(rng: &mut Rng) -> &'static str {
+    rng.pick(&["rwx", "r--", "rw-", "r-x", "---", "-w-"])
+}
+
+/// One attribute op (after `by = …`).
+pub fn op(rng: &mut Rng, t: &mut String, at: &AttrTarget) -> AttrEffect {
+    let p = at.path;
+    match rng.below(10) {
+        // Not a program the scenario may exec: truncated, it would no longer run.
+        0..=1 if !at.exe => {
+            let _ = writeln!(
+                t,
+                "op = \"truncate\"\npath = \"{p}\"\nlength = {}",
+                rng.pick(&[0, 0, 1, 4096, -1])
+            );
+        }
+        2..=3 => {
+            let times = rng.pick(&["null", "now", "explicit", "explicit", "omit"]);
+            let _ = writeln!(t, "op = \"utimes\"\npath = \"{p}\"\ntimes = \"{times}\"");
+        }
+        4..=5 => {
+            let name = rng.pick(&["user.x", "user.x", "trusted.x", "security.x", "other.x"]);
+            let _ = writeln!(
+                t,
+                "op = \"setxattr\"\npath = \"{p}\"\nname = \"{name}\"\nvalue = \"v\""
+            );
+        }
+        6 if !at.exe => caps(rng, t, at),
+        _ => return acl(rng, t, at),
+    }
+    AttrEffect::None
+}
+
+fn caps(rng: &mut Rng, t: &mut String, at: &AttrTarget) {
+    let version = rng.pick(&[2, 2, 3, 3, 1]);
+    let _ = writeln!(
+        t,
+        "op = \"setxattr\"\npath = \"{}\"\nname = \"security.capability\"\nversion = {version}\ncaps = \"{}\"\neffective = {}",
+        at.path,
+        rng.pick(XCAPS),
+        rng.chance(1, 2)
+    );
+    if version == 3 {
+        let root = if rng.chance(1, 3) {
+            0
+        } else {
+            rng.pick(at.ids)
+        };
+        let _ = writeln!(t, "rootid = {root}");
+    }
+}
+
+fn acl(rng: &mut Rng, t: &mut String, at: &AttrTarget) -> AttrEffect {
+    let default = at.default_ok && rng.chance(1, 4);
+    let mut e = vec![format!("\"u::{}\"", perm(rng))];
+    let mut named = false;
+    if rng.chance(2, 3) {
+        e.push(format!("\"u:{}:{}\"", rng.pick(at.ids), perm(rng)));
+        named = true;
+    }
+    e.push(format!("\"g::{}\"", perm(rng)));
+    if rng.chance(1, 3) {
+        e.push(format!("\"g:{}:{}\"", rng.pick(at.ids), perm(rng)));
+        named = true;
+    }
+    // Now and then a mask where none is needed, or none where one is (EINVAL).
+    if named != rng.chance(1, 10) {
+        e.push(format!("\"m::{}\"", perm(rng)));
+    }
+    e.push(format!("\"o::{}\"", perm(rng)));
+    let name = if default {
+        "system.posix_acl_default"
+    } else {
+        "system.posix_acl_access"
+    };
+    let _ = writeln!(
+        t,
+        "op = \"setxattr\"\npath = \"{}\"\nname = \"{name}\"\nacl = [{}]",
+        at.path,
+        e.join(", ")
+    );
+    if default {
+        AttrEffect::DefaultAcl
+    } else {
+        AttrEffect::None
+    }
+}
