@@ -1,10 +1,10 @@
 //! `credns_registry::nsswitch::with_subid` on arbitrary text: never panics; setting the line is
 //! idempotent and leaves exactly one active `subid:` line, naming the module; removing it
 //! leaves none of credns's and is idempotent; every line that configures another database is
-//! kept, in order.
+//! kept, in order. `sources` gives words of the database's line, no bracket or comment.
 #![no_main]
 
-use credns_registry::nsswitch::{database, with_subid};
+use credns_registry::nsswitch::{database, sources, with_subid};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,6 +25,11 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     assert_eq!(active, ["subid:          credns"]);
     assert_eq!(others(&set), others(text));
+    for db in ["passwd", "group"] {
+        for w in sources(text, db) {
+            assert!(!w.is_empty() && !w.contains(['[', ']', '#']) && !w.contains(char::is_whitespace));
+        }
+    }
     let removed = with_subid(&set, None);
     assert!(removed.lines().all(|l| database(l) != Some("subid")));
     assert_eq!(with_subid(&removed, None), removed);

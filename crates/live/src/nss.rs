@@ -41,27 +41,6 @@ pub struct NssUsers {
     pub warnings: Vec<String>,
 }
 
-/// The sources `nsswitch.conf` lists for `db` (`passwd`, `group`), in order, without the
-/// `[NOTFOUND=return]`-style actions; `files` if the file has no such line (glibc's default
-/// is `files` for these, then `systemd` only if built so).
-pub fn nsswitch_sources(text: &str, db: &str) -> Vec<String> {
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("");
-        let Some((name, rest)) = line.split_once(':') else {
-            continue;
-        };
-        if name.trim() != db {
-            continue;
-        }
-        return rest
-            .split_whitespace()
-            .filter(|w| !w.starts_with('['))
-            .map(str::to_string)
-            .collect();
-    }
-    vec!["files".into()]
-}
-
 /// Read the sources of `etc`/nsswitch.conf beyond `files`: `systemd` from the userdb services
 /// in `userdb_dir`; the others named as unread.
 pub fn read(etc: &Path, userdb_dir: &Path) -> NssUsers {
@@ -70,7 +49,7 @@ pub fn read(etc: &Path, userdb_dir: &Path) -> NssUsers {
     let text = std::fs::read_to_string(&conf).unwrap_or_default();
     let mut systemd = false;
     for db in ["passwd", "group"] {
-        for s in nsswitch_sources(&text, db) {
+        for s in credns_registry::nsswitch::sources(&text, db) {
             match s.as_str() {
                 "files" | "compat" => {}
                 "systemd" => systemd = true,
@@ -166,21 +145,5 @@ fn add_record(out: &mut NssUsers, reply: &Value, user: bool) {
             members,
             line: 0,
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sources_of_a_line_without_actions_and_comments() {
-        let conf = "# x\npasswd:   files systemd [NOTFOUND=return] sss # tail\ngroup: files\n";
-        assert_eq!(
-            nsswitch_sources(conf, "passwd"),
-            ["files", "systemd", "sss"]
-        );
-        assert_eq!(nsswitch_sources(conf, "group"), ["files"]);
-        assert_eq!(nsswitch_sources("", "passwd"), ["files"]);
     }
 }

@@ -10,6 +10,28 @@ pub fn database(line: &str) -> Option<&str> {
     (!db.is_empty() && !db.contains(char::is_whitespace)).then_some(db)
 }
 
+/// The sources the first line configuring `db` lists (`["files", "systemd"]` of
+/// `passwd: files [NOTFOUND=return] systemd`), without the bracketed actions; `files` when no
+/// line configures it (glibc's default for the user and group databases).
+pub fn sources(text: &str, db: &str) -> Vec<String> {
+    let Some(line) = text.lines().find(|l| database(l) == Some(db)) else {
+        return vec!["files".into()];
+    };
+    let code = line.split('#').next().unwrap_or("");
+    let list = code.split_once(':').map_or("", |x| x.1);
+    let mut plain = String::with_capacity(list.len());
+    let mut depth = 0usize;
+    for c in list.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            c if depth == 0 => plain.push(c),
+            _ => {}
+        }
+    }
+    plain.split_whitespace().map(str::to_string).collect()
+}
+
 /// nsswitch.conf's `text` with its `subid:` line set to `module` (replacing any other, as
 /// libsubid takes one module), or with a `subid: credns` line removed (`None`). Other lines
 /// are kept as they are; applying the same change twice changes nothing the second time.
@@ -91,7 +113,32 @@ mod tests {
         proptest::collection::vec(line, 0..8).prop_map(|v| v.concat())
     }
 
+    #[test]
+    fn sources_without_actions_and_comments() {
+        let conf = "# x\npasswd:   files systemd [ NOTFOUND = return ] sss # tail\ngroup: files\n";
+        assert_eq!(sources(conf, "passwd"), ["files", "systemd", "sss"]);
+        assert_eq!(sources(conf, "group"), ["files"]);
+        assert_eq!(sources("", "passwd"), ["files"]);
+        assert_eq!(sources("passwd: a\npasswd: b\n", "passwd"), ["a"]);
+    }
+
     proptest! {
+        #[test]
+        fn sources_are_words_of_the_databases_line(t in nsswitch()) {
+            for db in ["passwd", "subid"] {
+                let s = sources(&t, db);
+                let line = t.lines().find(|l| database(l) == Some(db));
+                if line.is_none() {
+                    prop_assert_eq!(s, vec!["files".to_string()]);
+                    continue;
+                }
+                for w in &s {
+                    prop_assert!(!w.is_empty() && !w.contains(['[', ']', '#', ' ']));
+                    prop_assert!(line.unwrap().contains(w.as_str()));
+                }
+            }
+        }
+
         #[test]
         fn setting_is_idempotent_and_leaves_one_active_line(t in nsswitch()) {
             let once = with_subid(&t, Some("credns"));

@@ -9,8 +9,8 @@
 
 pub mod diff;
 pub mod gen;
-pub mod gen_dirent;
 pub mod gen_attrs;
+pub mod gen_dirent;
 pub mod kernel;
 pub mod kernel_attrs;
 pub mod keys_gen;

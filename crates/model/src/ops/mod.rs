@@ -13,8 +13,8 @@ mod setattr;
 mod signals;
 mod xattr;
 
-pub use dirent::{Protected, RENAME_EXCHANGE, RENAME_NOREPLACE};
 pub use attrs::UtimesTimes;
+pub use dirent::{Protected, RENAME_EXCHANGE, RENAME_NOREPLACE};
 pub use op::{MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
 pub use xattr::{XattrAclEntry, XattrValue};
 
