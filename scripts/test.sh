@@ -13,7 +13,7 @@ declare -A pkg_for=(
   [systemd-socket-activate]=systemd [systemd-analyze]=systemd [systemd-tmpfiles]=systemd
   [dpkg-deb]=dpkg
   [mkfs.xfs]=xfsprogs [hyperfine]=hyperfine [getsubids]=uidmap [ldconfig]=libc-bin
-  [podman]=podman [getent]=libc-bin
+  [podman]=podman [getent]=libc-bin [setcap]=libcap2-bin [chattr]=e2fsprogs
 )
 need_pkgs=()
 for cmd in "${!pkg_for[@]}"; do

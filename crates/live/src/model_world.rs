@@ -171,8 +171,8 @@ fn add_task(world: &mut World, p: &ProcessSnapshot, ns: NsRef) -> Result<TaskRef
 /// What the model is told of a path that the snapshot does not show.
 pub const ASSUMED_FS: &[&str] = &[
     "every filesystem on the path was mounted in the initial user namespace (s_user_ns)",
-    "no append-only flag, no security module, no file capabilities on the path (immutable \
-     flags are read)",
+    "no security module on the path (immutable and append-only flags and file capabilities \
+     are read)",
 ];
 
 /// The sysctls the model's path rules read (`fs.protected_*`), as the host has them; what
@@ -264,9 +264,18 @@ fn idmap_ns(w: &mut World, name: &str, m: &credns_sys::fsinfo::MountIdmap) -> Re
     Ok(ns)
 }
 
-/// The inode flags the model decides by.
+/// The inode flags and file capabilities the model decides by.
 fn set_flags(w: &mut World, ino: InodeRef, c: &crate::path::Component) {
-    w.inode_mut(ino).immutable = c.immutable;
+    let i = w.inode_mut(ino);
+    i.immutable = c.immutable;
+    i.append_only = c.append;
+    i.fscaps = c.file_caps.map(|f| credns_model::FileCaps {
+        version: f.revision,
+        rootid: f.rootid.unwrap_or(0),
+        permitted: CapSet::from_bits(f.permitted),
+        inheritable: CapSet::from_bits(f.inheritable),
+        effective: f.effective(),
+    });
 }
 
 fn set_acl(w: &mut World, ino: InodeRef, c: &crate::path::Component) -> Result<(), Error> {

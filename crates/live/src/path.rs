@@ -8,6 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use credns_idmap::formats::acl_xattr::{parse_acl_xattr, ACL_USER};
+use credns_idmap::formats::vfs_cap::{parse_vfs_cap, VfsCap};
 use credns_sys::fsinfo::{self, MountFacts};
 use credns_sys::{Pid, ProcFs};
 
@@ -34,8 +35,9 @@ pub struct Component {
     pub immutable: bool,
     /// `chattr +a`.
     pub append: bool,
-    /// It has file capabilities (`security.capability`).
-    pub file_caps: bool,
+    /// Its file capabilities (`security.capability`), the root id of a revision 3 value as
+    /// the filesystem stores it (undone through an idmapped mount's maps).
+    pub file_caps: Option<VfsCap>,
 }
 
 /// The path's components and mounts.
@@ -177,7 +179,10 @@ fn component(
     }
     let facts = fsinfo::inode_facts(real)?;
     let mount = facts.mount_id;
-    let file_caps = md.is_file() && fsinfo::file_caps(real)?.is_some();
+    let file_caps = match md.is_file() {
+        true => fsinfo::file_caps(real)?,
+        false => None,
+    };
     if let std::collections::btree_map::Entry::Vacant(e) = mounts.entry(mount) {
         e.insert(fsinfo::statmount(mount, ns)?);
     }
@@ -210,6 +215,20 @@ fn component(
                     })
                     .collect::<Result<_, Error>>()?,
             })
+        }
+    };
+    let file_caps = match file_caps {
+        None => None,
+        Some(raw) => {
+            let mut c = parse_vfs_cap(&raw)
+                .map_err(|e| Error::Path(shown.into(), format!("security.capability: {e}")))?;
+            if let (Some(root), Some(m)) = (c.rootid, idmap) {
+                c.rootid = Some(
+                    unmap(&m.uid, root)
+                        .ok_or_else(|| unmapped(shown, "file capabilities' root id", root))?,
+                );
+            }
+            Some(c)
         }
     };
     Ok(Some(Component {

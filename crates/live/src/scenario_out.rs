@@ -114,6 +114,21 @@ pub fn scenario_text(
             p.hardlinks, p.symlinks, p.regular, p.fifos
         );
     }
+    if let (
+        SavedOp::Path {
+            q: crate::question::PathQuestion::Exec,
+            ..
+        },
+        Some(p),
+    ) = (op, path)
+    {
+        if let Some(c) = p.components.last().filter(|c| c.file_caps.is_some()) {
+            return Err(unsaveable(format!(
+                "{} has file capabilities, which a scenario file cannot declare",
+                c.path
+            )));
+        }
+    }
     namespaces(w, &mut s)?;
     if let Some(p) = path {
         filesystems(w, p, &mut s)?;
@@ -369,6 +384,15 @@ fn filesystems(w: &World, p: &PathSnapshot, s: &mut String) -> Result<(), Error>
         );
         if c.immutable {
             let _ = writeln!(s, "immutable = true");
+        }
+        if c.append {
+            let _ = writeln!(s, "append_only = true");
+        }
+        if c.file_caps.is_some() {
+            let _ = writeln!(
+                s,
+                "# its file capabilities are not saved (a [[file]] table cannot declare them)"
+            );
         }
         if let Some(acl) = &c.acl {
             let entries: Vec<String> = acl

@@ -245,10 +245,10 @@ impl Drop for Immutable {
 }
 
 #[test]
-fn an_immutable_file_is_read_as_immutable() {
+fn immutable_and_append_only_flags_and_file_capabilities_are_read() {
     if !credns_sys::is_root() {
         if std::env::var_os("CREDNS_REQUIRE_ALL").is_some() {
-            panic!("an_immutable_file_is_read_as_immutable needs root");
+            panic!("immutable_and_append_only_flags_and_file_capabilities_are_read needs root");
         }
         eprintln!("skipped: needs root (chattr +i needs CAP_LINUX_IMMUTABLE)");
         return;
@@ -310,4 +310,69 @@ fn an_immutable_file_is_read_as_immutable() {
     .unwrap();
     assert!(e.model.result.is_allowed(), "{}", e.model);
     assert_eq!(e.agree, Some(true));
+    // Append-only: opening for writing without O_APPEND is refused, by both.
+    let log = dir.path().join("log");
+    std::fs::write(&log, "x").unwrap();
+    let st = std::process::Command::new("chattr")
+        .arg("+a")
+        .arg(&log)
+        .status()
+        .unwrap();
+    assert!(st.success(), "chattr +a");
+    struct Appendonly(std::path::PathBuf);
+    impl Drop for Appendonly {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("chattr")
+                .arg("-a")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _a = Appendonly(log.clone());
+    let e = explain_path(
+        &ProcFs::new(),
+        me,
+        log.to_str().unwrap(),
+        PathQuestion::Open {
+            read: false,
+            write: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        e.model.result.errno().map(|e| e.name()),
+        Some("EPERM"),
+        "{}",
+        e.model
+    );
+    assert_eq!(e.agree, Some(true), "{:?}", e.kernel);
+    assert!(e.scenario.as_ref().unwrap().contains("append_only = true"));
+    // File capabilities: exec is Unknown to the model, and the scenario cannot be saved.
+    let prog = dir.path().join("prog");
+    std::fs::copy("/bin/true", &prog).unwrap();
+    let st = std::process::Command::new("setcap")
+        .arg("cap_net_bind_service+ep")
+        .arg(&prog)
+        .status()
+        .unwrap();
+    assert!(st.success(), "setcap");
+    let e = explain_path(
+        &ProcFs::new(),
+        me,
+        prog.to_str().unwrap(),
+        PathQuestion::Exec,
+    )
+    .unwrap();
+    assert!(
+        matches!(&e.model.result, credns_model::Verdict::Unknown(why) if why.contains("capabilit")),
+        "{}",
+        e.model
+    );
+    assert_eq!(
+        e.scenario.unwrap_err(),
+        format!(
+            "the model refused the snapshot: cannot save the scenario: {} has file capabilities, which a scenario file cannot declare",
+            prog.display()
+        )
+    );
 }

@@ -4,8 +4,6 @@
 //! Linux 6.15+), the raw POSIX access ACL (`getxattr(2)` of `system.posix_acl_access`) and the
 //! raw file capabilities (`security.capability`).
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use linux_raw_sys::general as uapi;
@@ -237,30 +235,11 @@ fn extents(strs: &[u8], at: usize, num: usize) -> Result<Vec<(u32, u32, u32)>, E
 /// The raw `system.posix_acl_access` value of `path` (not following a final symlink), or
 /// `None` if it has none (ENODATA) or the filesystem has no ACLs (EOPNOTSUPP).
 pub fn posix_acl_access(path: &Path) -> Result<Option<Vec<u8>>, Error> {
-    xattr(path, "system.posix_acl_access")
+    crate::xattr::lget_xattr(path, "system.posix_acl_access")
 }
 
 /// The raw `security.capability` value of `path` (its file capabilities, any revision), or
 /// `None` if it has none.
 pub fn file_caps(path: &Path) -> Result<Option<Vec<u8>>, Error> {
-    xattr(path, "security.capability")
-}
-
-/// `lgetxattr(2)`: `None` for ENODATA and EOPNOTSUPP.
-fn xattr(path: &Path, name: &'static str) -> Result<Option<Vec<u8>>, Error> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::Invalid(format!("{}: a NUL in the path", path.display())))?;
-    let mut buf = vec![0u8; 65536];
-    match rustix::fs::lgetxattr(c.as_c_str(), name, &mut buf) {
-        Ok(n) => {
-            buf.truncate(n);
-            Ok(Some(buf))
-        }
-        Err(Errno::NODATA) | Err(Errno::NOTSUP) => Ok(None),
-        Err(errno) => Err(Error::Path {
-            op: "getxattr",
-            path: path.to_owned(),
-            errno,
-        }),
-    }
+    crate::xattr::lget_xattr(path, "security.capability")
 }

@@ -1,4 +1,4 @@
-//! Reading an extended attribute as the calling process (`getxattr(2)`).
+//! Reading an extended attribute as the calling process (`getxattr(2)`, `lgetxattr(2)`).
 
 use std::path::Path;
 
@@ -15,6 +15,25 @@ pub fn get_xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>, Error> {
         Err(Errno::NODATA) => Ok(None),
         Err(errno) => Err(Error::Path {
             op: "getxattr",
+            path: path.to_owned(),
+            errno,
+        }),
+    }
+}
+
+/// The value of `name` on `path` itself (a final symlink not followed), `None` when it has none
+/// (`ENODATA`) or its filesystem keeps no such attributes (`EOPNOTSUPP`).
+#[doc(alias = "lgetxattr")]
+pub fn lget_xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>, Error> {
+    let mut buf = vec![0u8; 65536];
+    match rustix::fs::lgetxattr(path, name, &mut buf[..]) {
+        Ok(n) => {
+            buf.truncate(n);
+            Ok(Some(buf))
+        }
+        Err(Errno::NODATA) | Err(Errno::NOTSUP) => Ok(None),
+        Err(errno) => Err(Error::Path {
+            op: "lgetxattr",
             path: path.to_owned(),
             errno,
         }),

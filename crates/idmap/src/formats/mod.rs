@@ -12,6 +12,7 @@
 //! | [`subid`] | `/etc/subuid`, `/etc/subgid` (shadow's `subordinateio.c`) | [`SubidFile::parse`] | `Display` of [`SubidFile`] |
 //! | [`oci`] | OCI runtime spec `linux.uidMappings` / `linux.gidMappings` | [`parse_oci_config`], [`parse_oci_mappings`] | [`oci_mappings_json`], [`set_oci_mappings`] |
 //! | [`acl_xattr`] | `system.posix_acl_access` values (binary; errors say which entry) | [`acl_xattr::parse_acl_xattr`] | [`acl_xattr::print_acl_xattr`] |
+//! | [`vfs_cap`] | `security.capability` values, revisions 1–3 (binary) | [`vfs_cap::parse_vfs_cap`] | [`vfs_cap::print_vfs_cap`] |
 //! | [`mapusers`] | util-linux `unshare --map-users` / `--map-groups` arguments | [`MapUsers::parse`] | [`map_users_args`] |
 //!
 //! The write format of `uid_map` (what `map_write` accepts) is [`parse_write`](crate::parse_write)
@@ -22,6 +23,7 @@ pub mod mapusers;
 pub mod oci;
 pub mod proc;
 pub mod subid;
+pub mod vfs_cap;
 
 pub use mapusers::{map_users_args, resolve_subid_keyword, MapUsers, MapUsersArg};
 pub use oci::{
