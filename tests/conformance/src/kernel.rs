@@ -988,6 +988,9 @@ impl<'f> Realised<'f> {
                     "key operations are compared by the keys suite (tests/keys.rs)".into(),
                 ))
             }
+            Op::Setfsuid { .. } | Op::Setfsgid { .. } | Op::Capset { .. } | Op::CapPrctl { .. } => {
+                crate::kernel_creds::perform(h, op)?
+            }
         };
         Ok(match res {
             Ok(v) => KernelAnswer::Done(v),

@@ -1,6 +1,7 @@
 //! Operations: each mirrors one syscall path and returns an [`Outcome`] with its trace.
 //! This module dispatches an [`Op`] to the file that models its syscall.
 
+mod capset;
 mod creds;
 mod exec;
 mod fs;
@@ -10,7 +11,7 @@ mod op;
 mod setattr;
 mod signals;
 
-pub use op::{MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
+pub use op::{CapPrctlOption, MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
 
 use crate::outcome::{Outcome, Output, Tracer, Values, Verdict};
 use crate::vfs::Stop;
@@ -175,6 +176,9 @@ impl World {
                 } else {
                     Err(Errno::EPERM.into())
                 }
+            }
+            Op::Setfsuid { .. } | Op::Setfsgid { .. } | Op::Capset { .. } | Op::CapPrctl { .. } => {
+                self.dispatch_capset(t, task, op)
             }
         }
     }

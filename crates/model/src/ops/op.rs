@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::opt_id;
 
-use crate::caps::Cap;
+use crate::caps::{Cap, CapSet};
 use crate::keys::{KeyId, KeyType};
 use crate::vfs::mask_str;
 use crate::world::{NsRef, TaskRef};
@@ -24,6 +24,38 @@ pub enum MapKind {
     Uid,
     /// `/proc/PID/gid_map`.
     Gid,
+}
+
+/// The `prctl(2)` options `cap_task_prctl` handles that change credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapPrctlOption {
+    /// `PR_SET_SECUREBITS, arg`.
+    SetSecurebits,
+    /// `PR_SET_KEEPCAPS, arg`.
+    SetKeepcaps,
+    /// `PR_CAPBSET_DROP, cap`.
+    CapbsetDrop,
+    /// `PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap`.
+    AmbientRaise,
+    /// `PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, cap`.
+    AmbientLower,
+    /// `PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL`.
+    AmbientClearAll,
+}
+
+impl CapPrctlOption {
+    /// The kernel's name of the option.
+    pub fn name(self) -> &'static str {
+        match self {
+            CapPrctlOption::SetSecurebits => "PR_SET_SECUREBITS",
+            CapPrctlOption::SetKeepcaps => "PR_SET_KEEPCAPS",
+            CapPrctlOption::CapbsetDrop => "PR_CAPBSET_DROP",
+            CapPrctlOption::AmbientRaise => "PR_CAP_AMBIENT_RAISE",
+            CapPrctlOption::AmbientLower => "PR_CAP_AMBIENT_LOWER",
+            CapPrctlOption::AmbientClearAll => "PR_CAP_AMBIENT_CLEAR_ALL",
+        }
+    }
 }
 
 /// An operation performed by a task. Ids are in the caller's namespace numbering, as the
@@ -276,6 +308,32 @@ pub enum Op {
         /// Create the keyring if missing.
         create: bool,
     },
+    /// `setfsuid(uid)` (`None`: -1): yields the old fsuid, which it returns whatever happens.
+    Setfsuid {
+        /// The new fsuid in the caller's numbering, or -1.
+        uid: Option<u32>,
+    },
+    /// `setfsgid(gid)` (`None`: -1): yields the old fsgid.
+    Setfsgid {
+        /// The new fsgid in the caller's numbering, or -1.
+        gid: Option<u32>,
+    },
+    /// `capset` (version 3, pid 0): the caller's new effective, permitted, inheritable sets.
+    Capset {
+        /// New effective set.
+        effective: CapSet,
+        /// New permitted set.
+        permitted: CapSet,
+        /// New inheritable set.
+        inheritable: CapSet,
+    },
+    /// One of the capability module's `prctl(2)` options.
+    CapPrctl {
+        /// Which option.
+        option: CapPrctlOption,
+        /// Its argument (`arg2`; the capability number for the bounding and ambient options).
+        arg: u32,
+    },
 }
 
 impl Op {
@@ -404,6 +462,20 @@ impl std::fmt::Display for Op {
                     .map(|c| format!(" callout {c:?}"))
                     .unwrap_or_default()
             ),
+            Op::Setfsuid { uid } => write!(f, "setfsuid {}", opt_id(*uid)),
+            Op::Setfsgid { gid } => write!(f, "setfsgid {}", opt_id(*gid)),
+            Op::Capset {
+                effective,
+                permitted,
+                inheritable,
+            } => write!(
+                f,
+                "capset e={:#x} p={:#x} i={:#x}",
+                effective.bits(),
+                permitted.bits(),
+                inheritable.bits()
+            ),
+            Op::CapPrctl { option, arg } => write!(f, "prctl {} {arg}", option.name()),
         }
     }
 }

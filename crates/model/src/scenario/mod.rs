@@ -14,6 +14,7 @@ use credns_idmap::Errno;
 mod compare;
 mod op_args;
 mod ops;
+mod ops_caps;
 mod proposals;
 mod raw;
 mod world;

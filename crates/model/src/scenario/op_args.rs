@@ -244,6 +244,58 @@ pub(super) struct KeyGetIdArgs {
     pub(super) create: Option<bool>,
 }
 
+/// `setfsuid`: `uid` may be -1 (no change; the call still reports the old fsuid).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SetfsuidArgs {
+    pub(super) uid: Spanned<i64>,
+}
+
+/// `setfsgid`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SetfsgidArgs {
+    pub(super) gid: Spanned<i64>,
+}
+
+/// `capset`: the three new sets, each as a process's sets are written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CapsetArgs {
+    pub(super) effective: Spanned<String>,
+    pub(super) permitted: Spanned<String>,
+    pub(super) inheritable: Spanned<String>,
+}
+
+/// `set_securebits`: the new securebits (a number, or a "0x" hex string).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SecurebitsArgs {
+    pub(super) bits: Spanned<RawNum>,
+}
+
+/// `set_keepcaps`: 0 or 1 (other values reach the kernel, which says EINVAL).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KeepcapsArgs {
+    pub(super) value: Spanned<i64>,
+}
+
+/// `capbset_drop`: a capability name or number.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CapArgs {
+    pub(super) cap: Spanned<RawNum>,
+}
+
+/// `cap_ambient`: `action` is raise, lower or clear_all; `cap` for raise and lower.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AmbientArgs {
+    pub(super) action: Spanned<String>,
+    pub(super) cap: Option<Spanned<RawNum>>,
+}
+
 /// Declares [`OpSpec`], the operations by their scenario names, and the fields each takes
 /// (from its struct, in the order reports show them).
 macro_rules! op_specs {
@@ -305,6 +357,13 @@ op_specs! {
     KeyctlChown(KeyChownArgs),
     KeyctlGetKeyringId(KeyGetIdArgs),
     RequestKey(RequestKeyArgs),
+    Setfsuid(SetfsuidArgs),
+    Setfsgid(SetfsgidArgs),
+    Capset(CapsetArgs),
+    SetSecurebits(SecurebitsArgs),
+    SetKeepcaps(KeepcapsArgs),
+    CapbsetDrop(CapArgs),
+    CapAmbient(AmbientArgs),
 }
 
 /// The field names a derived `Deserialize` struct declares, read by asking it to deserialize

@@ -255,6 +255,8 @@ impl OpCx<'_, '_> {
             | KeyctlChown(_)
             | KeyctlGetKeyringId(_)
             | RequestKey(_) => self.key_op(spec)?,
+            Setfsuid(_) | Setfsgid(_) | Capset(_) | SetSecurebits(_) | SetKeepcaps(_)
+            | CapbsetDrop(_) | CapAmbient(_) => super::ops_caps::caps_op(self.c, spec)?,
         };
         Ok((op, None))
     }

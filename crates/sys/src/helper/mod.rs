@@ -18,6 +18,7 @@
 //! | `child_calls` | child | `OP_CALL`: one system call made as the helper |
 //! | `child_creds` | child | setting credentials: ids, groups, capability sets, securebits |
 //! | `child_tables` | child | the fd table and the list of nested helpers |
+//! | `parent_caps`, `child_caps` | both | fs ids, `capset`, the capability `prctl`s |
 //!
 //! The child side runs in a fork of a possibly multithreaded process, so it only makes raw
 //! system calls on buffers allocated before the fork: no allocation, no locks, no stdio. It
@@ -27,12 +28,14 @@
 
 mod api;
 mod child_calls;
+mod child_caps;
 mod child_creds;
 mod child_main;
 mod child_serve;
 mod child_sys;
 mod child_tables;
 mod parent;
+mod parent_caps;
 mod parent_creds;
 mod parent_requests;
 mod protocol;

@@ -76,6 +76,14 @@ pub(crate) const CALL_FULL_CREDS: u32 = 18;
 pub(crate) const CALL_PTRACE: u32 = 19;
 pub(crate) const CALL_FSIDS: u32 = 20;
 pub(crate) const CALL_VM_READ: u32 = 21;
+/// `setfsuid(2)`; the capability and fs-id calls are numbered from 60.
+pub(crate) const CALL_SETFSUID: u32 = 60;
+/// `setfsgid(2)`.
+pub(crate) const CALL_SETFSGID: u32 = 61;
+/// `capset(2)` of the helper itself; payload: effective, permitted, inheritable (u64 each).
+pub(crate) const CALL_CAPSET: u32 = 62;
+/// `prctl(arg0, arg1, arg2, 0, 0)` with integer arguments.
+pub(crate) const CALL_PRCTL: u32 = 63;
 
 /// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
 /// fsgid securebits flags umask ngroups.

@@ -1,0 +1,108 @@
+//! The `[[op]]` tables that change capabilities and fs ids: `setfsuid`, `setfsgid`,
+//! `capset`, `set_securebits`, `set_keepcaps`, `capbset_drop`, `cap_ambient`.
+
+use toml::Spanned;
+
+use super::op_args::OpSpec;
+use super::raw::{capset, opt_arg, Ctx, RawNum};
+use crate::caps::Cap;
+use crate::ops::{CapPrctlOption, Op};
+use crate::Error;
+
+/// The [`Op`] of one of these tables.
+pub(super) fn caps_op(c: &Ctx, spec: &OpSpec) -> Result<Op, Error> {
+    Ok(match spec {
+        OpSpec::Setfsuid(a) => Op::Setfsuid {
+            uid: opt_arg(c, &Some(a.uid.clone()))?,
+        },
+        OpSpec::Setfsgid(a) => Op::Setfsgid {
+            gid: opt_arg(c, &Some(a.gid.clone()))?,
+        },
+        OpSpec::Capset(a) => Op::Capset {
+            effective: capset(c, &a.effective)?,
+            permitted: capset(c, &a.permitted)?,
+            inheritable: capset(c, &a.inheritable)?,
+        },
+        OpSpec::SetSecurebits(a) => Op::CapPrctl {
+            option: CapPrctlOption::SetSecurebits,
+            arg: number(c, &a.bits, "bits")?,
+        },
+        OpSpec::SetKeepcaps(a) => {
+            let v = *a.value.get_ref();
+            if !(0..=u32::MAX as i64).contains(&v) {
+                return Err(c.err(a.value.span(), format!("value {v} is out of range")));
+            }
+            Op::CapPrctl {
+                option: CapPrctlOption::SetKeepcaps,
+                arg: v as u32,
+            }
+        }
+        OpSpec::CapbsetDrop(a) => Op::CapPrctl {
+            option: CapPrctlOption::CapbsetDrop,
+            arg: cap_number(c, &a.cap)?,
+        },
+        OpSpec::CapAmbient(a) => ambient(c, &a.action, &a.cap)?,
+        _ => unreachable!("dispatched by OpCx::op"),
+    })
+}
+
+/// `cap_ambient`: the action, and the capability raise and lower need.
+fn ambient(c: &Ctx, action: &Spanned<String>, cap: &Option<Spanned<RawNum>>) -> Result<Op, Error> {
+    let option = match action.get_ref().trim().to_ascii_lowercase().as_str() {
+        "raise" => CapPrctlOption::AmbientRaise,
+        "lower" => CapPrctlOption::AmbientLower,
+        "clear_all" => CapPrctlOption::AmbientClearAll,
+        other => {
+            return Err(c.err(
+                action.span(),
+                format!("cap_ambient action \"{other}\": use raise, lower or clear_all"),
+            ))
+        }
+    };
+    let arg = match (option, cap) {
+        (CapPrctlOption::AmbientClearAll, None) => 0,
+        (CapPrctlOption::AmbientClearAll, Some(x)) => {
+            return Err(c.err(x.span(), "cap_ambient clear_all takes no `cap`"))
+        }
+        (_, Some(x)) => cap_number(c, x)?,
+        (_, None) => {
+            return Err(c.err(
+                action.span(),
+                format!("cap_ambient {} needs `cap`", action.get_ref()),
+            ))
+        }
+    };
+    Ok(Op::CapPrctl { option, arg })
+}
+
+/// A number: an integer, or a string in decimal or "0x" hex.
+fn number(c: &Ctx, v: &Spanned<RawNum>, what: &str) -> Result<u32, Error> {
+    let bad = || {
+        c.err(
+            v.span(),
+            format!("{what} must be a number from 0 to 4294967295"),
+        )
+    };
+    match v.get_ref() {
+        RawNum::Num(n) => u32::try_from(*n).map_err(|_| bad()),
+        RawNum::Str(s) => {
+            let t = s.trim();
+            match t.strip_prefix("0x") {
+                Some(h) => u32::from_str_radix(h, 16),
+                None => t.parse(),
+            }
+            .map_err(|_| bad())
+        }
+    }
+}
+
+/// A capability: a name (`CAP_KILL`, `kill`) or a number (any number: the kernel says
+/// EINVAL beyond `CAP_LAST_CAP`).
+fn cap_number(c: &Ctx, v: &Spanned<RawNum>) -> Result<u32, Error> {
+    match v.get_ref() {
+        RawNum::Str(s) if s.trim().parse::<u32>().is_err() => Cap::parse(s)
+            .map(|cap| cap.number() as u32)
+            .ok_or_else(|| c.err(v.span(), format!("unknown capability \"{s}\""))),
+        _ => number(c, v, "cap"),
+    }
+}

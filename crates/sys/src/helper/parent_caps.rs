@@ -1,0 +1,57 @@
+//! The parent's side: [`UsernsChild`]'s requests that change the helper's fs ids and
+//! capabilities (`setfsuid(2)`, `setfsgid(2)`, `capset(2)`, the capability `prctl(2)`s).
+
+use super::protocol;
+use super::UsernsChild;
+use crate::{Errno, Error};
+
+impl UsernsChild {
+    /// `setfsuid(uid)` (`None`: -1) as the helper: the old fsuid it returns (never an error).
+    pub fn setfsuid(&self, uid: Option<u32>) -> Result<u32, Error> {
+        self.fs_id_call(protocol::CALL_SETFSUID, uid, "setfsuid")
+    }
+
+    /// `setfsgid(gid)` (`None`: -1) as the helper: the old fsgid it returns.
+    pub fn setfsgid(&self, gid: Option<u32>) -> Result<u32, Error> {
+        self.fs_id_call(protocol::CALL_SETFSGID, gid, "setfsgid")
+    }
+
+    fn fs_id_call(&self, how: u32, id: Option<u32>, op: &'static str) -> Result<u32, Error> {
+        let a = id.unwrap_or(u32::MAX) as u64;
+        let r = self
+            .syscall(how, [a, 0, 0], &[])?
+            .map_err(|errno| Error::Helper {
+                pid: self.pid(),
+                op,
+                errno,
+            })?;
+        Ok(r.rep.v[0] as u32)
+    }
+
+    /// `capset(2)` (version 3, the helper itself) with the given effective, permitted and
+    /// inheritable sets.
+    pub fn capset(
+        &self,
+        effective: u64,
+        permitted: u64,
+        inheritable: u64,
+    ) -> Result<Result<(), Errno>, Error> {
+        let p: Vec<u8> = [effective, permitted, inheritable]
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .collect();
+        Ok(self.syscall(protocol::CALL_CAPSET, [0; 3], &p)?.map(|_| ()))
+    }
+
+    /// `prctl(option, arg2, arg3, 0, 0)` as the helper: what it returns. For the capability
+    /// options, which take integers only.
+    pub fn prctl(&self, option: i32, arg2: u64, arg3: u64) -> Result<Result<u32, Errno>, Error> {
+        Ok(self
+            .syscall(
+                protocol::CALL_PRCTL,
+                [option as u32 as u64, arg2, arg3],
+                &[],
+            )?
+            .map(|r| r.rep.v[0] as u32))
+    }
+}

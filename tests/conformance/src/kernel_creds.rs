@@ -1,0 +1,79 @@
+//! The executor's side of the capability and fs-id operations: `setfsuid`, `setfsgid`,
+//! `capset` and the capability `prctl`s, made by the acting process's helper, each followed
+//! by the helper's own `/proc/PID/status` so the resulting ids and sets are compared too.
+
+use credns_model::{CapPrctlOption, Op};
+use credns_sys::{Errno, ProcFs, UsernsChild};
+
+use crate::kernel::status_values;
+
+/// The `prctl(2)` options (include/uapi/linux/prctl.h).
+const PR_SET_KEEPCAPS: i32 = 8;
+const PR_CAPBSET_DROP: i32 = 24;
+const PR_GET_SECUREBITS: i32 = 27;
+const PR_SET_SECUREBITS: i32 = 28;
+const PR_CAP_AMBIENT: i32 = 47;
+/// `PR_CAP_AMBIENT`'s sub-operations.
+const PR_CAP_AMBIENT_RAISE: u64 = 2;
+const PR_CAP_AMBIENT_LOWER: u64 = 3;
+const PR_CAP_AMBIENT_CLEAR_ALL: u64 = 4;
+
+/// Perform one of the operations as `h`: `Ok(Ok(values))`, `Ok(Err(errno))`, or `Err` when
+/// the helper itself failed.
+pub fn perform(h: &UsernsChild, op: &Op) -> Result<Result<Vec<(String, String)>, Errno>, String> {
+    let e = |x: credns_sys::Error| x.to_string();
+    let mut v: Vec<(String, String)> = Vec::new();
+    let keys: &[&str] = match op {
+        Op::Setfsuid { uid } => {
+            v.push(("old".into(), h.setfsuid(*uid).map_err(e)?.to_string()));
+            &["fsuid", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]
+        }
+        Op::Setfsgid { gid } => {
+            v.push(("old".into(), h.setfsgid(*gid).map_err(e)?.to_string()));
+            &["fsgid"]
+        }
+        Op::Capset {
+            effective,
+            permitted,
+            inheritable,
+        } => {
+            let r = h.capset(effective.bits(), permitted.bits(), inheritable.bits());
+            if let Err(x) = r.map_err(e)? {
+                return Ok(Err(x));
+            }
+            &["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]
+        }
+        Op::CapPrctl { option, arg } => {
+            let a = *arg as u64;
+            let (opt, a2, a3) = match option {
+                CapPrctlOption::SetSecurebits => (PR_SET_SECUREBITS, a, 0),
+                CapPrctlOption::SetKeepcaps => (PR_SET_KEEPCAPS, a, 0),
+                CapPrctlOption::CapbsetDrop => (PR_CAPBSET_DROP, a, 0),
+                CapPrctlOption::AmbientRaise => (PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, a),
+                CapPrctlOption::AmbientLower => (PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, a),
+                CapPrctlOption::AmbientClearAll => (PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0),
+            };
+            if let Err(x) = h.prctl(opt, a2, a3).map_err(e)? {
+                return Ok(Err(x));
+            }
+            let bits = h
+                .prctl(PR_GET_SECUREBITS, 0, 0)
+                .map_err(e)?
+                .map_err(|x| format!("PR_GET_SECUREBITS: {x}"))?;
+            v.push(("securebits".into(), bits.to_string()));
+            &["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]
+        }
+        _ => return Err(format!("not a capability operation: {op}")),
+    };
+    let p = ProcFs::new().pid_path(h.pid()).join("status");
+    let text = h
+        .read_file(&p)
+        .map_err(e)?
+        .map_err(|x| format!("read {}: {x}", p.display()))?;
+    v.extend(
+        status_values(&String::from_utf8_lossy(&text), true)
+            .into_iter()
+            .filter(|(k, _)| keys.contains(&k.as_str())),
+    );
+    Ok(Ok(v))
+}
