@@ -9,6 +9,7 @@
 
 pub mod diff;
 pub mod gen;
+pub mod gen_creds;
 pub mod kernel;
 pub mod kernel_creds;
 pub mod keys_gen;

@@ -1,0 +1,93 @@
+//! Generated operations on one's own fs ids and capabilities: `setfsuid`, `setfsgid`,
+//! `capset`, `set_securebits`, `set_keepcaps`, `capbset_drop`, `cap_ambient`; biased toward
+//! the edges (ids the caller has and has not, sets just inside and just outside the old ones,
+//! locked securebits, capability numbers past CAP_LAST_CAP).
+
+use std::fmt::Write;
+
+use crate::gen::Rng;
+
+/// Capabilities the sets are drawn from: the fs ones (which follow fsuid 0), the id ones and
+/// CAP_SETPCAP (which the rules themselves read), and a few others.
+const BITS: &[u32] = &[0, 1, 3, 5, 6, 7, 8, 9, 21, 27, 40];
+
+fn set(rng: &mut Rng) -> u64 {
+    match rng.below(5) {
+        0 => 0,
+        1 => (1u64 << 41) - 1,
+        _ => BITS
+            .iter()
+            .filter(|_| rng.chance(1, 2))
+            .fold(0, |a, b| a | 1 << b),
+    }
+}
+
+fn cap(rng: &mut Rng) -> String {
+    match rng.below(8) {
+        0 => "41".into(),
+        1 => "CAP_SETPCAP".into(),
+        _ => rng.pick(BITS).to_string(),
+    }
+}
+
+/// Write one operation's fields (after `by`) into `t`. `uid` and `gid` are id arguments
+/// drawn for the acting process (its own ids, ids of its namespace, -1, unmapped ones).
+pub fn op(rng: &mut Rng, t: &mut String, uid: &str, gid: &str) {
+    match rng.below(10) {
+        0..=1 => {
+            let _ = writeln!(t, "op = \"setfsuid\"\nuid = {uid}");
+        }
+        2 => {
+            let _ = writeln!(t, "op = \"setfsgid\"\ngid = {gid}");
+        }
+        3..=4 => {
+            let p = set(rng);
+            // Mostly effective within the new permitted; sometimes not.
+            let e = if rng.chance(4, 5) {
+                p & set(rng)
+            } else {
+                set(rng)
+            };
+            let i = if rng.chance(1, 2) {
+                p & set(rng)
+            } else {
+                set(rng)
+            };
+            let _ = writeln!(
+                t,
+                "op = \"capset\"\neffective = \"{e:#x}\"\npermitted = \"{p:#x}\"\ninheritable = \"{i:#x}\""
+            );
+        }
+        5 => {
+            // KEEP_CAPS, NO_SETUID_FIXUP, their locks, the exec restrictions (unprivileged),
+            // an unsupported bit.
+            let bits = rng.pick(&[
+                0, 1, 4, 16, 20, 0x30, 0x2f, 0x15, 0x100, 0x300, 0xc00, 0x1000, 0x114,
+            ]);
+            let _ = writeln!(t, "op = \"set_securebits\"\nbits = {bits}");
+        }
+        6 => {
+            let _ = writeln!(
+                t,
+                "op = \"set_keepcaps\"\nvalue = {}",
+                rng.pick(&[0, 1, 1, 2])
+            );
+        }
+        7 => {
+            let _ = writeln!(t, "op = \"capbset_drop\"\ncap = \"{}\"", cap(rng));
+        }
+        _ => match rng.below(3) {
+            0 => {
+                let _ = writeln!(t, "op = \"cap_ambient\"\naction = \"clear_all\"");
+            }
+            n => {
+                let action = if n == 1 { "raise" } else { "lower" };
+                let _ = writeln!(
+                    t,
+                    "op = \"cap_ambient\"\naction = \"{action}\"\ncap = \"{}\"",
+                    cap(rng)
+                );
+            }
+        },
+    }
+}
