@@ -1,5 +1,6 @@
 //! Generated operations on one's own fs ids and capabilities: `setfsuid`, `setfsgid`,
-//! `capset`, `set_securebits`, `set_keepcaps`, `capbset_drop`, `cap_ambient`; biased toward
+//! `capset`, `set_securebits`, `set_keepcaps`, `capbset_drop`, `cap_ambient`, and the /proc
+//! and read-mode ptrace access checks (`ptrace` mode read, `open_proc`); biased toward
 //! the edges (ids the caller has and has not, sets just inside and just outside the old ones,
 //! locked securebits, capability numbers past CAP_LAST_CAP).
 
@@ -32,8 +33,8 @@ fn cap(rng: &mut Rng) -> String {
 
 /// Write one operation's fields (after `by`) into `t`. `uid` and `gid` are id arguments
 /// drawn for the acting process (its own ids, ids of its namespace, -1, unmapped ones).
-pub fn op(rng: &mut Rng, t: &mut String, uid: &str, gid: &str) {
-    match rng.below(10) {
+pub fn op(rng: &mut Rng, t: &mut String, uid: &str, gid: &str, target: &str) {
+    match rng.below(13) {
         0..=1 => {
             let _ = writeln!(t, "op = \"setfsuid\"\nuid = {uid}");
         }
@@ -75,6 +76,20 @@ pub fn op(rng: &mut Rng, t: &mut String, uid: &str, gid: &str) {
         }
         7 => {
             let _ = writeln!(t, "op = \"capbset_drop\"\ncap = \"{}\"", cap(rng));
+        }
+        10 => {
+            let creds = rng.pick(&["real", "fs"]);
+            let _ = writeln!(
+                t,
+                "op = \"ptrace\"\ntarget = \"{target}\"\nmode = \"read\"\ncreds = \"{creds}\""
+            );
+        }
+        11 => {
+            let file = rng.pick(&["environ", "environ", "maps"]);
+            let _ = writeln!(
+                t,
+                "op = \"open_proc\"\ntarget = \"{target}\"\nfile = \"{file}\""
+            );
         }
         _ => match rng.below(3) {
             0 => {

@@ -734,7 +734,9 @@ impl<'f> Realised<'f> {
             | Op::ProcStatus { target }
             | Op::WriteMap { target, .. }
             | Op::WriteSetgroups { target, .. }
-            | Op::PeerCred { peer: target } => Some(*target),
+            | Op::PeerCred { peer: target }
+            | Op::PtraceRead { target, .. }
+            | Op::OpenProc { target, .. } => Some(*target),
             _ => None,
         };
         if let Some(t) = target {
@@ -990,6 +992,12 @@ impl<'f> Realised<'f> {
             }
             Op::Setfsuid { .. } | Op::Setfsgid { .. } | Op::Capset { .. } | Op::CapPrctl { .. } => {
                 crate::kernel_creds::perform(h, op)?
+            }
+            Op::PtraceRead { target, .. } | Op::OpenProc { target, .. } => {
+                let Some(pid) = self.pid_of(*target) else {
+                    return Ok(KernelAnswer::Skipped("no such process".into()));
+                };
+                crate::kernel_creds::perform_proc(h, pid, op)?
             }
         };
         Ok(match res {

@@ -2,8 +2,8 @@
 //! `capset` and the capability `prctl`s, made by the acting process's helper, each followed
 //! by the helper's own `/proc/PID/status` so the resulting ids and sets are compared too.
 
-use credns_model::{CapPrctlOption, Op};
-use credns_sys::{Errno, ProcFs, UsernsChild};
+use credns_model::{CapPrctlOption, Op, ProcFile};
+use credns_sys::{Errno, OFlags, Pid, ProcFs, UsernsChild};
 
 use crate::kernel::status_values;
 
@@ -76,4 +76,32 @@ pub fn perform(h: &UsernsChild, op: &Op) -> Result<Result<Vec<(String, String)>,
             .filter(|(k, _)| keys.contains(&k.as_str())),
     );
     Ok(Ok(v))
+}
+
+/// `ptrace` in read mode and `open_proc`, as `h` on process `pid`: with the real ids
+/// `kcmp(KCMP_VM)` (only `ptrace_may_access(PTRACE_MODE_READ_REALCREDS)` refuses it), with the
+/// fs ids the open of `/proc/PID/maps` (only `mm_access` refuses it), and `open_proc` the
+/// open of the file itself.
+pub fn perform_proc(
+    h: &UsernsChild,
+    pid: Pid,
+    op: &Op,
+) -> Result<Result<Vec<(String, String)>, Errno>, String> {
+    let e = |x: credns_sys::Error| x.to_string();
+    let file = match op {
+        Op::PtraceRead { fscreds: false, .. } => {
+            return Ok(h.kcmp_vm(pid).map_err(e)?.map(|()| Vec::new()));
+        }
+        Op::PtraceRead { fscreds: true, .. } => ProcFile::Maps,
+        Op::OpenProc { file, .. } => *file,
+        _ => return Err(format!("not a /proc access operation: {op}")),
+    };
+    let p = ProcFs::new().pid_path(pid).join(file.name());
+    match h.open(&p, OFlags::RDONLY | OFlags::CLOEXEC).map_err(e)? {
+        Ok(fd) => {
+            h.close(fd).map_err(e)?.map_err(|x| format!("close: {x}"))?;
+            Ok(Ok(Vec::new()))
+        }
+        Err(x) => Ok(Err(x)),
+    }
 }

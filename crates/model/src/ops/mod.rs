@@ -8,10 +8,11 @@ mod fs;
 mod ids;
 mod namespaces;
 mod op;
+mod ptrace_modes;
 mod setattr;
 mod signals;
 
-pub use op::{CapPrctlOption, MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
+pub use op::{CapPrctlOption, MapKind, Op, ProcFile, NGROUPS_MAX, NSIG, SIGCONT};
 
 use crate::outcome::{Outcome, Output, Tracer, Values, Verdict};
 use crate::vfs::Stop;
@@ -180,6 +181,8 @@ impl World {
             Op::Setfsuid { .. } | Op::Setfsgid { .. } | Op::Capset { .. } | Op::CapPrctl { .. } => {
                 self.dispatch_capset(t, task, op)
             }
+            Op::PtraceRead { target, fscreds } => self.op_ptrace_read(t, task, *target, *fscreds),
+            Op::OpenProc { target, file } => self.op_open_proc(t, task, *target, *file),
         }
     }
 }

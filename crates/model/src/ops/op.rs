@@ -58,6 +58,26 @@ impl CapPrctlOption {
     }
 }
 
+/// A /proc/PID file whose open `mm_access` guards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcFile {
+    /// `environ`: mode 0400, owned by `task_dump_owner`.
+    Environ,
+    /// `maps`: mode 0444.
+    Maps,
+}
+
+impl ProcFile {
+    /// The file's name under /proc/PID.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcFile::Environ => "environ",
+            ProcFile::Maps => "maps",
+        }
+    }
+}
+
 /// An operation performed by a task. Ids are in the caller's namespace numbering, as the
 /// syscall takes them; `None` is the `-1` "no change" argument.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -334,6 +354,21 @@ pub enum Op {
         /// Its argument (`arg2`; the capability number for the bounding and ambient options).
         arg: u32,
     },
+    /// `ptrace_may_access(target, PTRACE_MODE_READ_*)`: with the real ids as `kcmp(2)` asks
+    /// it (EPERM), with the fs ids and effective set as /proc asks it (EACCES).
+    PtraceRead {
+        /// The target.
+        target: TaskRef,
+        /// `PTRACE_MODE_FSCREDS` rather than `PTRACE_MODE_REALCREDS`.
+        fscreds: bool,
+    },
+    /// `open("/proc/TARGET/FILE", O_RDONLY)`.
+    OpenProc {
+        /// The process whose file is opened.
+        target: TaskRef,
+        /// Which file.
+        file: ProcFile,
+    },
 }
 
 impl Op {
@@ -476,6 +511,15 @@ impl std::fmt::Display for Op {
                 inheritable.bits()
             ),
             Op::CapPrctl { option, arg } => write!(f, "prctl {} {arg}", option.name()),
+            Op::PtraceRead { target, fscreds } => write!(
+                f,
+                "ptrace_may_access task#{} PTRACE_MODE_READ_{}",
+                target.0,
+                if *fscreds { "FSCREDS" } else { "REALCREDS" }
+            ),
+            Op::OpenProc { target, file } => {
+                write!(f, "open /proc/task#{}/{}", target.0, file.name())
+            }
         }
     }
 }

@@ -296,6 +296,23 @@ pub(super) struct AmbientArgs {
     pub(super) cap: Option<Spanned<RawNum>>,
 }
 
+/// `ptrace`: `mode` is attach (default) or read; `creds` real (default) or fs (read only).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PtraceArgs {
+    pub(super) target: Spanned<String>,
+    pub(super) mode: Option<Spanned<String>>,
+    pub(super) creds: Option<Spanned<String>>,
+}
+
+/// `open_proc`: `file` is environ or maps.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OpenProcArgs {
+    pub(super) target: Spanned<String>,
+    pub(super) file: Spanned<String>,
+}
+
 /// Declares [`OpSpec`], the operations by their scenario names, and the fields each takes
 /// (from its struct, in the order reports show them).
 macro_rules! op_specs {
@@ -328,7 +345,7 @@ op_specs! {
     Chown(ChownArgs),
     Exec(PathArgs),
     Kill(KillArgs),
-    Ptrace(TargetArgs),
+    Ptrace(PtraceArgs),
     Setuid(SetuidArgs),
     Setreuid(SetreuidArgs),
     Setresuid(SetresuidArgs),
@@ -364,6 +381,7 @@ op_specs! {
     SetKeepcaps(KeepcapsArgs),
     CapbsetDrop(CapArgs),
     CapAmbient(AmbientArgs),
+    OpenProc(OpenProcArgs),
 }
 
 /// The field names a derived `Deserialize` struct declares, read by asking it to deserialize

@@ -257,6 +257,7 @@ impl OpCx<'_, '_> {
             | RequestKey(_) => self.key_op(spec)?,
             Setfsuid(_) | Setfsgid(_) | Capset(_) | SetSecurebits(_) | SetKeepcaps(_)
             | CapbsetDrop(_) | CapAmbient(_) => super::ops_caps::caps_op(self.c, spec)?,
+            OpenProc(a) => super::ops_caps::open_proc_op(self.c, self.w, a)?,
         };
         Ok((op, None))
     }
@@ -352,9 +353,7 @@ impl OpCx<'_, '_> {
                     signal,
                 }
             }
-            OpSpec::Ptrace(a) => Op::Ptrace {
-                target: task_ref(c, w, &a.target)?,
-            },
+            OpSpec::Ptrace(a) => super::ops_caps::ptrace_op(c, task_ref(c, w, &a.target)?, a)?,
             OpSpec::ProcStatus(a) => Op::ProcStatus {
                 target: task_ref(c, w, &a.target)?,
             },

@@ -3,10 +3,11 @@
 
 use toml::Spanned;
 
-use super::op_args::OpSpec;
-use super::raw::{capset, opt_arg, Ctx, RawNum};
+use super::op_args::{OpSpec, OpenProcArgs, PtraceArgs};
+use super::raw::{capset, opt_arg, task_ref, Ctx, RawNum};
 use crate::caps::Cap;
-use crate::ops::{CapPrctlOption, Op};
+use crate::ops::{CapPrctlOption, Op, ProcFile};
+use crate::world::{TaskRef, World};
 use crate::Error;
 
 /// The [`Op`] of one of these tables.
@@ -105,4 +106,51 @@ fn cap_number(c: &Ctx, v: &Spanned<RawNum>) -> Result<u32, Error> {
             .ok_or_else(|| c.err(v.span(), format!("unknown capability \"{s}\""))),
         _ => number(c, v, "cap"),
     }
+}
+
+/// `ptrace`: attach (`ptrace(PTRACE_ATTACH)`, real ids) or read with the real or fs ids.
+pub(super) fn ptrace_op(c: &Ctx, target: TaskRef, a: &PtraceArgs) -> Result<Op, Error> {
+    let word = |v: &Option<Spanned<String>>, dflt: &str| {
+        v.as_ref()
+            .map(|s| s.get_ref().trim().to_ascii_lowercase())
+            .unwrap_or_else(|| dflt.to_owned())
+    };
+    let fscreds = match word(&a.creds, "real").as_str() {
+        "real" => false,
+        "fs" => true,
+        other => {
+            let span = a.creds.as_ref().map(|s| s.span()).unwrap_or_default();
+            return Err(c.err(span, format!("ptrace creds \"{other}\": use real or fs")));
+        }
+    };
+    match word(&a.mode, "attach").as_str() {
+        "attach" if fscreds => Err(c.err(
+            a.creds.as_ref().map(|s| s.span()).unwrap_or_default(),
+            "ptrace mode attach takes only creds = \"real\" (PTRACE_ATTACH checks PTRACE_MODE_ATTACH_REALCREDS)",
+        )),
+        "attach" => Ok(Op::Ptrace { target }),
+        "read" => Ok(Op::PtraceRead { target, fscreds }),
+        other => Err(c.err(
+            a.mode.as_ref().map(|s| s.span()).unwrap_or_default(),
+            format!("ptrace mode \"{other}\": use attach or read"),
+        )),
+    }
+}
+
+/// `open_proc`: `environ` or `maps` of a process.
+pub(super) fn open_proc_op(c: &Ctx, w: &World, a: &OpenProcArgs) -> Result<Op, Error> {
+    let file = match a.file.get_ref().trim() {
+        "environ" => ProcFile::Environ,
+        "maps" => ProcFile::Maps,
+        other => {
+            return Err(c.err(
+                a.file.span(),
+                format!("open_proc file \"{other}\": use environ or maps"),
+            ))
+        }
+    };
+    Ok(Op::OpenProc {
+        target: task_ref(c, w, &a.target)?,
+        file,
+    })
 }

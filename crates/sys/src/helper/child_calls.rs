@@ -112,7 +112,7 @@ pub(super) fn call(
         }
         CALL_PTRACE => ptrace_attach_detach(req.arg0 as libc::pid_t).map_err(fail)?,
         CALL_VM_READ => vm_read_check(req.arg0 as libc::pid_t).map_err(fail)?,
-        super::protocol::CALL_SETFSUID..=super::protocol::CALL_PRCTL => {
+        super::protocol::CALL_SETFSUID..=super::protocol::CALL_KCMP_VM => {
             let r = super::child_caps::call(req, payload, &mut rep);
             rearm(parent)?;
             r?;

@@ -1,11 +1,16 @@
 //! The forked child's side of the capability and fs-id calls: `setfsuid`, `setfsgid`,
-//! `capset` and `prctl`, raw system calls on this single thread only.
+//! `capset` and `prctl`, raw system calls on this single thread only; and `kcmp`, which asks
+//! `ptrace_may_access(PTRACE_MODE_READ_REALCREDS)` and nothing else.
 
 use super::child_sys::sys_ret;
 use super::protocol::STEP_PROTOCOL;
-use super::protocol::{Rep, Req, CALL_CAPSET, CALL_PRCTL, CALL_SETFSGID, CALL_SETFSUID, STEP_IO};
+use super::protocol::{
+    Rep, Req, CALL_CAPSET, CALL_KCMP_VM, CALL_PRCTL, CALL_SETFSGID, CALL_SETFSUID, STEP_IO,
+};
 use crate::Errno;
 
+/// `KCMP_VM` (include/uapi/linux/kcmp.h).
+const KCMP_VM: libc::c_long = 1;
 /// `_LINUX_CAPABILITY_VERSION_3`.
 const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
@@ -32,6 +37,20 @@ pub(super) fn call(req: &Req, payload: &[u8], rep: &mut Rep) -> Result<(), Rep> 
                     req.arg2 as libc::c_ulong,
                     0 as libc::c_ulong,
                     0 as libc::c_ulong,
+                )
+            };
+            sys_ret(r).map_err(fail)?
+        }
+        CALL_KCMP_VM => {
+            // SAFETY: kcmp takes integers only; KCMP_VM compares the two tasks' mm pointers.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_kcmp,
+                    libc::getpid() as libc::c_long,
+                    req.arg0 as libc::c_long,
+                    KCMP_VM,
+                    0 as libc::c_long,
+                    0 as libc::c_long,
                 )
             };
             sys_ret(r).map_err(fail)?

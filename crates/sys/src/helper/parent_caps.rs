@@ -54,4 +54,16 @@ impl UsernsChild {
             )?
             .map(|r| r.rep.v[0] as u32))
     }
+
+    /// `kcmp(helper, pid, KCMP_VM)` as the helper: Ok when `ptrace_may_access(pid,
+    /// PTRACE_MODE_READ_REALCREDS)` lets it compare (whatever the comparison says).
+    pub fn kcmp_vm(&self, pid: crate::Pid) -> Result<Result<(), Errno>, Error> {
+        Ok(self
+            .syscall(
+                protocol::CALL_KCMP_VM,
+                [pid.as_raw() as u32 as u64, 0, 0],
+                &[],
+            )?
+            .map(|_| ()))
+    }
 }

@@ -84,6 +84,8 @@ pub(crate) const CALL_SETFSGID: u32 = 61;
 pub(crate) const CALL_CAPSET: u32 = 62;
 /// `prctl(arg0, arg1, arg2, 0, 0)` with integer arguments.
 pub(crate) const CALL_PRCTL: u32 = 63;
+/// `kcmp(self, arg0, KCMP_VM)`: `ptrace_may_access(PTRACE_MODE_READ_REALCREDS)` on arg0.
+pub(crate) const CALL_KCMP_VM: u32 = 64;
 
 /// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
 /// fsgid securebits flags umask ngroups.
