@@ -36,6 +36,7 @@ pub mod signal;
 
 use std::path::PathBuf;
 
+pub use helper::reexec_helper_main;
 pub use helper::{
     write_fd, Actor, CapSets, FullCreds, HelperIds, Ids, RemoteFd, SetId, UnshareOptions,
     UsernsChild, WriteHow,

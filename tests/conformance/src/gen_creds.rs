@@ -106,3 +106,21 @@ pub fn op(rng: &mut Rng, t: &mut String, uid: &str, gid: &str, target: &str) {
         },
     }
 }
+
+/// Sometimes give a process in a namespace the `mm` of one of that namespace's ancestors
+/// (`up`, "init" first): as after an exec there and a `setns` down into its own. Mostly also
+/// non-dumpable, where the mm's namespace decides `ptrace_may_access` and `task_dump_owner`.
+pub fn mm_userns(rng: &mut Rng, t: &mut String, up: &[String]) {
+    if up.is_empty() || !rng.chance(1, 4) {
+        return;
+    }
+    let _ = writeln!(
+        t,
+        "mm_userns = \"{}\"",
+        up[rng.below(up.len() as u64) as usize]
+    );
+    let block = t.rsplit("[[process]]").next().unwrap_or("");
+    if !block.contains("dumpable") && rng.chance(2, 3) {
+        let _ = writeln!(t, "dumpable = false");
+    }
+}

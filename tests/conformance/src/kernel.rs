@@ -258,16 +258,13 @@ impl Drop for Realised<'_> {
 }
 
 /// Adjust the model's world to what a test process can realise: processes in the initial
-/// namespace cannot have a bounding or permitted set larger than the test process's own, and
-/// every helper's `mm->user_ns` is the initial namespace (none of them exec'd).
+/// namespace cannot have a bounding or permitted set larger than the test process's own.
+/// (Every process's `mm->user_ns` is realised as declared: see [`crate::kernel_creds::reexec_in`].)
 pub fn adapt_world(world: &mut World, fx: &Fixture) {
     let init = world.init_ns();
     let tasks: Vec<TaskRef> = world.tasks().map(|(r, _)| r).collect();
     for t in tasks {
         let task = world.task_mut(t);
-        // Helpers are forked from the test program, which was exec'd in the initial namespace:
-        // that is their mm->user_ns, wherever they are now.
-        task.mm_user_ns = init;
         if task.cred.user_ns == init {
             let c = &mut task.cred;
             let cut =
@@ -554,12 +551,19 @@ impl<'f> Realised<'f> {
                 dumpable: true,
             };
             let all_mapped = u.iter().chain(g.iter()).all(Option::is_some);
-            let child = if ns == init {
+            let mm = t.mm_user_ns;
+            let child = if mm == init {
                 UsernsChild::spawn(&plain)
             } else {
-                r.live.keepers[&ns.index()].spawn_child(&plain)
+                r.live.keepers[&mm.index()].spawn_child(&plain)
             }
             .map_err(|e| format!("process {}: {e}", t.name))?;
+            let into = (mm != ns).then(|| w.ns(ns).name.clone());
+            let fd = into.as_ref().and_then(|n| r.live.ns_fds.get(n));
+            let exec = mm != init;
+            if let Err(why) = crate::kernel_creds::reexec_in(&child, exec, into.as_deref(), fd)? {
+                return Ok(Err(format!("process {}: {why}", t.name)));
+            }
             if all_mapped {
                 let fc = FullCreds {
                     uid: [
@@ -608,12 +612,18 @@ impl<'f> Realised<'f> {
                     && c.securebits == 0
                     && !t.no_new_privs
                     && t.umask == fx.umask;
-                if !same || ns == init {
+                if !same || ns == init || mm != ns {
                     return Ok(Err(format!(
                         "process {}: ids unmapped in its namespace",
                         t.name
                     )));
                 }
+                // The re-exec kept the keeper's capabilities through the ambient set: back to
+                // a creator's sets (no inheritable, no ambient).
+                child
+                    .capset(ALL_CAPS, ALL_CAPS, 0)
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("process {}: capset after exec: {e}", t.name))?;
             }
             r.live.procs.insert(tr.index(), child);
         }

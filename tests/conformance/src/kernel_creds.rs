@@ -3,7 +3,7 @@
 //! by the helper's own `/proc/PID/status` so the resulting ids and sets are compared too.
 
 use credns_model::{CapPrctlOption, Op, ProcFile};
-use credns_sys::{Errno, OFlags, Pid, ProcFs, UsernsChild};
+use credns_sys::{Errno, OFlags, Pid, ProcFs, UserNsFd, UsernsChild};
 
 use crate::kernel::status_values;
 
@@ -104,4 +104,56 @@ pub fn perform_proc(
         }
         Err(x) => Ok(Err(x)),
     }
+}
+
+/// The re-exec helper program: built with this package (`src/bin/credns-reexec-helper.rs`),
+/// beside the test binaries' `deps` directory.
+fn reexec_program() -> Result<std::path::PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let dir = exe
+        .parent()
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
+        .ok_or_else(|| format!("no directory above {}", exe.display()))?;
+    let p = dir.join("credns-reexec-helper");
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} is missing (cargo builds it with this package's tests)",
+            p.display()
+        ))
+    }
+}
+
+/// Give helper `h` (forked from a keeper of namespace A, so in A) an `mm` of A: unless A is
+/// the initial namespace (the test program's own `mm`), it execs the re-exec program; then,
+/// if its credentials belong to another namespace `into`, it enters it (`setns`, which needs
+/// CAP_SYS_ADMIN over it: `into` below A). `Ok(Err(why))`: not realisable.
+pub fn reexec_in(
+    h: &UsernsChild,
+    exec: bool,
+    into: Option<&str>,
+    fd: Option<&UserNsFd>,
+) -> Result<Result<(), String>, String> {
+    let e = |x: credns_sys::Error| x.to_string();
+    if exec {
+        h.reexec(&reexec_program()?)
+            .map_err(e)?
+            .map_err(|x| format!("re-exec: {x}"))?;
+    }
+    let Some(name) = into else {
+        return Ok(Ok(()));
+    };
+    let Some(fd) = fd else {
+        return Ok(Err(format!("namespace {name} not realised")));
+    };
+    Ok(h.setns_user(std::os::fd::AsFd::as_fd(fd))
+        .map_err(e)?
+        .map_err(|x| format!("setns into {name} after the exec: {x} (not below its mm->user_ns)")))
 }

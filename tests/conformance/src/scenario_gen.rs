@@ -337,6 +337,15 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
         if rng.chance(1, 12) {
             let _ = writeln!(t, "dumpable = false");
         }
+        if let Some(n) = ns {
+            let mut up = vec!["init".to_string()];
+            let mut p = nss[n].parent;
+            while let Some(i) = p {
+                up.push(nss[i].name.clone());
+                p = nss[i].parent;
+            }
+            crate::gen_creds::mm_userns(&mut rng, &mut t, &up);
+        }
         procs.push(Proc { name, ns, uid, gid });
     }
     let mut unsharers: Vec<usize> = Vec::new();

@@ -19,6 +19,7 @@
 //! | `child_creds` | child | setting credentials: ids, groups, capability sets, securebits |
 //! | `child_tables` | child | the fd table and the list of nested helpers |
 //! | `parent_caps`, `child_caps` | both | fs ids, `capset`, the capability `prctl`s |
+//! | `child_reexec` | child | `execve` of the re-exec program, and that program's start |
 //!
 //! The child side runs in a fork of a possibly multithreaded process, so it only makes raw
 //! system calls on buffers allocated before the fork: no allocation, no locks, no stdio. It
@@ -31,6 +32,7 @@ mod child_calls;
 mod child_caps;
 mod child_creds;
 mod child_main;
+mod child_reexec;
 mod child_serve;
 mod child_sys;
 mod child_tables;
@@ -43,5 +45,6 @@ mod protocol;
 pub use api::{
     write_fd, Actor, CapSets, FullCreds, HelperIds, Ids, RemoteFd, SetId, UnshareOptions, WriteHow,
 };
+pub use child_reexec::reexec_helper_main;
 pub(crate) use child_sys::exit_now;
 pub use parent::UsernsChild;

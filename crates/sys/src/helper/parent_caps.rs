@@ -66,4 +66,13 @@ impl UsernsChild {
             )?
             .map(|_| ()))
     }
+
+    /// Have the helper `execve` the re-exec program at `program` (a binary that calls
+    /// [`reexec_helper_main`](crate::reexec_helper_main)), keeping its permitted capabilities
+    /// through the ambient set: it goes on as the same helper with a new `mm`, whose user
+    /// namespace is the one the helper is in now.
+    pub fn reexec(&self, program: &std::path::Path) -> Result<Result<(), Errno>, Error> {
+        let p = super::parent::path_payload(program)?;
+        Ok(self.syscall(protocol::CALL_REEXEC, [0; 3], &p)?.map(|_| ()))
+    }
 }

@@ -86,6 +86,9 @@ pub(crate) const CALL_CAPSET: u32 = 62;
 pub(crate) const CALL_PRCTL: u32 = 63;
 /// `kcmp(self, arg0, KCMP_VM)`: `ptrace_may_access(PTRACE_MODE_READ_REALCREDS)` on arg0.
 pub(crate) const CALL_KCMP_VM: u32 = 64;
+/// `execve` of the re-exec helper program (payload: its path), which goes on serving the
+/// same socket: the helper gets a new `mm` whose user namespace is its current one.
+pub(crate) const CALL_REEXEC: u32 = 65;
 
 /// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
 /// fsgid securebits flags umask ngroups.
