@@ -396,6 +396,8 @@ pub struct World {
     pub(crate) semantics: crate::semantics::Semantics,
     /// What the proposals' rules read.
     pub(crate) decl: crate::semantics::Declarations,
+    /// Connected sockets made by `connect` ops, with the peer credentials they recorded.
+    pub(crate) connections: Vec<crate::ops::Connection>,
 }
 
 impl Default for World {
@@ -510,6 +512,7 @@ impl World {
             suid_dumpable: 0,
             semantics: Default::default(),
             decl: Default::default(),
+            connections: Vec::new(),
         }
     }
 

@@ -179,6 +179,8 @@ struct Live {
     ns_fds: BTreeMap<String, UserNsFd>,
     /// Processes that exec'd in the model: the helper did not become the new program.
     execd: Vec<usize>,
+    /// Connections made by `connect` ops.
+    conns: crate::kernel_creds::Connections,
 }
 
 const ERRNO_NAMES: &[(i32, &str)] = &[
@@ -348,6 +350,7 @@ impl<'f> Realised<'f> {
                 procs: BTreeMap::new(),
                 ns_fds: BTreeMap::new(),
                 execd: Vec::new(),
+                conns: Default::default(),
             },
         };
         // Filesystems: one directory per superblock; mounts: that directory when the mount is
@@ -1002,6 +1005,13 @@ impl<'f> Realised<'f> {
             }
             Op::Setfsuid { .. } | Op::Setfsgid { .. } | Op::Capset { .. } | Op::CapPrctl { .. } => {
                 crate::kernel_creds::perform(h, op)?
+            }
+            Op::Connect { .. } | Op::PeerCredOf { .. } | Op::SendCreds { .. } => {
+                let l = &mut self.live;
+                match crate::kernel_creds::perform_socket(&l.procs, &mut l.conns, &l.execd, by.index(), op)? {
+                    Some(r) => r,
+                    None => return Ok(KernelAnswer::Skipped("an end of the connection exec'd".into())),
+                }
             }
             Op::PtraceRead { target, .. } | Op::OpenProc { target, .. } => {
                 let Some(pid) = self.pid_of(*target) else {

@@ -3,7 +3,9 @@
 //! by the helper's own `/proc/PID/status` so the resulting ids and sets are compared too.
 
 use credns_model::{CapPrctlOption, Op, ProcFile};
-use credns_sys::{Errno, OFlags, Pid, ProcFs, UserNsFd, UsernsChild};
+use std::collections::BTreeMap;
+
+use credns_sys::{Errno, OFlags, Pid, ProcFs, RemoteFd, UserNsFd, UsernsChild};
 
 use crate::kernel::status_values;
 
@@ -156,4 +158,70 @@ pub fn reexec_in(
     Ok(h.setns_user(std::os::fd::AsFd::as_fd(fd))
         .map_err(e)?
         .map_err(|x| format!("setns into {name} after the exec: {x} (not below its mm->user_ns)")))
+}
+
+/// Connections made by `connect` ops: name → ((caller, its end), (target, its end)), by
+/// model process index.
+pub type Connections = BTreeMap<String, ((usize, RemoteFd), (usize, RemoteFd))>;
+
+/// `connect`, `peercred` of a connection and `send_creds` as process `by`. `Ok(None)`: an end
+/// belongs to a process that exec'd (its helper is not that program).
+pub fn perform_socket(
+    procs: &BTreeMap<usize, UsernsChild>,
+    conns: &mut Connections,
+    execd: &[usize],
+    by: usize,
+    op: &Op,
+) -> Result<Option<Result<Vec<(String, String)>, Errno>>, String> {
+    let e = |x: credns_sys::Error| x.to_string();
+    let h = &procs[&by];
+    let ends = |name: &str| -> Result<((usize, RemoteFd), (usize, RemoteFd)), String> {
+        let (a, b) = conns
+            .get(name)
+            .copied()
+            .ok_or_else(|| format!("connection {name} not made"))?;
+        Ok(if a.0 == by { (a, b) } else { (b, a) })
+    };
+    let ids = |u: u32, g: u32| vec![("uid".to_string(), u.to_string()), ("gid".to_string(), g.to_string())];
+    Ok(Some(match op {
+        Op::Connect { target, name } => {
+            if execd.contains(&target.index()) {
+                return Ok(None);
+            }
+            // The target makes the pair now (both ends record its credentials) and the caller
+            // gets one end.
+            let t = &procs[&target.index()];
+            let (a, b) = t.socketpair().map_err(e)?;
+            let passed = t.fetch_fd(b).map_err(e)?;
+            let mine = h.install_fd(std::os::fd::AsFd::as_fd(&passed)).map_err(e)?;
+            t.close(b).map_err(e)?.map_err(|x| format!("close: {x}"))?;
+            conns.insert(name.clone(), ((by, mine), (target.index(), a)));
+            Ok(Vec::new())
+        }
+        Op::PeerCredOf { socket } => {
+            let ((_, mine), _) = ends(socket)?;
+            h.peercred(mine).map_err(e)?.map(|(_, u, g)| ids(u, g))
+        }
+        Op::SendCreds { socket, uid, gid } => {
+            let ((_, mine), (other, theirs)) = ends(socket)?;
+            if execd.contains(&other) {
+                return Ok(None);
+            }
+            let r = &procs[&other];
+            r.set_passcred(theirs)
+                .map_err(e)?
+                .map_err(|x| format!("SO_PASSCRED: {x}"))?;
+            match h.send_creds(mine, *uid, *gid).map_err(e)? {
+                Err(x) => Err(x),
+                Ok(()) => {
+                    let (_, u, g) = r
+                        .recv_creds(theirs)
+                        .map_err(e)?
+                        .map_err(|x| format!("receiving the credentials: {x}"))?;
+                    Ok(ids(u, g))
+                }
+            }
+        }
+        _ => return Err(format!("not a socket operation: {op}")),
+    }))
 }

@@ -9,6 +9,7 @@ mod ids;
 mod namespaces;
 mod op;
 mod ptrace_modes;
+mod sockets;
 mod setattr;
 mod signals;
 
@@ -18,6 +19,8 @@ use crate::outcome::{Outcome, Output, Tracer, Values, Verdict};
 use crate::vfs::Stop;
 use crate::world::{TaskRef, World};
 use credns_idmap::Errno;
+
+pub(crate) use sockets::Connection;
 
 pub(super) type OpResult = Result<Option<Output>, Stop>;
 
@@ -183,6 +186,9 @@ impl World {
             }
             Op::PtraceRead { target, fscreds } => self.op_ptrace_read(t, task, *target, *fscreds),
             Op::OpenProc { target, file } => self.op_open_proc(t, task, *target, *file),
+            Op::Connect { target, name } => self.op_connect(t, task, *target, name),
+            Op::PeerCredOf { socket } => self.op_peercred_of(t, task, socket),
+            Op::SendCreds { socket, uid, gid } => self.op_send_creds(t, task, socket, *uid, *gid),
         }
     }
 }

@@ -368,6 +368,28 @@ pub enum Op {
         target: TaskRef,
         /// Which file.
         file: ProcFile,
+    },    /// A connected `AF_UNIX` pair made by `target` (both ends record its credentials now),
+    /// one end passed to the caller; later ops name it `name`.
+    Connect {
+        /// The process that makes the pair and keeps the other end.
+        target: TaskRef,
+        /// The connection's name.
+        name: String,
+    },
+    /// `getsockopt(SO_PEERCRED)` on the caller's end of a named connection.
+    PeerCredOf {
+        /// The connection.
+        socket: String,
+    },
+    /// `sendmsg(SCM_CREDENTIALS {own pid, uid, gid})` on the caller's end of a named
+    /// connection; the other end receives it with `SO_PASSCRED`. Ids in the sender's numbering.
+    SendCreds {
+        /// The connection.
+        socket: String,
+        /// The claimed uid.
+        uid: u32,
+        /// The claimed gid.
+        gid: u32,
     },
 }
 
@@ -519,6 +541,11 @@ impl std::fmt::Display for Op {
             ),
             Op::OpenProc { target, file } => {
                 write!(f, "open /proc/task#{}/{}", target.0, file.name())
+            }
+            Op::Connect { target, name } => write!(f, "connect to task#{} as {name}", target.0),
+            Op::PeerCredOf { socket } => write!(f, "SO_PEERCRED of {socket}"),
+            Op::SendCreds { socket, uid, gid } => {
+                write!(f, "SCM_CREDENTIALS {uid}:{gid} over {socket}")
             }
         }
     }

@@ -15,6 +15,7 @@ mod compare;
 mod op_args;
 mod ops;
 mod ops_caps;
+mod ops_sockets;
 mod proposals;
 mod raw;
 mod world;

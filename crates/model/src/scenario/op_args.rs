@@ -313,6 +313,31 @@ pub(super) struct OpenProcArgs {
     pub(super) file: Spanned<String>,
 }
 
+/// `peercred`: a `target` (a pair it makes now) or a `socket` an earlier `connect` named.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PeercredArgs {
+    pub(super) target: Option<Spanned<String>>,
+    pub(super) socket: Option<Spanned<String>>,
+}
+
+/// `connect`: `target` makes the pair; `name` names it for later ops.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConnectArgs {
+    pub(super) target: Spanned<String>,
+    pub(super) name: Spanned<String>,
+}
+
+/// `send_creds`: SCM_CREDENTIALS with the sender's pid and these ids.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SendCredsArgs {
+    pub(super) socket: Spanned<String>,
+    pub(super) uid: Spanned<i64>,
+    pub(super) gid: Spanned<i64>,
+}
+
 /// Declares [`OpSpec`], the operations by their scenario names, and the fields each takes
 /// (from its struct, in the order reports show them).
 macro_rules! op_specs {
@@ -361,7 +386,7 @@ op_specs! {
     NoNewPrivs(NoArgs),
     Getids(NoArgs),
     ProcStatus(TargetArgs),
-    Peercred(TargetArgs),
+    Peercred(PeercredArgs),
     Capable(CapableArgs),
     AddKey(AddKeyArgs),
     KeyctlRead(KeyArgs),
@@ -382,6 +407,8 @@ op_specs! {
     CapbsetDrop(CapArgs),
     CapAmbient(AmbientArgs),
     OpenProc(OpenProcArgs),
+    Connect(ConnectArgs),
+    SendCreds(SendCredsArgs),
 }
 
 /// The field names a derived `Deserialize` struct declares, read by asking it to deserialize

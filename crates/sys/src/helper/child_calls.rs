@@ -112,6 +112,9 @@ pub(super) fn call(
         }
         CALL_PTRACE => ptrace_attach_detach(req.arg0 as libc::pid_t).map_err(fail)?,
         CALL_VM_READ => vm_read_check(req.arg0 as libc::pid_t).map_err(fail)?,
+        super::protocol::CALL_SEND_CREDS | super::protocol::CALL_RECV_CREDS => {
+            super::child_scm::call(req, &mut rep)?
+        }
         super::protocol::CALL_REEXEC => {
             let e = super::child_reexec::reexec(path_or_inval(payload)?, parent);
             return Err(Rep::err(STEP_IO, e));

@@ -19,6 +19,7 @@
 //! | `child_creds` | child | setting credentials: ids, groups, capability sets, securebits |
 //! | `child_tables` | child | the fd table and the list of nested helpers |
 //! | `parent_caps`, `child_caps` | both | fs ids, `capset`, the capability `prctl`s |
+//! | `child_scm` | child | `SCM_CREDENTIALS` sent and received on the helper's sockets |
 //! | `child_reexec` | child | `execve` of the re-exec program, and that program's start |
 //!
 //! The child side runs in a fork of a possibly multithreaded process, so it only makes raw
@@ -33,6 +34,7 @@ mod child_caps;
 mod child_creds;
 mod child_main;
 mod child_reexec;
+mod child_scm;
 mod child_serve;
 mod child_sys;
 mod child_tables;

@@ -75,4 +75,27 @@ impl UsernsChild {
         let p = super::parent::path_payload(program)?;
         Ok(self.syscall(protocol::CALL_REEXEC, [0; 3], &p)?.map(|_| ()))
     }
+
+    /// Send one byte with `SCM_CREDENTIALS {the helper's pid, uid, gid}` (ids in its
+    /// namespace's numbering) on one of its sockets.
+    pub fn send_creds(&self, fd: super::RemoteFd, uid: u32, gid: u32) -> Result<Result<(), Errno>, Error> {
+        Ok(self
+            .syscall(protocol::CALL_SEND_CREDS, [fd.0 as u32 as u64, uid as u64, gid as u64], &[])?
+            .map(|_| ()))
+    }
+
+    /// Turn `SO_PASSCRED` on for one of the helper's sockets.
+    pub fn set_passcred(&self, fd: super::RemoteFd) -> Result<Result<(), Errno>, Error> {
+        Ok(self
+            .syscall(protocol::CALL_RECV_CREDS, [fd.0 as u32 as u64, 1, 0], &[])?
+            .map(|_| ()))
+    }
+
+    /// Receive one byte on one of the helper's sockets: the pid, uid and gid of its
+    /// `SCM_CREDENTIALS`, as the helper's namespaces show them.
+    pub fn recv_creds(&self, fd: super::RemoteFd) -> Result<Result<(i32, u32, u32), Errno>, Error> {
+        Ok(self
+            .syscall(protocol::CALL_RECV_CREDS, [fd.0 as u32 as u64, 0, 0], &[])?
+            .map(|r| (r.rep.v[0] as i32, r.rep.v[1] as u32, r.rep.v[2] as u32)))
+    }
 }

@@ -89,6 +89,10 @@ pub(crate) const CALL_KCMP_VM: u32 = 64;
 /// `execve` of the re-exec helper program (payload: its path), which goes on serving the
 /// same socket: the helper gets a new `mm` whose user namespace is its current one.
 pub(crate) const CALL_REEXEC: u32 = 65;
+/// One byte with `SCM_CREDENTIALS {own pid, arg1, arg2}` on fd arg0.
+pub(crate) const CALL_SEND_CREDS: u32 = 66;
+/// Receive one byte on fd arg0 with its `SCM_CREDENTIALS` (arg1 1: only set `SO_PASSCRED`).
+pub(crate) const CALL_RECV_CREDS: u32 = 67;
 
 /// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
 /// fsgid securebits flags umask ngroups.
