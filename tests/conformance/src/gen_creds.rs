@@ -1,6 +1,7 @@
 //! Generated operations on one's own fs ids and capabilities: `setfsuid`, `setfsgid`,
 //! `capset`, `set_securebits`, `set_keepcaps`, `capbset_drop`, `cap_ambient`, and the /proc
-//! and read-mode ptrace access checks (`ptrace` mode read, `open_proc`); biased toward
+//! and read-mode ptrace access checks (`ptrace` mode read, `open_proc`), and socket
+//! credentials (`connect`, `peercred` of a connection, `send_creds`); biased toward
 //! the edges (ids the caller has and has not, sets just inside and just outside the old ones,
 //! locked securebits, capability numbers past CAP_LAST_CAP).
 
@@ -11,6 +12,54 @@ use crate::gen::Rng;
 /// Capabilities the sets are drawn from: the fs ones (which follow fsuid 0), the id ones and
 /// CAP_SETPCAP (which the rules themselves read), and a few others.
 const BITS: &[u32] = &[0, 1, 3, 5, 6, 7, 8, 9, 21, 27, 40];
+
+/// Connections made by earlier generated `connect` ops: (name, caller, target).
+#[derive(Debug, Default)]
+pub struct Conns(Vec<(String, String, String)>);
+
+/// `connect`, or on a connection `by` holds an end of, `peercred` or `send_creds`.
+fn socket_op(
+    rng: &mut Rng,
+    t: &mut String,
+    (uid, gid): (&str, &str),
+    by: &str,
+    target: &str,
+    conns: &mut Conns,
+) {
+    let mine: Vec<String> = conns
+        .0
+        .iter()
+        .filter(|(_, a, b)| a == by || b == by)
+        .map(|(n, _, _)| n.clone())
+        .collect();
+    if mine.is_empty() || rng.chance(1, 6) {
+        let name = format!("s{}", conns.0.len());
+        let _ = writeln!(
+            t,
+            "op = \"connect\"\ntarget = \"{target}\"\nname = \"{name}\""
+        );
+        conns.0.push((name, by.to_owned(), target.to_owned()));
+        return;
+    }
+    let s = &mine[rng.below(mine.len() as u64) as usize];
+    if rng.chance(1, 4) {
+        let _ = writeln!(t, "op = \"peercred\"\nsocket = \"{s}\"");
+        return;
+    }
+    let id = |v: &str| {
+        if v == "-1" {
+            "0".to_owned()
+        } else {
+            v.to_owned()
+        }
+    };
+    let _ = writeln!(
+        t,
+        "op = \"send_creds\"\nsocket = \"{s}\"\nuid = {}\ngid = {}",
+        id(uid),
+        id(gid)
+    );
+}
 
 fn set(rng: &mut Rng) -> u64 {
     match rng.below(5) {
@@ -33,8 +82,9 @@ fn cap(rng: &mut Rng) -> String {
 
 /// Write one operation's fields (after `by`) into `t`. `uid` and `gid` are id arguments
 /// drawn for the acting process (its own ids, ids of its namespace, -1, unmapped ones).
-pub fn op(rng: &mut Rng, t: &mut String, uid: &str, gid: &str, target: &str) {
-    match rng.below(13) {
+pub fn op(rng: &mut Rng, t: &mut String, ids: (&str, &str), who: (&str, &str), conns: &mut Conns) {
+    let ((uid, gid), (by, target)) = (ids, who);
+    match rng.below(18) {
         0..=1 => {
             let _ = writeln!(t, "op = \"setfsuid\"\nuid = {uid}");
         }
@@ -91,6 +141,7 @@ pub fn op(rng: &mut Rng, t: &mut String, uid: &str, gid: &str, target: &str) {
                 "op = \"open_proc\"\ntarget = \"{target}\"\nfile = \"{file}\""
             );
         }
+        13..=16 => socket_op(rng, t, (uid, gid), by, target, conns),
         _ => match rng.below(3) {
             0 => {
                 let _ = writeln!(t, "op = \"cap_ambient\"\naction = \"clear_all\"");

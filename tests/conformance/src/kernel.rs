@@ -1008,9 +1008,19 @@ impl<'f> Realised<'f> {
             }
             Op::Connect { .. } | Op::PeerCredOf { .. } | Op::SendCreds { .. } => {
                 let l = &mut self.live;
-                match crate::kernel_creds::perform_socket(&l.procs, &mut l.conns, &l.execd, by.index(), op)? {
+                match crate::kernel_creds::perform_socket(
+                    &l.procs,
+                    &mut l.conns,
+                    &l.execd,
+                    by.index(),
+                    op,
+                )? {
                     Some(r) => r,
-                    None => return Ok(KernelAnswer::Skipped("an end of the connection exec'd".into())),
+                    None => {
+                        return Ok(KernelAnswer::Skipped(
+                            "an end of the connection exec'd".into(),
+                        ))
+                    }
                 }
             }
             Op::PtraceRead { target, .. } | Op::OpenProc { target, .. } => {

@@ -182,7 +182,12 @@ pub fn perform_socket(
             .ok_or_else(|| format!("connection {name} not made"))?;
         Ok(if a.0 == by { (a, b) } else { (b, a) })
     };
-    let ids = |u: u32, g: u32| vec![("uid".to_string(), u.to_string()), ("gid".to_string(), g.to_string())];
+    let ids = |u: u32, g: u32| {
+        vec![
+            ("uid".to_string(), u.to_string()),
+            ("gid".to_string(), g.to_string()),
+        ]
+    };
     Ok(Some(match op {
         Op::Connect { target, name } => {
             if execd.contains(&target.index()) {

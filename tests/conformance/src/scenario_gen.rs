@@ -490,6 +490,7 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
     let mut execd: Vec<usize> = Vec::new();
     let mut fresh = 0;
     let mut unshared: Vec<String> = Vec::new();
+    let mut conns = crate::gen_creds::Conns::default();
     for _ in 0..n_ops {
         let live: Vec<usize> = (0..procs.len()).filter(|i| !execd.contains(i)).collect();
         if live.is_empty() {
@@ -525,7 +526,7 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
         let _ = writeln!(t, "\n[[op]]\nby = \"{}\"", by.name);
         if rng.chance(1, 6) {
             let (u, g) = (uid_arg(&mut rng), gid_arg(&mut rng));
-            crate::gen_creds::op(&mut rng, &mut t, &u, &g, target);
+            crate::gen_creds::op(&mut rng, &mut t, (&u, &g), (&by.name, target), &mut conns);
             continue;
         }
         match rng.below(26) {

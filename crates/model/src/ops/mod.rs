@@ -9,9 +9,9 @@ mod ids;
 mod namespaces;
 mod op;
 mod ptrace_modes;
-mod sockets;
 mod setattr;
 mod signals;
+mod sockets;
 
 pub use op::{CapPrctlOption, MapKind, Op, ProcFile, NGROUPS_MAX, NSIG, SIGCONT};
 

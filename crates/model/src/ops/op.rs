@@ -368,7 +368,8 @@ pub enum Op {
         target: TaskRef,
         /// Which file.
         file: ProcFile,
-    },    /// A connected `AF_UNIX` pair made by `target` (both ends record its credentials now),
+    },
+    /// A connected `AF_UNIX` pair made by `target` (both ends record its credentials now),
     /// one end passed to the caller; later ops name it `name`.
     Connect {
         /// The process that makes the pair and keeps the other end.

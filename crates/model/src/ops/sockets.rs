@@ -29,20 +29,40 @@ impl World {
         match self.connections.iter().position(|c| c.name == name) {
             Some(i) => Ok(i),
             None => {
-                tr!(t.fail("connect", format!("no connection called \"{name}\" (the connect that was to make it failed)"), vec![]));
-                Err(crate::vfs::Stop::unknown(format!("no connection called \"{name}\"")))
+                tr!(t.fail(
+                    "connect",
+                    format!(
+                        "no connection called \"{name}\" (the connect that was to make it failed)"
+                    ),
+                    vec![]
+                ));
+                Err(crate::vfs::Stop::unknown(format!(
+                    "no connection called \"{name}\""
+                )))
             }
         }
     }
 
     /// `connect`: the target makes a connected pair (`socketpair`: `init_peercred` records its
     /// credentials in both ends) and passes one end to the caller.
-    pub(super) fn op_connect(&mut self, t: &mut Tracer, task: TaskRef, target: TaskRef, name: &str) -> OpResult {
+    pub(super) fn op_connect(
+        &mut self,
+        t: &mut Tracer,
+        task: TaskRef,
+        target: TaskRef,
+        name: &str,
+    ) -> OpResult {
         let c = self.task(target).cred.clone();
         tr!(t.info(
             "init_peercred",
-            format!("both ends record the credentials of \"{}\" now", self.task(target).name),
-            vec![("euid", c.euid.0.to_string()), ("egid", c.egid.0.to_string())],
+            format!(
+                "both ends record the credentials of \"{}\" now",
+                self.task(target).name
+            ),
+            vec![
+                ("euid", c.euid.0.to_string()),
+                ("egid", c.egid.0.to_string())
+            ],
         ));
         self.connections.push(Connection {
             name: name.to_owned(),
@@ -55,7 +75,12 @@ impl World {
 
     /// `getsockopt(SO_PEERCRED)` on the caller's end of a connection: the recorded
     /// credentials, shown in the reader's namespace now.
-    pub(super) fn op_peercred_of(&mut self, t: &mut Tracer, task: TaskRef, socket: &str) -> OpResult {
+    pub(super) fn op_peercred_of(
+        &mut self,
+        t: &mut Tracer,
+        task: TaskRef,
+        socket: &str,
+    ) -> OpResult {
         let i = self.connection(t, socket)?;
         let conn = self.connections[i].clone();
         let view = self.task(task).cred.user_ns;
@@ -65,35 +90,80 @@ impl World {
         );
         tr!(t.info(
             "cred_to_ucred",
-            format!("sk_peer_cred as recorded when \"{socket}\" was made, shown in \"{}\"", self.ns(view).name),
-            vec![("peer_euid", conn.peer_cred.euid.0.to_string()), ("uid", uid.to_string()), ("gid", gid.to_string())],
+            format!(
+                "sk_peer_cred as recorded when \"{socket}\" was made, shown in \"{}\"",
+                self.ns(view).name
+            ),
+            vec![
+                ("peer_euid", conn.peer_cred.euid.0.to_string()),
+                ("uid", uid.to_string()),
+                ("gid", gid.to_string())
+            ],
         ));
-        Ok(Some(out(vec![("uid", uid.to_string()), ("gid", gid.to_string())])))
+        Ok(Some(out(vec![
+            ("uid", uid.to_string()),
+            ("gid", gid.to_string()),
+        ])))
     }
 
     /// `sendmsg` with `SCM_CREDENTIALS {own pid, uid, gid}` on the caller's end, received by
     /// the process at the other end with `SO_PASSCRED`: yields the ids it sees.
-    pub(super) fn op_send_creds(&mut self, t: &mut Tracer, task: TaskRef, socket: &str, uid: u32, gid: u32) -> OpResult {
+    pub(super) fn op_send_creds(
+        &mut self,
+        t: &mut Tracer,
+        task: TaskRef,
+        socket: &str,
+        uid: u32,
+        gid: u32,
+    ) -> OpResult {
         let i = self.connection(t, socket)?;
         let conn = self.connections[i].clone();
-        let receiver = if conn.holder == task { conn.maker } else { conn.holder };
+        let receiver = if conn.holder == task {
+            conn.maker
+        } else {
+            conn.holder
+        };
         let c = self.task(task).cred.clone();
         let (ku, kg) = self.scm_check_creds(t, &c, uid, gid)?;
         let view = self.task(receiver).cred.user_ns;
-        let (ru, rg) = (self.from_kuid_munged(view, ku), self.from_kgid_munged(view, kg));
+        let (ru, rg) = (
+            self.from_kuid_munged(view, ku),
+            self.from_kgid_munged(view, kg),
+        );
         tr!(t.info(
             "scm_recv",
-            format!("the receiver \"{}\" sees the kernel ids through its namespace \"{}\"", self.task(receiver).name, self.ns(view).name),
-            vec![("kuid", ku.0.to_string()), ("kgid", kg.0.to_string()), ("uid", ru.to_string()), ("gid", rg.to_string())],
+            format!(
+                "the receiver \"{}\" sees the kernel ids through its namespace \"{}\"",
+                self.task(receiver).name,
+                self.ns(view).name
+            ),
+            vec![
+                ("kuid", ku.0.to_string()),
+                ("kgid", kg.0.to_string()),
+                ("uid", ru.to_string()),
+                ("gid", rg.to_string())
+            ],
         ));
-        Ok(Some(out(vec![("uid", ru.to_string()), ("gid", rg.to_string())])))
+        Ok(Some(out(vec![
+            ("uid", ru.to_string()),
+            ("gid", rg.to_string()),
+        ])))
     }
 
     /// `scm_check_creds` with the sender's own pid: the ids valid in its namespace (EINVAL),
     /// each one of its real, effective or saved ids or CAP_SETUID/CAP_SETGID there (EPERM).
-    fn scm_check_creds(&self, t: &mut Tracer, c: &Cred, uid: u32, gid: u32) -> Result<(Kuid, Kgid), crate::vfs::Stop> {
+    fn scm_check_creds(
+        &self,
+        t: &mut Tracer,
+        c: &Cred,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(Kuid, Kgid), crate::vfs::Stop> {
         let f = "scm_check_creds";
-        let (ku, kg) = (self.make_kuid(c.user_ns, uid), self.make_kgid(c.user_ns, gid));
+        let (ku, kg) = (
+            self.make_kuid(c.user_ns, uid),
+            self.make_kgid(c.user_ns, gid),
+        );
         if !tr!(t.check(
             ku.is_valid() && kg.is_valid(),
             f,
@@ -104,12 +174,22 @@ impl World {
         }
         tr!(t.pass(f, "the claimed pid is the sender's own", vec![]));
         let own_u = ku == c.uid || ku == c.euid || ku == c.suid;
-        tr!(t.check(own_u, f, "the claimed uid is the sender's real, effective or saved uid", vec![("kuid", ku.0.to_string())]));
+        tr!(t.check(
+            own_u,
+            f,
+            "the claimed uid is the sender's real, effective or saved uid",
+            vec![("kuid", ku.0.to_string())]
+        ));
         if !own_u && !t.nested(|t| self.ns_capable(t, c, c.user_ns, Cap::SETUID)) {
             return Err(Errno::EPERM.into());
         }
         let own_g = kg == c.gid || kg == c.egid || kg == c.sgid;
-        tr!(t.check(own_g, f, "the claimed gid is the sender's real, effective or saved gid", vec![("kgid", kg.0.to_string())]));
+        tr!(t.check(
+            own_g,
+            f,
+            "the claimed gid is the sender's real, effective or saved gid",
+            vec![("kgid", kg.0.to_string())]
+        ));
         if !own_g && !t.nested(|t| self.ns_capable(t, c, c.user_ns, Cap::SETGID)) {
             return Err(Errno::EPERM.into());
         }

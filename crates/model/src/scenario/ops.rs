@@ -261,7 +261,9 @@ impl OpCx<'_, '_> {
             | CapbsetDrop(_) | CapAmbient(_) => super::ops_caps::caps_op(self.c, spec)?,
             OpenProc(a) => super::ops_caps::open_proc_op(self.c, self.w, a)?,
             Connect(a) => super::ops_sockets::connect_op(self.c, self.w, self.by, a, self.earlier)?,
-            SendCreds(a) => super::ops_sockets::send_creds_op(self.c, self.by, a, &self.earlier.sockets)?,
+            SendCreds(a) => {
+                super::ops_sockets::send_creds_op(self.c, self.by, a, &self.earlier.sockets)?
+            }
         };
         Ok((op, None))
     }
@@ -361,9 +363,14 @@ impl OpCx<'_, '_> {
             OpSpec::ProcStatus(a) => Op::ProcStatus {
                 target: task_ref(c, w, &a.target)?,
             },
-            OpSpec::Peercred(a) => {
-                super::ops_sockets::peercred_op(c, w, self.by, a, &self.earlier.sockets, self.span.clone())?
-            }
+            OpSpec::Peercred(a) => super::ops_sockets::peercred_op(
+                c,
+                w,
+                self.by,
+                a,
+                &self.earlier.sockets,
+                self.span.clone(),
+            )?,
             OpSpec::NoNewPrivs(_) => Op::SetNoNewPrivs,
             OpSpec::Getids(_) => Op::GetIds,
             _ => unreachable!("dispatched by OpCx::op"),

@@ -78,9 +78,18 @@ impl UsernsChild {
 
     /// Send one byte with `SCM_CREDENTIALS {the helper's pid, uid, gid}` (ids in its
     /// namespace's numbering) on one of its sockets.
-    pub fn send_creds(&self, fd: super::RemoteFd, uid: u32, gid: u32) -> Result<Result<(), Errno>, Error> {
+    pub fn send_creds(
+        &self,
+        fd: super::RemoteFd,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Result<(), Errno>, Error> {
         Ok(self
-            .syscall(protocol::CALL_SEND_CREDS, [fd.0 as u32 as u64, uid as u64, gid as u64], &[])?
+            .syscall(
+                protocol::CALL_SEND_CREDS,
+                [fd.0 as u32 as u64, uid as u64, gid as u64],
+                &[],
+            )?
             .map(|_| ()))
     }
 
