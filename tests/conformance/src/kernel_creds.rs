@@ -160,9 +160,12 @@ pub fn reexec_in(
         .map_err(|x| format!("setns into {name} after the exec: {x} (not below its mm->user_ns)")))
 }
 
-/// Connections made by `connect` ops: name → ((caller, its end), (target, its end)), by
-/// model process index.
-pub type Connections = BTreeMap<String, ((usize, RemoteFd), (usize, RemoteFd))>;
+/// One end of a connection: the model process index and the fd in its helper.
+pub type End = (usize, RemoteFd);
+/// Connections made by `connect` ops: name → (the caller's end, the target's end).
+pub type Connections = BTreeMap<String, (End, End)>;
+/// An operation's values, or the errno the kernel refused it with.
+pub type Answer = Result<Vec<(String, String)>, Errno>;
 
 /// `connect`, `peercred` of a connection and `send_creds` as process `by`. `Ok(None)`: an end
 /// belongs to a process that exec'd (its helper is not that program).
@@ -172,10 +175,10 @@ pub fn perform_socket(
     execd: &[usize],
     by: usize,
     op: &Op,
-) -> Result<Option<Result<Vec<(String, String)>, Errno>>, String> {
+) -> Result<Option<Answer>, String> {
     let e = |x: credns_sys::Error| x.to_string();
     let h = &procs[&by];
-    let ends = |name: &str| -> Result<((usize, RemoteFd), (usize, RemoteFd)), String> {
+    let ends = |name: &str| -> Result<(End, End), String> {
         let (a, b) = conns
             .get(name)
             .copied()

@@ -42,11 +42,12 @@ pub(super) fn call(req: &Req, payload: &[u8], rep: &mut Rep) -> Result<(), Rep> 
             sys_ret(r).map_err(fail)?
         }
         CALL_KCMP_VM => {
+            let me = rustix::process::getpid().as_raw_nonzero().get() as libc::c_long;
             // SAFETY: kcmp takes integers only; KCMP_VM compares the two tasks' mm pointers.
             let r = unsafe {
                 libc::syscall(
                     libc::SYS_kcmp,
-                    libc::getpid() as libc::c_long,
+                    me,
                     req.arg0 as libc::c_long,
                     KCMP_VM,
                     0 as libc::c_long,
