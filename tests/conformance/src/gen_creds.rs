@@ -82,7 +82,14 @@ fn cap(rng: &mut Rng) -> String {
 
 /// Write one operation's fields (after `by`) into `t`. `uid` and `gid` are id arguments
 /// drawn for the acting process (its own ids, ids of its namespace, -1, unmapped ones).
-pub fn op(rng: &mut Rng, t: &mut String, ids: (&str, &str), who: (&str, &str), conns: &mut Conns) {
+pub fn op(
+    rng: &mut Rng,
+    t: &mut String,
+    ids: (&str, &str),
+    own: (u32, u32),
+    who: (&str, &str),
+    conns: &mut Conns,
+) {
     let ((uid, gid), (by, target)) = (ids, who);
     match rng.below(18) {
         0..=1 => {
@@ -141,7 +148,16 @@ pub fn op(rng: &mut Rng, t: &mut String, ids: (&str, &str), who: (&str, &str), c
                 "op = \"open_proc\"\ntarget = \"{target}\"\nfile = \"{file}\""
             );
         }
-        13..=16 => socket_op(rng, t, (uid, gid), by, target, conns),
+        13..=16 => {
+            // Mostly the sender's own real ids (allowed without capabilities).
+            let (u, g) = (own.0.to_string(), own.1.to_string());
+            let ids = if rng.chance(1, 2) {
+                (&u[..], &g[..])
+            } else {
+                (uid, gid)
+            };
+            socket_op(rng, t, ids, by, target, conns)
+        }
         _ => match rng.below(3) {
             0 => {
                 let _ = writeln!(t, "op = \"cap_ambient\"\naction = \"clear_all\"");

@@ -526,7 +526,14 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
         let _ = writeln!(t, "\n[[op]]\nby = \"{}\"", by.name);
         if rng.chance(1, 6) {
             let (u, g) = (uid_arg(&mut rng), gid_arg(&mut rng));
-            crate::gen_creds::op(&mut rng, &mut t, (&u, &g), (&by.name, target), &mut conns);
+            crate::gen_creds::op(
+                &mut rng,
+                &mut t,
+                (&u, &g),
+                (by.uid, by.gid),
+                (&by.name, target),
+                &mut conns,
+            );
             continue;
         }
         match rng.below(26) {
