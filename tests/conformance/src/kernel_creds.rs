@@ -2,7 +2,7 @@
 //! `capset` and the capability `prctl`s, made by the acting process's helper, each followed
 //! by the helper's own `/proc/PID/status` so the resulting ids and sets are compared too.
 
-use credns_model::{CapPrctlOption, Op, ProcFile};
+use credns_model::{CapPrctlOption, Op};
 use std::collections::BTreeMap;
 
 use credns_sys::{Errno, OFlags, Pid, ProcFs, RemoteFd, UserNsFd, UsernsChild};
@@ -82,8 +82,8 @@ pub fn perform(h: &UsernsChild, op: &Op) -> Result<Result<Vec<(String, String)>,
 
 /// `ptrace` in read mode and `open_proc`, as `h` on process `pid`: with the real ids
 /// `kcmp(KCMP_VM)` (only `ptrace_may_access(PTRACE_MODE_READ_REALCREDS)` refuses it), with the
-/// fs ids the open of `/proc/PID/maps` (only `mm_access` refuses it), and `open_proc` the
-/// open of the file itself.
+/// fs ids `readlink(/proc/PID/cwd)` (only `proc_fd_access_allowed`, READ_FSCREDS, refuses
+/// it), and `open_proc` the open of the file itself.
 pub fn perform_proc(
     h: &UsernsChild,
     pid: Pid,
@@ -94,7 +94,10 @@ pub fn perform_proc(
         Op::PtraceRead { fscreds: false, .. } => {
             return Ok(h.kcmp_vm(pid).map_err(e)?.map(|()| Vec::new()));
         }
-        Op::PtraceRead { fscreds: true, .. } => ProcFile::Maps,
+        Op::PtraceRead { fscreds: true, .. } => {
+            let p = ProcFs::new().pid_path(pid).join("cwd");
+            return Ok(h.readlink(&p).map_err(e)?.map(|()| Vec::new()));
+        }
         Op::OpenProc { file, .. } => *file,
         _ => return Err(format!("not a /proc access operation: {op}")),
     };

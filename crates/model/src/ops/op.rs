@@ -355,7 +355,8 @@ pub enum Op {
         arg: u32,
     },
     /// `ptrace_may_access(target, PTRACE_MODE_READ_*)`: with the real ids as `kcmp(2)` asks
-    /// it (EPERM), with the fs ids and effective set as /proc asks it (EACCES).
+    /// it (EPERM), with the fs ids and effective set as `readlink(/proc/PID/cwd)` asks it
+    /// (EACCES).
     PtraceRead {
         /// The target.
         target: TaskRef,

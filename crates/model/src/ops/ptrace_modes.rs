@@ -117,8 +117,9 @@ impl World {
         sub || t.nested(|t| self.ns_capable(t, c, tc.user_ns, Cap::SYS_PTRACE))
     }
 
-    /// `ptrace` with `mode = "read"`: with the real ids `kcmp(2)`'s check (EPERM); with the fs
-    /// ids /proc's (`mm_access`: EACCES).
+    /// `ptrace` with `mode = "read"`: with the real ids as `kcmp(2)` asks it (EPERM); with the
+    /// fs ids as `proc_fd_access_allowed` asks it for the /proc/PID/cwd, exe, root and fd/*
+    /// links (EACCES).
     pub(super) fn op_ptrace_read(
         &mut self,
         t: &mut Tracer,
@@ -126,13 +127,15 @@ impl World {
         target: TaskRef,
         fscreds: bool,
     ) -> OpResult {
-        if fscreds {
-            return self.mm_access_read(t, task, target);
-        }
-        if self.ptrace_may_read(t, task, target, Creds::Real) {
+        let (creds, e) = if fscreds {
+            (Creds::Fs, Errno::EACCES)
+        } else {
+            (Creds::Real, Errno::EPERM)
+        };
+        if self.ptrace_may_read(t, task, target, creds) {
             return Ok(None);
         }
-        Err(Errno::EPERM.into())
+        Err(e.into())
     }
 
     /// `mm_access(PTRACE_MODE_READ_FSCREDS)` (`may_access_mm`): the caller's own mm,

@@ -112,6 +112,16 @@ pub(super) fn call(
         }
         CALL_PTRACE => ptrace_attach_detach(req.arg0 as libc::pid_t).map_err(fail)?,
         CALL_VM_READ => vm_read_check(req.arg0 as libc::pid_t).map_err(fail)?,
+        super::protocol::CALL_READLINK => {
+            let mut target = [0u8; 256];
+            let n = rustix::fs::readlinkat_raw(
+                rustix::fs::CWD,
+                path_or_inval(payload)?,
+                &mut target[..],
+            )
+            .map_err(fail)?;
+            rep.v[0] = n as u64;
+        }
         super::protocol::CALL_SEND_CREDS | super::protocol::CALL_RECV_CREDS => {
             super::child_scm::call(req, &mut rep)?
         }

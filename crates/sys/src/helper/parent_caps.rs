@@ -107,4 +107,13 @@ impl UsernsChild {
             .syscall(protocol::CALL_RECV_CREDS, [fd.0 as u32 as u64, 0, 0], &[])?
             .map(|r| (r.rep.v[0] as i32, r.rep.v[1] as u32, r.rep.v[2] as u32)))
     }
+
+    /// `readlink(path)` as the helper: Ok when the link could be read (its target is not
+    /// returned).
+    pub fn readlink(&self, path: &std::path::Path) -> Result<Result<(), Errno>, Error> {
+        let p = super::parent::path_payload(path)?;
+        Ok(self
+            .syscall(protocol::CALL_READLINK, [0; 3], &p)?
+            .map(|_| ()))
+    }
 }

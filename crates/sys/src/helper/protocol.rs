@@ -93,6 +93,8 @@ pub(crate) const CALL_REEXEC: u32 = 65;
 pub(crate) const CALL_SEND_CREDS: u32 = 66;
 /// Receive one byte on fd arg0 with its `SCM_CREDENTIALS` (arg1 1: only set `SO_PASSCRED`).
 pub(crate) const CALL_RECV_CREDS: u32 = 67;
+/// `readlink(path)` (payload), the target's length in `v[0]` (the target itself is dropped).
+pub(crate) const CALL_READLINK: u32 = 68;
 
 /// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
 /// fsgid securebits flags umask ngroups.
