@@ -1,6 +1,7 @@
 //! Generated operations on one's own fs ids and capabilities: `setfsuid`, `setfsgid`,
 //! `capset`, `set_securebits`, `set_keepcaps`, `capbset_drop`, `cap_ambient`, and the /proc
-//! and read-mode ptrace access checks (`ptrace` mode read, `open_proc`), and socket
+//! and read-mode ptrace access checks (`ptrace` mode read, `open_proc`, `readlink_proc_fd`),
+//! and socket
 //! credentials (`connect`, `peercred` of a connection, `send_creds`); biased toward
 //! the edges (ids the caller has and has not, sets just inside and just outside the old ones,
 //! locked securebits, capability numbers past CAP_LAST_CAP).
@@ -139,6 +140,13 @@ pub fn op(
             let _ = writeln!(
                 t,
                 "op = \"ptrace\"\ntarget = \"{target}\"\nmode = \"read\"\ncreds = \"{creds}\""
+            );
+        }
+        11 if rng.chance(1, 3) => {
+            let fd = rng.below(3);
+            let _ = writeln!(
+                t,
+                "op = \"readlink_proc_fd\"\ntarget = \"{target}\"\nfd = {fd}"
             );
         }
         11 => {

@@ -749,7 +749,8 @@ impl<'f> Realised<'f> {
             | Op::WriteSetgroups { target, .. }
             | Op::PeerCred { peer: target }
             | Op::PtraceRead { target, .. }
-            | Op::OpenProc { target, .. } => Some(*target),
+            | Op::OpenProc { target, .. }
+            | Op::ReadlinkProcFd { target, .. } => Some(*target),
             _ => None,
         };
         if let Some(t) = target {
@@ -1023,7 +1024,9 @@ impl<'f> Realised<'f> {
                     }
                 }
             }
-            Op::PtraceRead { target, .. } | Op::OpenProc { target, .. } => {
+            Op::PtraceRead { target, .. }
+            | Op::OpenProc { target, .. }
+            | Op::ReadlinkProcFd { target, .. } => {
                 let Some(pid) = self.pid_of(*target) else {
                     return Ok(KernelAnswer::Skipped("no such process".into()));
                 };

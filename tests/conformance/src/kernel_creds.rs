@@ -98,6 +98,10 @@ pub fn perform_proc(
             let p = ProcFs::new().pid_path(pid).join("cwd");
             return Ok(h.readlink(&p).map_err(e)?.map(|()| Vec::new()));
         }
+        Op::ReadlinkProcFd { fd, .. } => {
+            let p = ProcFs::new().pid_path(pid).join(format!("fd/{fd}"));
+            return Ok(h.readlink(&p).map_err(e)?.map(|()| Vec::new()));
+        }
         Op::OpenProc { file, .. } => *file,
         _ => return Err(format!("not a /proc access operation: {op}")),
     };

@@ -189,6 +189,7 @@ impl World {
             Op::Connect { target, name } => self.op_connect(t, task, *target, name),
             Op::PeerCredOf { socket } => self.op_peercred_of(t, task, socket),
             Op::SendCreds { socket, uid, gid } => self.op_send_creds(t, task, socket, *uid, *gid),
+            Op::ReadlinkProcFd { target, .. } => self.op_readlink_proc_fd(t, task, *target),
         }
     }
 }

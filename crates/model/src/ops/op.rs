@@ -393,6 +393,14 @@ pub enum Op {
         /// The claimed gid.
         gid: u32,
     },
+    /// `readlink("/proc/TARGET/fd/FD")`: the lookup in the 0500 fd directory, then
+    /// `proc_fd_access_allowed` (PTRACE_MODE_READ_FSCREDS).
+    ReadlinkProcFd {
+        /// The process whose fd is read.
+        target: TaskRef,
+        /// The fd number (0, 1 and 2 exist in every process).
+        fd: u32,
+    },
 }
 
 impl Op {
@@ -548,6 +556,9 @@ impl std::fmt::Display for Op {
             Op::PeerCredOf { socket } => write!(f, "SO_PEERCRED of {socket}"),
             Op::SendCreds { socket, uid, gid } => {
                 write!(f, "SCM_CREDENTIALS {uid}:{gid} over {socket}")
+            }
+            Op::ReadlinkProcFd { target, fd } => {
+                write!(f, "readlink /proc/task#{}/fd/{fd}", target.0)
             }
         }
     }

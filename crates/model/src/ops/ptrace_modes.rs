@@ -194,8 +194,48 @@ impl World {
         self.mm_access_read(t, task, target)
     }
 
-    /// `generic_permission(MAY_READ)` on a 0400 /proc/PID file owned by `task_dump_owner`.
-    fn proc_dac_read(&self, t: &mut Tracer, task: TaskRef, target: TaskRef) -> bool {
+    /// `readlink("/proc/TARGET/fd/N")`: `proc_fd_permission` on the 0500 fd directory (its
+    /// owner, CAP_DAC_READ_SEARCH or CAP_DAC_OVERRIDE over it, or the same thread group), then
+    /// `proc_fd_access_allowed`: PTRACE_MODE_READ_FSCREDS. EACCES either way.
+    pub(super) fn op_readlink_proc_fd(
+        &mut self,
+        t: &mut Tracer,
+        task: TaskRef,
+        target: TaskRef,
+    ) -> OpResult {
+        let f = "proc_fd_permission";
+        let (ou, og) = self.task_dump_owner(t, target);
+        let c = self.task(task).cred.clone();
+        let dac = tr!(t.check(
+            c.fsuid == ou,
+            "generic_permission",
+            "the fd directory is 0500: the caller's fsuid owns it",
+            vec![("fsuid", c.fsuid.0.to_string())]
+        )) || self.dac_override(t, &c, ou, og, [Cap::DAC_READ_SEARCH, Cap::DAC_OVERRIDE]);
+        if !dac
+            && !tr!(t.check(
+                task == target,
+                f,
+                "otherwise only the process itself may look up its fds",
+                vec![]
+            ))
+        {
+            return Err(Errno::EACCES.into());
+        }
+        tr!(t.info(
+            "proc_fd_access_allowed",
+            "ptrace_may_access(PTRACE_MODE_READ_FSCREDS)",
+            vec![]
+        ));
+        if t.nested(|t| self.ptrace_may_read(t, task, target, Creds::Fs)) {
+            Ok(None)
+        } else {
+            Err(Errno::EACCES.into())
+        }
+    }
+
+    /// `task_dump_owner` for a /proc/PID file that is not the world-readable directory.
+    fn task_dump_owner(&self, t: &mut Tracer, target: TaskRef) -> (Kuid, Kgid) {
         let tt = self.task(target);
         let (ou, og) = if tt.dumpable {
             (tt.cred.euid, tt.cred.egid)
@@ -216,36 +256,40 @@ impl World {
             },
             vec![("owner", ou.0.to_string()), ("group", og.0.to_string())],
         ));
-        let c = self.task(task).cred.clone();
-        if tr!(t.check(
-            c.fsuid == ou,
-            "generic_permission",
-            "mode 0400: the caller's fsuid owns the file",
-            vec![("fsuid", c.fsuid.0.to_string())]
-        )) {
-            return true;
-        }
+        (ou, og)
+    }
+
+    /// `capable_wrt_inode_uidgid` for each of `caps` in turn, on a file owned by `ou:og`.
+    fn dac_override(&self, t: &mut Tracer, c: &Cred, ou: Kuid, og: Kgid, caps: [Cap; 2]) -> bool {
         let mapped = self.kuid_has_mapping(c.user_ns, ou) && self.kgid_has_mapping(c.user_ns, og);
-        for cap in [Cap::DAC_OVERRIDE, Cap::DAC_READ_SEARCH] {
+        caps.into_iter().any(|cap| {
             tr!(t.info(
                 "capable_wrt_inode_uidgid",
                 format!("{cap} in the caller's namespace, the file's owner and group mapped there"),
                 vec![]
             ));
-            let ok = t.nested(|t| {
-                self.ns_capable(t, &c, c.user_ns, cap)
+            t.nested(|t| {
+                self.ns_capable(t, c, c.user_ns, cap)
                     && tr!(t.check(
                         mapped,
                         "privileged_wrt_inode_uidgid",
                         "the file's owner and group are mapped in the caller's namespace",
                         vec![]
                     ))
-            });
-            if ok {
-                return true;
-            }
-        }
-        false
+            })
+        })
+    }
+
+    /// `generic_permission(MAY_READ)` on a 0400 /proc/PID file owned by `task_dump_owner`.
+    fn proc_dac_read(&self, t: &mut Tracer, task: TaskRef, target: TaskRef) -> bool {
+        let (ou, og) = self.task_dump_owner(t, target);
+        let c = self.task(task).cred.clone();
+        tr!(t.check(
+            c.fsuid == ou,
+            "generic_permission",
+            "mode 0400: the caller's fsuid owns the file",
+            vec![("fsuid", c.fsuid.0.to_string())]
+        )) || self.dac_override(t, &c, ou, og, [Cap::DAC_OVERRIDE, Cap::DAC_READ_SEARCH])
     }
 }
 

@@ -338,6 +338,14 @@ pub(super) struct SendCredsArgs {
     pub(super) gid: Spanned<i64>,
 }
 
+/// `readlink_proc_fd`: `fd` defaults to 0.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReadlinkFdArgs {
+    pub(super) target: Spanned<String>,
+    pub(super) fd: Option<Spanned<i64>>,
+}
+
 /// Declares [`OpSpec`], the operations by their scenario names, and the fields each takes
 /// (from its struct, in the order reports show them).
 macro_rules! op_specs {
@@ -409,6 +417,7 @@ op_specs! {
     OpenProc(OpenProcArgs),
     Connect(ConnectArgs),
     SendCreds(SendCredsArgs),
+    ReadlinkProcFd(ReadlinkFdArgs),
 }
 
 /// The field names a derived `Deserialize` struct declares, read by asking it to deserialize

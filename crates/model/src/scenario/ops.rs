@@ -260,6 +260,7 @@ impl OpCx<'_, '_> {
             Setfsuid(_) | Setfsgid(_) | Capset(_) | SetSecurebits(_) | SetKeepcaps(_)
             | CapbsetDrop(_) | CapAmbient(_) => super::ops_caps::caps_op(self.c, spec)?,
             OpenProc(a) => super::ops_caps::open_proc_op(self.c, self.w, a)?,
+            ReadlinkProcFd(a) => super::ops_caps::readlink_fd_op(self.c, self.w, a)?,
             Connect(a) => super::ops_sockets::connect_op(self.c, self.w, self.by, a, self.earlier)?,
             SendCreds(a) => {
                 super::ops_sockets::send_creds_op(self.c, self.by, a, &self.earlier.sockets)?

@@ -3,7 +3,7 @@
 
 use toml::Spanned;
 
-use super::op_args::{OpSpec, OpenProcArgs, PtraceArgs};
+use super::op_args::{OpSpec, OpenProcArgs, PtraceArgs, ReadlinkFdArgs};
 use super::raw::{capset, opt_arg, task_ref, Ctx, RawNum};
 use crate::caps::Cap;
 use crate::ops::{CapPrctlOption, Op, ProcFile};
@@ -152,5 +152,23 @@ pub(super) fn open_proc_op(c: &Ctx, w: &World, a: &OpenProcArgs) -> Result<Op, E
     Ok(Op::OpenProc {
         target: task_ref(c, w, &a.target)?,
         file,
+    })
+}
+
+/// `readlink_proc_fd`: 0, 1 or 2 (the fds every helper has).
+pub(super) fn readlink_fd_op(c: &Ctx, w: &World, a: &ReadlinkFdArgs) -> Result<Op, Error> {
+    let fd = match &a.fd {
+        None => 0,
+        Some(v) if (0..=2).contains(v.get_ref()) => *v.get_ref() as u32,
+        Some(v) => {
+            return Err(c.err(
+                v.span(),
+                "readlink_proc_fd takes fd 0, 1 or 2 (the ones every process has)",
+            ))
+        }
+    };
+    Ok(Op::ReadlinkProcFd {
+        target: task_ref(c, w, &a.target)?,
+        fd,
     })
 }
