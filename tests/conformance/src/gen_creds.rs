@@ -150,7 +150,7 @@ pub fn op(
             );
         }
         11 => {
-            let file = rng.pick(&["environ", "environ", "maps"]);
+            let file = rng.pick(&["environ", "environ", "maps", "mem"]);
             let _ = writeln!(
                 t,
                 "op = \"open_proc\"\ntarget = \"{target}\"\nfile = \"{file}\""

@@ -66,6 +66,8 @@ pub enum ProcFile {
     Environ,
     /// `maps`: mode 0444.
     Maps,
+    /// `mem`: mode 0600, owned by `task_dump_owner`; PTRACE_MODE_ATTACH_FSCREDS.
+    Mem,
 }
 
 impl ProcFile {
@@ -74,6 +76,7 @@ impl ProcFile {
         match self {
             ProcFile::Environ => "environ",
             ProcFile::Maps => "maps",
+            ProcFile::Mem => "mem",
         }
     }
 }

@@ -176,8 +176,22 @@ impl World {
         target: TaskRef,
         file: ProcFile,
     ) -> OpResult {
-        if file == ProcFile::Environ && !self.proc_dac_read(t, task, target) {
+        if file != ProcFile::Maps && !self.proc_dac_read(t, task, target) {
             return Err(Errno::EACCES.into());
+        }
+        if file == ProcFile::Mem {
+            // mem_open: proc_mem_open(PTRACE_MODE_ATTACH), so mm_access with ATTACH_FSCREDS,
+            // where perfmon_capable does not help (it is for READ only).
+            tr!(t.info(
+                "proc_mem_open",
+                "mm_access(PTRACE_MODE_ATTACH_FSCREDS): the caller's own mm or ptrace_may_access",
+                vec![]
+            ));
+            return if t.nested(|t| self.ptrace_may_read(t, task, target, Creds::Fs)) {
+                Ok(None)
+            } else {
+                Err(Errno::EACCES.into())
+            };
         }
         if file == ProcFile::Maps {
             tr!(t.pass(
@@ -280,14 +294,15 @@ impl World {
         })
     }
 
-    /// `generic_permission(MAY_READ)` on a 0400 /proc/PID file owned by `task_dump_owner`.
+    /// `generic_permission(MAY_READ)` on a 0400 (`environ`) or 0600 (`mem`) /proc/PID file
+    /// owned by `task_dump_owner`.
     fn proc_dac_read(&self, t: &mut Tracer, task: TaskRef, target: TaskRef) -> bool {
         let (ou, og) = self.task_dump_owner(t, target);
         let c = self.task(task).cred.clone();
         tr!(t.check(
             c.fsuid == ou,
             "generic_permission",
-            "mode 0400: the caller's fsuid owns the file",
+            "owner-only mode: the caller's fsuid owns the file",
             vec![("fsuid", c.fsuid.0.to_string())]
         )) || self.dac_override(t, &c, ou, og, [Cap::DAC_OVERRIDE, Cap::DAC_READ_SEARCH])
     }

@@ -142,10 +142,11 @@ pub(super) fn open_proc_op(c: &Ctx, w: &World, a: &OpenProcArgs) -> Result<Op, E
     let file = match a.file.get_ref().trim() {
         "environ" => ProcFile::Environ,
         "maps" => ProcFile::Maps,
+        "mem" => ProcFile::Mem,
         other => {
             return Err(c.err(
                 a.file.span(),
-                format!("open_proc file \"{other}\": use environ or maps"),
+                format!("open_proc file \"{other}\": use environ, maps or mem"),
             ))
         }
     };
