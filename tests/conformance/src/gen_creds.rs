@@ -60,6 +60,9 @@ fn socket_op(
         id(uid),
         id(gid)
     );
+    if rng.chance(1, 4) {
+        let _ = writeln!(t, "pid = \"peer\"");
+    }
 }
 
 fn set(rng: &mut Rng) -> u64 {

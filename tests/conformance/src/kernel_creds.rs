@@ -217,7 +217,12 @@ pub fn perform_socket(
             let ((_, mine), _) = ends(socket)?;
             h.peercred(mine).map_err(e)?.map(|(_, u, g)| ids(u, g))
         }
-        Op::SendCreds { socket, uid, gid } => {
+        Op::SendCreds {
+            socket,
+            uid,
+            gid,
+            other_pid,
+        } => {
             let ((_, mine), (other, theirs)) = ends(socket)?;
             if execd.contains(&other) {
                 return Ok(None);
@@ -226,7 +231,8 @@ pub fn perform_socket(
             r.set_passcred(theirs)
                 .map_err(e)?
                 .map_err(|x| format!("SO_PASSCRED: {x}"))?;
-            match h.send_creds(mine, *uid, *gid).map_err(e)? {
+            let pid = other_pid.then(|| r.pid());
+            match h.send_creds(mine, pid, *uid, *gid).map_err(e)? {
                 Err(x) => Err(x),
                 Ok(()) => {
                     let (_, u, g) = r

@@ -188,7 +188,12 @@ impl World {
             Op::OpenProc { target, file } => self.op_open_proc(t, task, *target, *file),
             Op::Connect { target, name } => self.op_connect(t, task, *target, name),
             Op::PeerCredOf { socket } => self.op_peercred_of(t, task, socket),
-            Op::SendCreds { socket, uid, gid } => self.op_send_creds(t, task, socket, *uid, *gid),
+            Op::SendCreds {
+                socket,
+                uid,
+                gid,
+                other_pid,
+            } => self.op_send_creds(t, task, socket, (*uid, *gid), *other_pid),
             Op::ReadlinkProcFd { target, .. } => self.op_readlink_proc_fd(t, task, *target),
         }
     }

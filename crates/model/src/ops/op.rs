@@ -395,6 +395,8 @@ pub enum Op {
         uid: u32,
         /// The claimed gid.
         gid: u32,
+        /// Claim the receiver's pid instead of the sender's own.
+        other_pid: bool,
     },
     /// `readlink("/proc/TARGET/fd/FD")`: the lookup in the 0500 fd directory, then
     /// `proc_fd_access_allowed` (PTRACE_MODE_READ_FSCREDS).
@@ -557,7 +559,9 @@ impl std::fmt::Display for Op {
             }
             Op::Connect { target, name } => write!(f, "connect to task#{} as {name}", target.0),
             Op::PeerCredOf { socket } => write!(f, "SO_PEERCRED of {socket}"),
-            Op::SendCreds { socket, uid, gid } => {
+            Op::SendCreds {
+                socket, uid, gid, ..
+            } => {
                 write!(f, "SCM_CREDENTIALS {uid}:{gid} over {socket}")
             }
             Op::ReadlinkProcFd { target, fd } => {

@@ -106,15 +106,16 @@ impl World {
         ])))
     }
 
-    /// `sendmsg` with `SCM_CREDENTIALS {own pid, uid, gid}` on the caller's end, received by
-    /// the process at the other end with `SO_PASSCRED`: yields the ids it sees.
+    /// `sendmsg` with `SCM_CREDENTIALS {pid, uid, gid}` on the caller's end (the pid its own,
+    /// or with `other_pid` the receiver's), received by the process at the other end with
+    /// `SO_PASSCRED`: yields the ids it sees.
     pub(super) fn op_send_creds(
         &mut self,
         t: &mut Tracer,
         task: TaskRef,
         socket: &str,
-        uid: u32,
-        gid: u32,
+        (uid, gid): (u32, u32),
+        other_pid: bool,
     ) -> OpResult {
         let i = self.connection(t, socket)?;
         let conn = self.connections[i].clone();
@@ -124,7 +125,7 @@ impl World {
             conn.holder
         };
         let c = self.task(task).cred.clone();
-        let (ku, kg) = self.scm_check_creds(t, &c, uid, gid)?;
+        let (ku, kg) = self.scm_check_creds(t, &c, uid, gid, other_pid)?;
         let view = self.task(receiver).cred.user_ns;
         let (ru, rg) = (
             self.from_kuid_munged(view, ku),
@@ -150,14 +151,16 @@ impl World {
         ])))
     }
 
-    /// `scm_check_creds` with the sender's own pid: the ids valid in its namespace (EINVAL),
-    /// each one of its real, effective or saved ids or CAP_SETUID/CAP_SETGID there (EPERM).
+    /// `scm_check_creds`: the ids valid in the sender's namespace (EINVAL); the pid its own or
+    /// CAP_SYS_ADMIN over the pid namespace's owner, and each id one of its real, effective or
+    /// saved ids or CAP_SETUID/CAP_SETGID in its namespace (EPERM).
     fn scm_check_creds(
         &self,
         t: &mut Tracer,
         c: &Cred,
         uid: u32,
         gid: u32,
+        other_pid: bool,
     ) -> Result<(Kuid, Kgid), crate::vfs::Stop> {
         let f = "scm_check_creds";
         let (ku, kg) = (
@@ -172,7 +175,19 @@ impl World {
         )) {
             return Err(Errno::EINVAL.into());
         }
-        tr!(t.pass(f, "the claimed pid is the sender's own", vec![]));
+        if other_pid {
+            let init = self.init_ns();
+            tr!(t.info(
+                f,
+                "the claimed pid is not the sender's: CAP_SYS_ADMIN over its pid namespace's owner (the initial namespace) is needed",
+                vec![],
+            ));
+            if !t.nested(|t| self.ns_capable(t, c, init, Cap::SYS_ADMIN)) {
+                return Err(Errno::EPERM.into());
+            }
+        } else {
+            tr!(t.pass(f, "the claimed pid is the sender's own", vec![]));
+        }
         let own_u = ku == c.uid || ku == c.euid || ku == c.suid;
         tr!(t.check(
             own_u,

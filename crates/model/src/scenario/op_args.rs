@@ -336,6 +336,8 @@ pub(super) struct SendCredsArgs {
     pub(super) socket: Spanned<String>,
     pub(super) uid: Spanned<i64>,
     pub(super) gid: Spanned<i64>,
+    /// "own" (default) or "peer": the receiver's pid.
+    pub(super) pid: Option<Spanned<String>>,
 }
 
 /// `readlink_proc_fd`: `fd` defaults to 0.

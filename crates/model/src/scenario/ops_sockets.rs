@@ -91,9 +91,18 @@ pub(super) fn send_creds_op(
         opt_arg(c, &Some(v.clone()))?
             .ok_or_else(|| c.err(v.span(), format!("`{what}` cannot be -1 here")))
     };
+    let other_pid = match a.pid.as_ref().map(|p| p.get_ref().trim()) {
+        None | Some("own") => false,
+        Some("peer") => true,
+        Some(other) => {
+            let span = a.pid.as_ref().map(|p| p.span()).unwrap_or_default();
+            return Err(c.err(span, format!("send_creds pid \"{other}\": use own or peer")));
+        }
+    };
     Ok(Op::SendCreds {
         socket: held(c, by, &a.socket, sockets)?,
         uid: id(&a.uid, "uid")?,
         gid: id(&a.gid, "gid")?,
+        other_pid,
     })
 }

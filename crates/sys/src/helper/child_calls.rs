@@ -123,7 +123,7 @@ pub(super) fn call(
             rep.v[0] = n as u64;
         }
         super::protocol::CALL_SEND_CREDS | super::protocol::CALL_RECV_CREDS => {
-            super::child_scm::call(req, &mut rep)?
+            super::child_scm::call(req, payload, &mut rep)?
         }
         super::protocol::CALL_REEXEC => {
             let e = super::child_reexec::reexec(path_or_inval(payload)?, parent);

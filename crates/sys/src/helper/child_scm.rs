@@ -20,12 +20,22 @@ fn fd_arg(v: u64) -> BorrowedFd<'static> {
     unsafe { BorrowedFd::borrow_raw(v as i32) }
 }
 
-/// `CALL_SEND_CREDS` (arg0 fd, arg1 uid, arg2 gid) and `CALL_RECV_CREDS` (arg0 fd; arg1 1:
-/// only turn `SO_PASSCRED` on).
-pub(super) fn call(req: &Req, rep: &mut Rep) -> Result<(), Rep> {
+/// `CALL_SEND_CREDS` (arg0 fd, arg1 uid, arg2 gid; the payload, if 4 bytes, a pid to claim
+/// instead of the helper's own) and `CALL_RECV_CREDS` (arg0 fd; arg1 1: only turn
+/// `SO_PASSCRED` on).
+pub(super) fn call(req: &Req, payload: &[u8], rep: &mut Rep) -> Result<(), Rep> {
     let fail = |e: Errno| Rep::err(STEP_IO, e);
     match req.how {
-        CALL_SEND_CREDS => send(fd_arg(req.arg0), req.arg1 as u32, req.arg2 as u32).map_err(fail),
+        CALL_SEND_CREDS => {
+            let pid = match payload {
+                [a, b, c, d] => {
+                    rustix::process::Pid::from_raw(i32::from_ne_bytes([*a, *b, *c, *d]))
+                }
+                _ => None,
+            }
+            .unwrap_or_else(rustix::process::getpid);
+            send(fd_arg(req.arg0), pid, req.arg1 as u32, req.arg2 as u32).map_err(fail)
+        }
         CALL_RECV_CREDS if req.arg1 == 1 => {
             rustix::net::sockopt::set_socket_passcred(fd_arg(req.arg0), true).map_err(fail)
         }
@@ -40,10 +50,10 @@ pub(super) fn call(req: &Req, rep: &mut Rep) -> Result<(), Rep> {
     }
 }
 
-/// One byte with `SCM_CREDENTIALS {getpid(), uid, gid}`.
-fn send(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<(), Errno> {
+/// One byte with `SCM_CREDENTIALS {pid, uid, gid}`.
+fn send(fd: BorrowedFd<'_>, pid: rustix::process::Pid, uid: u32, gid: u32) -> Result<(), Errno> {
     let cred = UCred {
-        pid: rustix::process::getpid(),
+        pid,
         uid: rustix::process::Uid::from_raw(uid),
         gid: rustix::process::Gid::from_raw(gid),
     };

@@ -76,19 +76,23 @@ impl UsernsChild {
         Ok(self.syscall(protocol::CALL_REEXEC, [0; 3], &p)?.map(|_| ()))
     }
 
-    /// Send one byte with `SCM_CREDENTIALS {the helper's pid, uid, gid}` (ids in its
-    /// namespace's numbering) on one of its sockets.
+    /// Send one byte with `SCM_CREDENTIALS {pid, uid, gid}` (the helper's own pid unless
+    /// `pid` is given; ids in its namespace's numbering) on one of its sockets.
     pub fn send_creds(
         &self,
         fd: super::RemoteFd,
+        pid: Option<crate::Pid>,
         uid: u32,
         gid: u32,
     ) -> Result<Result<(), Errno>, Error> {
+        let p = pid
+            .map(|p| p.as_raw().to_ne_bytes().to_vec())
+            .unwrap_or_default();
         Ok(self
             .syscall(
                 protocol::CALL_SEND_CREDS,
                 [fd.0 as u32 as u64, uid as u64, gid as u64],
-                &[],
+                &p,
             )?
             .map(|_| ()))
     }
