@@ -4,7 +4,8 @@
 //! What is real: user namespaces (one helper process per namespace keeps it alive and writes
 //! its children's maps, as a privileged `newuidmap` would), one helper per model process with
 //! the process's complete credentials (real/effective/saved/fs ids, groups, the five capability
-//! sets, securebits, no_new_privs, umask), files and directories on a tmpfs and on an ext4
+//! sets, securebits, no_new_privs, umask, and its `mm->user_ns`: a helper outside the initial
+//! namespace execs a small program there, see `kernel_creds::reexec_in`), files and directories on a tmpfs and on an ext4
 //! filesystem on a loop device (owners, modes, POSIX ACLs set with `setfacl`), and every
 //! operation made as a system call by the helper of the process that performs it.
 //!
