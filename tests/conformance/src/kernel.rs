@@ -564,8 +564,14 @@ impl<'f> Realised<'f> {
             .map_err(|e| format!("process {}: {e}", t.name))?;
             let into = (mm != ns).then(|| w.ns(ns).name.clone());
             let fd = into.as_ref().and_then(|n| r.live.ns_fds.get(n));
-            let exec = mm != init;
-            if let Err(why) = crate::kernel_creds::reexec_in(&child, exec, into.as_deref(), fd)? {
+            let program = if mm == init {
+                None
+            } else {
+                Some(crate::kernel_creds::reexec_program(fx)?)
+            };
+            if let Err(why) =
+                crate::kernel_creds::reexec_in(&child, program.as_deref(), into.as_deref(), fd)?
+            {
                 return Ok(Err(format!("process {}: {why}", t.name)));
             }
             if all_mapped {

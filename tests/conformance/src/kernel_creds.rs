@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use credns_sys::{Errno, OFlags, Pid, ProcFs, RemoteFd, UserNsFd, UsernsChild};
 
-use crate::kernel::status_values;
+use crate::kernel::{status_values, Fixture};
 
 /// The `prctl(2)` options (include/uapi/linux/prctl.h).
 const PR_SET_KEEPCAPS: i32 = 8;
@@ -115,9 +115,15 @@ pub fn perform_proc(
     }
 }
 
-/// The re-exec helper program: built with this package (`src/bin/credns-reexec-helper.rs`),
-/// beside the test binaries' `deps` directory.
-fn reexec_program() -> Result<std::path::PathBuf, String> {
+/// The re-exec helper program, built with this package (`src/bin/credns-reexec-helper.rs`)
+/// beside the test binaries' `deps` directory, copied (once per fixture) to the fixture's
+/// tmpfs: processes of user namespaces must be able to reach and exec it, which they may not
+/// where the build lives (a 0700 home directory, say).
+pub fn reexec_program(fx: &Fixture) -> Result<std::path::PathBuf, String> {
+    let dest = fx.tmpfs.join("credns-reexec-helper");
+    if dest.is_file() {
+        return Ok(dest);
+    }
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let dir = exe
         .parent()
@@ -129,30 +135,32 @@ fn reexec_program() -> Result<std::path::PathBuf, String> {
             }
         })
         .ok_or_else(|| format!("no directory above {}", exe.display()))?;
-    let p = dir.join("credns-reexec-helper");
-    if p.is_file() {
-        Ok(p)
-    } else {
-        Err(format!(
-            "{} is missing (cargo builds it with this package's tests)",
-            p.display()
-        ))
-    }
+    let built = dir.join("credns-reexec-helper");
+    std::fs::copy(&built, &dest).map_err(|e| {
+        format!(
+            "copying {} (cargo builds it with this package's tests): {e}",
+            built.display()
+        )
+    })?;
+    std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| format!("chmod {}: {e}", dest.display()))?;
+    Ok(dest)
 }
 
 /// Give helper `h` (forked from a keeper of namespace A, so in A) an `mm` of A: unless A is
-/// the initial namespace (the test program's own `mm`), it execs the re-exec program; then,
+/// the initial namespace (the test program's own `mm`), it execs `program`
+/// ([`reexec_program`]); then,
 /// if its credentials belong to another namespace `into`, it enters it (`setns`, which needs
 /// CAP_SYS_ADMIN over it: `into` below A). `Ok(Err(why))`: not realisable.
 pub fn reexec_in(
     h: &UsernsChild,
-    exec: bool,
+    program: Option<&std::path::Path>,
     into: Option<&str>,
     fd: Option<&UserNsFd>,
 ) -> Result<Result<(), String>, String> {
     let e = |x: credns_sys::Error| x.to_string();
-    if exec {
-        h.reexec(&reexec_program()?)
+    if let Some(p) = program {
+        h.reexec(p)
             .map_err(e)?
             .map_err(|x| format!("re-exec: {x}"))?;
     }
