@@ -125,6 +125,8 @@ impl World {
             conn.holder
         };
         let c = self.task(task).cred.clone();
+        // The receiver's pid is the sender's own when it holds both ends.
+        let other_pid = other_pid && receiver != task;
         let (ku, kg) = self.scm_check_creds(t, &c, uid, gid, other_pid)?;
         let view = self.task(receiver).cred.user_ns;
         let (ru, rg) = (
