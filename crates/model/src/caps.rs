@@ -71,6 +71,8 @@ impl Cap {
     pub const SYS_ADMIN: Cap = Cap(21);
     pub const SETFCAP: Cap = Cap(31);
     pub const CHECKPOINT_RESTORE: Cap = Cap(40);
+    /// `CAP_PERFMON`.
+    pub const PERFMON: Cap = Cap(38);
 }
 
 impl Cap {

@@ -426,6 +426,8 @@ pub struct World {
     pub(crate) decl: crate::semantics::Declarations,
     /// `fs.protected_hardlinks`, `_symlinks`, `_regular`, `_fifos`.
     pub protected: crate::ops::Protected,
+    /// Connected sockets made by `connect` ops, with the peer credentials they recorded.
+    pub(crate) connections: Vec<crate::ops::Connection>,
 }
 
 impl Default for World {
@@ -541,6 +543,7 @@ impl World {
             semantics: Default::default(),
             decl: Default::default(),
             protected: Default::default(),
+            connections: Vec::new(),
         }
     }
 

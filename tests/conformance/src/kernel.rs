@@ -6,6 +6,9 @@
 //! the process's complete credentials (real/effective/saved/fs ids, groups, the five capability
 //! sets, securebits, no_new_privs, umask), files and directories on a tmpfs and on an ext4
 //! filesystem on a loop device (owners, modes, POSIX ACLs set with `setfacl`, immutable and append-only flags with `FS_IOC_SETFLAGS`), and every
+//! sets, securebits, no_new_privs, umask, and its `mm->user_ns`: a helper outside the initial
+//! namespace execs a small program there, see `kernel_creds::reexec_in`), files and directories on a tmpfs and on an ext4
+//! filesystem on a loop device (owners, modes, POSIX ACLs set with `setfacl`), and every
 //! operation made as a system call by the helper of the process that performs it.
 //!
 //! What a scenario must not use to be realised here (it is then skipped with the reason):
@@ -202,6 +205,8 @@ struct Live {
     ns_fds: BTreeMap<String, UserNsFd>,
     /// Processes that exec'd in the model: the helper did not become the new program.
     execd: Vec<usize>,
+    /// Connections made by `connect` ops.
+    conns: crate::kernel_creds::Connections,
 }
 
 const ERRNO_NAMES: &[(i32, &str)] = &[
@@ -283,16 +288,13 @@ impl Drop for Realised<'_> {
 }
 
 /// Adjust the model's world to what a test process can realise: processes in the initial
-/// namespace cannot have a bounding or permitted set larger than the test process's own, and
-/// every helper's `mm->user_ns` is the initial namespace (none of them exec'd).
+/// namespace cannot have a bounding or permitted set larger than the test process's own.
+/// (Every process's `mm->user_ns` is realised as declared: see [`crate::kernel_creds::reexec_in`].)
 pub fn adapt_world(world: &mut World, fx: &Fixture) {
     let init = world.init_ns();
     let tasks: Vec<TaskRef> = world.tasks().map(|(r, _)| r).collect();
     for t in tasks {
         let task = world.task_mut(t);
-        // Helpers are forked from the test program, which was exec'd in the initial namespace:
-        // that is their mm->user_ns, wherever they are now.
-        task.mm_user_ns = init;
         if task.cred.user_ns == init {
             let c = &mut task.cred;
             let cut =
@@ -379,6 +381,7 @@ impl<'f> Realised<'f> {
                 procs: BTreeMap::new(),
                 ns_fds: BTreeMap::new(),
                 execd: Vec::new(),
+                conns: Default::default(),
             },
         };
         // Filesystems: one directory per superblock; mounts: that directory when the mount is
@@ -585,12 +588,25 @@ impl<'f> Realised<'f> {
                 dumpable: true,
             };
             let all_mapped = u.iter().chain(g.iter()).all(Option::is_some);
-            let child = if ns == init {
+            let mm = t.mm_user_ns;
+            let child = if mm == init {
                 UsernsChild::spawn(&plain)
             } else {
-                r.live.keepers[&ns.index()].spawn_child(&plain)
+                r.live.keepers[&mm.index()].spawn_child(&plain)
             }
             .map_err(|e| format!("process {}: {e}", t.name))?;
+            let into = (mm != ns).then(|| w.ns(ns).name.clone());
+            let fd = into.as_ref().and_then(|n| r.live.ns_fds.get(n));
+            let program = if mm == init {
+                None
+            } else {
+                Some(crate::kernel_creds::reexec_program(fx)?)
+            };
+            if let Err(why) =
+                crate::kernel_creds::reexec_in(&child, program.as_deref(), into.as_deref(), fd)?
+            {
+                return Ok(Err(format!("process {}: {why}", t.name)));
+            }
             if all_mapped {
                 let fc = FullCreds {
                     uid: [
@@ -639,12 +655,18 @@ impl<'f> Realised<'f> {
                     && c.securebits == 0
                     && !t.no_new_privs
                     && t.umask == fx.umask;
-                if !same || ns == init {
+                if !same || ns == init || mm != ns {
                     return Ok(Err(format!(
                         "process {}: ids unmapped in its namespace",
                         t.name
                     )));
                 }
+                // The re-exec kept the keeper's capabilities through the ambient set: back to
+                // a creator's sets (no inheritable, no ambient).
+                child
+                    .capset(ALL_CAPS, ALL_CAPS, 0)
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("process {}: capset after exec: {e}", t.name))?;
             }
             r.live.procs.insert(tr.index(), child);
         }
@@ -765,7 +787,10 @@ impl<'f> Realised<'f> {
             | Op::ProcStatus { target }
             | Op::WriteMap { target, .. }
             | Op::WriteSetgroups { target, .. }
-            | Op::PeerCred { peer: target } => Some(*target),
+            | Op::PeerCred { peer: target }
+            | Op::PtraceRead { target, .. }
+            | Op::OpenProc { target, .. }
+            | Op::ReadlinkProcFd { target, .. } => Some(*target),
             _ => None,
         };
         if let Some(t) = target {
@@ -1036,6 +1061,34 @@ impl<'f> Realised<'f> {
                     Some(r) => r?,
                     None => unreachable!("an attribute op"),
                 }
+            }
+            Op::Setfsuid { .. } | Op::Setfsgid { .. } | Op::Capset { .. } | Op::CapPrctl { .. } => {
+                crate::kernel_creds::perform(h, op)?
+            }
+            Op::Connect { .. } | Op::PeerCredOf { .. } | Op::SendCreds { .. } => {
+                let l = &mut self.live;
+                match crate::kernel_creds::perform_socket(
+                    &l.procs,
+                    &mut l.conns,
+                    &l.execd,
+                    by.index(),
+                    op,
+                )? {
+                    Some(r) => r,
+                    None => {
+                        return Ok(KernelAnswer::Skipped(
+                            "an end of the connection exec'd".into(),
+                        ))
+                    }
+                }
+            }
+            Op::PtraceRead { target, .. }
+            | Op::OpenProc { target, .. }
+            | Op::ReadlinkProcFd { target, .. } => {
+                let Some(pid) = self.pid_of(*target) else {
+                    return Ok(KernelAnswer::Skipped("no such process".into()));
+                };
+                crate::kernel_creds::perform_proc(h, pid, op)?
             }
         };
         Ok(match res {

@@ -13,8 +13,11 @@ pub const NS_BASES: [u32; 2] = [200_000, 300_000];
 pub struct GenNs {
     /// Name in the scenario.
     pub name: String,
-    /// Kernel id of its uid/gid 0.
+    /// Kernel id of its uid/gid 0 (0 for an unmapped namespace: its actor's ids are
+    /// kernel ids).
     pub base: u32,
+    /// Created by its one actor (with the actor's kernel ids) and never given maps.
+    pub unmapped: bool,
 }
 
 /// A process performing operations.
@@ -175,6 +178,27 @@ impl GenActor {
     }
 }
 
+/// A namespace just made by an unprivileged process, no maps written, with that process as
+/// an actor in it: its ids show as unmapped, and its user keyring is `_uid.4294967295`.
+fn bare_namespace(r: &mut Rng, namespaces: &mut Vec<GenNs>, actors: &mut Vec<GenActor>) {
+    let uid = r.pick(&[1000u32, 1001]);
+    namespaces.push(GenNs {
+        name: "bare".into(),
+        base: 0,
+        unmapped: true,
+    });
+    actors.push(GenActor {
+        name: format!("a{}", actors.len()),
+        ns: Some(namespaces.len() - 1),
+        uid,
+        gid: r.pick(&[uid, 1002]),
+        groups: Vec::new(),
+        fsuid: None,
+        thread: r.chance(1, 2),
+        process: r.chance(1, 2),
+    });
+}
+
 fn random_byte(r: &mut Rng) -> u32 {
     match r.below(6) {
         0 => 0x3f,
@@ -197,6 +221,7 @@ impl Case {
             .map(|i| GenNs {
                 name: format!("ns{i}"),
                 base: NS_BASES[i],
+                unmapped: false,
             })
             .collect();
         let nact = 1 + r.below(3) as usize;
@@ -232,6 +257,10 @@ impl Case {
                 thread: r.chance(1, 2),
                 process: r.chance(1, 2),
             });
+        }
+        let mut namespaces = namespaces;
+        if r.chance(1, 4) {
+            bare_namespace(r, &mut namespaces, &mut actors);
         }
         let mut c = Case {
             id,
@@ -500,7 +529,16 @@ impl Case {
     pub fn to_toml(&self, expects: &[Option<String>], upto: usize) -> String {
         let mut s = String::new();
         s.push_str(&format!("# generated key case {}\n", self.id));
-        for n in &self.namespaces {
+        for (i, n) in self.namespaces.iter().enumerate() {
+            if n.unmapped {
+                let a = self.actors.iter().find(|a| a.ns == Some(i));
+                let (u, g) = a.map(|a| (a.uid, a.gid)).unwrap_or((0, 0));
+                s.push_str(&format!(
+                    "\n[[namespace]]\nname = \"{}\"\nowner = {u}\ngroup = {g}\n",
+                    n.name
+                ));
+                continue;
+            }
             s.push_str(&format!(
                 "\n[[namespace]]\nname = \"{}\"\nowner = 0\nuid_map = \"0 {} 65536\"\ngid_map = \"0 {} 65536\"\n",
                 n.name, n.base, n.base
@@ -511,10 +549,17 @@ impl Case {
             if let Some(n) = a.ns {
                 s.push_str(&format!("ns = \"{}\"\n", self.namespaces[n].name));
             }
-            s.push_str(&format!(
-                "uid = {}\ngid = {}\ngroups = {:?}\n",
-                a.uid, a.gid, a.groups
-            ));
+            if a.ns.is_some_and(|n| self.namespaces[n].unmapped) {
+                s.push_str(&format!(
+                    "uid = \"kernel:{}\"\ngid = \"kernel:{}\"\n",
+                    a.uid, a.gid
+                ));
+            } else {
+                s.push_str(&format!(
+                    "uid = {}\ngid = {}\ngroups = {:?}\n",
+                    a.uid, a.gid, a.groups
+                ));
+            }
             if let Some(f) = a.fsuid {
                 s.push_str(&format!("fsuid = {f}\n"));
             }

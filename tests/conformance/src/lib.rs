@@ -10,9 +10,11 @@
 pub mod diff;
 pub mod gen;
 pub mod gen_attrs;
+pub mod gen_creds;
 pub mod gen_dirent;
 pub mod kernel;
 pub mod kernel_attrs;
+pub mod kernel_creds;
 pub mod keys_gen;
 pub mod observe;
 pub mod scenario_gen;

@@ -340,6 +340,15 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
         if rng.chance(1, 12) {
             let _ = writeln!(t, "dumpable = false");
         }
+        if let Some(n) = ns {
+            let mut up = vec!["init".to_string()];
+            let mut p = nss[n].parent;
+            while let Some(i) = p {
+                up.push(nss[i].name.clone());
+                p = nss[i].parent;
+            }
+            crate::gen_creds::mm_userns(&mut rng, &mut t, &up);
+        }
         procs.push(Proc { name, ns, uid, gid });
     }
     let mut unsharers: Vec<usize> = Vec::new();
@@ -486,6 +495,7 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
     let mut execd: Vec<usize> = Vec::new();
     let mut fresh = 0;
     let mut unshared: Vec<String> = Vec::new();
+    let mut conns = crate::gen_creds::Conns::default();
     for _ in 0..n_ops {
         let live: Vec<usize> = (0..procs.len()).filter(|i| !execd.contains(i)).collect();
         if live.is_empty() {
@@ -519,6 +529,18 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
             }
         };
         let _ = writeln!(t, "\n[[op]]\nby = \"{}\"", by.name);
+        if rng.chance(1, 6) {
+            let (u, g) = (uid_arg(&mut rng), gid_arg(&mut rng));
+            crate::gen_creds::op(
+                &mut rng,
+                &mut t,
+                (&u, &g),
+                (by.uid, by.gid),
+                (&by.name, target),
+                &mut conns,
+            );
+            continue;
+        }
         match rng.below(30) {
             0..=2 => {
                 let _ = writeln!(

@@ -165,7 +165,7 @@ fn check(fx: &Fixture, tally: &mut Tally, text: &str, name: &str, tag: &str) {
                     _ => String::new(),
                 };
                 tally.failures.push(format!(
-                    "{name}: model and kernel disagree\n{msg}\n--- minimised scenario (realised with every process's mm->user_ns the initial namespace, and the bounding and permitted sets of initial-namespace processes limited to the test process's) ---\n{min}--- its disagreement ---\n{again}\n"
+                    "{name}: model and kernel disagree\n{msg}\n--- minimised scenario (realised with the bounding and permitted sets of initial-namespace processes limited to the test process's) ---\n{min}--- its disagreement ---\n{again}\n"
                 ));
             }
         }

@@ -118,13 +118,20 @@ impl World {
         if let Some(r) = self.keys.user_keyrings.get(&(ns, kuid)) {
             return Ok(*r);
         }
-        let uid = self.from_kuid(ns, kuid).ok_or_else(|| {
-            Error::Model(format!(
-                "kuid {} has no mapping in \"{}\", so it has no user keyring there",
-                kuid.0,
-                self.ns(ns).name
-            ))
-        })?;
+        // from_kuid: an unmapped uid is (uid_t)-1, so every unmapped user of the namespace
+        // finds the same `_uid.4294967295` in its register (keyring_search by description).
+        let uid = self.from_kuid(ns, kuid).unwrap_or(u32::MAX);
+        let desc = format!("_uid.{uid}");
+        let shared = self
+            .keys
+            .user_keyrings
+            .iter()
+            .find(|((n, _), (u, _))| *n == ns && self.key(*u).description == desc)
+            .map(|(_, r)| *r);
+        if let Some(r) = shared {
+            self.keys.user_keyrings.insert((ns, kuid), r);
+            return Ok(r);
+        }
         let reg = match self.keys.registers.get(&ns) {
             Some(r) => *r,
             None => {

@@ -2,6 +2,7 @@
 //! This module dispatches an [`Op`] to the file that models its syscall.
 
 mod attrs;
+mod capset;
 mod creds;
 mod dirent;
 mod exec;
@@ -9,24 +10,29 @@ mod fs;
 mod ids;
 mod namespaces;
 mod op;
+mod ptrace_modes;
 mod setattr;
 mod signals;
 mod xattr;
 
 pub use attrs::UtimesTimes;
 pub use dirent::{Protected, RENAME_EXCHANGE, RENAME_NOREPLACE};
-pub use op::{MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
 pub use xattr::{XattrAclEntry, XattrValue};
 
 /// `security.capability`.
 pub(crate) fn xattr_caps_name() -> &'static str {
     xattr::XATTR_NAME_CAPS
 }
+mod sockets;
+
+pub use op::{CapPrctlOption, MapKind, Op, ProcFile, NGROUPS_MAX, NSIG, SIGCONT};
 
 use crate::outcome::{Outcome, Output, Tracer, Values, Verdict};
 use crate::vfs::Stop;
 use crate::world::{TaskRef, World};
 use credns_idmap::Errno;
+
+pub(crate) use sockets::Connection;
 
 pub(super) type OpResult = Result<Option<Output>, Stop>;
 
@@ -201,6 +207,20 @@ impl World {
             Op::Truncate { path, length } => self.op_truncate(t, task, path, *length),
             Op::Utimes { path, times } => self.op_utimes(t, task, path, *times),
             Op::Setxattr { path, name, value } => self.op_setxattr(t, task, path, name, value),
+            Op::Setfsuid { .. } | Op::Setfsgid { .. } | Op::Capset { .. } | Op::CapPrctl { .. } => {
+                self.dispatch_capset(t, task, op)
+            }
+            Op::PtraceRead { target, fscreds } => self.op_ptrace_read(t, task, *target, *fscreds),
+            Op::OpenProc { target, file } => self.op_open_proc(t, task, *target, *file),
+            Op::Connect { target, name } => self.op_connect(t, task, *target, name),
+            Op::PeerCredOf { socket } => self.op_peercred_of(t, task, socket),
+            Op::SendCreds {
+                socket,
+                uid,
+                gid,
+                other_pid,
+            } => self.op_send_creds(t, task, socket, (*uid, *gid), *other_pid),
+            Op::ReadlinkProcFd { target, .. } => self.op_readlink_proc_fd(t, task, *target),
         }
     }
 }

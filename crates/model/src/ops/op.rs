@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::opt_id;
 
-use crate::caps::Cap;
+use crate::caps::{Cap, CapSet};
 use crate::keys::{KeyId, KeyType};
 use crate::vfs::mask_str;
 use crate::world::{NsRef, TaskRef};
@@ -26,6 +26,61 @@ pub enum MapKind {
     Uid,
     /// `/proc/PID/gid_map`.
     Gid,
+}
+
+/// The `prctl(2)` options `cap_task_prctl` handles that change credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapPrctlOption {
+    /// `PR_SET_SECUREBITS, arg`.
+    SetSecurebits,
+    /// `PR_SET_KEEPCAPS, arg`.
+    SetKeepcaps,
+    /// `PR_CAPBSET_DROP, cap`.
+    CapbsetDrop,
+    /// `PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap`.
+    AmbientRaise,
+    /// `PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, cap`.
+    AmbientLower,
+    /// `PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL`.
+    AmbientClearAll,
+}
+
+impl CapPrctlOption {
+    /// The kernel's name of the option.
+    pub fn name(self) -> &'static str {
+        match self {
+            CapPrctlOption::SetSecurebits => "PR_SET_SECUREBITS",
+            CapPrctlOption::SetKeepcaps => "PR_SET_KEEPCAPS",
+            CapPrctlOption::CapbsetDrop => "PR_CAPBSET_DROP",
+            CapPrctlOption::AmbientRaise => "PR_CAP_AMBIENT_RAISE",
+            CapPrctlOption::AmbientLower => "PR_CAP_AMBIENT_LOWER",
+            CapPrctlOption::AmbientClearAll => "PR_CAP_AMBIENT_CLEAR_ALL",
+        }
+    }
+}
+
+/// A /proc/PID file whose open `mm_access` guards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcFile {
+    /// `environ`: mode 0400, owned by `task_dump_owner`.
+    Environ,
+    /// `maps`: mode 0444.
+    Maps,
+    /// `mem`: mode 0600, owned by `task_dump_owner`; PTRACE_MODE_ATTACH_FSCREDS.
+    Mem,
+}
+
+impl ProcFile {
+    /// The file's name under /proc/PID.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcFile::Environ => "environ",
+            ProcFile::Maps => "maps",
+            ProcFile::Mem => "mem",
+        }
+    }
 }
 
 /// An operation performed by a task. Ids are in the caller's namespace numbering, as the
@@ -345,6 +400,81 @@ pub enum Op {
         /// The value.
         value: XattrValue,
     },
+    /// `setfsuid(uid)` (`None`: -1): yields the old fsuid, which it returns whatever happens.
+    Setfsuid {
+        /// The new fsuid in the caller's numbering, or -1.
+        uid: Option<u32>,
+    },
+    /// `setfsgid(gid)` (`None`: -1): yields the old fsgid.
+    Setfsgid {
+        /// The new fsgid in the caller's numbering, or -1.
+        gid: Option<u32>,
+    },
+    /// `capset` (version 3, pid 0): the caller's new effective, permitted, inheritable sets.
+    Capset {
+        /// New effective set.
+        effective: CapSet,
+        /// New permitted set.
+        permitted: CapSet,
+        /// New inheritable set.
+        inheritable: CapSet,
+    },
+    /// One of the capability module's `prctl(2)` options.
+    CapPrctl {
+        /// Which option.
+        option: CapPrctlOption,
+        /// Its argument (`arg2`; the capability number for the bounding and ambient options).
+        arg: u32,
+    },
+    /// `ptrace_may_access(target, PTRACE_MODE_READ_*)`: with the real ids as `kcmp(2)` asks
+    /// it (EPERM), with the fs ids and effective set as `readlink(/proc/PID/cwd)` asks it
+    /// (EACCES).
+    PtraceRead {
+        /// The target.
+        target: TaskRef,
+        /// `PTRACE_MODE_FSCREDS` rather than `PTRACE_MODE_REALCREDS`.
+        fscreds: bool,
+    },
+    /// `open("/proc/TARGET/FILE", O_RDONLY)`.
+    OpenProc {
+        /// The process whose file is opened.
+        target: TaskRef,
+        /// Which file.
+        file: ProcFile,
+    },
+    /// A connected `AF_UNIX` pair made by `target` (both ends record its credentials now),
+    /// one end passed to the caller; later ops name it `name`.
+    Connect {
+        /// The process that makes the pair and keeps the other end.
+        target: TaskRef,
+        /// The connection's name.
+        name: String,
+    },
+    /// `getsockopt(SO_PEERCRED)` on the caller's end of a named connection.
+    PeerCredOf {
+        /// The connection.
+        socket: String,
+    },
+    /// `sendmsg(SCM_CREDENTIALS {own pid, uid, gid})` on the caller's end of a named
+    /// connection; the other end receives it with `SO_PASSCRED`. Ids in the sender's numbering.
+    SendCreds {
+        /// The connection.
+        socket: String,
+        /// The claimed uid.
+        uid: u32,
+        /// The claimed gid.
+        gid: u32,
+        /// Claim the receiver's pid instead of the sender's own.
+        other_pid: bool,
+    },
+    /// `readlink("/proc/TARGET/fd/FD")`: the lookup in the 0500 fd directory, then
+    /// `proc_fd_access_allowed` (PTRACE_MODE_READ_FSCREDS).
+    ReadlinkProcFd {
+        /// The process whose fd is read.
+        target: TaskRef,
+        /// The fd number (0, 1 and 2 exist in every process).
+        fd: u32,
+    },
 }
 
 impl Op {
@@ -514,6 +644,39 @@ impl std::fmt::Display for Op {
             Op::Truncate { path, length } => write!(f, "truncate {path} {length}"),
             Op::Utimes { path, times } => write!(f, "utimensat {path} {}", times.name()),
             Op::Setxattr { path, name, .. } => write!(f, "setxattr {path} {name}"),
+            Op::Setfsuid { uid } => write!(f, "setfsuid {}", opt_id(*uid)),
+            Op::Setfsgid { gid } => write!(f, "setfsgid {}", opt_id(*gid)),
+            Op::Capset {
+                effective,
+                permitted,
+                inheritable,
+            } => write!(
+                f,
+                "capset e={:#x} p={:#x} i={:#x}",
+                effective.bits(),
+                permitted.bits(),
+                inheritable.bits()
+            ),
+            Op::CapPrctl { option, arg } => write!(f, "prctl {} {arg}", option.name()),
+            Op::PtraceRead { target, fscreds } => write!(
+                f,
+                "ptrace_may_access task#{} PTRACE_MODE_READ_{}",
+                target.0,
+                if *fscreds { "FSCREDS" } else { "REALCREDS" }
+            ),
+            Op::OpenProc { target, file } => {
+                write!(f, "open /proc/task#{}/{}", target.0, file.name())
+            }
+            Op::Connect { target, name } => write!(f, "connect to task#{} as {name}", target.0),
+            Op::PeerCredOf { socket } => write!(f, "SO_PEERCRED of {socket}"),
+            Op::SendCreds {
+                socket, uid, gid, ..
+            } => {
+                write!(f, "SCM_CREDENTIALS {uid}:{gid} over {socket}")
+            }
+            Op::ReadlinkProcFd { target, fd } => {
+                write!(f, "readlink /proc/task#{}/fd/{fd}", target.0)
+            }
         }
     }
 }

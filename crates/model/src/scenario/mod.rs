@@ -16,6 +16,8 @@ mod compare;
 mod dirent;
 mod op_args;
 mod ops;
+mod ops_caps;
+mod ops_sockets;
 mod proposals;
 mod raw;
 mod run_keyring;

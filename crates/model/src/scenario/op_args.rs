@@ -279,6 +279,110 @@ pub(super) struct OpenCreatArgs {
     pub(super) mode: Option<Spanned<RawNum>>,
 }
 
+/// `setfsuid`: `uid` may be -1 (no change; the call still reports the old fsuid).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SetfsuidArgs {
+    pub(super) uid: Spanned<i64>,
+}
+
+/// `setfsgid`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SetfsgidArgs {
+    pub(super) gid: Spanned<i64>,
+}
+
+/// `capset`: the three new sets, each as a process's sets are written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CapsetArgs {
+    pub(super) effective: Spanned<String>,
+    pub(super) permitted: Spanned<String>,
+    pub(super) inheritable: Spanned<String>,
+}
+
+/// `set_securebits`: the new securebits (a number, or a "0x" hex string).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SecurebitsArgs {
+    pub(super) bits: Spanned<RawNum>,
+}
+
+/// `set_keepcaps`: 0 or 1 (other values reach the kernel, which says EINVAL).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KeepcapsArgs {
+    pub(super) value: Spanned<i64>,
+}
+
+/// `capbset_drop`: a capability name or number.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CapArgs {
+    pub(super) cap: Spanned<RawNum>,
+}
+
+/// `cap_ambient`: `action` is raise, lower or clear_all; `cap` for raise and lower.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AmbientArgs {
+    pub(super) action: Spanned<String>,
+    pub(super) cap: Option<Spanned<RawNum>>,
+}
+
+/// `ptrace`: `mode` is attach (default) or read; `creds` real (default) or fs (read only).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PtraceArgs {
+    pub(super) target: Spanned<String>,
+    pub(super) mode: Option<Spanned<String>>,
+    pub(super) creds: Option<Spanned<String>>,
+}
+
+/// `open_proc`: `file` is environ or maps.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OpenProcArgs {
+    pub(super) target: Spanned<String>,
+    pub(super) file: Spanned<String>,
+}
+
+/// `peercred`: a `target` (a pair it makes now) or a `socket` an earlier `connect` named.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PeercredArgs {
+    pub(super) target: Option<Spanned<String>>,
+    pub(super) socket: Option<Spanned<String>>,
+}
+
+/// `connect`: `target` makes the pair; `name` names it for later ops.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConnectArgs {
+    pub(super) target: Spanned<String>,
+    pub(super) name: Spanned<String>,
+}
+
+/// `send_creds`: SCM_CREDENTIALS with the sender's pid and these ids.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SendCredsArgs {
+    pub(super) socket: Spanned<String>,
+    pub(super) uid: Spanned<i64>,
+    pub(super) gid: Spanned<i64>,
+    /// "own" (default) or "peer": the receiver's pid.
+    pub(super) pid: Option<Spanned<String>>,
+}
+
+/// `readlink_proc_fd`: `fd` defaults to 0.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReadlinkFdArgs {
+    pub(super) target: Spanned<String>,
+    pub(super) fd: Option<Spanned<i64>>,
+}
+
 /// Declares [`OpSpec`], the operations by their scenario names, and the fields each takes
 /// (from its struct, in the order reports show them).
 macro_rules! op_specs {
@@ -311,7 +415,7 @@ op_specs! {
     Chown(ChownArgs),
     Exec(PathArgs),
     Kill(KillArgs),
-    Ptrace(TargetArgs),
+    Ptrace(PtraceArgs),
     Setuid(SetuidArgs),
     Setreuid(SetreuidArgs),
     Setresuid(SetresuidArgs),
@@ -327,7 +431,7 @@ op_specs! {
     NoNewPrivs(NoArgs),
     Getids(NoArgs),
     ProcStatus(TargetArgs),
-    Peercred(TargetArgs),
+    Peercred(PeercredArgs),
     Capable(CapableArgs),
     AddKey(AddKeyArgs),
     KeyctlRead(KeyArgs),
@@ -349,6 +453,17 @@ op_specs! {
     Truncate(super::attr_ops::TruncateArgs),
     Utimes(super::attr_ops::UtimesArgs),
     Setxattr(super::attr_ops::SetxattrArgs),
+    Setfsuid(SetfsuidArgs),
+    Setfsgid(SetfsgidArgs),
+    Capset(CapsetArgs),
+    SetSecurebits(SecurebitsArgs),
+    SetKeepcaps(KeepcapsArgs),
+    CapbsetDrop(CapArgs),
+    CapAmbient(AmbientArgs),
+    OpenProc(OpenProcArgs),
+    Connect(ConnectArgs),
+    SendCreds(SendCredsArgs),
+    ReadlinkProcFd(ReadlinkFdArgs),
 }
 
 /// The field names a derived `Deserialize` struct declares, read by asking it to deserialize

@@ -41,6 +41,8 @@ struct OpCommon {
 pub(super) struct Earlier {
     pub(super) namespaces: Vec<String>,
     pub(super) keys: Vec<String>,
+    /// Connections `connect` makes: (name, the caller, the target).
+    pub(super) sockets: Vec<(String, TaskRef, TaskRef)>,
 }
 
 /// The whole `[[op]]` array, with positions: the scenario's structure is deserialized
@@ -259,6 +261,14 @@ impl OpCx<'_, '_> {
                 super::dirent::dirent_op(self.c, spec)?
             }
             Truncate(_) | Utimes(_) | Setxattr(_) => self.attr_op(spec)?,
+            Setfsuid(_) | Setfsgid(_) | Capset(_) | SetSecurebits(_) | SetKeepcaps(_)
+            | CapbsetDrop(_) | CapAmbient(_) => super::ops_caps::caps_op(self.c, spec)?,
+            OpenProc(a) => super::ops_caps::open_proc_op(self.c, self.w, a)?,
+            ReadlinkProcFd(a) => super::ops_caps::readlink_fd_op(self.c, self.w, a)?,
+            Connect(a) => super::ops_sockets::connect_op(self.c, self.w, self.by, a, self.earlier)?,
+            SendCreds(a) => {
+                super::ops_sockets::send_creds_op(self.c, self.by, a, &self.earlier.sockets)?
+            }
         };
         Ok((op, None))
     }
@@ -354,15 +364,18 @@ impl OpCx<'_, '_> {
                     signal,
                 }
             }
-            OpSpec::Ptrace(a) => Op::Ptrace {
-                target: task_ref(c, w, &a.target)?,
-            },
+            OpSpec::Ptrace(a) => super::ops_caps::ptrace_op(c, task_ref(c, w, &a.target)?, a)?,
             OpSpec::ProcStatus(a) => Op::ProcStatus {
                 target: task_ref(c, w, &a.target)?,
             },
-            OpSpec::Peercred(a) => Op::PeerCred {
-                peer: task_ref(c, w, &a.target)?,
-            },
+            OpSpec::Peercred(a) => super::ops_sockets::peercred_op(
+                c,
+                w,
+                self.by,
+                a,
+                &self.earlier.sockets,
+                self.span.clone(),
+            )?,
             OpSpec::NoNewPrivs(_) => Op::SetNoNewPrivs,
             OpSpec::Getids(_) => Op::GetIds,
             _ => unreachable!("dispatched by OpCx::op"),

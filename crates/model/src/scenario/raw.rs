@@ -203,6 +203,8 @@ pub(super) struct RawProcess {
     pub(super) keychain: Option<Vec<Spanned<String>>>,
     /// container (or key_acl): the container the process is a denizen of.
     pub(super) container: Option<Spanned<String>>,
+    /// `mm->user_ns`: the namespace the process last exec'd in (default: its own).
+    pub(super) mm_userns: Option<Spanned<String>>,
 }
 
 pub(super) struct Ctx<'a> {

@@ -278,6 +278,12 @@ pub(super) fn declare_process(
     tm.shared_fs = pr.shared_fs.unwrap_or(false);
     tm.dumpable = pr.dumpable.unwrap_or(true);
     tm.session = pr.session;
+    if let Some(n) = &pr.mm_userns {
+        let ns = w
+            .ns_by_name(n.get_ref())
+            .ok_or_else(|| c.err(n.span(), format!("no namespace called \"{}\"", n.get_ref())))?;
+        w.task_mut(t).mm_user_ns = ns;
+    }
     let defaulted = pr.caps.is_none() && pr.permitted.is_none() && pr.effective.is_none();
     super::proposals::declare_process(c, w, pr, t, defaulted)
 }

@@ -118,6 +118,28 @@ pub(super) fn call(
         super::protocol::CALL_TRUNCATE
         | super::protocol::CALL_UTIMES
         | super::protocol::CALL_SETXATTR => super::child_attrs::attr_call(req, payload)?,
+        super::protocol::CALL_READLINK => {
+            let mut target = [0u8; 256];
+            let n = rustix::fs::readlinkat_raw(
+                rustix::fs::CWD,
+                path_or_inval(payload)?,
+                &mut target[..],
+            )
+            .map_err(fail)?;
+            rep.v[0] = n as u64;
+        }
+        super::protocol::CALL_SEND_CREDS | super::protocol::CALL_RECV_CREDS => {
+            super::child_scm::call(req, payload, &mut rep)?
+        }
+        super::protocol::CALL_REEXEC => {
+            let e = super::child_reexec::reexec(path_or_inval(payload)?, parent);
+            return Err(Rep::err(STEP_IO, e));
+        }
+        super::protocol::CALL_SETFSUID..=super::protocol::CALL_KCMP_VM => {
+            let r = super::child_caps::call(req, payload, &mut rep);
+            rearm(parent)?;
+            r?;
+        }
         _ => return Err(Rep::err(STEP_PROTOCOL, Errno::NOSYS)),
     }
     Ok((rep, len))

@@ -68,7 +68,7 @@ fn run(
 
 /// Make the process the helper's own: the control socket as fd 3 and no other fd above it,
 /// a child subreaper, killed with its parent helper, deaf to the signals tests send.
-fn take_over(sock_in: RawFd, parent: Option<i32>) -> Result<(), i32> {
+pub(super) fn take_over(sock_in: RawFd, parent: Option<i32>) -> Result<(), i32> {
     if sock_in != SOCK_FD {
         // SAFETY: dup2 takes two fd numbers; sock_in is the open control socket and fd 3 is
         // free to be replaced (it is either unused or the socket of the helper we were forked
@@ -137,7 +137,7 @@ fn set_up(opts: &RawOpts, parent: Option<i32>) -> Result<Rep, i32> {
 
 /// Serve requests until `OP_EXIT` or end-of-file (the controller is gone): the exit code.
 /// In a nested helper forked by `OP_SPAWN` this starts over as that helper.
-fn serve_loop(req_buf: &mut [u8], rep_buf: &mut [u8], parent: Option<i32>) -> i32 {
+pub(super) fn serve_loop(req_buf: &mut [u8], rep_buf: &mut [u8], parent: Option<i32>) -> i32 {
     let mut table = FdTable::new();
     let mut children = Children::new();
     loop {
@@ -284,6 +284,6 @@ fn recv_request(buf: &mut [u8]) -> Result<Option<(usize, Option<OwnedFd>)>, Errn
     Ok(Some((n, got)))
 }
 
-fn send_reply(data: &[u8], fd: Option<BorrowedFd<'_>>) -> Result<(), Errno> {
+pub(super) fn send_reply(data: &[u8], fd: Option<BorrowedFd<'_>>) -> Result<(), Errno> {
     send_msg(sock(), &[IoSlice::new(data)], fd)
 }

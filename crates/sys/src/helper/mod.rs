@@ -20,6 +20,9 @@
 //! | `child_tables` | child | the fd table and the list of nested helpers |
 //! | `parent_dirent`, `child_dirent` | both | directory-entry calls: unlink, rmdir, rename, link, symlink |
 //! | `parent_attrs`, `child_attrs` | both | truncate, utimensat, setxattr as the helper |
+//! | `parent_caps`, `child_caps` | both | fs ids, `capset`, the capability `prctl`s |
+//! | `child_scm` | child | `SCM_CREDENTIALS` sent and received on the helper's sockets |
+//! | `child_reexec` | child | `execve` of the re-exec program, and that program's start |
 //!
 //! The child side runs in a fork of a possibly multithreaded process, so it only makes raw
 //! system calls on buffers allocated before the fork: no allocation, no locks, no stdio. It
@@ -30,14 +33,18 @@
 mod api;
 mod child_attrs;
 mod child_calls;
+mod child_caps;
 mod child_creds;
 mod child_dirent;
 mod child_main;
+mod child_reexec;
+mod child_scm;
 mod child_serve;
 mod child_sys;
 mod child_tables;
 mod parent;
 mod parent_attrs;
+mod parent_caps;
 mod parent_creds;
 mod parent_dirent;
 mod parent_requests;
@@ -46,6 +53,7 @@ mod protocol;
 pub use api::{
     write_fd, Actor, CapSets, FullCreds, HelperIds, Ids, RemoteFd, SetId, UnshareOptions, WriteHow,
 };
+pub use child_reexec::reexec_helper_main;
 pub(crate) use child_sys::exit_now;
 pub use parent::UsernsChild;
 pub use parent_attrs::UtimensTimes;

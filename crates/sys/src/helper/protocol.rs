@@ -87,6 +87,25 @@ pub(crate) const CALL_SYMLINK: u32 = 44;
 pub(crate) const CALL_TRUNCATE: u32 = 60;
 pub(crate) const CALL_UTIMES: u32 = 61;
 pub(crate) const CALL_SETXATTR: u32 = 62;
+/// `setfsuid(2)`; the capability and fs-id calls are numbered from 70.
+pub(crate) const CALL_SETFSUID: u32 = 70;
+/// `setfsgid(2)`.
+pub(crate) const CALL_SETFSGID: u32 = 71;
+/// `capset(2)` of the helper itself; payload: effective, permitted, inheritable (u64 each).
+pub(crate) const CALL_CAPSET: u32 = 72;
+/// `prctl(arg0, arg1, arg2, 0, 0)` with integer arguments.
+pub(crate) const CALL_PRCTL: u32 = 73;
+/// `kcmp(self, arg0, KCMP_VM)`: `ptrace_may_access(PTRACE_MODE_READ_REALCREDS)` on arg0.
+pub(crate) const CALL_KCMP_VM: u32 = 74;
+/// `execve` of the re-exec helper program (payload: its path), which goes on serving the
+/// same socket: the helper gets a new `mm` whose user namespace is its current one.
+pub(crate) const CALL_REEXEC: u32 = 75;
+/// One byte with `SCM_CREDENTIALS {own pid, arg1, arg2}` on fd arg0.
+pub(crate) const CALL_SEND_CREDS: u32 = 76;
+/// Receive one byte on fd arg0 with its `SCM_CREDENTIALS` (arg1 1: only set `SO_PASSCRED`).
+pub(crate) const CALL_RECV_CREDS: u32 = 77;
+/// `readlink(path)` (payload), the target's length in `v[0]` (the target itself is dropped).
+pub(crate) const CALL_READLINK: u32 = 78;
 
 /// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
 /// fsgid securebits flags umask ngroups.
