@@ -280,6 +280,27 @@ pub fn adapt_world(world: &mut World, fx: &Fixture) {
     }
 }
 
+/// The machine's fs.suid_dumpable.
+fn machine_suid_dumpable() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/fs/suid_dumpable")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A scenario that does not set fs.suid_dumpable is run with this machine's value (the kernel
+/// side cannot change a sysctl it did not create); one that sets it must match the machine.
+fn adapt_settings(world: &mut World, raw: &toml::Table) {
+    let set = raw
+        .get("settings")
+        .and_then(|v| v.as_table())
+        .is_some_and(|t| t.contains_key("suid_dumpable"));
+    if !set {
+        if let Some(v) = machine_suid_dumpable() {
+            world.suid_dumpable = v;
+        }
+    }
+}
+
 fn check_realisable(s: &Scenario, raw: &toml::Table) -> Result<(), Unrealisable> {
     let w = &s.world;
     if w.overflowuid != 65534 || w.overflowgid != 65534 {
@@ -846,16 +867,7 @@ impl<'f> Realised<'f> {
                 let Some(pid) = self.pid_of(*target) else {
                     return Ok(KernelAnswer::Skipped("no such process".into()));
                 };
-                // Signals the helpers ignore (and SIGCONT, 0 and invalid numbers) are sent as
-                // they are; the permission check is the same for every other signal but
-                // SIGCONT, and sending one for real would end the helper, so those are
-                // checked with signal 0.
-                let real = *signal == 0
-                    || *signal == credns_model::SIGCONT
-                    || *signal > 64
-                    || UsernsChild::ignored_signals().contains(&(*signal as i32));
-                let sig = if real { *signal } else { 0 };
-                ans(h.kill(pid, sig).map_err(e)?)
+                self.kill(h, *target, pid, *signal)?
             }
             Op::Ptrace { target } => {
                 let Some(pid) = self.pid_of(*target) else {
@@ -882,7 +894,13 @@ impl<'f> Realised<'f> {
                 Ok(()) => {
                     let fd = h.userns_fd().map_err(e)?;
                     self.live.ns_fds.insert(name.clone(), fd);
-                    Ok(Vec::new())
+                    // The namespace the helper is now in: its depth below the initial one
+                    // (NS_GET_PARENT up to the top), under the name the op gave it.
+                    let chain = credns_sys::userns_ancestry(&ProcFs::new(), h.pid()).map_err(e)?;
+                    Ok(vec![
+                        ("ns".into(), name.clone()),
+                        ("level".into(), (chain.len() - 1).to_string()),
+                    ])
                 }
                 Err(x) => Err(x),
             },
@@ -995,6 +1013,37 @@ impl<'f> Realised<'f> {
         })
     }
 
+    /// `kill(2)` by `h`. A signal the target's helper can block is sent for real and taken
+    /// by the target, which reports the `si_uid` it received (the model's output); signal 0,
+    /// invalid numbers, SIGKILL and SIGSTOP (which would end or stop the helper, and which no
+    /// process can block) are sent as signal 0 after the same permission check, and report
+    /// nothing.
+    fn kill(
+        &self,
+        h: &UsernsChild,
+        target: TaskRef,
+        pid: Pid,
+        signal: u32,
+    ) -> Result<Result<Vec<(String, String)>, Errno>, String> {
+        let e = |x: credns_sys::Error| x.to_string();
+        let receiver = self.live.procs.get(&target.index());
+        let real = (1..=64).contains(&signal) && signal != 9 && signal != 19 && receiver.is_some();
+        let Some(rx) = receiver.filter(|_| real) else {
+            let sig = if signal > 64 { signal } else { 0 };
+            return Ok(h.kill(pid, sig).map_err(e)?.map(|()| Vec::new()));
+        };
+        rx.block_signal(signal)
+            .map_err(e)?
+            .map_err(|x| format!("blocking signal {signal}: {x}"))?;
+        let sent = h.kill(pid, signal).map_err(e)?;
+        let taken = rx.take_signal(signal).map_err(e)?;
+        Ok(match (sent, taken) {
+            (Ok(()), Ok(uid)) => Ok(vec![("si_uid".into(), uid.to_string())]),
+            (Ok(()), Err(x)) => return Err(format!("signal {signal} sent but not received: {x}")),
+            (Err(x), _) => Err(x),
+        })
+    }
+
     fn stat_values(&self, h: &UsernsChild, p: &Path) -> Result<Vec<(String, String)>, String> {
         match h.stat(p).map_err(|e| e.to_string())? {
             Ok((u, g, m)) => Ok(vec![
@@ -1070,7 +1119,10 @@ pub fn status_values(text: &str, caps: bool) -> Vec<(String, String)> {
     v
 }
 
-/// Compare one op's answers. `None` when they agree (or there is nothing to compare).
+/// Compare one op's answers. `None` when they agree. Outputs are compared on the union of
+/// their keys: a value only one side prints is a disagreement, as is a different value. A model
+/// Unknown or a kernel side not performed is no disagreement here; the suites count those and
+/// hold them to their allow-lists.
 pub fn compare(
     model: &Verdict,
     model_out: Option<&credns_model::Output>,
@@ -1079,25 +1131,7 @@ pub fn compare(
     match (model, kernel) {
         (Verdict::Unknown(_), _) | (_, KernelAnswer::Skipped(_)) => None,
         (Verdict::Allowed, KernelAnswer::Done(vals)) => {
-            let out = model_out?;
-            let mut diffs = Vec::new();
-            for (k, kv) in vals {
-                if let Some(mv) = out.get(k) {
-                    let same = if k == "groups" {
-                        let norm = |s: &str| {
-                            let mut g: Vec<&str> = s.split(',').collect();
-                            g.sort_unstable();
-                            g.join(",")
-                        };
-                        norm(mv) == norm(kv)
-                    } else {
-                        mv == kv
-                    };
-                    if !same {
-                        diffs.push(format!("{k}: model {mv}, kernel {kv}"));
-                    }
-                }
-            }
+            let diffs = output_diffs(model_out.map_or(&[][..], |o| &o.0[..]), vals);
             (!diffs.is_empty()).then(|| format!("output differs: {}", diffs.join("; ")))
         }
         (Verdict::Allowed, KernelAnswer::Refused(e)) => Some(format!(
@@ -1117,6 +1151,37 @@ pub fn compare(
             })
         }
     }
+}
+
+/// Every key whose value differs, or that only one side printed (`groups` compared as a set).
+fn output_diffs(model: &[(String, String)], kernel: &[(String, String)]) -> Vec<String> {
+    let m: BTreeMap<&str, &str> = model
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let k: BTreeMap<&str, &str> = kernel
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let norm = |key: &str, v: &str| {
+        if key == "groups" {
+            let mut g: Vec<&str> = v.split(',').collect();
+            g.sort_unstable();
+            g.join(",")
+        } else {
+            v.to_owned()
+        }
+    };
+    let keys: std::collections::BTreeSet<&str> = m.keys().chain(k.keys()).copied().collect();
+    keys.into_iter()
+        .filter_map(|key| match (m.get(key), k.get(key)) {
+            (Some(mv), Some(kv)) if norm(key, mv) == norm(key, kv) => None,
+            (Some(mv), Some(kv)) => Some(format!("{key}: model {mv}, kernel {kv}")),
+            (Some(mv), None) => Some(format!("{key}: model {mv}, kernel prints no {key}")),
+            (None, Some(kv)) => Some(format!("{key}: kernel {kv}, model prints no {key}")),
+            (None, None) => None,
+        })
+        .collect()
 }
 
 /// The model's untraced answers to `op` ([`World::decide`], and for an access
@@ -1156,6 +1221,7 @@ pub fn run_both(
     let raw: toml::Table = text.parse().map_err(|e| format!("{name}: not TOML: {e}"))?;
     let mut s = Scenario::parse(text, name).map_err(|e| e.to_string())?;
     adapt_world(&mut s.world, fx);
+    adapt_settings(&mut s.world, &raw);
     let mut real = match Realised::new(fx, &s, &raw, tag)? {
         Ok(r) => r,
         Err(why) => return Ok(Err(why)),

@@ -5,14 +5,14 @@
 //! payload read, the description) must agree. A mismatch prints the case as a scenario TOML
 //! with the kernel's answers as expectations. Model `Unknown`s are counted and printed.
 //!
-//! Needs root. CREDNS_SEED overrides the seed; CREDNS_CONFORMANCE_SCALE multiplies the number
+//! Needs root. CREDNS_SEED replays a run (the seed is new each run and printed); CREDNS_CONFORMANCE_SCALE multiplies the number
 //! of cases.
 
 use std::collections::{BTreeMap, HashMap};
 
 use credns_conformance::gen::Rng;
 use credns_conformance::keys_gen::{Case, GenOp, GenRef, Place};
-use credns_conformance::{needs_root, scaled, seed};
+use credns_conformance::{announce_seed, needs_root, scaled};
 use credns_model::{Scenario, Verdict};
 use credns_sys::keys::{self as k, KeyActor, KeyCall, KeyReply, KeySerial};
 use credns_sys::Errno;
@@ -433,8 +433,7 @@ fn keys_model_matches_kernel() {
     if !needs_root("keys_model_matches_kernel") {
         return;
     }
-    let s = seed();
-    println!("keys_model_matches_kernel: seed {s:#x} (set CREDNS_SEED to change)");
+    let s = announce_seed("keys_model_matches_kernel");
     let mut rng = Rng::derive(s, "keys");
     let n = scaled(2000);
     let mut t = KeyTally::default();

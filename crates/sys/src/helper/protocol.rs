@@ -76,6 +76,10 @@ pub(crate) const CALL_FULL_CREDS: u32 = 18;
 pub(crate) const CALL_PTRACE: u32 = 19;
 pub(crate) const CALL_FSIDS: u32 = 20;
 pub(crate) const CALL_VM_READ: u32 = 21;
+/// Block a signal (`sigprocmask(SIG_BLOCK)`): sent to this helper it stays pending.
+pub(crate) const CALL_SIG_BLOCK: u32 = 60;
+/// Take a pending blocked signal (`sigtimedwait`, no wait; EAGAIN if none) and unblock it.
+pub(crate) const CALL_SIG_TAKE: u32 = 61;
 
 /// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
 /// fsgid securebits flags umask ngroups.
