@@ -1164,7 +1164,7 @@ fn output_diffs(model: &[(String, String)], kernel: &[(String, String)]) -> Vec<
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let norm = |key: &str, v: &str| {
-        if key == "groups" {
+        if key == "groups" || key == "keys" {
             let mut g: Vec<&str> = v.split(',').collect();
             g.sort_unstable();
             g.join(",")
@@ -1229,6 +1229,10 @@ pub fn run_both(
     let raw_ops = raw_array(&raw, "op");
     let mut w = s.world.clone();
     let mut out = Vec::new();
+    // Key ops are replayed on key actors afterwards, against the model's world before each.
+    let has_keys = s.ops.iter().any(|o| crate::kernel_keys::is_key_op(&o.op));
+    let mut worlds = Vec::new();
+    let mut outputs = Vec::new();
     for (i, so) in s.ops.iter().enumerate() {
         let mut op = so.op.clone();
         let empty = toml::Table::new();
@@ -1243,6 +1247,9 @@ pub fn run_both(
             }
         }
         let before = w.clone();
+        if has_keys {
+            worlds.push(before.clone());
+        }
         let outcome = if missing {
             credns_model::Outcome {
                 result: Verdict::Unknown("namespace does not exist".into()),
@@ -1258,6 +1265,9 @@ pub fn run_both(
                 .then(|| untraced_disagrees(&before, so.by, &op, &outcome.result))
                 .flatten()
         });
+        if has_keys {
+            outputs.push(outcome.output.clone());
+        }
         out.push(Compared {
             index: i,
             text: so.text.clone(),
@@ -1266,6 +1276,18 @@ pub fn run_both(
             kernel,
             mismatch,
         });
+    }
+    if has_keys {
+        drop(real);
+        let answers = match crate::kernel_keys::replay(&s, &worlds, &outputs)? {
+            Ok(a) => a,
+            Err(why) => return Ok(Err(why)),
+        };
+        for (i, kernel) in answers {
+            let c = &mut out[i];
+            c.mismatch = compare(&c.model, outputs[i].as_ref(), &kernel);
+            c.kernel = kernel;
+        }
     }
     Ok(Ok(out))
 }

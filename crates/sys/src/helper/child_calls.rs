@@ -318,47 +318,52 @@ fn ptrace_attach_detach(pid: libc::pid_t) -> Result<(), Errno> {
     Ok(())
 }
 
+/// `{sig}` as a signal set (EINVAL for a number no set holds).
+fn sig_set(sig: libc::c_int) -> Result<libc::sigset_t, Errno> {
+    // SAFETY: an all-zero sigset_t is a valid (empty) set.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigaddset writes the local set.
+    if unsafe { libc::sigaddset(&mut set, sig) } != 0 {
+        return Err(Errno::INVAL);
+    }
+    Ok(set)
+}
+
 /// `sigprocmask(how, {sig})`. A blocked signal is never ignored (sig_ignored): it is queued,
 /// with the siginfo the sender's kill made, even for the signals helpers ignore.
 fn sig_mask(how: libc::c_int, sig: libc::c_int) -> Result<(), Errno> {
-    // SAFETY: sigemptyset/sigaddset write the local set; sigprocmask reads it and changes only
-    // this single-threaded process's mask.
-    let r = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        if libc::sigaddset(&mut set, sig) != 0 {
-            return Err(Errno::INVAL);
-        }
-        libc::sigprocmask(how, &set, std::ptr::null_mut())
-    };
+    let set = sig_set(sig)?;
+    // SAFETY: sigprocmask reads the local set and changes only this single-threaded process's
+    // mask.
+    let r = unsafe { libc::sigprocmask(how, &set, std::ptr::null_mut()) };
     if r != 0 {
         return Err(Errno::INVAL);
     }
     Ok(())
 }
 
-/// Dequeue a pending `sig` without waiting (`sigtimedwait` with a zero timeout): its `si_uid`.
+/// Dequeue a pending `sig` without waiting (`rt_sigtimedwait` with a zero timeout): its
+/// `si_uid`.
 fn sig_take(sig: libc::c_int) -> Result<u32, Errno> {
-    // SAFETY: the set and siginfo are locals sigtimedwait fills; a zero timeout never blocks.
-    let (r, info) = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, sig);
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let zero = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        let r = libc::syscall(
+    let set = sig_set(sig)?;
+    // SAFETY: an all-zero siginfo_t is valid plain data for the kernel to fill.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the set, siginfo and timeout are locals of the sizes the call takes; a zero
+    // timeout never blocks.
+    let r = unsafe {
+        libc::syscall(
             libc::SYS_rt_sigtimedwait,
             &set as *const libc::sigset_t,
             &mut info as *mut libc::siginfo_t,
             &zero as *const libc::timespec,
             std::mem::size_of::<libc::c_ulong>(),
-        );
-        (r, info)
+        )
     };
     sys_ret(r)?;
-    // SAFETY: a signal sent by kill(2) carries the sender's pid and uid (SI_USER).
+    // SAFETY: a signal sent by kill(2) is SI_USER: its siginfo carries the sender's pid and uid.
     Ok(unsafe { info.si_uid() })
 }
