@@ -163,7 +163,12 @@ fn time_one(argv: &[String]) -> Duration {
 /// COUNT ids otherwise (the initial namespace's `0 0 4294967295` fails).
 fn check_userns(c: &Case) {
     let mut argv = c.argv.clone();
-    assert_eq!(argv.last().map(String::as_str), Some("/bin/true"), "{}", c.label);
+    assert_eq!(
+        argv.last().map(String::as_str),
+        Some("/bin/true"),
+        "{}",
+        c.label
+    );
     argv.pop();
     argv.extend(["/bin/cat".to_string(), "/proc/self/uid_map".to_string()]);
     let out = Command::new(&argv[0])
@@ -175,7 +180,11 @@ fn check_userns(c: &Case) {
     let text = String::from_utf8_lossy(&out.stdout);
     let extents: Vec<Vec<u64>> = text
         .lines()
-        .map(|l| l.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
         .collect();
     let count: u64 = if c.label.contains("one id") {
         1
@@ -188,9 +197,18 @@ fn check_userns(c: &Case) {
         c.label
     );
     if c.argv[0].ends_with("userns_floor") || c.label.starts_with("unshare --user --map-users") {
-        assert_eq!(extents[0][1].to_string(), HOST_START, "{}: {text:?}", c.label);
+        assert_eq!(
+            extents[0][1].to_string(),
+            HOST_START,
+            "{}: {text:?}",
+            c.label
+        );
     }
-    println!("{}: user namespace made, uid_map {:?}", c.label, text.trim());
+    println!(
+        "{}: user namespace made, uid_map {:?}",
+        c.label,
+        text.trim()
+    );
 }
 
 fn median(v: &[Duration]) -> Duration {

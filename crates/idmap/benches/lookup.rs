@@ -103,10 +103,17 @@ fn main() {
         for &q in &qs {
             let want = linear_down(&extents, q);
             assert_eq!(map.map_down(q), want, "IdMap and the scan disagree at {q}");
-            assert_eq!(sorted.down(q), want, "the binary search and the scan disagree at {q}");
+            assert_eq!(
+                sorted.down(q),
+                want,
+                "the binary search and the scan disagree at {q}"
+            );
         }
         if quick {
-            println!("{n:>8} extents: {} lookups agree (IdMap, scan, binary search)", qs.len());
+            println!(
+                "{n:>8} extents: {} lookups agree (IdMap, scan, binary search)",
+                qs.len()
+            );
             continue;
         }
         let ours = time(&qs, |q| map.map_down(q));
