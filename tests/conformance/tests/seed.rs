@@ -7,8 +7,13 @@ const CHILD: &str = "CREDNS_SEED_TEST_CHILD";
 
 fn child_seed(given: Option<&str>) -> String {
     let mut cmd = std::process::Command::new(std::env::current_exe().expect("own path"));
-    cmd.args(["--exact", "seed_is_new_each_run", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1");
+    cmd.args([
+        "--exact",
+        "seed_is_new_each_run",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD, "1");
     match given {
         Some(s) => cmd.env("CREDNS_SEED", s),
         None => cmd.env_remove("CREDNS_SEED"),
@@ -30,6 +35,10 @@ fn seed_is_new_each_run() {
     }
     let (a, b) = (child_seed(None), child_seed(None));
     assert_ne!(a, b, "two runs without CREDNS_SEED used the same seed");
-    assert_eq!(child_seed(Some("0x2a")), "0x2a", "CREDNS_SEED replays a seed");
+    assert_eq!(
+        child_seed(Some("0x2a")),
+        "0x2a",
+        "CREDNS_SEED replays a seed"
+    );
     assert_eq!(child_seed(Some("42")), "0x2a", "CREDNS_SEED in decimal");
 }
