@@ -14,7 +14,9 @@
 //! multithreaded, share an fs_struct or are in another session, and mounts
 //! other than at `/` or `/NAME`. Model processes in the initial namespace get the test
 //! process's bounding set (the kernel does not let a process raise it), applied to the model's
-//! world before it runs.
+//! world before it runs. A scenario that does not set fs.suid_dumpable runs with this
+//! machine's. Key operations are replayed on key actors ([`crate::kernel_keys`]) and compared
+//! the same way.
 
 use std::collections::BTreeMap;
 use std::os::fd::AsFd;
