@@ -438,13 +438,11 @@ fn inner() {
         ],
         times: Vec::new(),
     });
-    // Every command really makes a user namespace with the map it is meant to: each is run
-    // once with `cat /proc/self/uid_map` in place of `/bin/true`.
+    // Every command really makes a user namespace with the map it is meant to (each is run
+    // once with `cat /proc/self/uid_map` in place of `/bin/true`); then it is warmed up (page
+    // cache, the registry file), each run checked to succeed.
     for c in &cases {
         check_userns(c);
-    }
-    // Warm up (page cache, the registry file) and check every command works.
-    for c in &cases {
         for _ in 0..10 {
             time_one(&c.argv);
         }

@@ -1261,7 +1261,11 @@ pub fn run_both(
         } else {
             w.op(so.by, &op)
         };
-        let kernel = real.perform(&before, so.by, &op, rop)?;
+        let kernel = if missing {
+            KernelAnswer::Skipped("the namespace does not exist on either side".into())
+        } else {
+            real.perform(&before, so.by, &op, rop)?
+        };
         let mismatch = compare(&outcome.result, outcome.output.as_ref(), &kernel).or_else(|| {
             (!missing)
                 .then(|| untraced_disagrees(&before, so.by, &op, &outcome.result))
