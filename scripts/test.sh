@@ -68,7 +68,7 @@ store_sum() { if [ -e "$host_store" ]; then sha256sum "$host_store" | cut -d' ' 
 before=$(store_sum)
 
 status=0
-# The generated differential suites run 15,000 model scenarios (tests/model.rs), 5,000 key
+# The generated differential suites run 15,000 model scenarios (tests/model.rs, ~3 min), 6,000 key
 # cases (tests/keys.rs) and ~2,000 map writes (tests/maps.rs) and idmapped cases, each with a
 # new seed it prints; CREDNS_CONFORMANCE_SCALE scales them down, explicitly.
 cargo test --workspace --locked --no-fail-fast || status=$?
