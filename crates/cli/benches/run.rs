@@ -158,6 +158,59 @@ fn time_one(argv: &[String]) -> Duration {
     d
 }
 
+/// Run `c`'s command with `cat /proc/self/uid_map` for `/bin/true`, and check the program ran
+/// in a new user namespace with one extent from 0: of one id for the rows that say so, of
+/// COUNT ids otherwise (the initial namespace's `0 0 4294967295` fails).
+fn check_userns(c: &Case) {
+    let mut argv = c.argv.clone();
+    assert_eq!(
+        argv.last().map(String::as_str),
+        Some("/bin/true"),
+        "{}",
+        c.label
+    );
+    argv.pop();
+    argv.extend(["/bin/cat".to_string(), "/proc/self/uid_map".to_string()]);
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn");
+    assert!(out.status.success(), "{argv:?} failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let extents: Vec<Vec<u64>> = text
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .collect();
+    let count: u64 = if c.label.contains("one id") {
+        1
+    } else {
+        COUNT.parse().expect("COUNT")
+    };
+    assert!(
+        extents.len() == 1 && extents[0].len() == 3 && extents[0][0] == 0 && extents[0][2] == count,
+        "{}: the program's uid_map is {text:?}, not one extent of {count} ids from 0",
+        c.label
+    );
+    if c.argv[0].ends_with("userns_floor") || c.label.starts_with("unshare --user --map-users") {
+        assert_eq!(
+            extents[0][1].to_string(),
+            HOST_START,
+            "{}: {text:?}",
+            c.label
+        );
+    }
+    println!(
+        "{}: user namespace made, uid_map {:?}",
+        c.label,
+        text.trim()
+    );
+}
+
 fn median(v: &[Duration]) -> Duration {
     let mut s = v.to_vec();
     s.sort_unstable();
@@ -385,8 +438,11 @@ fn inner() {
         ],
         times: Vec::new(),
     });
-    // Warm up (page cache, the registry file) and check every command works.
+    // Every command really makes a user namespace with the map it is meant to (each is run
+    // once with `cat /proc/self/uid_map` in place of `/bin/true`); then it is warmed up (page
+    // cache, the registry file), each run checked to succeed.
     for c in &cases {
+        check_userns(c);
         for _ in 0..10 {
             time_one(&c.argv);
         }

@@ -333,17 +333,19 @@ fn main() {
         "{:>28} {:>12} {:>14} {:>16} {:>10}",
         "", "model ns", "faccessat ns", "model/syscall", "faster"
     );
+    // The headline is the like-for-like figure: faccessat walks the path on every call, and
+    // so does World::decide. The query, resolved once, is a second line.
     println!(
-        "{:>28} {best_one:>12.0} {best_sys:>14.0} {:>16.3} {:>9.2}x   (target >= 20x)",
-        "one decision (query)",
-        best_one / best_sys,
-        best_sys / best_one,
-    );
-    println!(
-        "{:>28} {best_walk:>12.0} {best_sys:>14.0} {:>16.3} {:>9.2}x",
+        "{:>28} {best_walk:>12.0} {best_sys:>14.0} {:>16.3} {:>9.2}x   (headline; target >= 20x)",
         "one decision (walk per call)",
         best_walk / best_sys,
         best_sys / best_walk,
+    );
+    println!(
+        "{:>28} {best_one:>12.0} {best_sys:>14.0} {:>16.3} {:>9.2}x   (the walk made once)",
+        "one decision (query)",
+        best_one / best_sys,
+        best_sys / best_one,
     );
     drop(kernel);
 }

@@ -19,7 +19,9 @@
 //! multithreaded, share an fs_struct or are in another session, and mounts
 //! other than at `/` or `/NAME`. Model processes in the initial namespace get the test
 //! process's bounding set (the kernel does not let a process raise it), applied to the model's
-//! world before it runs.
+//! world before it runs. A scenario that does not set fs.suid_dumpable runs with this
+//! machine's. Key operations are replayed on key actors ([`crate::kernel_keys`]) and compared
+//! the same way.
 
 use std::collections::BTreeMap;
 use std::os::fd::AsFd;
@@ -303,6 +305,27 @@ pub fn adapt_world(world: &mut World, fx: &Fixture) {
             c.cap_permitted = cut(c.cap_permitted, fx.host_prm);
             c.cap_effective = cut(c.cap_effective, fx.host_prm);
             c.cap_ambient = cut(c.cap_ambient, fx.host_prm);
+        }
+    }
+}
+
+/// The machine's fs.suid_dumpable.
+fn machine_suid_dumpable() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/fs/suid_dumpable")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A scenario that does not set fs.suid_dumpable is run with this machine's value (the kernel
+/// side cannot change a sysctl it did not create); one that sets it must match the machine.
+fn adapt_settings(world: &mut World, raw: &toml::Table) {
+    let set = raw
+        .get("settings")
+        .and_then(|v| v.as_table())
+        .is_some_and(|t| t.contains_key("suid_dumpable"));
+    if !set {
+        if let Some(v) = machine_suid_dumpable() {
+            world.suid_dumpable = v;
         }
     }
 }
@@ -905,16 +928,7 @@ impl<'f> Realised<'f> {
                 let Some(pid) = self.pid_of(*target) else {
                     return Ok(KernelAnswer::Skipped("no such process".into()));
                 };
-                // Signals the helpers ignore (and SIGCONT, 0 and invalid numbers) are sent as
-                // they are; the permission check is the same for every other signal but
-                // SIGCONT, and sending one for real would end the helper, so those are
-                // checked with signal 0.
-                let real = *signal == 0
-                    || *signal == credns_model::SIGCONT
-                    || *signal > 64
-                    || UsernsChild::ignored_signals().contains(&(*signal as i32));
-                let sig = if real { *signal } else { 0 };
-                ans(h.kill(pid, sig).map_err(e)?)
+                self.kill(h, *target, pid, *signal)?
             }
             Op::Ptrace { target } => {
                 let Some(pid) = self.pid_of(*target) else {
@@ -941,7 +955,13 @@ impl<'f> Realised<'f> {
                 Ok(()) => {
                     let fd = h.userns_fd().map_err(e)?;
                     self.live.ns_fds.insert(name.clone(), fd);
-                    Ok(Vec::new())
+                    // The namespace the helper is now in: its depth below the initial one
+                    // (NS_GET_PARENT up to the top), under the name the op gave it.
+                    let chain = credns_sys::userns_ancestry(&ProcFs::new(), h.pid()).map_err(e)?;
+                    Ok(vec![
+                        ("ns".into(), name.clone()),
+                        ("level".into(), (chain.len() - 1).to_string()),
+                    ])
                 }
                 Err(x) => Err(x),
             },
@@ -1097,6 +1117,37 @@ impl<'f> Realised<'f> {
         })
     }
 
+    /// `kill(2)` by `h`. A signal the target's helper can block is sent for real and taken
+    /// by the target, which reports the `si_uid` it received (the model's output); signal 0,
+    /// invalid numbers, SIGKILL and SIGSTOP (which would end or stop the helper, and which no
+    /// process can block) are sent as signal 0 after the same permission check, and report
+    /// nothing.
+    fn kill(
+        &self,
+        h: &UsernsChild,
+        target: TaskRef,
+        pid: Pid,
+        signal: u32,
+    ) -> Result<Result<Vec<(String, String)>, Errno>, String> {
+        let e = |x: credns_sys::Error| x.to_string();
+        let receiver = self.live.procs.get(&target.index());
+        let real = (1..=64).contains(&signal) && signal != 9 && signal != 19 && receiver.is_some();
+        let Some(rx) = receiver.filter(|_| real) else {
+            let sig = if signal > 64 { signal } else { 0 };
+            return Ok(h.kill(pid, sig).map_err(e)?.map(|()| Vec::new()));
+        };
+        rx.block_signal(signal)
+            .map_err(e)?
+            .map_err(|x| format!("blocking signal {signal}: {x}"))?;
+        let sent = h.kill(pid, signal).map_err(e)?;
+        let taken = rx.take_signal(signal).map_err(e)?;
+        Ok(match (sent, taken) {
+            (Ok(()), Ok(uid)) => Ok(vec![("si_uid".into(), uid.to_string())]),
+            (Ok(()), Err(x)) => return Err(format!("signal {signal} sent but not received: {x}")),
+            (Err(x), _) => Err(x),
+        })
+    }
+
     fn stat_values(&self, h: &UsernsChild, p: &Path) -> Result<Vec<(String, String)>, String> {
         match h.stat(p).map_err(|e| e.to_string())? {
             Ok((u, g, m)) => Ok(vec![
@@ -1172,7 +1223,10 @@ pub fn status_values(text: &str, caps: bool) -> Vec<(String, String)> {
     v
 }
 
-/// Compare one op's answers. `None` when they agree (or there is nothing to compare).
+/// Compare one op's answers. `None` when they agree. Outputs are compared on the union of
+/// their keys: a value only one side prints is a disagreement, as is a different value. A model
+/// Unknown or a kernel side not performed is no disagreement here; the suites count those and
+/// hold them to their allow-lists.
 pub fn compare(
     model: &Verdict,
     model_out: Option<&credns_model::Output>,
@@ -1181,25 +1235,7 @@ pub fn compare(
     match (model, kernel) {
         (Verdict::Unknown(_), _) | (_, KernelAnswer::Skipped(_)) => None,
         (Verdict::Allowed, KernelAnswer::Done(vals)) => {
-            let out = model_out?;
-            let mut diffs = Vec::new();
-            for (k, kv) in vals {
-                if let Some(mv) = out.get(k) {
-                    let same = if k == "groups" {
-                        let norm = |s: &str| {
-                            let mut g: Vec<&str> = s.split(',').collect();
-                            g.sort_unstable();
-                            g.join(",")
-                        };
-                        norm(mv) == norm(kv)
-                    } else {
-                        mv == kv
-                    };
-                    if !same {
-                        diffs.push(format!("{k}: model {mv}, kernel {kv}"));
-                    }
-                }
-            }
+            let diffs = output_diffs(model_out.map_or(&[][..], |o| &o.0[..]), vals);
             (!diffs.is_empty()).then(|| format!("output differs: {}", diffs.join("; ")))
         }
         (Verdict::Allowed, KernelAnswer::Refused(e)) => Some(format!(
@@ -1219,6 +1255,37 @@ pub fn compare(
             })
         }
     }
+}
+
+/// Every key whose value differs, or that only one side printed (`groups` compared as a set).
+fn output_diffs(model: &[(String, String)], kernel: &[(String, String)]) -> Vec<String> {
+    let m: BTreeMap<&str, &str> = model
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let k: BTreeMap<&str, &str> = kernel
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let norm = |key: &str, v: &str| {
+        if key == "groups" || key == "keys" {
+            let mut g: Vec<&str> = v.split(',').collect();
+            g.sort_unstable();
+            g.join(",")
+        } else {
+            v.to_owned()
+        }
+    };
+    let keys: std::collections::BTreeSet<&str> = m.keys().chain(k.keys()).copied().collect();
+    keys.into_iter()
+        .filter_map(|key| match (m.get(key), k.get(key)) {
+            (Some(mv), Some(kv)) if norm(key, mv) == norm(key, kv) => None,
+            (Some(mv), Some(kv)) => Some(format!("{key}: model {mv}, kernel {kv}")),
+            (Some(mv), None) => Some(format!("{key}: model {mv}, kernel prints no {key}")),
+            (None, Some(kv)) => Some(format!("{key}: kernel {kv}, model prints no {key}")),
+            (None, None) => None,
+        })
+        .collect()
 }
 
 /// The model's untraced answers to `op` ([`World::decide`], and for an access
@@ -1258,6 +1325,7 @@ pub fn run_both(
     let raw: toml::Table = text.parse().map_err(|e| format!("{name}: not TOML: {e}"))?;
     let mut s = Scenario::parse(text, name).map_err(|e| e.to_string())?;
     adapt_world(&mut s.world, fx);
+    adapt_settings(&mut s.world, &raw);
     let mut real = match Realised::new(fx, &s, &raw, tag)? {
         Ok(r) => r,
         Err(why) => return Ok(Err(why)),
@@ -1265,6 +1333,10 @@ pub fn run_both(
     let raw_ops = raw_array(&raw, "op");
     let mut w = s.world.clone();
     let mut out = Vec::new();
+    // Key ops are replayed on key actors afterwards, against the model's world before each.
+    let has_keys = s.ops.iter().any(|o| crate::kernel_keys::is_key_op(&o.op));
+    let mut worlds = Vec::new();
+    let mut outputs = Vec::new();
     for (i, so) in s.ops.iter().enumerate() {
         let mut op = so.op.clone();
         let empty = toml::Table::new();
@@ -1279,6 +1351,9 @@ pub fn run_both(
             }
         }
         let before = w.clone();
+        if has_keys {
+            worlds.push(before.clone());
+        }
         let outcome = if missing {
             credns_model::Outcome {
                 result: Verdict::Unknown("namespace does not exist".into()),
@@ -1288,12 +1363,19 @@ pub fn run_both(
         } else {
             w.op(so.by, &op)
         };
-        let kernel = real.perform(&before, so.by, &op, rop)?;
+        let kernel = if missing {
+            KernelAnswer::Skipped("the namespace does not exist on either side".into())
+        } else {
+            real.perform(&before, so.by, &op, rop)?
+        };
         let mismatch = compare(&outcome.result, outcome.output.as_ref(), &kernel).or_else(|| {
             (!missing)
                 .then(|| untraced_disagrees(&before, so.by, &op, &outcome.result))
                 .flatten()
         });
+        if has_keys {
+            outputs.push(outcome.output.clone());
+        }
         out.push(Compared {
             index: i,
             text: so.text.clone(),
@@ -1302,6 +1384,18 @@ pub fn run_both(
             kernel,
             mismatch,
         });
+    }
+    if has_keys {
+        drop(real);
+        let answers = match crate::kernel_keys::replay(&s, &worlds, &outputs)? {
+            Ok(a) => a,
+            Err(why) => return Ok(Err(why)),
+        };
+        for (i, kernel) in answers {
+            let c = &mut out[i];
+            c.mismatch = compare(&c.model, outputs[i].as_ref(), &kernel);
+            c.kernel = kernel;
+        }
     }
     Ok(Ok(out))
 }

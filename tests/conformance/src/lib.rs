@@ -15,6 +15,7 @@ pub mod gen_dirent;
 pub mod kernel;
 pub mod kernel_attrs;
 pub mod kernel_creds;
+pub mod kernel_keys;
 pub mod keys_gen;
 pub mod observe;
 pub mod scenario_gen;
@@ -22,9 +23,6 @@ pub mod scratch;
 
 use credns_idmap::{IdKind, IdMap};
 use credns_sys::{Pid, ProcFs};
-
-/// The fixed seed of the generated cases; `CREDNS_SEED` (decimal or 0x-hex) overrides it.
-pub const DEFAULT_SEED: u64 = 0xc4ed_5eed_2025_0001;
 
 /// Whether the test may run. Differential tests create user namespaces and write their maps as
 /// root. Without root: with `CREDNS_REQUIRE_ALL=1` (CI) this panics with the reason, otherwise
@@ -45,9 +43,12 @@ pub fn needs_root(test: &str) -> bool {
     false
 }
 
-/// The seed in force (printed by each test).
+/// The seed in force: `CREDNS_SEED` (decimal or 0x-hex) when set, else a new one per run (from
+/// the clock and the process id), so that every run explores other cases. Each generated suite
+/// prints it with [`announce_seed`], and that line says how to replay the run.
 pub fn seed() -> u64 {
-    match std::env::var("CREDNS_SEED") {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| match std::env::var("CREDNS_SEED") {
         Ok(s) => {
             let s = s.trim();
             let parsed = match s.strip_prefix("0x") {
@@ -56,8 +57,40 @@ pub fn seed() -> u64 {
             };
             parsed.unwrap_or_else(|_| panic!("CREDNS_SEED={s:?} is not a number"))
         }
-        Err(_) => DEFAULT_SEED,
-    }
+        Err(_) => fresh_seed(),
+    })
+}
+
+/// A seed from the clock and the process id, mixed (splitmix64's finaliser).
+fn fresh_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut z = t ^ (u64::from(std::process::id()) << 32);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The seed, printed for `test` with the command line that replays the run.
+pub fn announce_seed(test: &str) -> u64 {
+    let s = seed();
+    let how = if std::env::var_os("CREDNS_SEED").is_some() {
+        "given by CREDNS_SEED"
+    } else {
+        "new this run"
+    };
+    println!(
+        "{test}: seed {s:#x} ({how}; replay with CREDNS_SEED={s:#x} cargo test -p credns-conformance -- {test})"
+    );
+    s
+}
+
+/// Whether CREDNS_REQUIRE_ALL=1 is in force: nothing may skip, be dropped or stay Unknown where
+/// the kernel answers (CI sets it).
+pub fn require_all() -> bool {
+    std::env::var("CREDNS_REQUIRE_ALL").as_deref() == Ok("1")
 }
 
 /// `n` scaled by `CREDNS_CONFORMANCE_SCALE` (a positive number, default 1).

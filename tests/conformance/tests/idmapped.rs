@@ -6,7 +6,7 @@
 //! A mismatch fails the test with the whole case printed.
 //!
 //! Needs root: without it each test prints "skipped: needs root (...)", or panics when
-//! CREDNS_REQUIRE_ALL=1. CREDNS_SEED overrides the seed; CREDNS_CONFORMANCE_SCALE multiplies
+//! CREDNS_REQUIRE_ALL=1. CREDNS_SEED replays a run (the seed is new each run and printed); CREDNS_CONFORMANCE_SCALE multiplies
 //! the number of cases.
 
 use std::fmt::Write as _;
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use credns_conformance::gen::Rng;
 use credns_conformance::scratch::{mount_overlay, FsKind, MountGuard, ScratchFs};
-use credns_conformance::{needs_root, scaled, seed};
+use credns_conformance::{announce_seed, needs_root, scaled};
 use credns_idmap::{Extent, IdKind, IdMap, Kgid, Kuid};
 use credns_model::{CapSet, Cred, MountOptions, Op, Verdict, World};
 use credns_sys::{
@@ -534,8 +534,7 @@ fn differential(kind: FsKind) {
         println!("{test}: skipped: {why}");
         return;
     }
-    let s = seed();
-    println!("{test}: seed {s:#x} (set CREDNS_SEED to change)");
+    let s = announce_seed(&test);
     let mut rng = Rng::derive(s, &test);
     let fs = ScratchFs::new(kind);
     let mut out = Run {

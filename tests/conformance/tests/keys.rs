@@ -3,19 +3,40 @@
 //! groups and masks, then key operations by the actors) run on the real kernel and in
 //! `credns_model`; every operation's outcome (allowed or errno, and the serial found, the
 //! payload read, the description) must agree. A mismatch prints the case as a scenario TOML
-//! with the kernel's answers as expectations. Model `Unknown`s are counted and printed.
+//! with the kernel's answers as expectations. Model `Unknown`s are counted and printed, and
+//! fail the test unless their reason is on `MAY_BE_UNKNOWN`.
 //!
-//! Needs root. CREDNS_SEED overrides the seed; CREDNS_CONFORMANCE_SCALE multiplies the number
+//! Needs root. CREDNS_SEED replays a run (the seed is new each run and printed); CREDNS_CONFORMANCE_SCALE multiplies the number
 //! of cases.
 
 use std::collections::{BTreeMap, HashMap};
 
 use credns_conformance::gen::Rng;
 use credns_conformance::keys_gen::{Case, GenOp, GenRef, Place};
-use credns_conformance::{needs_root, scaled, seed};
+use credns_conformance::{announce_seed, needs_root, scaled};
 use credns_model::{Scenario, Verdict};
 use credns_sys::keys::{self as k, KeyActor, KeyCall, KeyReply, KeySerial};
 use credns_sys::Errno;
+
+/// Generated cases per run at scale 1 (CREDNS_CONFORMANCE_SCALE multiplies it).
+const CASES: usize = 6_000;
+
+/// Model Unknowns allowed (a part of the reason, and why the kernel's answer is not decided
+/// by the case): every other Unknown fails the test. An op after an allowed Unknown is not
+/// compared (the model cannot follow the world past it); an op whose key an earlier add_key
+/// failed to make on both sides has no key to act on and is counted as not run.
+const MAY_BE_UNKNOWN: &[(&str, &str)] = &[
+    (
+        "RCU grace period",
+        "a key whose last link went is freed by the key garbage collector after an RCU grace \
+         period: until then a lookup by serial may still find it, so the answer depends on timing",
+    ),
+    (
+        "awaiting garbage collection",
+        "a key linked only from keyrings nothing references any more stays reachable until the \
+         key garbage collector's work item runs (key_garbage_collector): timing again",
+    ),
+];
 
 /// What the kernel answered to one op (`None`: not run, its key was never made).
 type KernelAnswer = Option<Result<KeyReply, Errno>>;
@@ -439,10 +460,10 @@ fn keys_model_matches_kernel() {
     if !needs_root("keys_model_matches_kernel") {
         return;
     }
-    let s = seed();
-    println!("keys_model_matches_kernel: seed {s:#x} (set CREDNS_SEED to change)");
+    let s = announce_seed("keys_model_matches_kernel");
     let mut rng = Rng::derive(s, "keys");
-    let n = scaled(2000);
+    let n = scaled(CASES);
+    println!("keys_model_matches_kernel: {n} cases generated");
     let mut t = KeyTally::default();
     for id in 0..n {
         let case = Case::generate(&mut rng, id);
@@ -558,10 +579,14 @@ fn keys_model_matches_kernel() {
         "{} key cases disagree with the kernel",
         t.failures.len()
     );
-    assert!(t.cases >= n.min(2000), "every case ran");
+    assert_eq!(t.cases, n, "every case ran");
+    let off_list: Vec<&String> = t
+        .unknown
+        .keys()
+        .filter(|why| !MAY_BE_UNKNOWN.iter().any(|(part, _)| why.contains(part)))
+        .collect();
     assert!(
-        unknowns * 20 <= t.ops,
-        "the model answered Unknown for {unknowns} of {} ops (more than 5%)",
-        t.ops
+        off_list.is_empty(),
+        "the model answered Unknown where the kernel answered, for reasons not on MAY_BE_UNKNOWN: {off_list:?}"
     );
 }

@@ -13,7 +13,8 @@ use super::protocol::{
     Rep, Req, CALL_ACCESS, CALL_CHMOD, CALL_CHOWN, CALL_CREATE, CALL_EXEC, CALL_FSIDS,
     CALL_FULL_CREDS, CALL_KILL, CALL_MKDIR, CALL_NO_NEW_PRIVS, CALL_PTRACE, CALL_SETGID,
     CALL_SETGROUPS, CALL_SETNS_USER, CALL_SETREGID, CALL_SETRESGID, CALL_SETRESUID, CALL_SETREUID,
-    CALL_SETUID, CALL_UNSHARE_USER, CALL_VM_READ, STEP_FORK, STEP_IO, STEP_PRCTL, STEP_PROTOCOL,
+    CALL_SETUID, CALL_SIG_BLOCK, CALL_SIG_TAKE, CALL_UNSHARE_USER, CALL_VM_READ, STEP_FORK,
+    STEP_IO, STEP_PRCTL, STEP_PROTOCOL,
 };
 use crate::Errno;
 
@@ -139,6 +140,12 @@ pub(super) fn call(
             let r = super::child_caps::call(req, payload, &mut rep);
             rearm(parent)?;
             r?;
+        }
+        CALL_SIG_BLOCK => sig_mask(libc::SIG_BLOCK, req.arg0 as libc::c_int).map_err(fail)?,
+        CALL_SIG_TAKE => {
+            let taken = sig_take(req.arg0 as libc::c_int);
+            sig_mask(libc::SIG_UNBLOCK, req.arg0 as libc::c_int).map_err(fail)?;
+            rep.v[0] = u64::from(taken.map_err(fail)?);
         }
         _ => return Err(Rep::err(STEP_PROTOCOL, Errno::NOSYS)),
     }
@@ -337,4 +344,54 @@ fn ptrace_attach_detach(pid: libc::pid_t) -> Result<(), Errno> {
     // SAFETY: PTRACE_DETACH on the stopped tracee, signal 0.
     unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, null, null) };
     Ok(())
+}
+
+/// `{sig}` as a signal set (EINVAL for a number no set holds).
+fn sig_set(sig: libc::c_int) -> Result<libc::sigset_t, Errno> {
+    // SAFETY: an all-zero sigset_t is a valid (empty) set.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigaddset writes the local set.
+    if unsafe { libc::sigaddset(&mut set, sig) } != 0 {
+        return Err(Errno::INVAL);
+    }
+    Ok(set)
+}
+
+/// `sigprocmask(how, {sig})`. A blocked signal is never ignored (sig_ignored): it is queued,
+/// with the siginfo the sender's kill made, even for the signals helpers ignore.
+fn sig_mask(how: libc::c_int, sig: libc::c_int) -> Result<(), Errno> {
+    let set = sig_set(sig)?;
+    // SAFETY: sigprocmask reads the local set and changes only this single-threaded process's
+    // mask.
+    let r = unsafe { libc::sigprocmask(how, &set, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(Errno::INVAL);
+    }
+    Ok(())
+}
+
+/// Dequeue a pending `sig` without waiting (`rt_sigtimedwait` with a zero timeout): its
+/// `si_uid`.
+fn sig_take(sig: libc::c_int) -> Result<u32, Errno> {
+    let set = sig_set(sig)?;
+    // SAFETY: an all-zero siginfo_t is valid plain data for the kernel to fill.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the set, siginfo and timeout are locals of the sizes the call takes; a zero
+    // timeout never blocks.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigtimedwait,
+            &set as *const libc::sigset_t,
+            &mut info as *mut libc::siginfo_t,
+            &zero as *const libc::timespec,
+            std::mem::size_of::<libc::c_ulong>(),
+        )
+    };
+    sys_ret(r)?;
+    // SAFETY: a signal sent by kill(2) is SI_USER: its siginfo carries the sender's pid and uid.
+    Ok(unsafe { info.si_uid() })
 }

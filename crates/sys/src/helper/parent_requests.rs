@@ -150,6 +150,22 @@ impl UsernsChild {
             .map(|_| ()))
     }
 
+    /// Block `signal` in the helper, so that one sent to it stays pending (helpers survive it,
+    /// whatever it is but SIGKILL and SIGSTOP) until [`UsernsChild::take_signal`].
+    pub fn block_signal(&self, signal: u32) -> Result<Result<(), Errno>, Error> {
+        Ok(self
+            .syscall(protocol::CALL_SIG_BLOCK, [signal as u64, 0, 0], &[])?
+            .map(|_| ()))
+    }
+
+    /// Take the pending blocked `signal` and unblock it: the `si_uid` the receiver got
+    /// (EAGAIN: none was pending).
+    pub fn take_signal(&self, signal: u32) -> Result<Result<u32, Errno>, Error> {
+        Ok(self
+            .syscall(protocol::CALL_SIG_TAKE, [signal as u64, 0, 0], &[])?
+            .map(|r| r.rep.v[0] as u32))
+    }
+
     /// The signals every helper ignores (and so survives).
     pub fn ignored_signals() -> &'static [i32] {
         &protocol::IGNORED_SIGNALS

@@ -106,6 +106,10 @@ pub(crate) const CALL_SEND_CREDS: u32 = 76;
 pub(crate) const CALL_RECV_CREDS: u32 = 77;
 /// `readlink(path)` (payload), the target's length in `v[0]` (the target itself is dropped).
 pub(crate) const CALL_READLINK: u32 = 78;
+/// Block a signal (`sigprocmask(SIG_BLOCK)`): sent to this helper it stays pending.
+pub(crate) const CALL_SIG_BLOCK: u32 = 80;
+/// Take a pending blocked signal (`sigtimedwait`, no wait; EAGAIN if none) and unblock it.
+pub(crate) const CALL_SIG_TAKE: u32 = 81;
 
 /// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
 /// fsgid securebits flags umask ngroups.
