@@ -38,8 +38,8 @@ pub mod xattr;
 
 use std::path::PathBuf;
 
-pub use helper::UtimensTimes;
 pub use helper::reexec_helper_main;
+pub use helper::UtimensTimes;
 pub use helper::{
     write_fd, Actor, CapSets, FullCreds, HelperIds, Ids, RemoteFd, SetId, UnshareOptions,
     UsernsChild, WriteHow,

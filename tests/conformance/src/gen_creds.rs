@@ -18,6 +18,13 @@ const BITS: &[u32] = &[0, 1, 3, 5, 6, 7, 8, 9, 21, 27, 40];
 #[derive(Debug, Default)]
 pub struct Conns(Vec<(String, String, String)>);
 
+impl Conns {
+    /// `proc` exec'd: its helper is gone, so later ops use none of its connections.
+    pub fn forget(&mut self, proc: &str) {
+        self.0.retain(|(_, a, b)| a != proc && b != proc);
+    }
+}
+
 /// `connect`, or on a connection `by` holds an end of, `peercred` or `send_creds`.
 fn socket_op(
     rng: &mut Rng,

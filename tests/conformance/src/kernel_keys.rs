@@ -93,7 +93,18 @@ fn check_world(w: &World) -> Result<(), Unrealisable> {
         // process's, which the actors have); any other uid has none after setresuid.
         let root = w.from_kuid(c.user_ns, c.uid) == Some(0);
         let full_in_ns = c.user_ns == init || c.cap_effective.bits() == CapSet::FULL.bits();
-        if (root && !full_in_ns) || (!root && c.cap_effective.bits() != 0) {
+        // In a namespace without a uid_map the process is the one that unshared it: its
+        // owner, with every capability there.
+        let mapless = c.user_ns != init && w.ns(c.user_ns).uid_map.is_empty();
+        if mapless {
+            let n = w.ns(c.user_ns);
+            if (c.uid, c.gid) != (n.owner, n.group) || !full_in_ns {
+                return Err(format!(
+                    "key ops: process {} in a namespace without maps is not its unsharer",
+                    t.name
+                ));
+            }
+        } else if (root && !full_in_ns) || (!root && c.cap_effective.bits() != 0) {
             return Err(format!(
                 "key ops: process {} has capabilities other than its uid gives",
                 t.name
@@ -253,6 +264,20 @@ impl Keys {
         let mut keeper_pid = HashMap::new();
         for (t, task) in w.tasks() {
             let ns = task.cred.user_ns;
+            if ns != init && w.ns(ns).uid_map.is_empty() {
+                // Its unsharer: the process itself, with its host ids, unshares and stays there.
+                if keeper_pid.insert(ns, credns_sys::Pid(0)).is_some() {
+                    return Err("key ops: two processes in one namespace without maps".into());
+                }
+                let a = me.actors.get_mut(&t.index()).expect("actor");
+                let groups: Vec<u32> = task.cred.groups.iter().map(|g| g.0).collect();
+                setup(
+                    "set ids",
+                    a.set_ids(task.cred.uid.0, task.cred.gid.0, &groups),
+                )?;
+                setup("unshare", a.unshare_userns())?;
+                continue;
+            }
             if ns != init && !keeper_pid.contains_key(&ns) {
                 let n = w.ns(ns);
                 let mut kp = KeyActor::spawn().map_err(|e| format!("key setup: spawn: {e}"))?;

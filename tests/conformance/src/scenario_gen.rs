@@ -674,6 +674,7 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
                 let e = exes[rng.below(exes.len() as u64) as usize].clone();
                 let _ = writeln!(t, "op = \"exec\"\npath = \"{}\"", via(&mut rng, e));
                 execd.push(b);
+                conns.forget(&procs[b].name);
             }
             20 => {
                 let name = format!("u{}", unshared.len());
