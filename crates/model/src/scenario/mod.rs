@@ -11,6 +11,7 @@ use crate::world::{MountOptions, TaskRef, World};
 use crate::Error;
 use credns_idmap::Errno;
 
+mod buildable;
 mod compare;
 mod op_args;
 mod ops;

@@ -126,7 +126,7 @@ pub(super) struct RawNs {
 pub(super) struct RawFs {
     pub(super) name: Spanned<String>,
     #[serde(rename = "type")]
-    pub(super) fs_type: Option<String>,
+    pub(super) fs_type: Option<Spanned<String>>,
     pub(super) ns: Option<Spanned<String>>,
     pub(super) read_only: Option<bool>,
     pub(super) posix_acl: Option<bool>,
