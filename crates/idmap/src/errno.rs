@@ -23,11 +23,12 @@ pub enum Errno {
     EOPNOTSUPP = 95,
     EDQUOT = 122,
     ENOKEY = 126,
+    EUSERS = 87,
 }
 
 impl Errno {
     /// Every errno known here, in the order `parse` tries them.
-    pub const ALL: [Errno; 16] = [
+    pub const ALL: [Errno; 17] = [
         Errno::EPERM,
         Errno::ENOENT,
         Errno::ESRCH,
@@ -44,6 +45,7 @@ impl Errno {
         Errno::EOPNOTSUPP,
         Errno::EDQUOT,
         Errno::ENOKEY,
+        Errno::EUSERS,
     ];
 
     /// The errno's number.
@@ -75,6 +77,7 @@ impl Errno {
             Errno::EOPNOTSUPP => "EOPNOTSUPP",
             Errno::EDQUOT => "EDQUOT",
             Errno::ENOKEY => "ENOKEY",
+            Errno::EUSERS => "EUSERS",
         }
     }
 

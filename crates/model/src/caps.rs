@@ -71,6 +71,7 @@ impl Cap {
     pub const SYS_ADMIN: Cap = Cap(21);
     pub const SETFCAP: Cap = Cap(31);
     pub const CHECKPOINT_RESTORE: Cap = Cap(40);
+    pub const NET_BIND_SERVICE: Cap = Cap(10);
 }
 
 impl Cap {

@@ -396,6 +396,8 @@ pub struct World {
     pub(crate) semantics: crate::semantics::Semantics,
     /// What the proposals' rules read.
     pub(crate) decl: crate::semantics::Declarations,
+    /// The namespaces of the other seven types and who is in which.
+    pub(crate) nstypes: crate::ops::NsTypes,
 }
 
 impl Default for World {
@@ -510,6 +512,7 @@ impl World {
             suid_dumpable: 0,
             semantics: Default::default(),
             decl: Default::default(),
+            nstypes: Default::default(),
         }
     }
 

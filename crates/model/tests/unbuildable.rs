@@ -154,7 +154,7 @@ fn thirty_three_levels_deep() {
     }
     let msg = refused(&text);
     assert!(
-        msg.contains("its parent \"n33\" is at level 33 (create_user_ns: EUSERS"),
+        msg.contains("its parent \"n33\" is at level 33 (create_user_ns: ENOSPC"),
         "{msg}"
     );
     text.truncate(text.rfind("[[namespace]]").expect("34 tables"));

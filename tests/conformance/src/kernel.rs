@@ -230,6 +230,8 @@ pub struct Realised<'f> {
     /// Clones attached for mounts with options or idmaps (detached on drop).
     attached: Vec<PathBuf>,
     live: Live,
+    /// Namespaces of the other seven types.
+    typed: crate::kernel_nstypes::Typed,
 }
 
 impl std::fmt::Debug for Realised<'_> {
@@ -243,6 +245,7 @@ impl std::fmt::Debug for Realised<'_> {
 impl Drop for Realised<'_> {
     fn drop(&mut self) {
         // Helpers first (procs, then the keepers of their namespaces, deepest first).
+        self.typed.clear();
         self.live.procs.clear();
         while let Some((_, k)) = self.live.keepers.pop_last() {
             drop(k);
@@ -289,6 +292,7 @@ fn check_realisable(s: &Scenario, raw: &toml::Table) -> Result<(), Unrealisable>
     if dumpable.trim() != w.suid_dumpable.to_string() {
         return Err("fs.suid_dumpable differs from this machine's".into());
     }
+    crate::kernel_nstypes::check_realisable(w)?;
     if let Some(ms) = raw.get("mount").and_then(|v| v.as_array()) {
         for m in ms {
             let t = m.as_table().cloned().unwrap_or_default();
@@ -352,6 +356,7 @@ impl<'f> Realised<'f> {
                 ns_fds: BTreeMap::new(),
                 execd: Vec::new(),
             },
+            typed: Default::default(),
         };
         // Filesystems: one directory per superblock; mounts: that directory when the mount is
         // the filesystem's first plain one, else a clone of it attached with the mount's
@@ -534,6 +539,10 @@ impl<'f> Realised<'f> {
             clone.attach(&real).map_err(mounting)?;
             r.attached.push(real);
         }
+        r.typed = match crate::kernel_nstypes::Typed::realise(w, &r.live.keepers) {
+            Ok(t) => t,
+            Err(why) => return Ok(Err(why)),
+        };
         // Processes.
         for (tr, t) in w.tasks() {
             let c = &t.cred;
@@ -560,6 +569,9 @@ impl<'f> Realised<'f> {
                 r.live.keepers[&ns.index()].spawn_child(&plain)
             }
             .map_err(|e| format!("process {}: {e}", t.name))?;
+            if let Err(why) = r.typed.join(w, tr, &child) {
+                return Ok(Err(why));
+            }
             if all_mapped {
                 let fc = FullCreds {
                     uid: [
@@ -966,6 +978,16 @@ impl<'f> Realised<'f> {
                 r.map(|(_, u, g)| {
                     vec![("uid".into(), u.to_string()), ("gid".into(), g.to_string())]
                 })
+            }
+            Op::UnshareNs { .. }
+            | Op::SetnsNs { .. }
+            | Op::Sethostname { .. }
+            | Op::BindPort { .. } => {
+                let fds = &self.live.ns_fds;
+                match crate::kernel_nstypes::perform(&mut self.typed, fds, world, h, op) {
+                    Ok(r) => r,
+                    Err(skip) => return Ok(skip),
+                }
             }
             Op::Capable { .. } => {
                 return Ok(KernelAnswer::Skipped(

@@ -10,6 +10,7 @@
 pub mod diff;
 pub mod gen;
 pub mod kernel;
+pub mod kernel_nstypes;
 pub mod keys_gen;
 pub mod observe;
 pub mod scenario_gen;

@@ -6,10 +6,12 @@ mod exec;
 mod fs;
 mod ids;
 mod namespaces;
+mod nstypes;
 mod op;
 mod setattr;
 mod signals;
 
+pub use nstypes::{NsType, NsTypes, TypedNs, TypedNsRef, PROT_SOCK};
 pub use op::{MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
 
 use crate::outcome::{Outcome, Output, Tracer, Values, Verdict};
@@ -176,6 +178,10 @@ impl World {
                     Err(Errno::EPERM.into())
                 }
             }
+            Op::UnshareNs { kind, name } => self.op_unshare_ns(t, task, *kind, name),
+            Op::SetnsNs { ns } => self.op_setns_ns(t, task, *ns),
+            Op::Sethostname { name } => self.op_sethostname(t, task, name),
+            Op::BindPort { port } => self.op_bind_port(t, task, *port),
         }
     }
 }

@@ -276,6 +276,29 @@ pub enum Op {
         /// Create the keyring if missing.
         create: bool,
     },
+    /// `unshare(CLONE_NEW<kind>)` of one namespace type other than user; the new namespace
+    /// gets `name`.
+    UnshareNs {
+        /// The type.
+        kind: crate::ops::NsType,
+        /// Name of the new namespace.
+        name: String,
+    },
+    /// `setns(fd of the namespace, CLONE_NEW<its type>)` for a type other than user.
+    SetnsNs {
+        /// The namespace to enter.
+        ns: crate::ops::TypedNsRef,
+    },
+    /// `sethostname(name)` in the caller's UTS namespace.
+    Sethostname {
+        /// The new hostname.
+        name: String,
+    },
+    /// `bind` of a TCP socket to `0.0.0.0:port` in the caller's network namespace.
+    BindPort {
+        /// The port.
+        port: u16,
+    },
 }
 
 impl Op {
@@ -404,6 +427,10 @@ impl std::fmt::Display for Op {
                     .map(|c| format!(" callout {c:?}"))
                     .unwrap_or_default()
             ),
+            Op::UnshareNs { kind, name } => write!(f, "unshare {} as {name}", kind.flag()),
+            Op::SetnsNs { ns } => write!(f, "setns typed-ns#{}", ns.0),
+            Op::Sethostname { name } => write!(f, "sethostname {name:?}"),
+            Op::BindPort { port } => write!(f, "bind tcp 0.0.0.0:{port}"),
         }
     }
 }

@@ -35,7 +35,7 @@ const NOT_FS_USERNS_MOUNT: &[&str] = &[
     "iso9660",
 ];
 
-/// `create_user_ns`: a namespace below one of level 32 or deeper is refused (EUSERS).
+/// `create_user_ns`: a namespace below one of level 32 or deeper is refused (ENOSPC).
 pub(super) fn check_userns_level(
     c: &Ctx,
     w: &World,
@@ -47,7 +47,7 @@ pub(super) fn check_userns_level(
         return Err(c.err(
             span,
             format!(
-                "the kernel cannot create this namespace: its parent \"{}\" is at level {level} (create_user_ns: EUSERS; at most 32 levels below the initial namespace)",
+                "the kernel cannot create this namespace: its parent \"{}\" is at level {level} (create_user_ns: ENOSPC; at most 32 levels below the initial namespace)",
                 w.ns(parent).name
             ),
         ));

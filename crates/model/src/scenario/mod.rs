@@ -13,6 +13,7 @@ use credns_idmap::Errno;
 
 mod buildable;
 mod compare;
+mod nstypes;
 mod op_args;
 mod ops;
 mod proposals;
@@ -212,6 +213,9 @@ impl Scenario {
 
         for p in &raw.process {
             declare_process(&c, &mut w, p)?;
+        }
+        for o in &raw.other_namespace {
+            nstypes::declare(&c, &mut w, o)?;
         }
 
         for k in &raw.key {

@@ -305,6 +305,10 @@ op_specs! {
     KeyctlChown(KeyChownArgs),
     KeyctlGetKeyringId(KeyGetIdArgs),
     RequestKey(RequestKeyArgs),
+    UnshareNs(super::nstypes::UnshareNsArgs),
+    SetnsNs(super::nstypes::SetnsNsArgs),
+    Sethostname(super::nstypes::SethostnameArgs),
+    Bind(super::nstypes::BindArgs),
 }
 
 /// The field names a derived `Deserialize` struct declares, read by asking it to deserialize

@@ -41,6 +41,8 @@ struct OpCommon {
 pub(super) struct Earlier {
     pub(super) namespaces: Vec<String>,
     pub(super) keys: Vec<String>,
+    /// Operations on namespaces of the other types so far (numbers unnamed new ones).
+    pub(super) typed: usize,
 }
 
 /// The whole `[[op]]` array, with positions: the scenario's structure is deserialized
@@ -255,6 +257,11 @@ impl OpCx<'_, '_> {
             | KeyctlChown(_)
             | KeyctlGetKeyringId(_)
             | RequestKey(_) => self.key_op(spec)?,
+            UnshareNs(_) | SetnsNs(_) | Sethostname(_) | Bind(_) => {
+                self.earlier.typed += 1;
+                let by = &self.w.task(self.by).name;
+                super::nstypes::op(self.c, self.w, by, spec, self.earlier.typed)?
+            }
         };
         Ok((op, None))
     }

@@ -31,6 +31,8 @@ pub(super) struct RawScenario {
     pub(super) key: Vec<Spanned<RawKey>>,
     #[serde(default)]
     pub(super) container: Vec<Spanned<RawContainer>>,
+    #[serde(default)]
+    pub(super) other_namespace: Vec<Spanned<super::nstypes::RawOtherNs>>,
     /// The `[[op]]` tables are only checked to be there: `ops::op_tables` takes them apart
     /// with their positions.
     #[serde(default, rename = "op")]

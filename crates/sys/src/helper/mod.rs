@@ -29,11 +29,13 @@ mod api;
 mod child_calls;
 mod child_creds;
 mod child_main;
+mod child_nstypes;
 mod child_serve;
 mod child_sys;
 mod child_tables;
 mod parent;
 mod parent_creds;
+mod parent_nstypes;
 mod parent_requests;
 mod protocol;
 

@@ -76,6 +76,10 @@ pub(crate) const CALL_FULL_CREDS: u32 = 18;
 pub(crate) const CALL_PTRACE: u32 = 19;
 pub(crate) const CALL_FSIDS: u32 = 20;
 pub(crate) const CALL_VM_READ: u32 = 21;
+pub(crate) const CALL_UNSHARE_NS: u32 = 40;
+pub(crate) const CALL_SETNS_NS: u32 = 41;
+pub(crate) const CALL_SETHOSTNAME: u32 = 42;
+pub(crate) const CALL_BIND_TCP: u32 = 43;
 
 /// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
 /// fsgid securebits flags umask ngroups.

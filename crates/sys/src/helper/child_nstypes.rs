@@ -1,0 +1,66 @@
+//! The forked child's side of the calls on namespaces other than user namespaces:
+//! `unshare(CLONE_NEW*)`, `setns(fd, CLONE_NEW*)`, `sethostname(2)` and `bind(2)` of a TCP
+//! port. Raw system calls on the request buffers only, like the other child calls.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use super::child_sys::sys_ret;
+use super::protocol::{
+    Rep, Req, CALL_BIND_TCP, CALL_SETHOSTNAME, CALL_SETNS_NS, CALL_UNSHARE_NS, STEP_IO,
+    STEP_PROTOCOL,
+};
+use crate::Errno;
+
+fn fail(e: Errno) -> Rep {
+    Rep::err(STEP_IO, e)
+}
+
+/// Whether `req.how` names one of the calls above.
+pub(super) fn handles(req: &Req) -> bool {
+    matches!(
+        req.how,
+        CALL_UNSHARE_NS | CALL_SETNS_NS | CALL_SETHOSTNAME | CALL_BIND_TCP
+    )
+}
+
+/// One of the calls above ([`handles`] said so).
+pub(super) fn call(req: &Req, payload: &[u8], passed: Option<OwnedFd>) -> Result<(), Rep> {
+    match req.how {
+        CALL_UNSHARE_NS => {
+            // SAFETY: unshare takes a flags word; only non-user namespace flags are sent.
+            let r = unsafe { libc::syscall(libc::SYS_unshare, req.arg0 as libc::c_ulong) };
+            sys_ret(r).map(|_| ()).map_err(fail)
+        }
+        CALL_SETNS_NS => match passed {
+            None => Err(Rep::err(STEP_PROTOCOL, Errno::BADF)),
+            Some(fd) => {
+                // SAFETY: setns takes an fd we own and a type flag.
+                let r = unsafe {
+                    libc::syscall(libc::SYS_setns, fd.as_raw_fd(), req.arg0 as libc::c_int)
+                };
+                sys_ret(r).map(|_| ()).map_err(fail)
+            }
+        },
+        CALL_SETHOSTNAME => {
+            let n = (req.arg0 as usize).min(payload.len());
+            // SAFETY: sethostname reads `n` bytes of the request payload.
+            let r = unsafe { libc::syscall(libc::SYS_sethostname, payload.as_ptr(), n) };
+            sys_ret(r).map(|_| ()).map_err(fail)
+        }
+        CALL_BIND_TCP => bind_tcp(req.arg0 as u16).map_err(fail),
+        _ => Err(Rep::err(STEP_PROTOCOL, Errno::NOSYS)),
+    }
+}
+
+/// A TCP socket bound to 0.0.0.0:`port`, closed at once.
+fn bind_tcp(port: u16) -> Result<(), Errno> {
+    let s = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::STREAM,
+        None,
+    )?;
+    rustix::net::bind(
+        &s,
+        &rustix::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, port),
+    )
+}

@@ -1,0 +1,47 @@
+//! Requests about namespaces other than user namespaces: the helper unshares one, enters one,
+//! sets its hostname or binds a TCP port.
+
+use std::os::fd::BorrowedFd;
+
+use super::parent::UsernsChild;
+use super::protocol::{self, Req};
+use crate::{Errno, Error};
+
+impl UsernsChild {
+    /// `unshare(flags)` with `CLONE_NEW*` flags other than `CLONE_NEWUSER`.
+    pub fn unshare_ns(&self, flags: u64) -> Result<Result<(), Errno>, Error> {
+        Ok(self
+            .syscall(protocol::CALL_UNSHARE_NS, [flags, 0, 0], &[])?
+            .map(|_| ()))
+    }
+
+    /// `setns(ns, nstype)`: the fd is opened by the caller and passed over.
+    pub fn setns_ns(&self, ns: BorrowedFd<'_>, nstype: u64) -> Result<Result<(), Errno>, Error> {
+        let r = self.call(
+            Req {
+                op: protocol::OP_CALL,
+                how: protocol::CALL_SETNS_NS,
+                arg0: nstype,
+                ..Req::default()
+            },
+            &[],
+            Some(ns),
+        )?;
+        Ok(Self::answer(&r.rep))
+    }
+
+    /// `sethostname(name)` in the helper's UTS namespace.
+    pub fn sethostname(&self, name: &[u8]) -> Result<Result<(), Errno>, Error> {
+        Ok(self
+            .syscall(protocol::CALL_SETHOSTNAME, [name.len() as u64, 0, 0], name)?
+            .map(|_| ()))
+    }
+
+    /// `bind` of a fresh TCP socket to 0.0.0.0:`port` in the helper's network namespace (the
+    /// socket is closed at once).
+    pub fn bind_tcp(&self, port: u16) -> Result<Result<(), Errno>, Error> {
+        Ok(self
+            .syscall(protocol::CALL_BIND_TCP, [u64::from(port), 0, 0], &[])?
+            .map(|_| ()))
+    }
+}
