@@ -9,6 +9,7 @@
 
 pub mod diff;
 pub mod gen;
+pub mod gen_nstypes;
 pub mod kernel;
 pub mod kernel_nstypes;
 pub mod keys_gen;
