@@ -102,4 +102,14 @@ pub fn append(rng: &mut Rng, t: &mut String, procs: &[GenProc], userns: &[GenUse
             }
         }
     }
+    // A mount last: the model does not add it to its one mount table, so no later operation
+    // may look below it.
+    if rng.chance(1, 2) {
+        let by = &procs[rng.below(procs.len() as u64) as usize].name;
+        let ty = rng.pick(&["tmpfs", "tmpfs", "ramfs"]);
+        let _ = writeln!(
+            t,
+            "\n[[op]]\nby = \"{by}\"\nop = \"mount\"\ntype = \"{ty}\"\npath = \"/\""
+        );
+    }
 }

@@ -982,9 +982,11 @@ impl<'f> Realised<'f> {
             Op::UnshareNs { .. }
             | Op::SetnsNs { .. }
             | Op::Sethostname { .. }
-            | Op::BindPort { .. } => {
+            | Op::BindPort { .. }
+            | Op::MountNew { .. } => {
                 let fds = &self.live.ns_fds;
-                match crate::kernel_nstypes::perform(&mut self.typed, fds, world, h, op) {
+                let real = |p: &str| Self::resolve(&self.mounts, p);
+                match crate::kernel_nstypes::perform(&mut self.typed, fds, world, h, op, &real) {
                     Ok(r) => r,
                     Err(skip) => return Ok(skip),
                 }

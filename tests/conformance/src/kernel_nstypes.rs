@@ -215,13 +215,29 @@ fn id_of_user(pid: i32) -> Option<NsId> {
 
 type Values = Vec<(String, String)>;
 
-/// Perform one of the four operations as helper `h`.
+/// Whether a mount made by `pid` could show outside its own mount namespace: it is in ours,
+/// or in one owned by our user namespace (a copy made without `CL_SHARED_TO_SLAVE`, so still a
+/// peer of ours), and it could pass `may_mount` there (CAP_SYS_ADMIN in our user namespace).
+fn mount_could_leak(pid: i32) -> bool {
+    let me = std::process::id() as i32;
+    let mnt_owner = |p: i32| {
+        open_ns(p, NsType::Mnt)
+            .ok()
+            .and_then(|f| f.owning_userns().ok().flatten())
+            .and_then(|u| u.id().ok())
+    };
+    let owned_by_ours = mnt_owner(pid).is_some() && mnt_owner(pid) == id_of_user(me);
+    owned_by_ours && could_rename_host(pid)
+}
+
+/// Perform one of the operations as helper `h` (`real` gives a model path's real directory).
 pub fn perform(
     typed: &mut Typed,
     ns_fds: &BTreeMap<String, UserNsFd>,
     w: &World,
     h: &UsernsChild,
     op: &Op,
+    real: &dyn Fn(&str) -> Option<PathBuf>,
 ) -> Result<Result<Values, Errno>, KernelAnswer> {
     let pid = h.pid().0;
     let e = |x: credns_sys::Error| KernelAnswer::Skipped(format!("helper: {x}"));
@@ -291,6 +307,17 @@ pub fn perform(
             Err(Errno::ADDRINUSE) => Err(KernelAnswer::Skipped(format!("port {port} in use here"))),
             r => Ok(r.map(|()| vec![("port".into(), port.to_string())])),
         },
+        Op::MountNew { fs_type, path } => {
+            if mount_could_leak(pid) {
+                return Err(KernelAnswer::Skipped(
+                    "a mount by a process that could mount in this machine's mount tree".into(),
+                ));
+            }
+            let Some(dir) = real(path) else {
+                return Err(KernelAnswer::Skipped(format!("no real path for {path}")));
+            };
+            Ok(h.mount_new(fs_type, &dir).map_err(e)?.map(|()| Vec::new()))
+        }
         _ => Err(KernelAnswer::Skipped(
             "not an operation on other namespaces".into(),
         )),

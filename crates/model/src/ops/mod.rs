@@ -10,6 +10,7 @@ mod nstypes;
 mod op;
 mod setattr;
 mod signals;
+mod userns_mount;
 
 pub use nstypes::{NsType, NsTypes, TypedNs, TypedNsRef, PROT_SOCK};
 pub use op::{MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
@@ -182,6 +183,7 @@ impl World {
             Op::SetnsNs { ns } => self.op_setns_ns(t, task, *ns),
             Op::Sethostname { name } => self.op_sethostname(t, task, name),
             Op::BindPort { port } => self.op_bind_port(t, task, *port),
+            Op::MountNew { fs_type, path } => self.op_mount_new(t, task, fs_type, path),
         }
     }
 }

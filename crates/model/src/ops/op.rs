@@ -299,6 +299,13 @@ pub enum Op {
         /// The port.
         port: u16,
     },
+    /// `mount("none", path, fs_type, 0, NULL)`: a new instance of a filesystem type.
+    MountNew {
+        /// The type (`tmpfs`, `proc`, …).
+        fs_type: String,
+        /// The mount point.
+        path: String,
+    },
 }
 
 impl Op {
@@ -431,6 +438,7 @@ impl std::fmt::Display for Op {
             Op::SetnsNs { ns } => write!(f, "setns typed-ns#{}", ns.0),
             Op::Sethostname { name } => write!(f, "sethostname {name:?}"),
             Op::BindPort { port } => write!(f, "bind tcp 0.0.0.0:{port}"),
+            Op::MountNew { fs_type, path } => write!(f, "mount -t {fs_type} none {path}"),
         }
     }
 }

@@ -10,6 +10,11 @@ use super::raw::Ctx;
 use crate::world::{NsRef, SbRef, World, FS_ALLOW_IDMAP};
 use crate::Error;
 
+/// Whether the model knows if `fs_type` has `FS_USERNS_MOUNT`.
+pub fn knows_fs_type(fs_type: &str) -> bool {
+    FS_USERNS_MOUNT.contains(&fs_type) || NOT_FS_USERNS_MOUNT.contains(&fs_type)
+}
+
 /// Filesystem types with `FS_USERNS_MOUNT` on 6.18: a superblock of one of these may belong to
 /// (be mounted from) a non-initial user namespace.
 pub const FS_USERNS_MOUNT: &[&str] = &[

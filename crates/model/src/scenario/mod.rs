@@ -20,6 +20,7 @@ mod proposals;
 mod raw;
 mod world;
 
+pub use buildable::{knows_fs_type, FS_USERNS_MOUNT};
 pub use compare::{Difference, Side};
 use ops::parse_op;
 use raw::*;

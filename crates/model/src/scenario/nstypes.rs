@@ -147,6 +147,15 @@ pub(super) struct BindArgs {
     port: Spanned<i64>,
 }
 
+/// `mount`: a new instance of `type` on `path`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MountArgs {
+    #[serde(rename = "type")]
+    fs_type: Spanned<String>,
+    path: Spanned<String>,
+}
+
 /// The [`Op`] of one of these operations; `n` numbers unnamed new namespaces.
 pub(super) fn op(c: &Ctx, w: &World, by: &str, spec: &OpSpec, n: usize) -> Result<Op, Error> {
     Ok(match spec {
@@ -174,6 +183,10 @@ pub(super) fn op(c: &Ctx, w: &World, by: &str, spec: &OpSpec, n: usize) -> Resul
             }
             Op::BindPort { port: p as u16 }
         }
+        OpSpec::Mount(a) => Op::MountNew {
+            fs_type: a.fs_type.get_ref().clone(),
+            path: a.path.get_ref().clone(),
+        },
         _ => unreachable!("dispatched by OpCx::op"),
     })
 }

@@ -309,6 +309,7 @@ op_specs! {
     SetnsNs(super::nstypes::SetnsNsArgs),
     Sethostname(super::nstypes::SethostnameArgs),
     Bind(super::nstypes::BindArgs),
+    Mount(super::nstypes::MountArgs),
 }
 
 /// The field names a derived `Deserialize` struct declares, read by asking it to deserialize

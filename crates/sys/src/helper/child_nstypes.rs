@@ -6,8 +6,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::child_sys::sys_ret;
 use super::protocol::{
-    Rep, Req, CALL_BIND_TCP, CALL_SETHOSTNAME, CALL_SETNS_NS, CALL_UNSHARE_NS, STEP_IO,
-    STEP_PROTOCOL,
+    Rep, Req, CALL_BIND_TCP, CALL_MOUNT_NEW, CALL_SETHOSTNAME, CALL_SETNS_NS, CALL_UNSHARE_NS,
+    STEP_IO, STEP_PROTOCOL,
 };
 use crate::Errno;
 
@@ -19,7 +19,7 @@ fn fail(e: Errno) -> Rep {
 pub(super) fn handles(req: &Req) -> bool {
     matches!(
         req.how,
-        CALL_UNSHARE_NS | CALL_SETNS_NS | CALL_SETHOSTNAME | CALL_BIND_TCP
+        CALL_UNSHARE_NS | CALL_SETNS_NS | CALL_SETHOSTNAME | CALL_BIND_TCP | CALL_MOUNT_NEW
     )
 }
 
@@ -48,6 +48,7 @@ pub(super) fn call(req: &Req, payload: &[u8], passed: Option<OwnedFd>) -> Result
             sys_ret(r).map(|_| ()).map_err(fail)
         }
         CALL_BIND_TCP => bind_tcp(req.arg0 as u16).map_err(fail),
+        CALL_MOUNT_NEW => mount_new(payload),
         _ => Err(Rep::err(STEP_PROTOCOL, Errno::NOSYS)),
     }
 }
@@ -63,4 +64,24 @@ fn bind_tcp(port: u16) -> Result<(), Errno> {
         &s,
         &rustix::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, port),
     )
+}
+
+/// `mount("none", path, type, 0, NULL)`; the payload is "type\0path\0".
+fn mount_new(payload: &[u8]) -> Result<(), Rep> {
+    let bad = || Rep::err(STEP_PROTOCOL, Errno::INVAL);
+    let ty = std::ffi::CStr::from_bytes_until_nul(payload).map_err(|_| bad())?;
+    let rest = &payload[ty.to_bytes_with_nul().len()..];
+    let path = std::ffi::CStr::from_bytes_until_nul(rest).map_err(|_| bad())?;
+    // SAFETY: mount reads three NUL-terminated strings from the request buffer and no data.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount,
+            c"none".as_ptr(),
+            path.as_ptr(),
+            ty.as_ptr(),
+            0 as libc::c_ulong,
+            std::ptr::null::<libc::c_void>(),
+        )
+    };
+    sys_ret(r).map(|_| ()).map_err(fail)
 }

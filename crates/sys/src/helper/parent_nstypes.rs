@@ -44,4 +44,20 @@ impl UsernsChild {
             .syscall(protocol::CALL_BIND_TCP, [u64::from(port), 0, 0], &[])?
             .map(|_| ()))
     }
+
+    /// `mount("none", path, fs_type, 0, NULL)` in the helper's mount namespace.
+    pub fn mount_new(
+        &self,
+        fs_type: &str,
+        path: &std::path::Path,
+    ) -> Result<Result<(), Errno>, Error> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut p = fs_type.as_bytes().to_vec();
+        p.push(0);
+        p.extend_from_slice(path.as_os_str().as_bytes());
+        p.push(0);
+        Ok(self
+            .syscall(protocol::CALL_MOUNT_NEW, [0, 0, 0], &p)?
+            .map(|_| ()))
+    }
 }
