@@ -454,19 +454,18 @@ impl World {
         if !tr!(t.check(ok, f, format!("{need}: {}", self.show_typed(ns)), vec![])) {
             return Err(Errno::EPERM.into());
         }
-        match kind {
-            NsType::Mnt => {
-                if !tr!(t.check(
-                    !tk.shared_fs,
-                    f,
-                    "the caller's fs_struct must not be shared (fs->users == 1)",
-                    vec![]
-                )) {
-                    return Err(Errno::EINVAL.into());
-                }
-            }
-            NsType::Pid => self.pidns_install_descendant(t, task, ns)?,
-            _ => {}
+        if kind == NsType::Mnt
+            && !tr!(t.check(
+                !tk.shared_fs,
+                f,
+                "the caller's fs_struct must not be shared (fs->users == 1)",
+                vec![]
+            ))
+        {
+            return Err(Errno::EINVAL.into());
+        }
+        if kind == NsType::Pid {
+            self.pidns_install_descendant(t, task, ns)?;
         }
         self.set_for_task(task, ns);
         let note = match kind {

@@ -125,9 +125,10 @@ pub(super) fn check_idmapped_mount(
     let s = w.sb(sb);
     let refuse = |why: String| Err(c.err(span.clone(), why));
     if ns == w.init_ns() {
-        return refuse(format!(
+        return refuse(
             "a mount cannot be idmapped with the initial namespace (build_mount_idmapped: EPERM): declare a namespace with an identity map instead"
-        ));
+                .to_string(),
+        );
     }
     let missing: Vec<&str> = [("uid_map", &n.uid_map), ("gid_map", &n.gid_map)]
         .into_iter()
