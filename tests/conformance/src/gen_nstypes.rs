@@ -104,12 +104,21 @@ pub fn append(rng: &mut Rng, t: &mut String, procs: &[GenProc], userns: &[GenUse
     }
     // A mount last: the model does not add it to its one mount table, so no later operation
     // may look below it.
-    if rng.chance(1, 2) {
-        let by = &procs[rng.below(procs.len() as u64) as usize].name;
-        let ty = rng.pick(&["tmpfs", "tmpfs", "ramfs"]);
-        let _ = writeln!(
-            t,
-            "\n[[op]]\nby = \"{by}\"\nop = \"mount\"\ntype = \"{ty}\"\npath = \"/\""
-        );
+    // Or an umount of the second view of the tmpfs (a mount with options or an idmap, when
+    // the scenario has one): MNT_LOCKED in mount namespaces copied for other user namespaces.
+    match rng.below(4) {
+        0 | 1 => {
+            let by = &procs[rng.below(procs.len() as u64) as usize].name;
+            let ty = rng.pick(&["tmpfs", "tmpfs", "ramfs"]);
+            let _ = writeln!(
+                t,
+                "\n[[op]]\nby = \"{by}\"\nop = \"mount\"\ntype = \"{ty}\"\npath = \"/\""
+            );
+        }
+        2 => {
+            let by = &procs[rng.below(procs.len() as u64) as usize].name;
+            let _ = writeln!(t, "\n[[op]]\nby = \"{by}\"\nop = \"umount\"\npath = \"/m\"");
+        }
+        _ => {}
     }
 }

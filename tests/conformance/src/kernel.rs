@@ -983,10 +983,13 @@ impl<'f> Realised<'f> {
             | Op::SetnsNs { .. }
             | Op::Sethostname { .. }
             | Op::BindPort { .. }
-            | Op::MountNew { .. } => {
+            | Op::MountNew { .. }
+            | Op::Umount { .. } => {
                 let fds = &self.live.ns_fds;
                 let real = |p: &str| Self::resolve(&self.mounts, p);
-                match crate::kernel_nstypes::perform(&mut self.typed, fds, world, h, op, &real) {
+                let att = &self.attached;
+                match crate::kernel_nstypes::perform(&mut self.typed, fds, world, h, op, &real, att)
+                {
                     Ok(r) => r,
                     Err(skip) => return Ok(skip),
                 }

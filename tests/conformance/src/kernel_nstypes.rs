@@ -238,6 +238,7 @@ pub fn perform(
     h: &UsernsChild,
     op: &Op,
     real: &dyn Fn(&str) -> Option<PathBuf>,
+    attached: &[PathBuf],
 ) -> Result<Result<Values, Errno>, KernelAnswer> {
     let pid = h.pid().0;
     let e = |x: credns_sys::Error| KernelAnswer::Skipped(format!("helper: {x}"));
@@ -317,6 +318,25 @@ pub fn perform(
                 return Err(KernelAnswer::Skipped(format!("no real path for {path}")));
             };
             Ok(h.mount_new(fs_type, &dir).map_err(e)?.map(|()| Vec::new()))
+        }
+        Op::Umount { path } => {
+            let Some(dir) = real(path) else {
+                return Err(KernelAnswer::Skipped(format!("no real path for {path}")));
+            };
+            let model_mount = w
+                .mounts()
+                .any(|(_, m)| Some(m.path.as_str()) == Some(path.trim_end_matches('/')));
+            if model_mount && !attached.contains(&dir) {
+                return Err(KernelAnswer::Skipped(
+                    "a mount realised as a plain directory here".into(),
+                ));
+            }
+            if mount_could_leak(pid) {
+                return Err(KernelAnswer::Skipped(
+                    "an umount by a process that could unmount in this machine's mount tree".into(),
+                ));
+            }
+            Ok(h.umount(&dir).map_err(e)?.map(|()| Vec::new()))
         }
         _ => Err(KernelAnswer::Skipped(
             "not an operation on other namespaces".into(),

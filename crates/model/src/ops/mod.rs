@@ -184,6 +184,7 @@ impl World {
             Op::Sethostname { name } => self.op_sethostname(t, task, name),
             Op::BindPort { port } => self.op_bind_port(t, task, *port),
             Op::MountNew { fs_type, path } => self.op_mount_new(t, task, fs_type, path),
+            Op::Umount { path } => self.op_umount(t, task, path),
         }
     }
 }

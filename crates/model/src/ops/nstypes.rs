@@ -131,6 +131,9 @@ pub struct TypedNs {
     pub hostname: Option<String>,
     /// For network namespaces: `net.ipv4.ip_unprivileged_port_start`.
     pub ip_unprivileged_port_start: u32,
+    /// For mount namespaces: copied from one owned by another user namespace, so every mount
+    /// but its root is `MNT_LOCKED` (`lock_mnt_tree`).
+    pub locked: bool,
 }
 
 /// A [`TypedNs`] of a [`World`].
@@ -166,6 +169,7 @@ impl Default for NsTypes {
                 level: 0,
                 hostname: None,
                 ip_unprivileged_port_start: PROT_SOCK,
+                locked: false,
             })
             .collect();
         NsTypes {
@@ -253,6 +257,8 @@ impl World {
             level,
             hostname: None,
             ip_unprivileged_port_start: PROT_SOCK,
+            // A declared mount namespace is a copy of the initial one.
+            locked: kind == NsType::Mnt && owner != self.init_ns(),
         });
         Ok(TypedNsRef(self.nstypes.list.len() - 1))
     }
@@ -343,6 +349,13 @@ impl World {
         let new = self
             .add_typed_ns(kind, name, owner, parent)
             .map_err(|e| crate::vfs::Stop::unknown(e.to_string()))?;
+        // copy_mnt_ns: a copy made for another user namespace than the old one's owner has
+        // every mount but its root locked.
+        if kind == NsType::Mnt {
+            let old = self.typed_ns(m.ns[NsType::Mnt.index()]);
+            let locked = old.locked || old.owner != owner;
+            self.typed_ns_mut(new).locked = locked;
+        }
         // copy_utsname: the new UTS namespace starts with a copy of the old one's name.
         if kind == NsType::Uts {
             let old = m.ns[NsType::Uts.index()];

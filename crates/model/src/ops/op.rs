@@ -306,6 +306,11 @@ pub enum Op {
         /// The mount point.
         path: String,
     },
+    /// `umount(path)`.
+    Umount {
+        /// The mount point.
+        path: String,
+    },
 }
 
 impl Op {
@@ -439,6 +444,7 @@ impl std::fmt::Display for Op {
             Op::Sethostname { name } => write!(f, "sethostname {name:?}"),
             Op::BindPort { port } => write!(f, "bind tcp 0.0.0.0:{port}"),
             Op::MountNew { fs_type, path } => write!(f, "mount -t {fs_type} none {path}"),
+            Op::Umount { path } => write!(f, "umount {path}"),
         }
     }
 }

@@ -111,3 +111,59 @@ impl World {
         Ok(None)
     }
 }
+
+impl World {
+    /// `umount(path)` (`path_umount`, `can_umount`): the path is looked up, then `may_mount`,
+    /// then it must be a mount point, then not `MNT_LOCKED`.
+    pub(super) fn op_umount(&mut self, t: &mut Tracer, task: TaskRef, path: &str) -> OpResult {
+        let cred = self.task(task).cred.clone();
+        self.walk_existing(t, &cred, path)?;
+        let mnt = self.task_typed_ns(task, NsType::Mnt);
+        let owner = self.typed_ns(mnt).owner;
+        let may = self.ns_capable(t, &cred, owner, Cap::SYS_ADMIN);
+        if !tr!(t.check(
+            may,
+            "may_mount",
+            format!(
+                "CAP_SYS_ADMIN over \"{}\", the owner of mount namespace \"{}\"",
+                self.ns(owner).name,
+                self.typed_ns(mnt).name
+            ),
+            vec![],
+        )) {
+            return Err(Errno::EPERM.into());
+        }
+        let norm = crate::world::normalise(path).unwrap_or_default();
+        if norm == "/" {
+            return Err(Stop::unknown(
+                "umount of the root of the mount namespace: whether it is the caller's root and busy (do_umount)",
+            ));
+        }
+        if !tr!(t.check(
+            self.mount_at(&norm).is_some(),
+            "can_umount",
+            "the path must be a mount point (path_mounted)",
+            vec![],
+        )) {
+            return Err(Errno::EINVAL.into());
+        }
+        let locked = self.typed_ns(mnt).locked;
+        if !tr!(t.check(
+            !locked,
+            "can_umount",
+            format!(
+                "the mount must not be MNT_LOCKED (mount namespace \"{}\" was copied for a less privileged user namespace: lock_mnt_tree)",
+                self.typed_ns(mnt).name
+            ),
+            vec![],
+        )) {
+            return Err(Errno::EINVAL.into());
+        }
+        tr!(t.pass(
+            "do_umount",
+            "unmounted in the caller's mount namespace (the model's one mount table keeps it; nothing holds it busy)",
+            vec![],
+        ));
+        Ok(None)
+    }
+}

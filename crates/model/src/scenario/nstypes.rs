@@ -187,6 +187,9 @@ pub(super) fn op(c: &Ctx, w: &World, by: &str, spec: &OpSpec, n: usize) -> Resul
             fs_type: a.fs_type.get_ref().clone(),
             path: a.path.get_ref().clone(),
         },
+        OpSpec::Umount(a) => Op::Umount {
+            path: a.path.get_ref().clone(),
+        },
         _ => unreachable!("dispatched by OpCx::op"),
     })
 }

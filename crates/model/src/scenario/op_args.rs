@@ -310,6 +310,7 @@ op_specs! {
     Sethostname(super::nstypes::SethostnameArgs),
     Bind(super::nstypes::BindArgs),
     Mount(super::nstypes::MountArgs),
+    Umount(super::op_args::PathArgs),
 }
 
 /// The field names a derived `Deserialize` struct declares, read by asking it to deserialize

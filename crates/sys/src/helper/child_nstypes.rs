@@ -6,8 +6,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::child_sys::sys_ret;
 use super::protocol::{
-    Rep, Req, CALL_BIND_TCP, CALL_MOUNT_NEW, CALL_SETHOSTNAME, CALL_SETNS_NS, CALL_UNSHARE_NS,
-    STEP_IO, STEP_PROTOCOL,
+    Rep, Req, CALL_BIND_TCP, CALL_MOUNT_NEW, CALL_SETHOSTNAME, CALL_SETNS_NS, CALL_UMOUNT,
+    CALL_UNSHARE_NS, STEP_IO, STEP_PROTOCOL,
 };
 use crate::Errno;
 
@@ -19,7 +19,12 @@ fn fail(e: Errno) -> Rep {
 pub(super) fn handles(req: &Req) -> bool {
     matches!(
         req.how,
-        CALL_UNSHARE_NS | CALL_SETNS_NS | CALL_SETHOSTNAME | CALL_BIND_TCP | CALL_MOUNT_NEW
+        CALL_UNSHARE_NS
+            | CALL_SETNS_NS
+            | CALL_SETHOSTNAME
+            | CALL_BIND_TCP
+            | CALL_MOUNT_NEW
+            | CALL_UMOUNT
     )
 }
 
@@ -49,6 +54,13 @@ pub(super) fn call(req: &Req, payload: &[u8], passed: Option<OwnedFd>) -> Result
         }
         CALL_BIND_TCP => bind_tcp(req.arg0 as u16).map_err(fail),
         CALL_MOUNT_NEW => mount_new(payload),
+        CALL_UMOUNT => {
+            let path = std::ffi::CStr::from_bytes_until_nul(payload)
+                .map_err(|_| Rep::err(STEP_PROTOCOL, Errno::INVAL))?;
+            // SAFETY: umount2 reads the NUL-terminated path from the request buffer.
+            let r = unsafe { libc::syscall(libc::SYS_umount2, path.as_ptr(), 0 as libc::c_int) };
+            sys_ret(r).map(|_| ()).map_err(fail)
+        }
         _ => Err(Rep::err(STEP_PROTOCOL, Errno::NOSYS)),
     }
 }

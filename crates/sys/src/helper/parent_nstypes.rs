@@ -60,4 +60,14 @@ impl UsernsChild {
             .syscall(protocol::CALL_MOUNT_NEW, [0, 0, 0], &p)?
             .map(|_| ()))
     }
+
+    /// `umount2(path, 0)` in the helper's mount namespace.
+    pub fn umount(&self, path: &std::path::Path) -> Result<Result<(), Errno>, Error> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut p = path.as_os_str().as_bytes().to_vec();
+        p.push(0);
+        Ok(self
+            .syscall(protocol::CALL_UMOUNT, [0, 0, 0], &p)?
+            .map(|_| ()))
+    }
 }

@@ -81,6 +81,7 @@ pub(crate) const CALL_SETNS_NS: u32 = 41;
 pub(crate) const CALL_SETHOSTNAME: u32 = 42;
 pub(crate) const CALL_BIND_TCP: u32 = 43;
 pub(crate) const CALL_MOUNT_NEW: u32 = 44;
+pub(crate) const CALL_UMOUNT: u32 = 45;
 
 /// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
 /// fsgid securebits flags umask ngroups.
