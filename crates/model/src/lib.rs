@@ -86,7 +86,7 @@ pub use keys::{
     KEY_SETATTR, KEY_USR_ALL, KEY_VIEW, KEY_WRITE, SESSION_KEYRING_PERM, USER_KEYRING_PERM,
 };
 pub use ops::{MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
-pub use ops::{NsType, NsTypes, TypedNs, TypedNsRef, PROT_SOCK};
+pub use ops::{NsType, NsTypes, RemountFlags, TypedNs, TypedNsRef, PROT_SOCK};
 pub use outcome::{Outcome, Output, Step, StepVerdict, Values, Verdict};
 pub use query::AccessQuery;
 pub use scenario::{Difference, Expect, OpReport, Scenario, Side};

@@ -104,7 +104,7 @@ pub fn append(rng: &mut Rng, t: &mut String, procs: &[GenProc], userns: &[GenUse
     }
     // A mount last: the model does not add it to its one mount table, so no later operation
     // may look below it.
-    // Or an umount of the second view of the tmpfs (a mount with options or an idmap, when
+    // Or an umount or a bind remount of the second view of the tmpfs (a mount with options or an idmap, when
     // the scenario has one): MNT_LOCKED in mount namespaces copied for other user namespaces.
     match rng.below(4) {
         0 | 1 => {
@@ -119,6 +119,17 @@ pub fn append(rng: &mut Rng, t: &mut String, procs: &[GenProc], userns: &[GenUse
             let by = &procs[rng.below(procs.len() as u64) as usize].name;
             let _ = writeln!(t, "\n[[op]]\nby = \"{by}\"\nop = \"umount\"\npath = \"/m\"");
         }
-        _ => {}
+        _ => {
+            let by = &procs[rng.below(procs.len() as u64) as usize].name;
+            let _ = writeln!(
+                t,
+                "\n[[op]]\nby = \"{by}\"\nop = \"remount\"\npath = \"/m\""
+            );
+            for k in ["read_only", "nosuid", "noexec"] {
+                if rng.chance(1, 2) {
+                    let _ = writeln!(t, "{k} = true");
+                }
+            }
+        }
     }
 }

@@ -984,7 +984,8 @@ impl<'f> Realised<'f> {
             | Op::Sethostname { .. }
             | Op::BindPort { .. }
             | Op::MountNew { .. }
-            | Op::Umount { .. } => {
+            | Op::Umount { .. }
+            | Op::Remount { .. } => {
                 let fds = &self.live.ns_fds;
                 let real = |p: &str| Self::resolve(&self.mounts, p);
                 let att = &self.attached;

@@ -319,6 +319,28 @@ pub fn perform(
             };
             Ok(h.mount_new(fs_type, &dir).map_err(e)?.map(|()| Vec::new()))
         }
+        Op::Remount { path, flags } => {
+            let Some(dir) = real(path) else {
+                return Err(KernelAnswer::Skipped(format!("no real path for {path}")));
+            };
+            let model_mount = w
+                .mounts()
+                .any(|(_, m)| m.path == path.trim_end_matches('/'));
+            if model_mount && !attached.contains(&dir) {
+                return Err(KernelAnswer::Skipped(
+                    "a mount realised as a plain directory here".into(),
+                ));
+            }
+            if mount_could_leak(pid) {
+                return Err(KernelAnswer::Skipped(
+                    "a remount by a process that could change this machine's mount tree".into(),
+                ));
+            }
+            let bits = u64::from(flags.read_only)
+                | (u64::from(flags.nosuid) << 1)
+                | (u64::from(flags.noexec) << 3);
+            Ok(h.remount_bind(&dir, bits).map_err(e)?.map(|()| Vec::new()))
+        }
         Op::Umount { path } => {
             let Some(dir) = real(path) else {
                 return Err(KernelAnswer::Skipped(format!("no real path for {path}")));

@@ -14,6 +14,7 @@ mod userns_mount;
 
 pub use nstypes::{NsType, NsTypes, TypedNs, TypedNsRef, PROT_SOCK};
 pub use op::{MapKind, Op, NGROUPS_MAX, NSIG, SIGCONT};
+pub use userns_mount::RemountFlags;
 
 use crate::outcome::{Outcome, Output, Tracer, Values, Verdict};
 use crate::vfs::Stop;
@@ -185,6 +186,7 @@ impl World {
             Op::BindPort { port } => self.op_bind_port(t, task, *port),
             Op::MountNew { fs_type, path } => self.op_mount_new(t, task, fs_type, path),
             Op::Umount { path } => self.op_umount(t, task, path),
+            Op::Remount { path, flags } => self.op_remount(t, task, path, *flags),
         }
     }
 }

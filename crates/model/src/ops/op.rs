@@ -311,6 +311,13 @@ pub enum Op {
         /// The mount point.
         path: String,
     },
+    /// `mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | flags, NULL)`.
+    Remount {
+        /// The mount point.
+        path: String,
+        /// The flags it will have.
+        flags: crate::ops::RemountFlags,
+    },
 }
 
 impl Op {
@@ -445,6 +452,7 @@ impl std::fmt::Display for Op {
             Op::BindPort { port } => write!(f, "bind tcp 0.0.0.0:{port}"),
             Op::MountNew { fs_type, path } => write!(f, "mount -t {fs_type} none {path}"),
             Op::Umount { path } => write!(f, "umount {path}"),
+            Op::Remount { path, flags } => write!(f, "remount,bind {path} {flags:?}"),
         }
     }
 }

@@ -167,3 +167,92 @@ impl World {
         Ok(None)
     }
 }
+
+/// The per-mount flags a bind remount sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RemountFlags {
+    /// `MS_RDONLY`.
+    pub read_only: bool,
+    /// `MS_NOSUID`.
+    pub nosuid: bool,
+    /// `MS_NOEXEC`.
+    pub noexec: bool,
+}
+
+impl World {
+    /// `mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | flags, NULL)` (`do_reconfigure_mnt`):
+    /// in a locked mount namespace a flag the mount has may not be cleared
+    /// (`can_change_locked_flags`: EPERM). The access-time flags are kept (a remount without
+    /// any keeps them), so `MNT_LOCK_ATIME` never refuses here.
+    pub(super) fn op_remount(
+        &mut self,
+        t: &mut Tracer,
+        task: TaskRef,
+        path: &str,
+        f: RemountFlags,
+    ) -> OpResult {
+        let cred = self.task(task).cred.clone();
+        self.walk_existing(t, &cred, path)?;
+        let mnt = self.task_typed_ns(task, NsType::Mnt);
+        let owner = self.typed_ns(mnt).owner;
+        let may = self.ns_capable(t, &cred, owner, Cap::SYS_ADMIN);
+        if !tr!(t.check(
+            may,
+            "may_mount",
+            format!(
+                "CAP_SYS_ADMIN over \"{}\", the owner of the caller's mount namespace",
+                self.ns(owner).name
+            ),
+            vec![],
+        )) {
+            return Err(Errno::EPERM.into());
+        }
+        let norm = crate::world::normalise(path).unwrap_or_default();
+        if norm == "/" {
+            return Err(Stop::unknown(
+                "a remount of the root of the mount namespace",
+            ));
+        }
+        let Some(m) = self.mount_at(&norm) else {
+            tr!(t.fail(
+                "do_reconfigure_mnt",
+                "the path must be a mount point (path_mounted)",
+                vec![]
+            ));
+            return Err(Errno::EINVAL.into());
+        };
+        let mm = self.mount(m).clone();
+        if self.typed_ns(mnt).locked {
+            let cleared: Vec<&str> = [
+                ("ro", mm.read_only && !f.read_only),
+                ("nosuid", mm.nosuid && !f.nosuid),
+                ("noexec", mm.noexec && !f.noexec),
+            ]
+            .into_iter()
+            .filter(|(_, c)| *c)
+            .map(|(n, _)| n)
+            .collect();
+            if !tr!(t.check(
+                cleared.is_empty(),
+                "can_change_locked_flags",
+                "a locked mount's ro, nosuid, nodev and noexec may not be cleared",
+                vec![(
+                    "cleared",
+                    if cleared.is_empty() {
+                        "none".into()
+                    } else {
+                        cleared.join(",")
+                    }
+                )],
+            )) {
+                return Err(Errno::EPERM.into());
+            }
+        }
+        tr!(t.pass(
+            "do_reconfigure_mnt",
+            "the mount's flags are set in the caller's mount namespace (the model's one mount table keeps its own)",
+            vec![],
+        ));
+        Ok(None)
+    }
+}

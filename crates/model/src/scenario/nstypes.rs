@@ -156,6 +156,16 @@ pub(super) struct MountArgs {
     path: Spanned<String>,
 }
 
+/// `remount`: a bind remount of `path` with the flags given (missing: cleared).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RemountArgs {
+    path: Spanned<String>,
+    read_only: Option<bool>,
+    nosuid: Option<bool>,
+    noexec: Option<bool>,
+}
+
 /// The [`Op`] of one of these operations; `n` numbers unnamed new namespaces.
 pub(super) fn op(c: &Ctx, w: &World, by: &str, spec: &OpSpec, n: usize) -> Result<Op, Error> {
     Ok(match spec {
@@ -189,6 +199,14 @@ pub(super) fn op(c: &Ctx, w: &World, by: &str, spec: &OpSpec, n: usize) -> Resul
         },
         OpSpec::Umount(a) => Op::Umount {
             path: a.path.get_ref().clone(),
+        },
+        OpSpec::Remount(a) => Op::Remount {
+            path: a.path.get_ref().clone(),
+            flags: crate::ops::RemountFlags {
+                read_only: a.read_only.unwrap_or(false),
+                nosuid: a.nosuid.unwrap_or(false),
+                noexec: a.noexec.unwrap_or(false),
+            },
         },
         _ => unreachable!("dispatched by OpCx::op"),
     })

@@ -311,6 +311,7 @@ op_specs! {
     Bind(super::nstypes::BindArgs),
     Mount(super::nstypes::MountArgs),
     Umount(super::op_args::PathArgs),
+    Remount(super::nstypes::RemountArgs),
 }
 
 /// The field names a derived `Deserialize` struct declares, read by asking it to deserialize

@@ -257,7 +257,8 @@ impl OpCx<'_, '_> {
             | KeyctlChown(_)
             | KeyctlGetKeyringId(_)
             | RequestKey(_) => self.key_op(spec)?,
-            UnshareNs(_) | SetnsNs(_) | Sethostname(_) | Bind(_) | Mount(_) | Umount(_) => {
+            UnshareNs(_) | SetnsNs(_) | Sethostname(_) | Bind(_) | Mount(_) | Umount(_)
+            | Remount(_) => {
                 self.earlier.typed += 1;
                 let by = &self.w.task(self.by).name;
                 super::nstypes::op(self.c, self.w, by, spec, self.earlier.typed)?

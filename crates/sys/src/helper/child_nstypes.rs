@@ -1,13 +1,14 @@
 //! The forked child's side of the calls on namespaces other than user namespaces:
 //! `unshare(CLONE_NEW*)`, `setns(fd, CLONE_NEW*)`, `sethostname(2)` and `bind(2)` of a TCP
-//! port. Raw system calls on the request buffers only, like the other child calls.
+//! port, `mount(2)` of a new instance, `umount2(2)` and a bind remount. Raw system calls on
+//! the request buffers only, like the other child calls.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::child_sys::sys_ret;
 use super::protocol::{
-    Rep, Req, CALL_BIND_TCP, CALL_MOUNT_NEW, CALL_SETHOSTNAME, CALL_SETNS_NS, CALL_UMOUNT,
-    CALL_UNSHARE_NS, STEP_IO, STEP_PROTOCOL,
+    Rep, Req, CALL_BIND_TCP, CALL_MOUNT_NEW, CALL_REMOUNT_BIND, CALL_SETHOSTNAME, CALL_SETNS_NS,
+    CALL_UMOUNT, CALL_UNSHARE_NS, STEP_IO, STEP_PROTOCOL,
 };
 use crate::Errno;
 
@@ -25,6 +26,7 @@ pub(super) fn handles(req: &Req) -> bool {
             | CALL_BIND_TCP
             | CALL_MOUNT_NEW
             | CALL_UMOUNT
+            | CALL_REMOUNT_BIND
     )
 }
 
@@ -54,6 +56,27 @@ pub(super) fn call(req: &Req, payload: &[u8], passed: Option<OwnedFd>) -> Result
         }
         CALL_BIND_TCP => bind_tcp(req.arg0 as u16).map_err(fail),
         CALL_MOUNT_NEW => mount_new(payload),
+        CALL_REMOUNT_BIND => {
+            let path = std::ffi::CStr::from_bytes_until_nul(payload)
+                .map_err(|_| Rep::err(STEP_PROTOCOL, Errno::INVAL))?;
+            // MS_REMOUNT | MS_BIND and the MS_RDONLY/MS_NOSUID/MS_NOEXEC bits sent.
+            let flags = (libc::MS_REMOUNT | libc::MS_BIND) as libc::c_ulong
+                | (req.arg0 as libc::c_ulong
+                    & (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC) as libc::c_ulong);
+            // SAFETY: mount reads the NUL-terminated path from the request buffer; the other
+            // pointers are NULL.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_mount,
+                    std::ptr::null::<libc::c_char>(),
+                    path.as_ptr(),
+                    std::ptr::null::<libc::c_char>(),
+                    flags,
+                    std::ptr::null::<libc::c_void>(),
+                )
+            };
+            sys_ret(r).map(|_| ()).map_err(fail)
+        }
         CALL_UMOUNT => {
             let path = std::ffi::CStr::from_bytes_until_nul(payload)
                 .map_err(|_| Rep::err(STEP_PROTOCOL, Errno::INVAL))?;

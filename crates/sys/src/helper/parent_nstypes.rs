@@ -70,4 +70,19 @@ impl UsernsChild {
             .syscall(protocol::CALL_UMOUNT, [0, 0, 0], &p)?
             .map(|_| ()))
     }
+
+    /// `mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | flags, NULL)`: `flags` of `MS_RDONLY`
+    /// (1), `MS_NOSUID` (2) and `MS_NOEXEC` (8).
+    pub fn remount_bind(
+        &self,
+        path: &std::path::Path,
+        flags: u64,
+    ) -> Result<Result<(), Errno>, Error> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut p = path.as_os_str().as_bytes().to_vec();
+        p.push(0);
+        Ok(self
+            .syscall(protocol::CALL_REMOUNT_BIND, [flags, 0, 0], &p)?
+            .map(|_| ()))
+    }
 }

@@ -82,6 +82,7 @@ pub(crate) const CALL_SETHOSTNAME: u32 = 42;
 pub(crate) const CALL_BIND_TCP: u32 = 43;
 pub(crate) const CALL_MOUNT_NEW: u32 = 44;
 pub(crate) const CALL_UMOUNT: u32 = 45;
+pub(crate) const CALL_REMOUNT_BIND: u32 = 46;
 
 /// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
 /// fsgid securebits flags umask ngroups.
