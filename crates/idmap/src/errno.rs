@@ -26,11 +26,12 @@ pub enum Errno {
     EBUSY = 16,
     EXDEV = 18,
     ENOTEMPTY = 39,
+    EUSERS = 87,
 }
 
 impl Errno {
     /// Every errno known here, in the order `parse` tries them.
-    pub const ALL: [Errno; 19] = [
+    pub const ALL: [Errno; 20] = [
         Errno::EPERM,
         Errno::ENOENT,
         Errno::ESRCH,
@@ -50,6 +51,7 @@ impl Errno {
         Errno::EBUSY,
         Errno::EXDEV,
         Errno::ENOTEMPTY,
+        Errno::EUSERS,
     ];
 
     /// The errno's number.
@@ -84,6 +86,7 @@ impl Errno {
             Errno::EBUSY => "EBUSY",
             Errno::EXDEV => "EXDEV",
             Errno::ENOTEMPTY => "ENOTEMPTY",
+            Errno::EUSERS => "EUSERS",
         }
     }
 

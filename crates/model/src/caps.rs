@@ -73,6 +73,7 @@ impl Cap {
     pub const CHECKPOINT_RESTORE: Cap = Cap(40);
     /// `CAP_PERFMON`.
     pub const PERFMON: Cap = Cap(38);
+    pub const NET_BIND_SERVICE: Cap = Cap(10);
 }
 
 impl Cap {

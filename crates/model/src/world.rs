@@ -428,6 +428,8 @@ pub struct World {
     pub protected: crate::ops::Protected,
     /// Connected sockets made by `connect` ops, with the peer credentials they recorded.
     pub(crate) connections: Vec<crate::ops::Connection>,
+    /// The namespaces of the other seven types and who is in which.
+    pub(crate) nstypes: crate::ops::NsTypes,
 }
 
 impl Default for World {
@@ -544,6 +546,7 @@ impl World {
             decl: Default::default(),
             protected: Default::default(),
             connections: Vec::new(),
+            nstypes: Default::default(),
         }
     }
 
@@ -766,23 +769,29 @@ impl World {
         let parent = n
             .parent
             .ok_or_else(|| Error::Model("the initial namespace's maps cannot be set".into()))?;
+        let which = if uid { "uid" } else { "gid" };
         // map_write refuses a write of a page or more: no namespace can have such a map.
         if text.len() >= 4096 {
             return Err(Error::Model(format!(
-                "{} map of \"{}\" is {} bytes; the kernel takes a map of at most 4095 bytes in one write (map_write)",
-                if uid { "uid" } else { "gid" },
+                "{which} map of \"{}\" is {} bytes; the kernel takes a map of at most 4095 bytes in one write (map_write: EINVAL)",
                 n.name,
                 text.len()
             )));
         }
         let extents = credns_idmap::parse_write(text.as_bytes()).map_err(|e| {
             Error::Model(format!(
-                "{} map of \"{}\": {e}",
-                if uid { "uid" } else { "gid" },
+                "{which} map of \"{}\": {e} ({}: {})",
+                n.name,
+                e.kernel_function(),
+                e.errno()
+            ))
+        })?;
+        let written = IdMap::new(extents).map_err(|e| {
+            Error::Model(format!(
+                "{which} map of \"{}\": {e} (map_write: EINVAL)",
                 n.name
             ))
         })?;
-        let written = IdMap::new(extents).map_err(|e| Error::Model(e.to_string()))?;
         let pmap = if uid {
             &self.ns(parent).uid_map
         } else {
@@ -790,8 +799,7 @@ impl World {
         };
         written.compose_strict(pmap).map_err(|e| {
             Error::Model(format!(
-                "{} map of \"{}\": {e}",
-                if uid { "uid" } else { "gid" },
+                "{which} map of \"{}\": {e} (map_write: EPERM)",
                 n.name
             ))
         })

@@ -82,7 +82,9 @@ fn map_longer_than_a_page_is_refused() {
     let (line, col, msg) = err(&text);
     assert_eq!((line, col), (4, 11), "{msg}");
     assert!(
-        msg.contains("the kernel takes a map of at most 4095 bytes in one write (map_write)"),
+        msg.contains(
+            "the kernel takes a map of at most 4095 bytes in one write (map_write: EINVAL)"
+        ),
         "{msg}"
     );
 }

@@ -27,6 +27,7 @@ pub mod maps;
 pub mod mount;
 mod ns;
 pub mod nsfree;
+pub mod nsmount;
 pub mod nsrefs;
 pub mod peer;
 pub mod pidfd;

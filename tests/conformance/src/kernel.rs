@@ -261,6 +261,8 @@ pub struct Realised<'f> {
     /// Clones attached for mounts with options or idmaps (detached on drop).
     attached: Vec<PathBuf>,
     live: Live,
+    /// Namespaces of the other seven types.
+    typed: crate::kernel_nstypes::Typed,
 }
 
 impl std::fmt::Debug for Realised<'_> {
@@ -274,6 +276,7 @@ impl std::fmt::Debug for Realised<'_> {
 impl Drop for Realised<'_> {
     fn drop(&mut self) {
         // Helpers first (procs, then the keepers of their namespaces, deepest first).
+        self.typed.clear();
         self.live.procs.clear();
         while let Some((_, k)) = self.live.keepers.pop_last() {
             drop(k);
@@ -342,6 +345,7 @@ fn check_realisable(s: &Scenario, raw: &toml::Table, fx: &Fixture) -> Result<(),
     if dumpable.trim() != w.suid_dumpable.to_string() {
         return Err("fs.suid_dumpable differs from this machine's".into());
     }
+    crate::kernel_nstypes::check_realisable(w)?;
     if let Some(ms) = raw.get("mount").and_then(|v| v.as_array()) {
         for m in ms {
             let t = m.as_table().cloned().unwrap_or_default();
@@ -406,6 +410,7 @@ impl<'f> Realised<'f> {
                 execd: Vec::new(),
                 conns: Default::default(),
             },
+            typed: Default::default(),
         };
         // Filesystems: one directory per superblock; mounts: that directory when the mount is
         // the filesystem's first plain one, else a clone of it attached with the mount's
@@ -591,6 +596,10 @@ impl<'f> Realised<'f> {
             clone.attach(&real).map_err(mounting)?;
             r.attached.push(real);
         }
+        r.typed = match crate::kernel_nstypes::Typed::realise(w, &r.live.keepers) {
+            Ok(t) => t,
+            Err(why) => return Ok(Err(why)),
+        };
         // Processes.
         for (tr, t) in w.tasks() {
             let c = &t.cred;
@@ -629,6 +638,9 @@ impl<'f> Realised<'f> {
                 crate::kernel_creds::reexec_in(&child, program.as_deref(), into.as_deref(), fd)?
             {
                 return Ok(Err(format!("process {}: {why}", t.name)));
+            }
+            if let Err(why) = r.typed.join(w, tr, &child) {
+                return Ok(Err(why));
             }
             if all_mapped {
                 let fc = FullCreds {
@@ -1045,6 +1057,22 @@ impl<'f> Realised<'f> {
                 r.map(|(_, u, g)| {
                     vec![("uid".into(), u.to_string()), ("gid".into(), g.to_string())]
                 })
+            }
+            Op::UnshareNs { .. }
+            | Op::SetnsNs { .. }
+            | Op::Sethostname { .. }
+            | Op::BindPort { .. }
+            | Op::MountNew { .. }
+            | Op::Umount { .. }
+            | Op::Remount { .. } => {
+                let fds = &self.live.ns_fds;
+                let real = |p: &str| Self::resolve(&self.mounts, p);
+                let att = &self.attached;
+                match crate::kernel_nstypes::perform(&mut self.typed, fds, world, h, op, &real, att)
+                {
+                    Ok(r) => r,
+                    Err(skip) => return Ok(skip),
+                }
             }
             Op::Capable { .. } => {
                 return Ok(KernelAnswer::Skipped(

@@ -755,5 +755,40 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
             }
         }
     }
+    crate::gen_nstypes::append(
+        &mut rng,
+        &mut t,
+        &gen_procs(&procs, &nss),
+        &gen_userns(&nss),
+    );
     t
+}
+
+fn gen_procs(procs: &[Proc], nss: &[Ns]) -> Vec<crate::gen_nstypes::GenProc> {
+    let userns = |p: &Proc| p.ns.map(|n| nss[n].name.clone());
+    let named = |p: &Proc| crate::gen_nstypes::GenProc {
+        name: p.name.clone(),
+        userns: if p.name == "pf" {
+            Some("fresh".into())
+        } else {
+            userns(p)
+        },
+    };
+    procs.iter().map(named).collect()
+}
+
+fn gen_userns(nss: &[Ns]) -> Vec<crate::gen_nstypes::GenUserns> {
+    let ancestors = |mut p: Option<usize>| {
+        let mut out = Vec::new();
+        while let Some(i) = p {
+            out.push(nss[i].name.clone());
+            p = nss[i].parent;
+        }
+        out
+    };
+    let one = |n: &Ns| crate::gen_nstypes::GenUserns {
+        name: n.name.clone(),
+        ancestors: ancestors(n.parent),
+    };
+    nss.iter().map(one).collect()
 }

@@ -211,6 +211,11 @@ impl ScratchFs {
         &self.mount.0
     }
 
+    /// The loop device it lives on (none for tmpfs).
+    pub fn device(&self) -> Option<&str> {
+        self._loop.as_ref().map(|l| l.0.as_str())
+    }
+
     /// Its kind.
     pub fn kind(&self) -> FsKind {
         self.kind

@@ -9,6 +9,7 @@ mod exec;
 mod fs;
 mod ids;
 mod namespaces;
+mod nstypes;
 mod op;
 mod ptrace_modes;
 mod setattr;
@@ -26,6 +27,10 @@ pub(crate) fn xattr_caps_name() -> &'static str {
 mod sockets;
 
 pub use op::{CapPrctlOption, MapKind, Op, ProcFile, NGROUPS_MAX, NSIG, SIGCONT};
+mod userns_mount;
+
+pub use nstypes::{NsType, NsTypes, TypedNs, TypedNsRef, PROT_SOCK};
+pub use userns_mount::RemountFlags;
 
 use crate::outcome::{Outcome, Output, Tracer, Values, Verdict};
 use crate::vfs::Stop;
@@ -221,6 +226,13 @@ impl World {
                 other_pid,
             } => self.op_send_creds(t, task, socket, (*uid, *gid), *other_pid),
             Op::ReadlinkProcFd { target, .. } => self.op_readlink_proc_fd(t, task, *target),
+            Op::UnshareNs { kind, name } => self.op_unshare_ns(t, task, *kind, name),
+            Op::SetnsNs { ns } => self.op_setns_ns(t, task, *ns),
+            Op::Sethostname { name } => self.op_sethostname(t, task, name),
+            Op::BindPort { port } => self.op_bind_port(t, task, *port),
+            Op::MountNew { fs_type, path } => self.op_mount_new(t, task, fs_type, path),
+            Op::Umount { path } => self.op_umount(t, task, path),
+            Op::Remount { path, flags } => self.op_remount(t, task, path, *flags),
         }
     }
 }

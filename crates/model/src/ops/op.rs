@@ -475,6 +475,48 @@ pub enum Op {
         /// The fd number (0, 1 and 2 exist in every process).
         fd: u32,
     },
+    /// `unshare(CLONE_NEW<kind>)` of one namespace type other than user; the new namespace
+    /// gets `name`.
+    UnshareNs {
+        /// The type.
+        kind: crate::ops::NsType,
+        /// Name of the new namespace.
+        name: String,
+    },
+    /// `setns(fd of the namespace, CLONE_NEW<its type>)` for a type other than user.
+    SetnsNs {
+        /// The namespace to enter.
+        ns: crate::ops::TypedNsRef,
+    },
+    /// `sethostname(name)` in the caller's UTS namespace.
+    Sethostname {
+        /// The new hostname.
+        name: String,
+    },
+    /// `bind` of a TCP socket to `0.0.0.0:port` in the caller's network namespace.
+    BindPort {
+        /// The port.
+        port: u16,
+    },
+    /// `mount("none", path, fs_type, 0, NULL)`: a new instance of a filesystem type.
+    MountNew {
+        /// The type (`tmpfs`, `proc`, …).
+        fs_type: String,
+        /// The mount point.
+        path: String,
+    },
+    /// `umount(path)`.
+    Umount {
+        /// The mount point.
+        path: String,
+    },
+    /// `mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | flags, NULL)`.
+    Remount {
+        /// The mount point.
+        path: String,
+        /// The flags it will have.
+        flags: crate::ops::RemountFlags,
+    },
 }
 
 impl Op {
@@ -677,6 +719,13 @@ impl std::fmt::Display for Op {
             Op::ReadlinkProcFd { target, fd } => {
                 write!(f, "readlink /proc/task#{}/fd/{fd}", target.0)
             }
+            Op::UnshareNs { kind, name } => write!(f, "unshare {} as {name}", kind.flag()),
+            Op::SetnsNs { ns } => write!(f, "setns typed-ns#{}", ns.0),
+            Op::Sethostname { name } => write!(f, "sethostname {name:?}"),
+            Op::BindPort { port } => write!(f, "bind tcp 0.0.0.0:{port}"),
+            Op::MountNew { fs_type, path } => write!(f, "mount -t {fs_type} none {path}"),
+            Op::Umount { path } => write!(f, "umount {path}"),
+            Op::Remount { path, flags } => write!(f, "remount,bind {path} {flags:?}"),
         }
     }
 }

@@ -12,8 +12,10 @@ use crate::Error;
 use credns_idmap::Errno;
 
 mod attr_ops;
+mod buildable;
 mod compare;
 mod dirent;
+mod nstypes;
 mod op_args;
 mod ops;
 mod ops_caps;
@@ -23,6 +25,7 @@ mod raw;
 mod run_keyring;
 mod world;
 
+pub use buildable::{knows_fs_type, FS_USERNS_MOUNT};
 pub use compare::{Difference, Side};
 use ops::parse_op;
 use raw::*;
@@ -217,6 +220,9 @@ impl Scenario {
 
         for p in &raw.process {
             declare_process(&c, &mut w, p)?;
+        }
+        for o in &raw.other_namespace {
+            nstypes::declare(&c, &mut w, o)?;
         }
 
         for r in &raw.run_keyring {

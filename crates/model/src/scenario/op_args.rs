@@ -464,6 +464,13 @@ op_specs! {
     Connect(ConnectArgs),
     SendCreds(SendCredsArgs),
     ReadlinkProcFd(ReadlinkFdArgs),
+    UnshareNs(super::nstypes::UnshareNsArgs),
+    SetnsNs(super::nstypes::SetnsNsArgs),
+    Sethostname(super::nstypes::SethostnameArgs),
+    Bind(super::nstypes::BindArgs),
+    Mount(super::nstypes::MountArgs),
+    Umount(super::op_args::PathArgs),
+    Remount(super::nstypes::RemountArgs),
 }
 
 /// The field names a derived `Deserialize` struct declares, read by asking it to deserialize

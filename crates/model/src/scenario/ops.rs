@@ -43,6 +43,8 @@ pub(super) struct Earlier {
     pub(super) keys: Vec<String>,
     /// Connections `connect` makes: (name, the caller, the target).
     pub(super) sockets: Vec<(String, TaskRef, TaskRef)>,
+    /// Operations on namespaces of the other types so far (numbers unnamed new ones).
+    pub(super) typed: usize,
 }
 
 /// The whole `[[op]]` array, with positions: the scenario's structure is deserialized
@@ -268,6 +270,12 @@ impl OpCx<'_, '_> {
             Connect(a) => super::ops_sockets::connect_op(self.c, self.w, self.by, a, self.earlier)?,
             SendCreds(a) => {
                 super::ops_sockets::send_creds_op(self.c, self.by, a, &self.earlier.sockets)?
+            }
+            UnshareNs(_) | SetnsNs(_) | Sethostname(_) | Bind(_) | Mount(_) | Umount(_)
+            | Remount(_) => {
+                self.earlier.typed += 1;
+                let by = &self.w.task(self.by).name;
+                super::nstypes::op(self.c, self.w, by, spec, self.earlier.typed)?
             }
         };
         Ok((op, None))

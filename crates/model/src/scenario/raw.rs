@@ -33,6 +33,7 @@ pub(super) struct RawScenario {
     pub(super) container: Vec<Spanned<RawContainer>>,
     #[serde(default)]
     pub(super) run_keyring: Vec<Spanned<super::run_keyring::RawRunKeyring>>,
+    pub(super) other_namespace: Vec<Spanned<super::nstypes::RawOtherNs>>,
     /// The `[[op]]` tables are only checked to be there: `ops::op_tables` takes them apart
     /// with their positions.
     #[serde(default, rename = "op")]
@@ -132,7 +133,7 @@ pub(super) struct RawNs {
 pub(super) struct RawFs {
     pub(super) name: Spanned<String>,
     #[serde(rename = "type")]
-    pub(super) fs_type: Option<String>,
+    pub(super) fs_type: Option<Spanned<String>>,
     pub(super) ns: Option<Spanned<String>>,
     pub(super) read_only: Option<bool>,
     pub(super) posix_acl: Option<bool>,

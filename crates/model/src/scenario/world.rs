@@ -18,6 +18,7 @@ pub(super) fn declare_namespace(c: &Ctx, w: &mut World, ns: &Spanned<RawNs>) -> 
         Some(p) => ns_ref(c, w, p)?,
         None => w.init_ns(),
     };
+    super::buildable::check_userns_level(c, w, parent, n.name.span())?;
     let owner = resolve_id(c, w, &n.owner, parent, true, "owner")?;
     let group = match &n.group {
         Some(g) => resolve_id(c, w, g, parent, false, "group")?,
@@ -31,7 +32,10 @@ pub(super) fn declare_namespace(c: &Ctx, w: &mut World, ns: &Spanned<RawNs>) -> 
         .map_err(|e| c.model(n.name.span(), e))?;
     if let Some(sg) = &n.setgroups {
         match sg.get_ref().trim() {
-            "allow" => w.set_setgroups(r, true),
+            "allow" => {
+                super::buildable::check_setgroups_allow(c, w, parent, sg.span())?;
+                w.set_setgroups(r, true)
+            }
             "deny" => w.set_setgroups(r, false),
             other => {
                 return Err(c.err(
@@ -75,10 +79,18 @@ pub(super) fn declare_filesystem(c: &Ctx, w: &mut World, fs: &Spanned<RawFs>) ->
         Some(m) => parse_num(c, m, "root_mode")?,
         None => 0o755,
     };
+    let fs_type = f.fs_type.as_ref().map(|t| t.get_ref().as_str());
+    let type_span = f
+        .fs_type
+        .as_ref()
+        .map(|t| t.span())
+        .unwrap_or(f.name.span());
+    let type_span = f.ns.as_ref().map(|n| n.span()).unwrap_or(type_span);
+    super::buildable::check_superblock_ns(c, w, fs_type.unwrap_or("ext4"), ns, type_span)?;
     let sb = w
         .add_superblock(
             f.name.get_ref(),
-            f.fs_type.as_deref().unwrap_or("ext4"),
+            fs_type.unwrap_or("ext4"),
             ns,
             Kuid(uid),
             Kgid(gid),
@@ -94,7 +106,11 @@ pub(super) fn declare_mount(c: &Ctx, w: &mut World, m: &Spanned<RawMount>) -> Re
     let mm = m.get_ref();
     let sb = sb_ref(c, w, &mm.fs)?;
     let idmap = match &mm.idmap {
-        Some(n) => Some(ns_ref(c, w, n)?),
+        Some(n) => {
+            let ns = ns_ref(c, w, n)?;
+            super::buildable::check_idmapped_mount(c, w, sb, ns, n.span())?;
+            Some(ns)
+        }
         None => None,
     };
     let opts = MountOptions {

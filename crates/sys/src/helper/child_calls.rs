@@ -54,6 +54,9 @@ pub(super) fn call(
 ) -> Result<(Rep, usize), Rep> {
     let mut rep = Rep::ok();
     let mut len = 0usize;
+    if super::child_nstypes::handles(req) {
+        return super::child_nstypes::call(req, payload, passed).map(|()| (rep, len));
+    }
     match req.how {
         CALL_ACCESS | CALL_MKDIR | CALL_CREATE | CALL_CHMOD | CALL_CHOWN => {
             path_call(req, path_or_inval(payload)?).map_err(fail)?

@@ -39,6 +39,7 @@ mod child_dirent;
 mod child_main;
 mod child_reexec;
 mod child_scm;
+mod child_nstypes;
 mod child_serve;
 mod child_sys;
 mod child_tables;
@@ -47,6 +48,7 @@ mod parent_attrs;
 mod parent_caps;
 mod parent_creds;
 mod parent_dirent;
+mod parent_nstypes;
 mod parent_requests;
 mod protocol;
 

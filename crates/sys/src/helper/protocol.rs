@@ -110,6 +110,13 @@ pub(crate) const CALL_READLINK: u32 = 78;
 pub(crate) const CALL_SIG_BLOCK: u32 = 80;
 /// Take a pending blocked signal (`sigtimedwait`, no wait; EAGAIN if none) and unblock it.
 pub(crate) const CALL_SIG_TAKE: u32 = 81;
+pub(crate) const CALL_UNSHARE_NS: u32 = 90;
+pub(crate) const CALL_SETNS_NS: u32 = 91;
+pub(crate) const CALL_SETHOSTNAME: u32 = 92;
+pub(crate) const CALL_BIND_TCP: u32 = 93;
+pub(crate) const CALL_MOUNT_NEW: u32 = 94;
+pub(crate) const CALL_UMOUNT: u32 = 95;
+pub(crate) const CALL_REMOUNT_BIND: u32 = 96;
 
 /// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
 /// fsgid securebits flags umask ngroups.

@@ -1,0 +1,258 @@
+//! `mount(2)` of a new filesystem instance, as a process in any user and mount namespace
+//! may try it: the mount point is looked up (`user_path_at`), then `may_mount` (CAP_SYS_ADMIN
+//! over the owner of the caller's mount namespace), then `mount_capable` (for a type with
+//! `FS_USERNS_MOUNT` CAP_SYS_ADMIN in the caller's own user namespace, otherwise in the
+//! initial one), then the type's own checks and `mount_too_revealing`.
+//!
+//! The new mount is not added to the world: the model keeps one mount table, and the mount
+//! lands in the caller's mount namespace only.
+
+use crate::caps::Cap;
+use crate::outcome::Tracer;
+use crate::scenario::{knows_fs_type, FS_USERNS_MOUNT};
+use crate::vfs::Stop;
+use crate::world::{TaskRef, World};
+use credns_idmap::Errno;
+
+use super::nstypes::NsType;
+use super::OpResult;
+
+/// The `FS_USERNS_MOUNT` types whose own checks the model knows (none, or sysfs's).
+const MODELLED: &[&str] = &["tmpfs", "ramfs", "proc", "sysfs"];
+
+impl World {
+    /// `mount("none", path, fs_type, 0, NULL)`.
+    pub(super) fn op_mount_new(
+        &mut self,
+        t: &mut Tracer,
+        task: TaskRef,
+        fs_type: &str,
+        path: &str,
+    ) -> OpResult {
+        let cred = self.task(task).cred.clone();
+        let (_, ino) = self.walk_existing(t, &cred, path)?;
+        let mnt = self.task_typed_ns(task, NsType::Mnt);
+        let mnt_owner = self.typed_ns(mnt).owner;
+        let may = self.ns_capable(t, &cred, mnt_owner, Cap::SYS_ADMIN);
+        if !tr!(t.check(
+            may,
+            "may_mount",
+            format!(
+                "CAP_SYS_ADMIN over \"{}\", the owner of mount namespace \"{}\"",
+                self.ns(mnt_owner).name,
+                self.typed_ns(mnt).name
+            ),
+            vec![],
+        )) {
+            return Err(Errno::EPERM.into());
+        }
+        let userns_mount = FS_USERNS_MOUNT.contains(&fs_type);
+        if !userns_mount && !knows_fs_type(fs_type) {
+            return Err(Stop::unknown(format!(
+                "whether this kernel has filesystem type \"{fs_type}\" (get_fs_type: ENODEV when it does not)"
+            )));
+        }
+        let (ns, why) = if userns_mount {
+            (
+                cred.user_ns,
+                "FS_USERNS_MOUNT: CAP_SYS_ADMIN in the caller's own user namespace",
+            )
+        } else {
+            (
+                self.init_ns(),
+                "no FS_USERNS_MOUNT: CAP_SYS_ADMIN in the initial user namespace",
+            )
+        };
+        let ok = self.ns_capable(t, &cred, ns, Cap::SYS_ADMIN);
+        if !tr!(t.check(ok, "mount_capable", format!("{fs_type} has {why}"), vec![])) {
+            return Err(Errno::EPERM.into());
+        }
+        if !MODELLED.contains(&fs_type) {
+            return Err(Stop::unknown(format!(
+                "the options and own checks of {fs_type} (a source device, lower layers, a /dev/fuse fd) are not modelled"
+            )));
+        }
+        if fs_type == "sysfs" {
+            let net = self.task_typed_ns(task, NsType::Net);
+            let owner = self.typed_ns(net).owner;
+            let ok = self.ns_capable(t, &cred, owner, Cap::SYS_ADMIN);
+            if !tr!(t.check(
+                ok,
+                "sysfs_get_tree",
+                "kobj_ns_current_may_mount: CAP_SYS_ADMIN over the owner of the caller's network namespace",
+                vec![],
+            )) {
+                return Err(Errno::EPERM.into());
+            }
+        }
+        if matches!(fs_type, "proc" | "sysfs") && mnt_owner != self.init_ns() {
+            return Err(Stop::unknown(format!(
+                "mount_too_revealing: whether mount namespace \"{}\" holds a fully visible {fs_type} mount (the model does not hold the caller's mount table)",
+                self.typed_ns(mnt).name
+            )));
+        }
+        if !tr!(t.check(
+            self.inode(ino).is_dir(),
+            "graft_tree",
+            "the mount point must be a directory (the new root is one)",
+            vec![],
+        )) {
+            return Err(Errno::ENOTDIR.into());
+        }
+        tr!(t.pass(
+            "do_add_mount",
+            format!(
+                "a new {fs_type} owned by \"{}\" is mounted in mount namespace \"{}\" (not added to the model's world)",
+                self.ns(cred.user_ns).name,
+                self.typed_ns(mnt).name
+            ),
+            vec![],
+        ));
+        Ok(None)
+    }
+}
+
+impl World {
+    /// `umount(path)` (`path_umount`, `can_umount`): the path is looked up, then `may_mount`,
+    /// then it must be a mount point, then not `MNT_LOCKED`.
+    pub(super) fn op_umount(&mut self, t: &mut Tracer, task: TaskRef, path: &str) -> OpResult {
+        let cred = self.task(task).cred.clone();
+        self.walk_existing(t, &cred, path)?;
+        let mnt = self.task_typed_ns(task, NsType::Mnt);
+        let owner = self.typed_ns(mnt).owner;
+        let may = self.ns_capable(t, &cred, owner, Cap::SYS_ADMIN);
+        if !tr!(t.check(
+            may,
+            "may_mount",
+            format!(
+                "CAP_SYS_ADMIN over \"{}\", the owner of mount namespace \"{}\"",
+                self.ns(owner).name,
+                self.typed_ns(mnt).name
+            ),
+            vec![],
+        )) {
+            return Err(Errno::EPERM.into());
+        }
+        let norm = crate::world::normalise(path).unwrap_or_default();
+        if norm == "/" {
+            return Err(Stop::unknown(
+                "umount of the root of the mount namespace: whether it is the caller's root and busy (do_umount)",
+            ));
+        }
+        if !tr!(t.check(
+            self.mount_at(&norm).is_some(),
+            "can_umount",
+            "the path must be a mount point (path_mounted)",
+            vec![],
+        )) {
+            return Err(Errno::EINVAL.into());
+        }
+        let locked = self.typed_ns(mnt).locked;
+        if !tr!(t.check(
+            !locked,
+            "can_umount",
+            format!(
+                "the mount must not be MNT_LOCKED (mount namespace \"{}\" was copied for a less privileged user namespace: lock_mnt_tree)",
+                self.typed_ns(mnt).name
+            ),
+            vec![],
+        )) {
+            return Err(Errno::EINVAL.into());
+        }
+        tr!(t.pass(
+            "do_umount",
+            "unmounted in the caller's mount namespace (the model's one mount table keeps it; nothing holds it busy)",
+            vec![],
+        ));
+        Ok(None)
+    }
+}
+
+/// The per-mount flags a bind remount sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RemountFlags {
+    /// `MS_RDONLY`.
+    pub read_only: bool,
+    /// `MS_NOSUID`.
+    pub nosuid: bool,
+    /// `MS_NOEXEC`.
+    pub noexec: bool,
+}
+
+impl World {
+    /// `mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | flags, NULL)` (`do_reconfigure_mnt`):
+    /// in a locked mount namespace a flag the mount has may not be cleared
+    /// (`can_change_locked_flags`: EPERM). The access-time flags are kept (a remount without
+    /// any keeps them), so `MNT_LOCK_ATIME` never refuses here.
+    pub(super) fn op_remount(
+        &mut self,
+        t: &mut Tracer,
+        task: TaskRef,
+        path: &str,
+        f: RemountFlags,
+    ) -> OpResult {
+        let cred = self.task(task).cred.clone();
+        self.walk_existing(t, &cred, path)?;
+        let mnt = self.task_typed_ns(task, NsType::Mnt);
+        let owner = self.typed_ns(mnt).owner;
+        let may = self.ns_capable(t, &cred, owner, Cap::SYS_ADMIN);
+        if !tr!(t.check(
+            may,
+            "may_mount",
+            format!(
+                "CAP_SYS_ADMIN over \"{}\", the owner of the caller's mount namespace",
+                self.ns(owner).name
+            ),
+            vec![],
+        )) {
+            return Err(Errno::EPERM.into());
+        }
+        let norm = crate::world::normalise(path).unwrap_or_default();
+        if norm == "/" {
+            return Err(Stop::unknown(
+                "a remount of the root of the mount namespace",
+            ));
+        }
+        let Some(m) = self.mount_at(&norm) else {
+            tr!(t.fail(
+                "do_reconfigure_mnt",
+                "the path must be a mount point (path_mounted)",
+                vec![]
+            ));
+            return Err(Errno::EINVAL.into());
+        };
+        let mm = self.mount(m).clone();
+        if self.typed_ns(mnt).locked {
+            let cleared: Vec<&str> = [
+                ("ro", mm.read_only && !f.read_only),
+                ("nosuid", mm.nosuid && !f.nosuid),
+                ("noexec", mm.noexec && !f.noexec),
+            ]
+            .into_iter()
+            .filter(|(_, c)| *c)
+            .map(|(n, _)| n)
+            .collect();
+            if !tr!(t.check(
+                cleared.is_empty(),
+                "can_change_locked_flags",
+                "a locked mount's ro, nosuid, nodev and noexec may not be cleared",
+                vec![(
+                    "cleared",
+                    if cleared.is_empty() {
+                        "none".into()
+                    } else {
+                        cleared.join(",")
+                    }
+                )],
+            )) {
+                return Err(Errno::EPERM.into());
+            }
+        }
+        tr!(t.pass(
+            "do_reconfigure_mnt",
+            "the mount's flags are set in the caller's mount namespace (the model's one mount table keeps its own)",
+            vec![],
+        ));
+        Ok(None)
+    }
+}
