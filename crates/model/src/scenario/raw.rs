@@ -33,6 +33,7 @@ pub(super) struct RawScenario {
     pub(super) container: Vec<Spanned<RawContainer>>,
     #[serde(default)]
     pub(super) run_keyring: Vec<Spanned<super::run_keyring::RawRunKeyring>>,
+    #[serde(default)]
     pub(super) other_namespace: Vec<Spanned<super::nstypes::RawOtherNs>>,
     /// The `[[op]]` tables are only checked to be there: `ops::op_tables` takes them apart
     /// with their positions.
