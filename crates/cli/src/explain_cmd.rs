@@ -51,10 +51,19 @@ pub enum ExplainOp {
         pid2: u32,
     },
     /// ptrace(PTRACE_ATTACH, PID2): may it trace PID2? (the kernel is asked with
-    /// process_vm_readv, which makes the same check and stops or reads nothing)
+    /// process_vm_readv, which makes the same check and stops or reads nothing). With
+    /// `--mode read`: may it read PID2 as ptrace's read mode allows (/proc/PID2's files with
+    /// --fscreds, asked with readlink of /proc/PID2/cwd; kcmp without, asked with kcmp)?
     Ptrace {
-        /// The process it would attach to.
+        /// The process it would attach to (or read).
         pid2: u32,
+        /// attach (PTRACE_MODE_ATTACH) or read (PTRACE_MODE_READ).
+        #[arg(long, default_value = "attach", value_name = "attach|read")]
+        mode: String,
+        /// Read mode with the fs ids and effective set (PTRACE_MODE_FSCREDS, as /proc checks)
+        /// rather than the real ids (PTRACE_MODE_REALCREDS).
+        #[arg(long)]
+        fscreds: bool,
     },
     /// access(PATH, MODE) as the process: may it read/write/execute PATH (as it names it, in its
     /// mount namespace and root)? Components, modes, ACLs and idmapped mounts are read; the
@@ -242,7 +251,19 @@ pub fn run(a: ExplainArgs) -> Result<ExitCode> {
             signal: parse_signal(signal)?,
         },
         ExplainOp::Setns { pid2 } => Question::Setns { target: *pid2 },
-        ExplainOp::Ptrace { pid2 } => Question::Ptrace { target: *pid2 },
+        ExplainOp::Ptrace {
+            pid2,
+            mode,
+            fscreds,
+        } => match (mode.as_str(), fscreds) {
+            ("attach", false) => Question::Ptrace { target: *pid2 },
+            ("attach", true) => bail!("--fscreds: attach checks the real ids; use --mode read"),
+            ("read", _) => Question::PtraceRead {
+                target: *pid2,
+                fscreds: *fscreds,
+            },
+            (m, _) => bail!("--mode {m:?}: give attach or read"),
+        },
         ExplainOp::Access {
             path,
             access,

@@ -134,6 +134,16 @@ fn explain_errors_name_what_was_wrong() {
         stderr(&o),
         "credns: error: signal \"SIGBOGUS\": not a signal number or a known name (TERM, KILL, HUP, ...)\n"
     );
+    let o = credns(&["explain", &me, "ptrace", &me, "--fscreds"]);
+    assert_eq!(
+        stderr(&o),
+        "credns: error: --fscreds: attach checks the real ids; use --mode read\n"
+    );
+    let o = credns(&["explain", &me, "ptrace", &me, "--mode", "peek"]);
+    assert_eq!(
+        stderr(&o),
+        "credns: error: --mode \"peek\": give attach or read\n"
+    );
     let o = credns(&["explain", &me, "kill", &me, "65"]);
     assert_eq!(
         stderr(&o),

@@ -84,6 +84,10 @@ pub fn explain(procfs: &ProcFs, actor: u32, question: Question) -> Result<Explan
             ns: built.world.task(tt).cred.user_ns,
         },
         Question::Ptrace { .. } => Op::Ptrace { target: tt },
+        Question::PtraceRead { fscreds, .. } => Op::PtraceRead {
+            target: tt,
+            fscreds,
+        },
     };
     let model = built.world.clone().op(ta, &op);
     // The kernel is asked with signal 0 (permission only). SIGCONT's same-session exception
@@ -110,6 +114,7 @@ pub fn explain(procfs: &ProcFs, actor: u32, question: Question) -> Result<Explan
         Question::Kill { .. } => SavedOp::Kill { signal: 0 },
         Question::Setns { .. } => SavedOp::Setns,
         Question::Ptrace { .. } => SavedOp::Ptrace,
+        Question::PtraceRead { fscreds, .. } => SavedOp::PtraceRead { fscreds },
     };
     let text = describe(&a, question);
     let scenario = scenario_text(
@@ -151,6 +156,14 @@ fn describe(a: &ProcessSnapshot, q: Question) -> String {
         }
         Question::Setns { target } => format!("may {who} enter pid {target}'s user namespace?"),
         Question::Ptrace { target } => format!("may {who} attach to pid {target} with ptrace?"),
+        Question::PtraceRead { target, fscreds } => format!(
+            "may {who} read pid {target} as ptrace's read mode allows ({})?",
+            if fscreds {
+                "with its fs ids, as /proc does"
+            } else {
+                "with its real ids, as kcmp does"
+            }
+        ),
     }
 }
 
@@ -203,6 +216,25 @@ fn ask_kernel(
             format!("kill({target}, 0)"),
             helper.kill(Pid(target as i32), 0),
         ),
+        Question::PtraceRead {
+            target,
+            fscreds: false,
+        } => (
+            // PTRACE_MODE_READ_REALCREDS; comparing address spaces reads nothing.
+            format!("kcmp(self, {target}, KCMP_VM)"),
+            helper.kcmp_vm(Pid(target as i32)),
+        ),
+        Question::PtraceRead {
+            target,
+            fscreds: true,
+        } => {
+            // PTRACE_MODE_READ_FSCREDS, as every /proc/PID file that needs it.
+            let link = procfs.pid_path(Pid(target as i32)).join("cwd");
+            (
+                format!("readlink({})", link.display()),
+                helper.readlink(&link),
+            )
+        }
         Question::Setns { target } => {
             let call = format!("setns(pid {target}'s user namespace)");
             match UserNsFd::open(procfs, Pid(t.pid as i32)) {

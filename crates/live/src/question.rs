@@ -22,6 +22,14 @@ pub enum Question {
         /// The tracee.
         target: u32,
     },
+    /// `ptrace_may_access(target, PTRACE_MODE_READ_*)`: what reading its /proc files (with
+    /// the fs ids, `PTRACE_MODE_FSCREDS`) or `kcmp(2)` (with the real ids) needs.
+    PtraceRead {
+        /// The target.
+        target: u32,
+        /// With the fs ids and effective set rather than the real ids and permitted set.
+        fscreds: bool,
+    },
 }
 
 /// A question whose kernel answer cannot be had without changing something: writing a map
@@ -41,7 +49,8 @@ impl Question {
         match self {
             Question::Kill { target, .. }
             | Question::Setns { target }
-            | Question::Ptrace { target } => target,
+            | Question::Ptrace { target }
+            | Question::PtraceRead { target, .. } => target,
         }
     }
 }

@@ -23,6 +23,11 @@ pub enum SavedOp {
     Setns,
     /// `ptrace`.
     Ptrace,
+    /// `ptrace` in read mode.
+    PtraceRead {
+        /// With the fs ids.
+        fscreds: bool,
+    },
     /// A question about a path.
     Path {
         /// The path.
@@ -157,6 +162,14 @@ pub fn scenario_text(
                 s,
                 "op = \"ptrace\"\ntarget = {}",
                 task(target.unwrap_or(by))
+            );
+        }
+        SavedOp::PtraceRead { fscreds } => {
+            let _ = writeln!(
+                s,
+                "op = \"ptrace\"\ntarget = {}\nmode = \"read\"\ncreds = \"{}\"",
+                task(target.unwrap_or(by)),
+                if *fscreds { "fs" } else { "real" }
             );
         }
         SavedOp::Path { path, q } => path_op(&mut s, path, *q),

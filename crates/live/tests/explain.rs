@@ -90,6 +90,14 @@ fn model_and_kernel_agree_on_every_planted_situation() {
                 Question::Kill { target, signal: 18 },
                 Question::Setns { target },
                 Question::Ptrace { target },
+                Question::PtraceRead {
+                    target,
+                    fscreds: false,
+                },
+                Question::PtraceRead {
+                    target,
+                    fscreds: true,
+                },
             ] {
                 let e = explain(&procfs, actor, q).unwrap_or_else(|e| panic!("{actor} {q:?}: {e}"));
                 assert_eq!(

@@ -88,9 +88,9 @@ pub use keys::{
     KEY_SETATTR, KEY_USR_ALL, KEY_VIEW, KEY_WRITE, SESSION_KEYRING_PERM, USER_KEYRING_PERM,
 };
 pub use ops::{CapPrctlOption, MapKind, Op, ProcFile, NGROUPS_MAX, NSIG, SIGCONT};
+pub use ops::{NsType, NsTypes, RemountFlags, TypedNs, TypedNsRef, PROT_SOCK};
 pub use ops::{Protected, RENAME_EXCHANGE, RENAME_NOREPLACE};
 pub use ops::{UtimesTimes, XattrAclEntry, XattrValue};
-pub use ops::{NsType, NsTypes, RemountFlags, TypedNs, TypedNsRef, PROT_SOCK};
 pub use outcome::{Outcome, Output, Step, StepVerdict, Values, Verdict};
 pub use query::AccessQuery;
 pub use scenario::{Difference, Expect, OpReport, Scenario, Side};
