@@ -16,10 +16,11 @@ const BITS: &[u32] = &[0, 1, 3, 5, 6, 7, 8, 9, 21, 27, 40];
 
 /// Connections made by earlier generated `connect` ops: (name, caller, target).
 #[derive(Debug, Default)]
-pub struct Conns(Vec<(String, String, String)>);
+pub struct Conns(Vec<(String, String, String)>, usize);
 
 impl Conns {
-    /// `proc` exec'd: its helper is gone, so later ops use none of its connections.
+    /// `proc` exec'd: its helper is gone, so later ops use none of its connections (their
+    /// names stay taken: a new one gets a new number).
     pub fn forget(&mut self, proc: &str) {
         self.0.retain(|(_, a, b)| a != proc && b != proc);
     }
@@ -41,7 +42,8 @@ fn socket_op(
         .map(|(n, _, _)| n.clone())
         .collect();
     if mine.is_empty() || rng.chance(1, 6) {
-        let name = format!("s{}", conns.0.len());
+        let name = format!("s{}", conns.1);
+        conns.1 += 1;
         let _ = writeln!(
             t,
             "op = \"connect\"\ntarget = \"{target}\"\nname = \"{name}\""

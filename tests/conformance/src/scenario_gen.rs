@@ -755,12 +755,12 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
             }
         }
     }
-    crate::gen_nstypes::append(
-        &mut rng,
-        &mut t,
-        &gen_procs(&procs, &nss),
-        &gen_userns(&nss),
-    );
+    // A process that exec'd is no helper any more: the last ops are its peers'.
+    let live: Vec<Proc> = (0..procs.len())
+        .filter(|i| !execd.contains(i))
+        .map(|i| procs[i].clone())
+        .collect();
+    crate::gen_nstypes::append(&mut rng, &mut t, &gen_procs(&live, &nss), &gen_userns(&nss));
     t
 }
 
