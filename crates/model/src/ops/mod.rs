@@ -28,6 +28,8 @@ mod sockets;
 
 pub use op::{CapPrctlOption, MapKind, Op, ProcFile, NGROUPS_MAX, NSIG, SIGCONT};
 mod userns_mount;
+mod fscaps_exec;
+mod acl_create;
 
 pub use nstypes::{NsType, NsTypes, TypedNs, TypedNsRef, PROT_SOCK};
 pub use userns_mount::RemountFlags;

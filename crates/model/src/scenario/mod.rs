@@ -24,6 +24,7 @@ mod proposals;
 mod raw;
 mod run_keyring;
 mod world;
+mod file_xattrs;
 
 pub use buildable::{knows_fs_type, FS_USERNS_MOUNT};
 pub use compare::{Difference, Side};
