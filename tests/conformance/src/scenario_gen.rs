@@ -461,12 +461,14 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
         if dir {
             let _ = writeln!(t, "dir = true");
             dirs.push(path.clone());
+            crate::gen_attrs::dir_default_acl(&mut rng, &mut t, &kuids, &kgids);
         } else if mode
             .bytes()
             .last()
             .is_some_and(|_| u32::from_str_radix(mode, 8).unwrap_or(0) & 0o111 != 0)
         {
             exes.push(path.clone());
+            crate::gen_attrs::file_caps(&mut rng, &mut t, &kuids);
         }
         crate::gen_attrs::file_flags(&mut rng, &mut t);
         if rng.chance(1, 5) {
@@ -744,11 +746,7 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
                     ids: &ids,
                     default_ok: raw != dirs[0],
                 };
-                if let crate::gen_attrs::AttrEffect::DefaultAcl =
-                    crate::gen_attrs::op(&mut rng, &mut t, &at)
-                {
-                    dirs.retain(|d| *d != raw);
-                }
+                crate::gen_attrs::op(&mut rng, &mut t, &at);
             }
             _ => {
                 let _ = writeln!(t, "op = \"getids\"");

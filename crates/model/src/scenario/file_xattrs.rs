@@ -17,7 +17,7 @@ pub(super) fn declare(
     fs_ns: NsRef,
 ) -> Result<(), Error> {
     let fr = f.get_ref();
-    declare_caps(c, w, f, ino)?;
+    declare_caps(c, w, f, ino, fs_ns)?;
     let Some(entries) = &fr.default_acl else {
         return Ok(());
     };
@@ -38,7 +38,15 @@ pub(super) fn declare(
 
 /// `fcaps_permitted`, `fcaps_inheritable`, `fcaps_effective` and `fcaps_rootid` (revision 3
 /// when given, the id in the filesystem's numbering; revision 2 otherwise).
-fn declare_caps(c: &Ctx, w: &mut World, f: &Spanned<RawFile>, ino: InodeRef) -> Result<(), Error> {
+/// A root id the filesystem's namespace does not map could never have been written
+/// (`cap_convert_nscap`: EINVAL), so it is refused.
+fn declare_caps(
+    c: &Ctx,
+    w: &mut World,
+    f: &Spanned<RawFile>,
+    ino: InodeRef,
+    fs_ns: NsRef,
+) -> Result<(), Error> {
     let fr = f.get_ref();
     if fr.fcaps_permitted.is_none()
         && fr.fcaps_inheritable.is_none()
@@ -55,7 +63,19 @@ fn declare_caps(c: &Ctx, w: &mut World, f: &Spanned<RawFile>, ino: InodeRef) -> 
         None => Ok(CapSet::EMPTY),
     };
     let (version, rootid) = match &fr.fcaps_rootid {
-        Some(r) => (3, *r.get_ref()),
+        Some(r) => {
+            if !w.make_kuid(fs_ns, *r.get_ref()).is_valid() {
+                return Err(c.err(
+                    r.span(),
+                    format!(
+                        "fcaps_rootid {}: the filesystem's namespace \"{}\" does not map it, so setxattr could not have stored it (cap_convert_nscap: EINVAL)",
+                        r.get_ref(),
+                        w.ns(fs_ns).name
+                    ),
+                ));
+            }
+            (3, *r.get_ref())
+        }
         None => (2, 0),
     };
     w.inode_mut(ino).fscaps = Some(FileCaps {
