@@ -387,7 +387,7 @@ fn filesystems(w: &World, p: &PathSnapshot, s: &mut String) -> Result<(), Error>
             let _ = writeln!(s, "append_only = true");
         }
         if let Some(f) = &c.file_caps {
-            file_caps(f, &mut s);
+            file_caps(f, s);
         }
         if let Some(acl) = &c.acl {
             let entries: Vec<String> = acl
