@@ -57,7 +57,17 @@ pub fn op(rng: &mut Rng, t: &mut String, at: &AttrTarget) {
             let _ = writeln!(
                 t,
                 "op = \"truncate\"\npath = \"{p}\"\nlength = {}",
-                rng.pick(&[0, 0, 1, 4096, -1])
+                rng.pick(&[
+                    0,
+                    0,
+                    1,
+                    4096,
+                    -1,
+                    // ext4's s_maxbytes with 4 KiB blocks, one past it, MAX_LFS_FILESIZE.
+                    ((1i64 << 32) - 1) << 12,
+                    (((1i64 << 32) - 1) << 12) + 1,
+                    i64::MAX,
+                ])
             );
         }
         2..=3 => {
