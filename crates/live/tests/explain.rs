@@ -375,7 +375,10 @@ fn immutable_and_append_only_flags_and_file_capabilities_are_read() {
     // replays in the model (as `credns sim` runs it) with the same answer and sets.
     assert!(e.model.result.is_allowed(), "{}", e.model);
     assert!(
-        e.model.trace.iter().any(|s| s.function == "rootid_owns_currentns"),
+        e.model
+            .trace
+            .iter()
+            .any(|s| s.function == "rootid_owns_currentns"),
         "{}",
         e.model
     );

@@ -108,7 +108,8 @@ fn file_caps_clear_the_ambient_set() {
 fn a_v3_rootid_not_root_of_any_ancestor_namespace_is_ignored() {
     // rootid 100000 is root of "c": a process of the initial namespace gets nothing, one of
     // "c" gets the caps.
-    let file = "fcaps_permitted = \"CAP_NET_BIND_SERVICE\"\nfcaps_effective = true\nfcaps_rootid = 100000";
+    let file =
+        "fcaps_permitted = \"CAP_NET_BIND_SERVICE\"\nfcaps_effective = true\nfcaps_rootid = 100000";
     let host = run(&caps_world(file, "uid = 1000"));
     assert_eq!(get(&host[0].1, "CapPrm"), "0000000000000000");
     let inner = run(&caps_world(file, "ns = \"c\"\nuid = 5\ncaps = \"\""));

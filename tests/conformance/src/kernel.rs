@@ -146,7 +146,10 @@ impl Fixture {
         let dev = run_cmd("losetup", &["-f", "--show", &imgs])?;
         f.loop_dev = Some(dev.clone());
         let e = f.ext4.to_str().unwrap_or_default().to_owned();
-        run_cmd("mount", &["-t", "ext4", "-o", "acl,noinit_itable", &dev, &e])?;
+        run_cmd(
+            "mount",
+            &["-t", "ext4", "-o", "acl,noinit_itable", &dev, &e],
+        )?;
         f.mounted.push(f.ext4.clone());
         std::fs::set_permissions(&f.ext4, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| e.to_string())?;

@@ -26,7 +26,9 @@ impl World {
         mode: u32,
         dir: bool,
     ) -> AclCreate {
-        let Some(def) = self.inode(pdir).default_acl.clone() else {
+        // IS_POSIXACL(dir): without SB_POSIXACL the default ACL is never read.
+        let posix_acl = self.sb(self.inode(pdir).sb).posix_acl;
+        let Some(def) = self.inode(pdir).default_acl.clone().filter(|_| posix_acl) else {
             return AclCreate {
                 mode,
                 acl: None,

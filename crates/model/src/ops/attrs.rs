@@ -196,7 +196,10 @@ impl World {
             length <= max,
             f,
             format!("the length must not exceed {fs_type}'s s_maxbytes (RLIMIT_FSIZE unlimited)"),
-            vec![("length", length.to_string()), ("s_maxbytes", max.to_string())],
+            vec![
+                ("length", length.to_string()),
+                ("s_maxbytes", max.to_string())
+            ],
         )) {
             Ok(())
         } else {

@@ -280,9 +280,8 @@ impl World {
     fn trace_secureexec(&self, t: &mut Tracer, old: &Cred, new: &Cred, effective: bool) {
         let root = self.make_kuid(new.user_ns, 0);
         let grew = !new.cap_permitted.is_subset(new.cap_ambient);
-        let secure = new.euid != old.uid
-            || new.egid != old.gid
-            || (new.uid != root && (effective || grew));
+        let secure =
+            new.euid != old.uid || new.egid != old.gid || (new.uid != root && (effective || grew));
         tr!(t.info(
             "cap_bprm_creds_from_file",
             "secureexec (AT_SECURE): an id changed, or capabilities raised for a non-root real uid",

@@ -291,7 +291,8 @@ impl World {
         let d = self.inode(pdir).clone();
         // mode_strip_umask leaves the umask to posix_acl_create, which applies it only
         // without a default ACL.
-        let umask = if d.default_acl.is_some() { 0 } else { umask };
+        let inherits = d.default_acl.is_some() && self.sb(d.sb).posix_acl;
+        let umask = if inherits { 0 } else { umask };
         let mut m = self.vfs_prepare_mode(t, &cred, (pm, pdir), mode, dir, umask);
         // inode_init_owner
         let (gid, how) = if d.mode & S_ISGID != 0 {

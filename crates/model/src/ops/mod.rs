@@ -27,9 +27,9 @@ pub(crate) fn xattr_caps_name() -> &'static str {
 mod sockets;
 
 pub use op::{CapPrctlOption, MapKind, Op, ProcFile, NGROUPS_MAX, NSIG, SIGCONT};
-mod userns_mount;
-mod fscaps_exec;
 mod acl_create;
+mod fscaps_exec;
+mod userns_mount;
 
 pub use nstypes::{NsType, NsTypes, TypedNs, TypedNsRef, PROT_SOCK};
 pub use userns_mount::RemountFlags;

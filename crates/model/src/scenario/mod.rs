@@ -15,6 +15,7 @@ mod attr_ops;
 mod buildable;
 mod compare;
 mod dirent;
+mod file_xattrs;
 mod nstypes;
 mod op_args;
 mod ops;
@@ -24,7 +25,6 @@ mod proposals;
 mod raw;
 mod run_keyring;
 mod world;
-mod file_xattrs;
 
 pub use buildable::{knows_fs_type, FS_USERNS_MOUNT};
 pub use compare::{Difference, Side};
