@@ -292,6 +292,13 @@ impl World {
         // mode_strip_umask leaves the umask to posix_acl_create, which applies it only
         // without a default ACL.
         let inherits = d.default_acl.is_some() && self.sb(d.sb).posix_acl;
+        if inherits {
+            tr!(t.info(
+                "posix_acl_create",
+                "the directory has a default ACL: the umask is not applied (mode_strip_umask leaves it to posix_acl_create)",
+                vec![("umask", format!("{umask:04o}"))],
+            ));
+        }
         let umask = if inherits { 0 } else { umask };
         let mut m = self.vfs_prepare_mode(t, &cred, (pm, pdir), mode, dir, umask);
         // inode_init_owner
