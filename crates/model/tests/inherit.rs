@@ -33,6 +33,11 @@ fn get<'a>(o: &'a [(String, String)], k: &str) -> &'a str {
 const NET_BIND: &str = "0000000000000400";
 
 fn caps_world(file: &str, process: &str) -> String {
+    let file = if file.contains("mode =") {
+        file.to_string()
+    } else {
+        format!("mode = \"0755\"\n{file}")
+    };
     format!(
         r#"
 [[namespace]]
@@ -48,7 +53,6 @@ dir = true
 
 [[file]]
 path = "/bin/prog"
-mode = "0755"
 {file}
 
 [[process]]
@@ -219,4 +223,47 @@ fn truncate_beyond_s_maxbytes_is_efbig() {
     assert_eq!(v("tmpfs", i64::MAX), Verdict::Allowed);
     assert_eq!(v("xfs", 1 << 62), Verdict::Allowed);
     assert_eq!(v("btrfs", i64::MAX), Verdict::Allowed);
+}
+
+#[test]
+fn a_setuid_root_program_with_file_caps_gives_a_non_root_user_only_the_file_caps() {
+    let r = run(&caps_world(
+        "mode = \"4755\"\nfcaps_permitted = \"CAP_NET_BIND_SERVICE\"\nfcaps_effective = true",
+        "uid = 1000",
+    ));
+    assert_eq!(r[0].0, Verdict::Allowed);
+    assert_eq!(get(&r[0].1, "euid"), "0");
+    assert_eq!(get(&r[0].1, "CapPrm"), NET_BIND);
+    assert_eq!(get(&r[0].1, "CapEff"), NET_BIND);
+}
+
+#[test]
+fn a_rootid_the_filesystems_namespace_does_not_map_is_refused_at_parse() {
+    let text = r#"
+[[namespace]]
+name = "c"
+owner = 1000
+uid_map = "0 100000 1000"
+gid_map = "0 100000 1000"
+
+[[filesystem]]
+name = "t"
+type = "tmpfs"
+ns = "c"
+
+[[mount]]
+path = "/t"
+fs = "t"
+
+[[file]]
+path = "/t/p"
+mode = "0755"
+fcaps_permitted = "CAP_NET_RAW"
+fcaps_rootid = 5000
+"#;
+    let e = Scenario::parse(text, "bad")
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("fcaps_rootid 5000"), "{e}");
 }
