@@ -272,8 +272,9 @@ fn set_flags(w: &mut World, ino: InodeRef, c: &crate::path::Component) {
     i.fscaps = c.file_caps.map(|f| credns_model::FileCaps {
         version: f.revision,
         rootid: f.rootid.unwrap_or(0),
-        permitted: CapSet::from_bits(f.permitted),
-        inheritable: CapSet::from_bits(f.inheritable),
+        // get_vfs_caps_from_disk keeps only CAP_VALID_MASK.
+        permitted: CapSet::from_bits(f.permitted & CapSet::FULL.bits()),
+        inheritable: CapSet::from_bits(f.inheritable & CapSet::FULL.bits()),
         effective: f.effective(),
     });
 }

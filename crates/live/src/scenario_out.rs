@@ -119,21 +119,6 @@ pub fn scenario_text(
             p.hardlinks, p.symlinks, p.regular, p.fifos
         );
     }
-    if let (
-        SavedOp::Path {
-            q: crate::question::PathQuestion::Exec,
-            ..
-        },
-        Some(p),
-    ) = (op, path)
-    {
-        if let Some(c) = p.components.last().filter(|c| c.file_caps.is_some()) {
-            return Err(unsaveable(format!(
-                "{} has file capabilities, which a scenario file cannot declare",
-                c.path
-            )));
-        }
-    }
     namespaces(w, &mut s)?;
     if let Some(p) = path {
         filesystems(w, p, &mut s)?;
@@ -401,11 +386,8 @@ fn filesystems(w: &World, p: &PathSnapshot, s: &mut String) -> Result<(), Error>
         if c.append {
             let _ = writeln!(s, "append_only = true");
         }
-        if c.file_caps.is_some() {
-            let _ = writeln!(
-                s,
-                "# its file capabilities are not saved (a [[file]] table cannot declare them)"
-            );
+        if let Some(f) = &c.file_caps {
+            file_caps(f, s);
         }
         if let Some(acl) = &c.acl {
             let entries: Vec<String> = acl
@@ -425,6 +407,22 @@ fn filesystems(w: &World, p: &PathSnapshot, s: &mut String) -> Result<(), Error>
         let _ = writeln!(s);
     }
     Ok(())
+}
+
+/// A file's `security.capability` as `fcaps_*` keys: the sets as `get_vfs_caps_from_disk`
+/// keeps them (`CAP_VALID_MASK`), revision 3's root id when there is one.
+fn file_caps(f: &credns_idmap::formats::vfs_cap::VfsCap, s: &mut String) {
+    let valid = credns_model::CapSet::FULL.bits();
+    let _ = writeln!(
+        s,
+        "fcaps_permitted = \"0x{:x}\"\nfcaps_inheritable = \"0x{:x}\"\nfcaps_effective = {}",
+        f.permitted & valid,
+        f.inheritable & valid,
+        f.effective()
+    );
+    if let Some(r) = f.rootid.filter(|_| f.revision == 3) {
+        let _ = writeln!(s, "fcaps_rootid = {r}");
+    }
 }
 
 fn acl_text(tag: u16, id: Option<u32>, perm: u16) -> String {

@@ -30,7 +30,17 @@ pub struct FsTypeRules {
     pub userns_mount: bool,
     /// `FS_IOC_SETFLAGS` sets `FS_IMMUTABLE_FL` and `FS_APPEND_FL` on it.
     pub ioc_setflags: bool,
+    /// `s_maxbytes`, the largest file size (`inode_newsize_ok`); `None` where another
+    /// filesystem's decides (overlay takes its upper layer's).
+    pub max_bytes: Option<i64>,
 }
+
+/// `MAX_LFS_FILESIZE` on 64-bit: `LLONG_MAX`.
+pub const MAX_LFS_FILESIZE: i64 = i64::MAX;
+
+/// ext4's `ext4_max_size` for extent-mapped files with 4 KiB blocks: `ee_block` is 32 bits,
+/// less one block so that the last extent's length fits: (2^32 - 1) × 4096, 16 TiB - 4 KiB.
+pub const EXT4_4K_MAX_BYTES: i64 = ((1i64 << 32) - 1) << 12;
 
 /// The filesystem types whose differences are modelled. tmpfs, ext4, xfs and btrfs are checked
 /// against Linux 6.18 (chown(-1, -1) of an immutable or append-only 4755 file: EPERM on ext4
@@ -42,6 +52,7 @@ pub const FS_TYPES: &[FsTypeRules] = &[
         posix_acl: true,
         userns_mount: true,
         ioc_setflags: true,
+        max_bytes: Some(MAX_LFS_FILESIZE),
     },
     FsTypeRules {
         name: "ext4",
@@ -49,6 +60,7 @@ pub const FS_TYPES: &[FsTypeRules] = &[
         posix_acl: true,
         userns_mount: false,
         ioc_setflags: true,
+        max_bytes: Some(EXT4_4K_MAX_BYTES),
     },
     FsTypeRules {
         name: "btrfs",
@@ -56,6 +68,7 @@ pub const FS_TYPES: &[FsTypeRules] = &[
         posix_acl: true,
         userns_mount: false,
         ioc_setflags: true,
+        max_bytes: Some(MAX_LFS_FILESIZE),
     },
     FsTypeRules {
         name: "xfs",
@@ -63,6 +76,7 @@ pub const FS_TYPES: &[FsTypeRules] = &[
         posix_acl: true,
         userns_mount: false,
         ioc_setflags: true,
+        max_bytes: Some(MAX_LFS_FILESIZE),
     },
     FsTypeRules {
         name: "overlay",
@@ -70,6 +84,7 @@ pub const FS_TYPES: &[FsTypeRules] = &[
         posix_acl: true,
         userns_mount: true,
         ioc_setflags: true,
+        max_bytes: None,
     },
 ];
 
@@ -95,5 +110,9 @@ mod tests {
         assert!(fs_type_rules("tmpfs").is_some_and(|r| r.userns_mount));
         assert!(fs_type_rules("ext4").is_some_and(|r| !r.userns_mount));
         assert!(fs_type_rules("nfs").is_none());
+        assert_eq!(
+            fs_type_rules("ext4").and_then(|r| r.max_bytes),
+            Some(17_592_186_040_320)
+        );
     }
 }

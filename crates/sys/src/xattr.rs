@@ -39,3 +39,14 @@ pub fn lget_xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>, Error> {
         }),
     }
 }
+
+/// Set `name` on `path` to `value` (`setxattr(2)` with no flags), following a final symlink.
+pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), Error> {
+    rustix::fs::setxattr(path, name, value, rustix::fs::XattrFlags::empty()).map_err(|errno| {
+        Error::Path {
+            op: "setxattr",
+            path: path.to_owned(),
+            errno,
+        }
+    })
+}

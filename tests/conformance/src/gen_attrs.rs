@@ -1,7 +1,9 @@
 //! The attribute side of the generated scenarios: immutable and append-only files, and the
 //! `truncate`, `utimes` and `setxattr` operations (user, trusted and security names, file
 //! capabilities of every revision, access and default ACLs) with arguments biased toward the
-//! edges: ids the writer's namespace does not map, set-id files, sticky directories.
+//! edges: ids the writer's namespace does not map, set-id files, sticky directories. Declared
+//! programs may carry file capabilities and declared directories default ACLs, so exec and
+//! create meet them.
 
 use std::fmt::Write;
 
@@ -25,22 +27,13 @@ pub fn file_flags(rng: &mut Rng, t: &mut String) {
 pub struct AttrTarget<'a> {
     /// The path as the op names it (maybe through another mount).
     pub path: &'a str,
-    /// The file is one the scenario may exec (no file capabilities on it then, and no
-    /// truncate).
+    /// The file is one the scenario may exec (no truncate: it would no longer run).
     pub exe: bool,
     /// Ids of the acting process's namespace (mapped and not) for ACL entries and root ids.
     pub ids: &'a [u32],
-    /// A default ACL may be set on it (the scenario can stop creating in it).
+    /// A default ACL may be set on it (not on a directory the fixture shares between
+    /// scenarios).
     pub default_ok: bool,
-}
-
-/// What an op asked of the rest of the scenario.
-#[derive(Debug)]
-pub enum AttrEffect {
-    /// Nothing.
-    None,
-    /// A default ACL may have been set on the target: create nothing in it from now on.
-    DefaultAcl,
 }
 
 const XCAPS: &[&str] = &[
@@ -56,7 +49,7 @@ fn perm(rng: &mut Rng) -> &'static str {
 }
 
 /// One attribute op (after `by = …`).
-pub fn op(rng: &mut Rng, t: &mut String, at: &AttrTarget) -> AttrEffect {
+pub fn op(rng: &mut Rng, t: &mut String, at: &AttrTarget) {
     let p = at.path;
     match rng.below(10) {
         // Not a program the scenario may exec: truncated, it would no longer run.
@@ -64,7 +57,17 @@ pub fn op(rng: &mut Rng, t: &mut String, at: &AttrTarget) -> AttrEffect {
             let _ = writeln!(
                 t,
                 "op = \"truncate\"\npath = \"{p}\"\nlength = {}",
-                rng.pick(&[0, 0, 1, 4096, -1])
+                rng.pick(&[
+                    0,
+                    0,
+                    1,
+                    4096,
+                    -1,
+                    // ext4's s_maxbytes with 4 KiB blocks, one past it, MAX_LFS_FILESIZE.
+                    ((1i64 << 32) - 1) << 12,
+                    (((1i64 << 32) - 1) << 12) + 1,
+                    i64::MAX,
+                ])
             );
         }
         2..=3 => {
@@ -78,10 +81,50 @@ pub fn op(rng: &mut Rng, t: &mut String, at: &AttrTarget) -> AttrEffect {
                 "op = \"setxattr\"\npath = \"{p}\"\nname = \"{name}\"\nvalue = \"v\""
             );
         }
-        6 if !at.exe => caps(rng, t, at),
-        _ => return acl(rng, t, at),
+        6 => caps(rng, t, at),
+        _ => acl(rng, t, at),
     }
-    AttrEffect::None
+}
+
+/// Sometimes give a declared program file capabilities (`fcaps_*`), its revision 3 root id
+/// one of `kuids` (on-disk ids of the filesystem, roots of the namespaces among them).
+pub fn file_caps(rng: &mut Rng, t: &mut String, kuids: &[u32]) {
+    if !rng.chance(1, 3) {
+        return;
+    }
+    let _ = writeln!(t, "fcaps_permitted = \"{}\"", rng.pick(XCAPS));
+    if rng.chance(1, 3) {
+        let _ = writeln!(t, "fcaps_inheritable = \"{}\"", rng.pick(XCAPS));
+    }
+    let _ = writeln!(t, "fcaps_effective = {}", rng.chance(1, 2));
+    if rng.chance(1, 2) {
+        let root = if rng.chance(1, 4) { 0 } else { rng.pick(kuids) };
+        let _ = writeln!(t, "fcaps_rootid = {root}");
+    }
+}
+
+/// Sometimes give a declared directory a default ACL (`default_acl`), named entries' ids
+/// from `kuids` and `kgids`.
+pub fn dir_default_acl(rng: &mut Rng, t: &mut String, kuids: &[u32], kgids: &[u32]) {
+    if !rng.chance(1, 4) {
+        return;
+    }
+    let mut e = vec![format!("\"u::{}\"", perm(rng))];
+    let mut named = false;
+    if rng.chance(2, 3) {
+        e.push(format!("\"u:{}:{}\"", rng.pick(kuids), perm(rng)));
+        named = true;
+    }
+    e.push(format!("\"g::{}\"", perm(rng)));
+    if rng.chance(1, 3) {
+        e.push(format!("\"g:{}:{}\"", rng.pick(kgids), perm(rng)));
+        named = true;
+    }
+    if named || rng.chance(1, 4) {
+        e.push(format!("\"m::{}\"", perm(rng)));
+    }
+    e.push(format!("\"o::{}\"", perm(rng)));
+    let _ = writeln!(t, "default_acl = [{}]", e.join(", "));
 }
 
 fn caps(rng: &mut Rng, t: &mut String, at: &AttrTarget) {
@@ -103,7 +146,7 @@ fn caps(rng: &mut Rng, t: &mut String, at: &AttrTarget) {
     }
 }
 
-fn acl(rng: &mut Rng, t: &mut String, at: &AttrTarget) -> AttrEffect {
+fn acl(rng: &mut Rng, t: &mut String, at: &AttrTarget) {
     let default = at.default_ok && rng.chance(1, 4);
     let mut e = vec![format!("\"u::{}\"", perm(rng))];
     let mut named = false;
@@ -132,9 +175,4 @@ fn acl(rng: &mut Rng, t: &mut String, at: &AttrTarget) -> AttrEffect {
         at.path,
         e.join(", ")
     );
-    if default {
-        AttrEffect::DefaultAcl
-    } else {
-        AttrEffect::None
-    }
 }

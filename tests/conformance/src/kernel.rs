@@ -135,13 +135,21 @@ impl Fixture {
         let img = f.base.join("ext4.img");
         let imgs = img.to_str().unwrap_or_default().to_owned();
         std::fs::File::create(&img)
-            .and_then(|h| h.set_len(256 << 20))
+            .and_then(|h| h.set_len(1280 << 20))
             .map_err(|e| format!("creating {imgs}: {e}"))?;
-        run_cmd("mkfs.ext4", &["-q", "-F", "-N", "300000", &imgs])?;
+        // 4 KiB blocks, as the model's ext4 s_maxbytes assumes (mke2fs picks 1 KiB for an
+        // image this small); inode tables not zeroed after mount (a fresh sparse image).
+        run_cmd(
+            "mkfs.ext4",
+            &["-q", "-F", "-b", "4096", "-N", "300000", &imgs],
+        )?;
         let dev = run_cmd("losetup", &["-f", "--show", &imgs])?;
         f.loop_dev = Some(dev.clone());
         let e = f.ext4.to_str().unwrap_or_default().to_owned();
-        run_cmd("mount", &["-t", "ext4", "-o", "acl", &dev, &e])?;
+        run_cmd(
+            "mount",
+            &["-t", "ext4", "-o", "acl,noinit_itable", &dev, &e],
+        )?;
         f.mounted.push(f.ext4.clone());
         std::fs::set_permissions(&f.ext4, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| e.to_string())?;
@@ -766,6 +774,8 @@ impl<'f> Realised<'f> {
         for (name, child) in &i.children {
             self.make_tree(w, *child, &dir.join(name))?;
         }
+        // After the children: they are declared as they are, not inherited from a default ACL.
+        crate::kernel_attrs::apply_xattrs(w, ino, dir)?;
         crate::kernel_attrs::apply_flags(i, dir)
     }
 

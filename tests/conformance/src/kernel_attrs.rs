@@ -11,9 +11,9 @@ use credns_idmap::formats::acl_xattr::{
     parse_acl_xattr, print_acl_xattr, AclXattrEntry, ACL_GROUP, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER,
     ACL_USER, ACL_USER_OBJ,
 };
-use credns_model::{AclTag, Inode, Op, UtimesTimes, XattrValue};
+use credns_model::{AclTag, Inode, InodeRef, Op, UtimesTimes, World, XattrAclEntry, XattrValue};
 use credns_sys::fsflags::{set_inode_flags, InodeFlags};
-use credns_sys::xattr::get_xattr;
+use credns_sys::xattr::{get_xattr, set_xattr};
 use credns_sys::{Errno, UsernsChild, UtimensTimes};
 
 /// `VFS_CAP_REVISION_1`..`_3` and `VFS_CAP_FLAGS_EFFECTIVE`.
@@ -64,6 +64,44 @@ pub fn encode_caps(v: &XattrValue) -> Vec<u8> {
         out.extend(rootid.to_le_bytes());
     }
     out
+}
+
+/// Write the realised inode's default ACL and file capabilities as the model has them, as
+/// root of the initial namespace through the filesystem's own directory: the default ACL's
+/// ids are kernel ids, and a revision 3 root id is written as the kernel id of the stored
+/// one (`cap_convert_nscap` maps it back into the filesystem's namespace).
+pub fn apply_xattrs(w: &World, ino: InodeRef, path: &Path) -> Result<(), String> {
+    let i = w.inode(ino);
+    if let Some(acl) = &i.default_acl {
+        let entries: Vec<XattrAclEntry> = acl
+            .0
+            .iter()
+            .map(|e| XattrAclEntry {
+                tag: e.tag,
+                id: e.id,
+                perm: e.perm,
+            })
+            .collect();
+        set_xattr(
+            path,
+            "system.posix_acl_default",
+            &acl_value(&XattrValue::Acl(entries)),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    if let Some(c) = i.fscaps {
+        let fs_ns = w.sb(i.sb).user_ns;
+        let rootid = w.make_kuid(fs_ns, c.rootid).0;
+        let v = XattrValue::Caps {
+            version: c.version,
+            rootid,
+            permitted: c.permitted,
+            inheritable: c.inheritable,
+            effective: c.effective,
+        };
+        set_xattr(path, "security.capability", &encode_caps(&v)).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 fn acl_value(v: &XattrValue) -> Vec<u8> {

@@ -11,10 +11,6 @@ use credns_idmap::Errno;
 
 use super::{out, OpResult};
 
-/// Lengths above this are refused or not by `inode_newsize_ok` depending on the filesystem's
-/// `s_maxbytes` and the caller's `RLIMIT_FSIZE`, which the model does not hold.
-const MAX_MODELLED_LENGTH: i64 = 1 << 40;
-
 /// The `times` argument of `utimensat(2)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -170,16 +166,7 @@ impl World {
         let kill = self.should_drop_suidgid(t, &cred, &idmap, ino);
         self.setattr_unmapped_check(t, &idmap, ino, false, false)?;
         self.fs_setattr_flags(t, ino, kill.is_some())?;
-        if length > MAX_MODELLED_LENGTH {
-            let why = "inode_newsize_ok: the filesystem's s_maxbytes and the caller's RLIMIT_FSIZE decide a length this large".to_string();
-            tr!(t.step(
-                "inode_newsize_ok",
-                why.clone(),
-                vec![],
-                crate::outcome::StepVerdict::Unknown
-            ));
-            return Err(Stop::unknown(why));
-        }
+        self.inode_newsize_ok(t, ino, length)?;
         tr!(t.pass(
             "setattr_prepare",
             "ATTR_SIZE: inode_newsize_ok (no ownership check for a size change)",
@@ -190,6 +177,34 @@ impl World {
         }
         self.killpriv(t, ino);
         Ok(Some(out(vec![("mode", mode_str(self.inode(ino).mode))])))
+    }
+
+    /// `inode_newsize_ok`: a length above the filesystem's `s_maxbytes` is EFBIG (every file's
+    /// size is at most `s_maxbytes`, so such a length always grows the file). RLIMIT_FSIZE is
+    /// taken as unlimited, as every process of a scenario has it.
+    fn inode_newsize_ok(&self, t: &mut Tracer, ino: InodeRef, length: i64) -> Check {
+        let f = "inode_newsize_ok";
+        let fs_type = &self.sb(self.inode(ino).sb).fs_type;
+        let Some(max) = fs_type_rules(fs_type).and_then(|r| r.max_bytes) else {
+            let why = format!(
+                "filesystem type \"{fs_type}\" has no s_maxbytes in the model (overlay: its upper layer's decides)"
+            );
+            tr!(t.step(f, why.clone(), vec![], crate::outcome::StepVerdict::Unknown));
+            return Err(Stop::unknown(why));
+        };
+        if tr!(t.check(
+            length <= max,
+            f,
+            format!("the length must not exceed {fs_type}'s s_maxbytes (RLIMIT_FSIZE unlimited)"),
+            vec![
+                ("length", length.to_string()),
+                ("s_maxbytes", max.to_string())
+            ],
+        )) {
+            Ok(())
+        } else {
+            Err(Errno::EFBIG.into())
+        }
     }
 
     /// `setattr_should_drop_suidgid` as `do_truncate` asks it (`dentry_needs_remove_privs`):
@@ -334,36 +349,5 @@ impl World {
             vec![],
         ));
         Err(Errno::EPERM.into())
-    }
-
-    /// What the model does not follow: creating in a directory with a default ACL
-    /// (`posix_acl_create`).
-    pub(super) fn default_acl_unknown(&self, t: &mut Tracer, dir: InodeRef) -> Check {
-        if self.inode(dir).default_acl.is_none() {
-            return Ok(());
-        }
-        let why = "the directory has a default ACL: posix_acl_create's inheritance is not modelled (the default ACL decides the new inode's ACL and mode)".to_string();
-        tr!(t.step(
-            "posix_acl_create",
-            why.clone(),
-            vec![],
-            crate::outcome::StepVerdict::Unknown
-        ));
-        Err(Stop::unknown(why))
-    }
-
-    /// What the model does not follow: exec of a file with `security.capability`.
-    pub(super) fn fscaps_unknown(&self, t: &mut Tracer, ino: InodeRef) -> Check {
-        if self.inode(ino).fscaps.is_none() {
-            return Ok(());
-        }
-        let why = "the file has security.capability: file capabilities at exec are not modelled (its value decides the new capability sets)".to_string();
-        tr!(t.step(
-            "get_vfs_caps_from_disk",
-            why.clone(),
-            vec![],
-            crate::outcome::StepVerdict::Unknown
-        ));
-        Err(Stop::unknown(why))
     }
 }

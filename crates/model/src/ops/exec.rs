@@ -38,7 +38,6 @@ impl World {
         let (m, ino) = self.walk_existing(t, &old, path)?;
         let mnt = self.mount(m).clone();
         self.do_open_execat(t, &old, m, ino)?;
-        self.fscaps_unknown(t, ino)?;
         let (mm_ns, nondump) = self.would_dump(t, &old, m, ino);
         let unsafe_exec = Self::check_unsafe_exec(t, tk.no_new_privs, tk.shared_fs);
         let mut new = old.clone();
@@ -48,8 +47,15 @@ impl World {
             vec![("mode", mode_str(self.inode(ino).mode))],
         ));
         t.nested(|t| self.bprm_fill_uid(t, &old, &mut new, &mnt, ino, tk.no_new_privs));
-        self.cap_bprm_creds_from_file(t, &old, &mut new, unsafe_exec);
-        let dumpable = !nondump && new.euid == new.uid && new.egid == new.gid;
+        self.cap_bprm_creds_from_file(t, &old, &mut new, unsafe_exec, m, ino)?;
+        // commit_creds: a change of euid, egid, fsuid or fsgid, or permitted capabilities
+        // gained, also makes the new image dumpable only as fs.suid_dumpable says.
+        let committed = new.euid != old.euid
+            || new.egid != old.egid
+            || new.fsuid != old.fsuid
+            || new.fsgid != old.fsgid
+            || !new.cap_permitted.is_subset(old.cap_permitted);
+        let dumpable = !nondump && !committed && new.euid == new.uid && new.egid == new.gid;
         tr!(t.info(
             "begin_new_exec",
             if dumpable {
@@ -207,18 +213,22 @@ impl World {
         }
     }
 
-    /// `cap_bprm_creds_from_file`: the capability sets after exec. Files carry no
-    /// capabilities in the model, so only the namespace root's privileges, the unsafe-exec
-    /// limits and the ambient set decide.
-    fn cap_bprm_creds_from_file(&self, t: &mut Tracer, old: &Cred, new: &mut Cred, un: Unsafe) {
+    /// `cap_bprm_creds_from_file`: the capability sets after exec, from the file's
+    /// capabilities, the namespace root's privileges, the unsafe-exec limits and the ambient
+    /// set.
+    fn cap_bprm_creds_from_file(
+        &self,
+        t: &mut Tracer,
+        old: &Cred,
+        new: &mut Cred,
+        un: Unsafe,
+        m: MountRef,
+        ino: InodeRef,
+    ) -> Check {
         let f = "cap_bprm_creds_from_file";
-        new.cap_permitted = CapSet::EMPTY;
-        tr!(t.info(
-            "get_file_caps",
-            "no file capabilities (not modelled: files carry none)",
-            vec![],
-        ));
-        let effective = self.handle_privileged_root(t, old, new);
+        let fc = t.nested(|t| self.get_file_caps(t, old, m, ino))?;
+        new.cap_permitted = fc.permitted;
+        let effective = self.handle_privileged_root(t, old, new, fc.has_fcap) || fc.effective;
         let gained = !new.cap_permitted.is_subset(old.cap_permitted);
         // Since "security/commoncap: don't assume 'setid' if all ids are identical" the
         // downgrade applies only when exec changed the euid or leaves an egid the task is not
@@ -247,9 +257,10 @@ impl World {
         new.fsuid = new.euid;
         new.sgid = new.egid;
         new.fsgid = new.egid;
-        // A set-id exec cancels the ambient set: the same id_changed test (checked on 6.18:
-        // ambient capabilities survive an exec while euid != uid or egid != gid).
-        if id_changed {
+        // File capabilities or a set-id exec cancel the ambient set: the same id_changed
+        // test (checked on 6.18: ambient capabilities survive an exec while euid != uid or
+        // egid != gid).
+        if fc.has_fcap || id_changed {
             new.cap_ambient = CapSet::EMPTY;
         }
         new.cap_permitted = new.cap_permitted.union(new.cap_ambient);
@@ -260,12 +271,34 @@ impl World {
         };
         new.securebits &= !(1 << SECURE_KEEP_CAPS);
         trace_new_creds(t, f, new);
+        self.trace_secureexec(t, old, new, effective);
+        Ok(())
+    }
+
+    /// `bprm->secureexec` (`AT_SECURE`) as cap_bprm_creds_from_file sets it: a changed
+    /// id, or capabilities raised for a task whose real uid is not the namespace's root.
+    fn trace_secureexec(&self, t: &mut Tracer, old: &Cred, new: &Cred, effective: bool) {
+        let root = self.make_kuid(new.user_ns, 0);
+        let grew = !new.cap_permitted.is_subset(new.cap_ambient);
+        let secure =
+            new.euid != old.uid || new.egid != old.gid || (new.uid != root && (effective || grew));
+        tr!(t.info(
+            "cap_bprm_creds_from_file",
+            "secureexec (AT_SECURE): an id changed, or capabilities raised for a non-root real uid",
+            vec![("secureexec", secure.to_string())],
+        ));
     }
 
     /// `handle_privileged_root`: the namespace's root (as uid or euid) gets the bounding set
     /// and inheritable set as permitted; as euid it also gets them effective. Returns whether
     /// the new effective set is the whole permitted set.
-    fn handle_privileged_root(&self, t: &mut Tracer, old: &Cred, new: &mut Cred) -> bool {
+    fn handle_privileged_root(
+        &self,
+        t: &mut Tracer,
+        old: &Cred,
+        new: &mut Cred,
+        has_fcap: bool,
+    ) -> bool {
         let f = "handle_privileged_root";
         let root = self.make_kuid(new.user_ns, 0);
         tr!(t.info(
@@ -282,6 +315,14 @@ impl World {
         ));
         if old.issecure(SECURE_NOROOT) {
             tr!(t.info(f, "SECURE_NOROOT: root gets nothing special", vec![]));
+            return false;
+        }
+        if has_fcap && new.uid != root && new.euid == root {
+            tr!(t.info(
+                f,
+                "a set-user-ID-root exec by a non-root uid of a file with capabilities: only the file's capabilities count",
+                vec![],
+            ));
             return false;
         }
         if new.euid == root || new.uid == root {

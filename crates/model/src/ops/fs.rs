@@ -287,9 +287,19 @@ impl World {
             return Err(Errno::EOVERFLOW.into());
         }
         t.nested(|t| self.inode_permission(t, &cred, pm, pdir, MAY_WRITE | MAY_EXEC))?;
-        self.default_acl_unknown(t, pdir)?;
         let idmap = self.mount(pm).idmap.clone();
         let d = self.inode(pdir).clone();
+        // mode_strip_umask leaves the umask to posix_acl_create, which applies it only
+        // without a default ACL.
+        let inherits = d.default_acl.is_some() && self.sb(d.sb).posix_acl;
+        if inherits {
+            tr!(t.info(
+                "posix_acl_create",
+                "the directory has a default ACL: the umask is not applied (mode_strip_umask leaves it to posix_acl_create)",
+                vec![("umask", format!("{umask:04o}"))],
+            ));
+        }
+        let umask = if inherits { 0 } else { umask };
         let mut m = self.vfs_prepare_mode(t, &cred, (pm, pdir), mode, dir, umask);
         // inode_init_owner
         let (gid, how) = if d.mode & S_ISGID != 0 {
@@ -318,10 +328,14 @@ impl World {
                 ("mode", mode_str(m)),
             ],
         ));
+        let inherited = self.posix_acl_create(t, pdir, m, dir);
+        let m = inherited.mode;
         let full = path.to_string();
         let ino = self
             .add_inode(&full, dir, ku, gid, m)
             .map_err(|e| Stop::unknown(format!("model could not add the inode: {e}")))?;
+        self.inodes[ino.0].acl = inherited.acl;
+        self.inodes[ino.0].default_acl = inherited.default_acl;
         self.proposals_notify(|p, w| p.inode_created(w, ino, &cred));
         let vu = self.i_uid_into_vfsuid(&idmap, ino);
         let vg = self.i_gid_into_vfsgid(&idmap, ino);

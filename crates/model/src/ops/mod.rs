@@ -27,6 +27,8 @@ pub(crate) fn xattr_caps_name() -> &'static str {
 mod sockets;
 
 pub use op::{CapPrctlOption, MapKind, Op, ProcFile, NGROUPS_MAX, NSIG, SIGCONT};
+mod acl_create;
+mod fscaps_exec;
 mod userns_mount;
 
 pub use nstypes::{NsType, NsTypes, TypedNs, TypedNsRef, PROT_SOCK};

@@ -15,6 +15,7 @@ mod attr_ops;
 mod buildable;
 mod compare;
 mod dirent;
+mod file_xattrs;
 mod nstypes;
 mod op_args;
 mod ops;

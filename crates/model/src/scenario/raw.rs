@@ -169,6 +169,16 @@ pub(super) struct RawFile {
     pub(super) userns: Option<Spanned<String>>,
     /// `FS_APPEND_FL`.
     pub(super) append_only: Option<bool>,
+    /// `security.capability`: permitted set.
+    pub(super) fcaps_permitted: Option<Spanned<String>>,
+    /// `security.capability`: inheritable set.
+    pub(super) fcaps_inheritable: Option<Spanned<String>>,
+    /// `security.capability`: `VFS_CAP_FLAGS_EFFECTIVE`.
+    pub(super) fcaps_effective: Option<bool>,
+    /// `security.capability` revision 3's root id, in the filesystem's numbering.
+    pub(super) fcaps_rootid: Option<Spanned<u32>>,
+    /// `system.posix_acl_default` of a directory.
+    pub(super) default_acl: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]

@@ -187,6 +187,7 @@ pub(super) fn declare_file(c: &Ctx, w: &mut World, f: &Spanned<RawFile>) -> Resu
     if fr.append_only.unwrap_or(false) {
         w.inode_mut(ino).append_only = true;
     }
+    super::file_xattrs::declare(c, w, f, ino, fs_ns)?;
     super::proposals::declare_inode_userns(c, w, fr, ino)
 }
 
