@@ -10,8 +10,8 @@ use std::path::Path;
 use credns_conformance::kernel::{run_both, Fixture, KernelAnswer};
 
 const SCENARIO: &str = r#"
-# The remount and umount are of a declared mount (attached in the stand-in by the executor);
-# the new mount comes last (the model does not add it to its one mount table).
+# A declared mount (attached in the stand-in by the executor) remounted and unmounted, then a
+# new tmpfs mounted, remounted, unmounted and mounted again, left for the stand-in to take.
 [[other_namespace]]
 name = "init"
 type = "uts"
@@ -51,6 +51,23 @@ nosuid = true
 by = "root"
 op = "umount"
 path = "/m"
+
+[[op]]
+by = "root"
+op = "mount"
+type = "tmpfs"
+path = "/d"
+
+[[op]]
+by = "root"
+op = "remount"
+path = "/d"
+read_only = true
+
+[[op]]
+by = "root"
+op = "umount"
+path = "/d"
 
 [[op]]
 by = "root"
