@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use credns_model::{AclTag, MapKind, NsRef, Op, Scenario, TaskRef, Verdict, World};
-use credns_sys::mount::{unmount, DetachedMount, MountFlags};
+use credns_sys::mount::{DetachedMount, MountFlags};
 use credns_sys::{
     Actor, CapSets, Errno, FullCreds, Ids, OFlags, Pid, ProcFs, SetId, UnshareOptions, UserNsFd,
     UsernsChild, WriteHow,
@@ -271,6 +271,8 @@ pub struct Realised<'f> {
     live: Live,
     /// Namespaces of the other seven types.
     typed: crate::kernel_nstypes::Typed,
+    /// The initial mount and UTS namespaces' stand-ins: every helper is forked from its keeper.
+    stand_in: Option<crate::kernel_standin::StandIn>,
 }
 
 impl std::fmt::Debug for Realised<'_> {
@@ -289,8 +291,9 @@ impl Drop for Realised<'_> {
         while let Some((_, k)) = self.live.keepers.pop_last() {
             drop(k);
         }
+        // The clones are attached in the stand-in only: they go with it.
+        self.stand_in = None;
         for m in self.attached.drain(..) {
-            let _ = unmount(&m, true);
             let _ = std::fs::remove_dir(&m);
         }
         for d in self.sb_dirs.values() {
@@ -419,6 +422,7 @@ impl<'f> Realised<'f> {
                 conns: Default::default(),
             },
             typed: Default::default(),
+            stand_in: None,
         };
         // Filesystems: one directory per superblock; mounts: that directory when the mount is
         // the filesystem's first plain one, else a clone of it attached with the mount's
@@ -493,6 +497,8 @@ impl<'f> Realised<'f> {
         for (root, dir) in &trees {
             r.make_tree(w, *root, dir)?;
         }
+        let stand_in = crate::kernel_standin::StandIn::new(w)?;
+        let stand_in = &*r.stand_in.insert(stand_in);
         // Namespaces: a keeper per namespace, created by its parent's keeper with the owner's
         // ids; maps written by the parent's keeper.
         let ns_raw = raw_array(raw, "namespace");
@@ -532,7 +538,7 @@ impl<'f> Realised<'f> {
                 dumpable: true,
             };
             let keeper = if parent == init {
-                UsernsChild::spawn(&opts)
+                stand_in.keeper().spawn_child(&opts)
             } else {
                 match r.live.keepers.get(&parent.index()) {
                     Some(k) => k.spawn_child(&opts),
@@ -601,10 +607,10 @@ impl<'f> Realised<'f> {
             if let Some(ns) = userns {
                 clone.set_idmap(ns).map_err(mounting)?;
             }
-            clone.attach(&real).map_err(mounting)?;
+            stand_in.attach(clone, &real)?;
             r.attached.push(real);
         }
-        r.typed = match crate::kernel_nstypes::Typed::realise(w, &r.live.keepers) {
+        r.typed = match crate::kernel_nstypes::Typed::realise(w, &r.live.keepers, stand_in) {
             Ok(t) => t,
             Err(why) => return Ok(Err(why)),
         };
@@ -630,7 +636,7 @@ impl<'f> Realised<'f> {
             let all_mapped = u.iter().chain(g.iter()).all(Option::is_some);
             let mm = t.mm_user_ns;
             let child = if mm == init {
-                UsernsChild::spawn(&plain)
+                stand_in.keeper().spawn_child(&plain)
             } else {
                 r.live.keepers[&mm.index()].spawn_child(&plain)
             }

@@ -3,9 +3,12 @@
 //! processes put in them with `setns` before they take on their credentials, and `unshare_ns`,
 //! `setns_ns`, `sethostname` and `bind` performed by the process's helper.
 //!
-//! Never touched: the host's hostname (a `sethostname` the kernel might allow in the initial
-//! UTS namespace is not performed) and its sysctls (a declared `ip_unprivileged_port_start`
-//! other than the host's makes the scenario unrealisable).
+//! The model's initial mount and UTS namespaces are the scenario's stand-ins
+//! ([`crate::kernel_standin`]): `sethostname`, `mount`, `umount` and remounts there are
+//! performed inside them, never in this machine's namespaces (an op by a helper found in the
+//! host's namespace is refused, never performed). Never touched either: the host's sysctls (a
+//! declared `ip_unprivileged_port_start` other than the host's makes the scenario
+//! unrealisable).
 
 use std::collections::BTreeMap;
 use std::os::fd::AsFd;
@@ -13,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use credns_model::{NsType, Op, TaskRef, World};
 use credns_sys::{Errno, NsId, UnshareOptions, UserNsFd, UsernsChild};
+
+use crate::kernel_standin::StandIn;
 
 use crate::kernel::KernelAnswer;
 
@@ -75,9 +80,6 @@ pub fn check_realisable(w: &World) -> Result<(), String> {
             continue;
         }
         if w.is_initial_typed(r) {
-            if n.hostname.is_some() {
-                return Err("a hostname for the initial UTS namespace (the host's)".into());
-            }
             continue;
         }
         if n.kind == NsType::Net && n.ip_unprivileged_port_start != credns_model::PROT_SOCK {
@@ -108,8 +110,12 @@ pub fn check_realisable(w: &World) -> Result<(), String> {
 
 impl Typed {
     /// Make every declared namespace: a helper of its owner (forked from the keeper of that
-    /// user namespace, or from us for the initial one) unshares it.
-    pub fn realise(w: &World, keepers: &BTreeMap<usize, UsernsChild>) -> Result<Typed, String> {
+    /// user namespace, or from the stand-ins' keeper for the initial one) unshares it.
+    pub fn realise(
+        w: &World,
+        keepers: &BTreeMap<usize, UsernsChild>,
+        stand_in: &StandIn,
+    ) -> Result<Typed, String> {
         let mut t = Typed::default();
         let plain = UnshareOptions {
             ids: None,
@@ -118,8 +124,11 @@ impl Typed {
             dumpable: true,
         };
         for k in NsType::ALL {
-            let own = UserNsFd::open_path(Path::new(&format!("/proc/self/ns/{}", ns_file(k))))
-                .map_err(|e| e.to_string())?;
+            let own = match stand_in.ns_fd(k) {
+                Some(_) => open_ns(stand_in.keeper().pid().0, k)?,
+                None => UserNsFd::open_path(Path::new(&format!("/proc/self/ns/{}", ns_file(k))))
+                    .map_err(|e| e.to_string())?,
+            };
             t.fds.insert((k, "init".into()), own);
         }
         for (r, n) in w.typed_namespaces() {
@@ -127,7 +136,7 @@ impl Typed {
                 continue;
             }
             let c = if n.owner == w.init_ns() {
-                UsernsChild::spawn(&plain)
+                stand_in.keeper().spawn_child(&plain)
             } else {
                 keepers[&n.owner.index()].spawn_child(&plain)
             }
@@ -192,42 +201,17 @@ fn userns_name(ns_fds: &BTreeMap<String, UserNsFd>, id: NsId) -> Option<String> 
         .map(|(n, _)| n.clone())
 }
 
-/// Whether `pid` has CAP_SYS_ADMIN in its effective set and lives in our user namespace: it
-/// could change the host's hostname.
-fn could_rename_host(pid: i32) -> bool {
-    let same_userns = id_of_user(pid) == id_of_user(std::process::id() as i32);
-    let eff = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .unwrap_or(u64::MAX);
-    same_userns && eff & (1 << 21) != 0
-}
-
-fn id_of_user(pid: i32) -> Option<NsId> {
-    UserNsFd::open_path(Path::new(&format!("/proc/{pid}/ns/user")))
-        .ok()
-        .and_then(|f| f.id().ok())
-}
-
 type Values = Vec<(String, String)>;
 
-/// Whether a mount made by `pid` could show outside its own mount namespace: it is in ours,
-/// or in one owned by our user namespace (a copy made without `CL_SHARED_TO_SLAVE`, so still a
-/// peer of ours), and it could pass `may_mount` there (CAP_SYS_ADMIN in our user namespace).
-fn mount_could_leak(pid: i32) -> bool {
-    let me = std::process::id() as i32;
-    let mnt_owner = |p: i32| {
-        open_ns(p, NsType::Mnt)
-            .ok()
-            .and_then(|f| f.owning_userns().ok().flatten())
-            .and_then(|u| u.id().ok())
-    };
-    let owned_by_ours = mnt_owner(pid).is_some() && mnt_owner(pid) == id_of_user(me);
-    owned_by_ours && could_rename_host(pid)
+/// Refuse an operation by a helper found in this machine's own namespace of type `k` (it
+/// should be in the stand-in or a namespace of the scenario): it would change the host.
+fn not_on_host(pid: i32, k: &str) -> Result<(), KernelAnswer> {
+    if crate::kernel_standin::is_host_ns(pid, k) {
+        return Err(KernelAnswer::Skipped(format!(
+            "refused: the helper is in this machine's {k} namespace"
+        )));
+    }
+    Ok(())
 }
 
 /// Perform one of the operations as helper `h` (`real` gives a model path's real directory).
@@ -283,14 +267,7 @@ pub fn perform(
                 .map(|()| Vec::new()))
         }
         Op::Sethostname { name } => {
-            let uts_is_host =
-                id_of(pid, NsType::Uts) == id_of(std::process::id() as i32, NsType::Uts);
-            if uts_is_host && could_rename_host(pid) {
-                return Err(KernelAnswer::Skipped(
-                    "sethostname in the host's UTS namespace by a process that could change it"
-                        .into(),
-                ));
-            }
+            not_on_host(pid, "uts")?;
             if let Err(x) = h.sethostname(name.as_bytes()).map_err(e)? {
                 return Ok(Err(x));
             }
@@ -309,11 +286,7 @@ pub fn perform(
             r => Ok(r.map(|()| vec![("port".into(), port.to_string())])),
         },
         Op::MountNew { fs_type, path } => {
-            if mount_could_leak(pid) {
-                return Err(KernelAnswer::Skipped(
-                    "a mount by a process that could mount in this machine's mount tree".into(),
-                ));
-            }
+            not_on_host(pid, "mnt")?;
             let Some(dir) = real(path) else {
                 return Err(KernelAnswer::Skipped(format!("no real path for {path}")));
             };
@@ -331,11 +304,7 @@ pub fn perform(
                     "a mount realised as a plain directory here".into(),
                 ));
             }
-            if mount_could_leak(pid) {
-                return Err(KernelAnswer::Skipped(
-                    "a remount by a process that could change this machine's mount tree".into(),
-                ));
-            }
+            not_on_host(pid, "mnt")?;
             let bits = u64::from(flags.read_only)
                 | (u64::from(flags.nosuid) << 1)
                 | (u64::from(flags.noexec) << 3);
@@ -353,11 +322,7 @@ pub fn perform(
                     "a mount realised as a plain directory here".into(),
                 ));
             }
-            if mount_could_leak(pid) {
-                return Err(KernelAnswer::Skipped(
-                    "an umount by a process that could unmount in this machine's mount tree".into(),
-                ));
-            }
+            not_on_host(pid, "mnt")?;
             Ok(h.umount(&dir).map_err(e)?.map(|()| Vec::new()))
         }
         _ => Err(KernelAnswer::Skipped(

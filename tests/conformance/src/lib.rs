@@ -18,6 +18,7 @@ pub mod kernel_attrs;
 pub mod kernel_creds;
 pub mod kernel_keys;
 pub mod kernel_nstypes;
+pub mod kernel_standin;
 pub mod keys_gen;
 pub mod observe;
 pub mod scenario_gen;

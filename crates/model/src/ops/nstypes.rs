@@ -134,6 +134,9 @@ pub struct TypedNs {
     /// For mount namespaces: copied from one owned by another user namespace, so every mount
     /// but its root is `MNT_LOCKED` (`lock_mnt_tree`).
     pub locked: bool,
+    /// For mount namespaces: the new filesystems `mount` ops put in it (or in the namespace
+    /// it was copied from), outside the model's one mount table.
+    pub new_mounts: Vec<super::userns_mount::NewMount>,
 }
 
 /// A [`TypedNs`] of a [`World`].
@@ -170,6 +173,7 @@ impl Default for NsTypes {
                 hostname: None,
                 ip_unprivileged_port_start: PROT_SOCK,
                 locked: false,
+                new_mounts: Vec::new(),
             })
             .collect();
         NsTypes {
@@ -259,6 +263,7 @@ impl World {
             ip_unprivileged_port_start: PROT_SOCK,
             // A declared mount namespace is a copy of the initial one.
             locked: kind == NsType::Mnt && owner != self.init_ns(),
+            new_mounts: Vec::new(),
         });
         Ok(TypedNsRef(self.nstypes.list.len() - 1))
     }
@@ -354,7 +359,9 @@ impl World {
         if kind == NsType::Mnt {
             let old = self.typed_ns(m.ns[NsType::Mnt.index()]);
             let locked = old.locked || old.owner != owner;
+            let copies = super::userns_mount::copy_new_mounts(old, owner);
             self.typed_ns_mut(new).locked = locked;
+            self.typed_ns_mut(new).new_mounts = copies;
         }
         // copy_utsname: the new UTS namespace starts with a copy of the old one's name.
         if kind == NsType::Uts {

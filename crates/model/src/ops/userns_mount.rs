@@ -4,21 +4,63 @@
 //! `FS_USERNS_MOUNT` CAP_SYS_ADMIN in the caller's own user namespace, otherwise in the
 //! initial one), then the type's own checks and `mount_too_revealing`.
 //!
-//! The new mount is not added to the world: the model keeps one mount table, and the mount
-//! lands in the caller's mount namespace only.
+//! The new mount is not added to the world's mount table (the model keeps one, and the mount
+//! lands in the caller's mount namespace only): its namespace records where it is
+//! ([`NewMount`]), so that a later `umount` or remount there is answered, and an op on a path
+//! below it, whose filesystem the model does not hold, is Unknown.
 
 use crate::caps::Cap;
 use crate::outcome::Tracer;
 use crate::scenario::{knows_fs_type, FS_USERNS_MOUNT};
 use crate::vfs::Stop;
-use crate::world::{TaskRef, World};
+use crate::world::{NsRef, TaskRef, World};
 use credns_idmap::Errno;
 
-use super::nstypes::NsType;
+use super::nstypes::{NsType, TypedNs, TypedNsRef};
 use super::OpResult;
 
 /// The `FS_USERNS_MOUNT` types whose own checks the model knows (none, or sysfs's).
 const MODELLED: &[&str] = &["tmpfs", "ramfs", "proc", "sysfs"];
+
+/// A filesystem a `mount` op put on `path` of a mount namespace (no per-mount flags).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewMount {
+    /// Where, normalised.
+    pub path: String,
+    /// `MNT_LOCKED`: it came with a copy of its namespace made for another user namespace.
+    pub locked: bool,
+}
+
+/// The new mounts of `old` as `copy_mnt_ns` copies them for `owner`: locked when `owner` is
+/// not `old`'s owner (`lock_mnt_tree`), or when they already were.
+pub(super) fn copy_new_mounts(old: &TypedNs, owner: NsRef) -> Vec<NewMount> {
+    old.new_mounts
+        .iter()
+        .map(|m| NewMount {
+            path: m.path.clone(),
+            locked: m.locked || old.owner != owner,
+        })
+        .collect()
+}
+
+impl World {
+    /// The topmost new mount of `mnt` on `path` (normalised), by its index; Unknown when the
+    /// path goes through one (below it is a filesystem the model does not hold).
+    fn new_mount_at(&self, mnt: TypedNsRef, path: &str) -> Result<Option<usize>, crate::vfs::Stop> {
+        let ns = self.typed_ns(mnt);
+        if let Some(m) = ns
+            .new_mounts
+            .iter()
+            .find(|m| path.starts_with(&format!("{}/", m.path.trim_end_matches('/'))))
+        {
+            return Err(Stop::unknown(format!(
+                "the path is below {}, where an earlier mount op put a new filesystem in mount namespace \"{}\" (its content is not in the model)",
+                m.path, ns.name
+            )));
+        }
+        Ok(ns.new_mounts.iter().rposition(|m| m.path == path))
+    }
+}
 
 impl World {
     /// `mount("none", path, fs_type, 0, NULL)`.
@@ -30,8 +72,10 @@ impl World {
         path: &str,
     ) -> OpResult {
         let cred = self.task(task).cred.clone();
-        let (_, ino) = self.walk_existing(t, &cred, path)?;
         let mnt = self.task_typed_ns(task, NsType::Mnt);
+        let norm = crate::world::normalise(path).unwrap_or_default();
+        self.new_mount_at(mnt, &norm)?;
+        let (_, ino) = self.walk_existing(t, &cred, path)?;
         let mnt_owner = self.typed_ns(mnt).owner;
         let may = self.ns_capable(t, &cred, mnt_owner, Cap::SYS_ADMIN);
         if !tr!(t.check(
@@ -102,12 +146,16 @@ impl World {
         tr!(t.pass(
             "do_add_mount",
             format!(
-                "a new {fs_type} owned by \"{}\" is mounted in mount namespace \"{}\" (not added to the model's world)",
+                "a new {fs_type} owned by \"{}\" is mounted in mount namespace \"{}\" (recorded there, not in the model's mount table)",
                 self.ns(cred.user_ns).name,
                 self.typed_ns(mnt).name
             ),
             vec![],
         ));
+        self.typed_ns_mut(mnt).new_mounts.push(NewMount {
+            path: norm,
+            locked: false,
+        });
         Ok(None)
     }
 }
@@ -117,8 +165,10 @@ impl World {
     /// then it must be a mount point, then not `MNT_LOCKED`.
     pub(super) fn op_umount(&mut self, t: &mut Tracer, task: TaskRef, path: &str) -> OpResult {
         let cred = self.task(task).cred.clone();
-        self.walk_existing(t, &cred, path)?;
         let mnt = self.task_typed_ns(task, NsType::Mnt);
+        let norm = crate::world::normalise(path).unwrap_or_default();
+        let new = self.new_mount_at(mnt, &norm)?;
+        self.walk_existing(t, &cred, path)?;
         let owner = self.typed_ns(mnt).owner;
         let may = self.ns_capable(t, &cred, owner, Cap::SYS_ADMIN);
         if !tr!(t.check(
@@ -133,11 +183,13 @@ impl World {
         )) {
             return Err(Errno::EPERM.into());
         }
-        let norm = crate::world::normalise(path).unwrap_or_default();
         if norm == "/" {
             return Err(Stop::unknown(
                 "umount of the root of the mount namespace: whether it is the caller's root and busy (do_umount)",
             ));
+        }
+        if let Some(i) = new {
+            return self.umount_new(t, mnt, i);
         }
         if !tr!(t.check(
             self.mount_at(&norm).is_some(),
@@ -192,8 +244,10 @@ impl World {
         f: RemountFlags,
     ) -> OpResult {
         let cred = self.task(task).cred.clone();
-        self.walk_existing(t, &cred, path)?;
         let mnt = self.task_typed_ns(task, NsType::Mnt);
+        let norm = crate::world::normalise(path).unwrap_or_default();
+        let new = self.new_mount_at(mnt, &norm)?;
+        self.walk_existing(t, &cred, path)?;
         let owner = self.typed_ns(mnt).owner;
         let may = self.ns_capable(t, &cred, owner, Cap::SYS_ADMIN);
         if !tr!(t.check(
@@ -207,11 +261,18 @@ impl World {
         )) {
             return Err(Errno::EPERM.into());
         }
-        let norm = crate::world::normalise(path).unwrap_or_default();
         if norm == "/" {
             return Err(Stop::unknown(
                 "a remount of the root of the mount namespace",
             ));
+        }
+        if new.is_some() {
+            tr!(t.pass(
+                "do_reconfigure_mnt",
+                "a mount an earlier mount op made: it has no ro, nosuid or noexec that a lock could keep (can_change_locked_flags)",
+                vec![],
+            ));
+            return Ok(None);
         }
         let Some(m) = self.mount_at(&norm) else {
             tr!(t.fail(
@@ -253,6 +314,36 @@ impl World {
             "the mount's flags are set in the caller's mount namespace (the model's one mount table keeps its own)",
             vec![],
         ));
+        Ok(None)
+    }
+}
+
+impl World {
+    /// `umount` of the `i`th new mount of `mnt` (the topmost at its path): refused when it is
+    /// `MNT_LOCKED`, else gone from the namespace.
+    fn umount_new(&mut self, t: &mut Tracer, mnt: TypedNsRef, i: usize) -> OpResult {
+        let ns = self.typed_ns(mnt);
+        let m = &ns.new_mounts[i];
+        if !tr!(t.check(
+            !m.locked,
+            "can_umount",
+            format!(
+                "the mount an earlier mount op put on {} must not be MNT_LOCKED (it came with a copy of the namespace made for a less privileged user namespace: lock_mnt_tree)",
+                m.path
+            ),
+            vec![],
+        )) {
+            return Err(Errno::EINVAL.into());
+        }
+        tr!(t.pass(
+            "do_umount",
+            format!(
+                "the mount an earlier mount op put on {} is unmounted from mount namespace \"{}\"",
+                m.path, ns.name
+            ),
+            vec![],
+        ));
+        self.typed_ns_mut(mnt).new_mounts.remove(i);
         Ok(None)
     }
 }

@@ -7,8 +7,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::child_sys::sys_ret;
 use super::protocol::{
-    Rep, Req, CALL_BIND_TCP, CALL_MOUNT_NEW, CALL_REMOUNT_BIND, CALL_SETHOSTNAME, CALL_SETNS_NS,
-    CALL_UMOUNT, CALL_UNSHARE_NS, STEP_IO, STEP_PROTOCOL,
+    Rep, Req, CALL_ATTACH_MOUNT, CALL_BIND_TCP, CALL_MOUNT_NEW, CALL_REMOUNT_BIND,
+    CALL_ROOT_PRIVATE, CALL_SETHOSTNAME, CALL_SETNS_NS, CALL_UMOUNT, CALL_UNSHARE_NS, STEP_IO,
+    STEP_PROTOCOL,
 };
 use crate::Errno;
 
@@ -27,6 +28,8 @@ pub(super) fn handles(req: &Req) -> bool {
             | CALL_MOUNT_NEW
             | CALL_UMOUNT
             | CALL_REMOUNT_BIND
+            | CALL_ROOT_PRIVATE
+            | CALL_ATTACH_MOUNT
     )
 }
 
@@ -82,6 +85,41 @@ pub(super) fn call(req: &Req, payload: &[u8], passed: Option<OwnedFd>) -> Result
                 .map_err(|_| Rep::err(STEP_PROTOCOL, Errno::INVAL))?;
             // SAFETY: umount2 reads the NUL-terminated path from the request buffer.
             let r = unsafe { libc::syscall(libc::SYS_umount2, path.as_ptr(), 0 as libc::c_int) };
+            sys_ret(r).map(|_| ()).map_err(fail)
+        }
+        CALL_ROOT_PRIVATE => {
+            let flags = (libc::MS_REC | libc::MS_PRIVATE) as libc::c_ulong;
+            // SAFETY: mount reads the static NUL-terminated "/"; the other pointers are NULL.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_mount,
+                    std::ptr::null::<libc::c_char>(),
+                    c"/".as_ptr(),
+                    std::ptr::null::<libc::c_char>(),
+                    flags,
+                    std::ptr::null::<libc::c_void>(),
+                )
+            };
+            sys_ret(r).map(|_| ()).map_err(fail)
+        }
+        CALL_ATTACH_MOUNT => {
+            let Some(fd) = passed else {
+                return Err(Rep::err(STEP_PROTOCOL, Errno::BADF));
+            };
+            let path = std::ffi::CStr::from_bytes_until_nul(payload)
+                .map_err(|_| Rep::err(STEP_PROTOCOL, Errno::INVAL))?;
+            // SAFETY: move_mount takes the fd we own, a static empty string and the
+            // NUL-terminated path from the request buffer.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_move_mount,
+                    fd.as_raw_fd(),
+                    c"".as_ptr(),
+                    libc::AT_FDCWD,
+                    path.as_ptr(),
+                    0x4 as libc::c_uint, // MOVE_MOUNT_F_EMPTY_PATH
+                )
+            };
             sys_ret(r).map(|_| ()).map_err(fail)
         }
         _ => Err(Rep::err(STEP_PROTOCOL, Errno::NOSYS)),

@@ -85,4 +85,36 @@ impl UsernsChild {
             .syscall(protocol::CALL_REMOUNT_BIND, [flags, 0, 0], &p)?
             .map(|_| ()))
     }
+
+    /// `mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)`: every mount of the helper's mount
+    /// namespace made private, so that nothing mounted or unmounted in it propagates to the
+    /// namespace it was copied from (nor from there into it).
+    pub fn make_root_private(&self) -> Result<Result<(), Errno>, Error> {
+        Ok(self
+            .syscall(protocol::CALL_ROOT_PRIVATE, [0, 0, 0], &[])?
+            .map(|_| ()))
+    }
+
+    /// `move_mount(mnt, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH)` by the helper: a detached
+    /// mount (`open_tree(2)` with `OPEN_TREE_CLONE`, made by the caller) attached at `path` in
+    /// the helper's mount namespace.
+    pub fn attach_mount(
+        &self,
+        mnt: BorrowedFd<'_>,
+        path: &std::path::Path,
+    ) -> Result<Result<(), Errno>, Error> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut p = path.as_os_str().as_bytes().to_vec();
+        p.push(0);
+        let r = self.call(
+            Req {
+                op: protocol::OP_CALL,
+                how: protocol::CALL_ATTACH_MOUNT,
+                ..Req::default()
+            },
+            &p,
+            Some(mnt),
+        )?;
+        Ok(Self::answer(&r.rep))
+    }
 }

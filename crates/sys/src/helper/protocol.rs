@@ -117,6 +117,12 @@ pub(crate) const CALL_BIND_TCP: u32 = 93;
 pub(crate) const CALL_MOUNT_NEW: u32 = 94;
 pub(crate) const CALL_UMOUNT: u32 = 95;
 pub(crate) const CALL_REMOUNT_BIND: u32 = 96;
+/// `mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)`: no mount event of the helper's mount
+/// namespace propagates out of it, nor in.
+pub(crate) const CALL_ROOT_PRIVATE: u32 = 110;
+/// `move_mount(fd, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH)` of the passed fd (a detached
+/// mount) at the payload's path, in the helper's mount namespace.
+pub(crate) const CALL_ATTACH_MOUNT: u32 = 111;
 
 /// Words of a `CALL_FULL_CREDS` payload before the groups: ruid euid suid fsuid rgid egid sgid
 /// fsgid securebits flags umask ngroups.
