@@ -137,6 +137,9 @@ pub struct TypedNs {
     /// For mount namespaces: the new filesystems `mount` ops put in it (or in the namespace
     /// it was copied from), outside the model's one mount table.
     pub new_mounts: Vec<super::userns_mount::NewMount>,
+    /// For mount namespaces: the paths of the model's mounts an `umount` op took out of it
+    /// (what lies under them is not in the model).
+    pub unmounted: Vec<String>,
 }
 
 /// A [`TypedNs`] of a [`World`].
@@ -174,6 +177,7 @@ impl Default for NsTypes {
                 ip_unprivileged_port_start: PROT_SOCK,
                 locked: false,
                 new_mounts: Vec::new(),
+                unmounted: Vec::new(),
             })
             .collect();
         NsTypes {
@@ -264,6 +268,7 @@ impl World {
             // A declared mount namespace is a copy of the initial one.
             locked: kind == NsType::Mnt && owner != self.init_ns(),
             new_mounts: Vec::new(),
+            unmounted: Vec::new(),
         });
         Ok(TypedNsRef(self.nstypes.list.len() - 1))
     }
@@ -360,8 +365,10 @@ impl World {
             let old = self.typed_ns(m.ns[NsType::Mnt.index()]);
             let locked = old.locked || old.owner != owner;
             let copies = super::userns_mount::copy_new_mounts(old, owner);
+            let gone = old.unmounted.clone();
             self.typed_ns_mut(new).locked = locked;
             self.typed_ns_mut(new).new_mounts = copies;
+            self.typed_ns_mut(new).unmounted = gone;
         }
         // copy_utsname: the new UTS namespace starts with a copy of the old one's name.
         if kind == NsType::Uts {

@@ -58,6 +58,14 @@ impl World {
                 m.path, ns.name
             )));
         }
+        let under =
+            |m: &str| path == m || path.starts_with(&format!("{}/", m.trim_end_matches('/')));
+        if let Some(m) = ns.unmounted.iter().find(|m| under(m)) {
+            return Err(Stop::unknown(format!(
+                "the path is at or below {m}, a mount an earlier umount took out of mount namespace \"{}\" (what lies under it is not in the model)",
+                ns.name
+            )));
+        }
         Ok(ns.new_mounts.iter().rposition(|m| m.path == path))
     }
 }
@@ -213,9 +221,10 @@ impl World {
         }
         tr!(t.pass(
             "do_umount",
-            "unmounted in the caller's mount namespace (the model's one mount table keeps it; nothing holds it busy)",
+            "unmounted in the caller's mount namespace (nothing holds it busy)",
             vec![],
         ));
+        self.typed_ns_mut(mnt).unmounted.push(norm);
         Ok(None)
     }
 }
