@@ -27,11 +27,12 @@ pub enum Errno {
     EXDEV = 18,
     ENOTEMPTY = 39,
     EUSERS = 87,
+    ELOOP = 40,
 }
 
 impl Errno {
     /// Every errno known here, in the order `parse` tries them.
-    pub const ALL: [Errno; 20] = [
+    pub const ALL: [Errno; 21] = [
         Errno::EPERM,
         Errno::ENOENT,
         Errno::ESRCH,
@@ -52,6 +53,7 @@ impl Errno {
         Errno::EXDEV,
         Errno::ENOTEMPTY,
         Errno::EUSERS,
+        Errno::ELOOP,
     ];
 
     /// The errno's number.
@@ -87,6 +89,7 @@ impl Errno {
             Errno::EXDEV => "EXDEV",
             Errno::ENOTEMPTY => "ENOTEMPTY",
             Errno::EUSERS => "EUSERS",
+            Errno::ELOOP => "ELOOP",
         }
     }
 

@@ -117,7 +117,7 @@ impl World {
     /// then it must be a mount point, then not `MNT_LOCKED`.
     pub(super) fn op_umount(&mut self, t: &mut Tracer, task: TaskRef, path: &str) -> OpResult {
         let cred = self.task(task).cred.clone();
-        self.walk_existing(t, &cred, path)?;
+        let (_, _, norm) = self.walk_existing_at(t, &cred, path)?;
         let mnt = self.task_typed_ns(task, NsType::Mnt);
         let owner = self.typed_ns(mnt).owner;
         let may = self.ns_capable(t, &cred, owner, Cap::SYS_ADMIN);
@@ -133,7 +133,6 @@ impl World {
         )) {
             return Err(Errno::EPERM.into());
         }
-        let norm = crate::world::normalise(path).unwrap_or_default();
         if norm == "/" {
             return Err(Stop::unknown(
                 "umount of the root of the mount namespace: whether it is the caller's root and busy (do_umount)",
@@ -192,7 +191,7 @@ impl World {
         f: RemountFlags,
     ) -> OpResult {
         let cred = self.task(task).cred.clone();
-        self.walk_existing(t, &cred, path)?;
+        let (_, _, norm) = self.walk_existing_at(t, &cred, path)?;
         let mnt = self.task_typed_ns(task, NsType::Mnt);
         let owner = self.typed_ns(mnt).owner;
         let may = self.ns_capable(t, &cred, owner, Cap::SYS_ADMIN);
@@ -207,7 +206,6 @@ impl World {
         )) {
             return Err(Errno::EPERM.into());
         }
-        let norm = crate::world::normalise(path).unwrap_or_default();
         if norm == "/" {
             return Err(Stop::unknown(
                 "a remount of the root of the mount namespace",
