@@ -317,9 +317,17 @@ impl World {
             return self.pick_link(t, cred, path, s, link, trailing);
         }
         let comp = &self.text_of(path, s.text)[s.start..s.end];
+        let text = self.text_of(path, s.text);
         let dir = match s.text {
             None => format!("\"{}\"", prefix(path, s.start)),
-            Some(_) => "the directory reached".into(),
+            Some(_) if text.starts_with('/') => {
+                format!("\"{}\" (of a link's target)", prefix(text, s.start))
+            }
+            Some(_) if s.start == 0 => "the link's directory".into(),
+            Some(_) => format!(
+                "\"{}\" from the link's directory",
+                text[..s.start].trim_end_matches('/')
+            ),
         };
         tr!(t.info(
             "may_lookup",
