@@ -2,8 +2,9 @@
 //! by different processes (so owned by others) in sticky world-writable directories and plain
 //! ones, on the root ext4 and on a tmpfs, with absolute and relative targets, targets on the
 //! other filesystem, chains, loops, links to directories and dangling links; then `open`,
-//! `stat`, `access`, `chmod`, `truncate`, `open(O_CREAT)` (which creates a dangling link's
-//! target), `create`/`mkdir` over a link (EEXIST), `unlink` and `rmdir` through and of links.
+//! `stat`, `access`, `chmod`, `chown`, `utimes`, `truncate`, `open(O_CREAT)` (which creates a
+//! dangling link's target), `create`/`mkdir` over a link (EEXIST), `unlink` and `rmdir`
+//! through and of links.
 //! fs.protected_symlinks is this machine's (tests never change it).
 //!
 //! Relative targets stay within the link's filesystem and never go above its mount's root:
@@ -168,7 +169,7 @@ fn ops(t: &mut String, rng: &mut Rng, procs: &[String], dirs: &[Dir]) {
         }
         let by = &procs[rng.below(procs.len() as u64) as usize];
         let _ = writeln!(t, "\n[[op]]\nby = \"{by}\"");
-        match rng.below(14) {
+        match rng.below(16) {
             0..=2 => {
                 let _ = writeln!(
                     t,
@@ -212,6 +213,20 @@ fn ops(t: &mut String, rng: &mut Rng, procs: &[String], dirs: &[Dir]) {
             }
             11..=12 => {
                 let _ = writeln!(t, "op = \"unlink\"\npath = \"{path}\"");
+            }
+            13 => {
+                let _ = writeln!(
+                    t,
+                    "op = \"chown\"\npath = \"{path}\"\nuid = {}\ngid = -1",
+                    rng.pick(&[-1, 0, 1000, 1001])
+                );
+            }
+            14 => {
+                let _ = writeln!(
+                    t,
+                    "op = \"utimes\"\npath = \"{path}\"\ntimes = \"{}\"",
+                    rng.pick(&["now", "explicit"])
+                );
             }
             _ => {
                 let _ = writeln!(t, "op = \"rmdir\"\npath = \"{path}\"");
