@@ -62,6 +62,11 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
         "\n[[filesystem]]\nname = \"t\"\ntype = \"tmpfs\"\nroot_mode = \"{}\"\n\n[[mount]]\npath = \"/t\"\nfs = \"t\"",
         rng.pick(&["0755", "1777", "0777"])
     );
+    // Sometimes an idmapped view of the tmpfs (/m): links made and followed through it.
+    let idmapped = container && rng.chance(1, 2);
+    if idmapped {
+        let _ = writeln!(t, "\n[[mount]]\npath = \"/m\"\nfs = \"t\"\nidmap = \"ct\"");
+    }
     let _ = writeln!(t, "\n[[file]]\npath = \"/d\"\ndir = true\nmode = \"0755\"");
     let mut dirs: Vec<Dir> = Vec::new();
     for base in ["/d", "/t"] {
@@ -89,13 +94,21 @@ pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
             dirs.push(Dir { path, names });
         }
     }
-    links(&mut t, &mut rng, &procs, &mut dirs);
-    ops(&mut t, &mut rng, &procs, &dirs);
+    links(&mut t, &mut rng, &procs, &mut dirs, idmapped);
+    ops(&mut t, &mut rng, &procs, &dirs, idmapped);
     t
 }
 
+/// `path`, or its view through the idmapped mount /m for one on the tmpfs, now and then.
+fn via(rng: &mut Rng, idmapped: bool, path: String) -> String {
+    match path.strip_prefix("/t") {
+        Some(rest) if idmapped && rng.chance(1, 3) => format!("/m{rest}"),
+        _ => path,
+    }
+}
+
 /// The symlink ops: each makes a new name `lN` in one of the directories.
-fn links(t: &mut String, rng: &mut Rng, procs: &[String], dirs: &mut [Dir]) {
+fn links(t: &mut String, rng: &mut Rng, procs: &[String], dirs: &mut [Dir], idmapped: bool) {
     for n in 0..3 + rng.below(5) {
         let at = rng.below(dirs.len() as u64) as usize;
         let name = format!("l{n}");
@@ -141,6 +154,12 @@ fn links(t: &mut String, rng: &mut Rng, procs: &[String], dirs: &mut [Dir]) {
                 format!("../{}", o.path.rsplit('/').next().unwrap_or(""))
             }
         };
+        let target = if target.starts_with('/') {
+            via(rng, idmapped, target)
+        } else {
+            target
+        };
+        let path = via(rng, idmapped, path);
         let by = &procs[rng.below(procs.len() as u64) as usize];
         let _ = writeln!(
             t,
@@ -151,7 +170,7 @@ fn links(t: &mut String, rng: &mut Rng, procs: &[String], dirs: &mut [Dir]) {
 }
 
 /// Operations on paths that often name a link, or go through one to a directory.
-fn ops(t: &mut String, rng: &mut Rng, procs: &[String], dirs: &[Dir]) {
+fn ops(t: &mut String, rng: &mut Rng, procs: &[String], dirs: &[Dir], idmapped: bool) {
     for _ in 0..4 + rng.below(8) {
         let d = &dirs[rng.below(dirs.len() as u64) as usize];
         let links: Vec<&String> = d.names.iter().filter(|n| n.starts_with('l')).collect();
@@ -167,6 +186,7 @@ fn ops(t: &mut String, rng: &mut Rng, procs: &[String], dirs: &[Dir]) {
         if rng.chance(1, 5) {
             let _ = write!(path, "/{}", rng.pick(&["f0", "f1", "s0", "s1", "l0", "x"]));
         }
+        let path = via(rng, idmapped, path);
         let by = &procs[rng.below(procs.len() as u64) as usize];
         let _ = writeln!(t, "\n[[op]]\nby = \"{by}\"");
         match rng.below(16) {
