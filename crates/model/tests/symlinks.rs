@@ -278,3 +278,72 @@ fn the_trace_names_may_follow_link_and_pick_link() {
         r2[1].outcome
     );
 }
+
+#[test]
+fn protected_symlinks_sees_owners_through_the_mount() {
+    // One tmpfs, plain at /t and idmapped at /m with ct's maps (on-disk 5 is 100005 there).
+    let text = |v: u32| {
+        format!(
+            r#"
+[settings]
+protected_symlinks = {v}
+
+[[namespace]]
+name = "ct"
+owner = 1000
+uid_map = "0 100000 65536"
+gid_map = "0 100000 65536"
+
+[[filesystem]]
+name = "t"
+type = "tmpfs"
+root_mode = "0755"
+
+[[mount]]
+path = "/t"
+fs = "t"
+
+[[mount]]
+path = "/m"
+fs = "t"
+idmap = "ct"
+
+[[file]]
+path = "/t/tmp"
+dir = true
+mode = "1777"
+
+[[file]]
+path = "/t/f"
+mode = "0644"
+
+[[process]]
+name = "host5"
+uid = 5
+
+[[process]]
+name = "ct5"
+ns = "ct"
+uid = 5
+
+{}{}{}"#,
+            symlink("host5", "/t/f", "/t/tmp/l"),
+            op("ct5", "open", "path = \"/m/tmp/l\""),
+            op("ct5", "open", "path = \"/t/tmp/l\""),
+        )
+    };
+    let v = |n| {
+        Scenario::parse(&text(n), "idmap")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .run()
+            .into_iter()
+            .map(|r| r.outcome.result)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(v(0), vec![OK, OK, OK]);
+    assert_eq!(
+        v(1),
+        vec![OK, OK, no(Errno::EACCES)],
+        "through /m the link's owner is the follower's fsuid (100005); through /t it is 5"
+    );
+}
