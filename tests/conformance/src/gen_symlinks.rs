@@ -9,7 +9,8 @@
 //!
 //! Relative targets stay within the link's filesystem and never go above its mount's root:
 //! the executor realises model mounts as separate directories, where such a target would
-//! resolve elsewhere (kernel_dirent.rs refuses it).
+//! resolve elsewhere (kernel_dirent.rs refuses it); no link names `/`, which is realised
+//! beside the other mounts (a chmod through such a link would not reach walks to them).
 
 use std::fmt::Write;
 
@@ -132,7 +133,7 @@ fn links(t: &mut String, rng: &mut Rng, procs: &[String], dirs: &mut [Dir], idma
                 format!("{}/{}", d.path, pick_name(rng, d))
             }
             // Absolute, a directory (walked through) or a mount's root.
-            3 => rng.pick(&["/d/s0", "/t/s1", "/t", "/d", "/"]).to_owned(),
+            3 => rng.pick(&["/d/s0", "/t/s1", "/t", "/d"]).to_owned(),
             // Relative, in the same directory (itself: a loop).
             4 => {
                 if rng.chance(1, 4) {

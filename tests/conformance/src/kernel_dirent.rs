@@ -79,11 +79,17 @@ impl Realised<'_> {
     /// which lives under the fixture's directory for its mount, so it is rewritten to that
     /// real path; a relative one is kept. Mounts are realised as separate directories, so a
     /// target whose walk would leave or enter a model mount by its text (`..` at a mount's
-    /// root or at `/`, a component naming a mount point, dots in an absolute target) is
-    /// refused with the reason.
+    /// root or at `/`, a component naming a mount point, dots in an absolute target), or that
+    /// names the model's `/` itself, is refused with the reason.
     fn real_target(&self, path: &str, target: &str) -> Result<String, String> {
         let comps = target.split('/').filter(|c| !c.is_empty());
+        // The model's `/` holds every other mount; here it is one directory beside them, so a
+        // change made through a link to it (chmod, chown) would not reach walks to them.
+        let to_root = "a link to the model's / (realised beside the other mounts, not above them)";
         if let Some(abs) = target.strip_prefix('/') {
+            if comps.clone().next().is_none() {
+                return Err(to_root.into());
+            }
             if comps.clone().any(|c| c == "." || c == "..") {
                 return Err(format!(
                     "the absolute target {target:?} has . or .. (not rewritten into the fixture)"
@@ -120,6 +126,9 @@ impl Realised<'_> {
                     }
                 }
             }
+        }
+        if here == "/" {
+            return Err(to_root.into());
         }
         Ok(target.to_owned())
     }
