@@ -44,7 +44,7 @@ impl World {
     pub fn access_query(&self, path: &str, mode: u32, eaccess: bool) -> AccessQuery {
         let normal = normal_path(path);
         let mut lookups = Vec::new();
-        let end = match self.resolve_with(normal.as_deref(), true, |s| {
+        let end = match self.resolve_with(normal.as_deref(), crate::walk::Last::Follow, |s| {
             lookups.push(*s);
             Ok(())
         }) {

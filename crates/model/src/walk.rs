@@ -16,6 +16,18 @@ use credns_idmap::Errno;
 /// `MAXSYMLINKS`: the links one walk may follow.
 pub(crate) const MAXSYMLINKS: u32 = 40;
 
+/// What the walk does with a link as the last component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Last {
+    /// Not followed (`unlink`, `rename`, `mkdir`, …): the link itself is the answer.
+    NoFollow,
+    /// Followed (`LOOKUP_FOLLOW`).
+    Follow,
+    /// Followed, for `open(O_CREAT)`: a last component with a slash after it stops the walk
+    /// (`open_last_lookups` answers EISDIR before looking it up).
+    Creat,
+}
+
 /// What a [`Lookup`] checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LookupKind {
@@ -44,15 +56,18 @@ pub(crate) struct Lookup {
 pub(crate) enum WalkEnd {
     /// At an inode, looked up in `parent`; `canon` is its path when the walk followed a link
     /// or went through `.`/`..` (else the path as given).
+    /// `slash`: the last component came from a link's target with a slash after it.
     Found {
         at: (MountRef, InodeRef),
         parent: (MountRef, InodeRef),
         canon: Option<String>,
+        slash: bool,
     },
     /// The last component does not exist in `parent` (a create may make it at `canon`).
     Absent {
         parent: (MountRef, InodeRef),
         canon: Option<String>,
+        slash: bool,
     },
     /// After the last lookup, a component under something that is not a directory (ENOTDIR).
     NotDir,
@@ -75,6 +90,9 @@ pub(crate) struct Walk {
     pub(crate) parent: (MountRef, InodeRef),
     /// The path of the last component when the walk followed a link (else the path given).
     pub(crate) canon: Option<String>,
+    /// The last component came from a link's target with a slash after it (`f/`): the
+    /// kernel then wants a directory (`LOOKUP_DIRECTORY`), and `open(O_CREAT)` is EISDIR.
+    pub(crate) slash: bool,
 }
 
 impl Walk {
@@ -142,7 +160,7 @@ impl World {
         t: &mut Tracer,
         cred: &Cred,
         path: &str,
-        follow: bool,
+        follow: Last,
     ) -> Result<Walk, Stop> {
         let normal = crate::vfs::normal_path(path);
         let shown = normal.as_deref().unwrap_or(path);
@@ -161,7 +179,7 @@ impl World {
     pub(crate) fn resolve_with(
         &self,
         path: Option<&str>,
-        follow: bool,
+        follow: Last,
         mut visit: impl FnMut(&Lookup) -> Result<(), Stop>,
     ) -> Result<WalkEnd, Stop> {
         let Some(path) = path else {
@@ -179,6 +197,8 @@ impl World {
         // The path of `cur` once a link or a dot was walked (before: the path's prefix).
         let mut canon: Option<String> = None;
         let mut links = 0;
+        // The last component had a slash after it (`lookup_last`: LOOKUP_FOLLOW|LOOKUP_DIRECTORY).
+        let mut slash = false;
         loop {
             let b = s.as_bytes();
             while pos < b.len() && b[pos] == b'/' {
@@ -196,6 +216,7 @@ impl World {
                             at: (m, cur),
                             parent,
                             canon,
+                            slash,
                         })
                     }
                 }
@@ -207,6 +228,9 @@ impl World {
             }
             let last_here = next == b.len();
             let trailing = last_here && stack.is_empty();
+            if trailing && end < b.len() {
+                slash = true;
+            }
             if !self.inode(cur).is_dir() {
                 return Ok(WalkEnd::NotDir);
             }
@@ -238,6 +262,13 @@ impl World {
                     None => self.mount_at(&path[..end]),
                 };
                 visit(&step)?;
+                if slash && follow == Last::Creat {
+                    return Ok(WalkEnd::Absent {
+                        parent: (m, cur),
+                        canon: None,
+                        slash,
+                    });
+                }
                 let (nm, child) = match step.mounted {
                     Some(i) => (i, self.mount(i).root),
                     None => match self.inode(cur).children.get(comp) {
@@ -247,12 +278,13 @@ impl World {
                             return Ok(WalkEnd::Absent {
                                 parent: (m, cur),
                                 canon,
+                                slash,
                             });
                         }
                         None => return Ok(WalkEnd::NoEnt),
                     },
                 };
-                if self.inode(child).is_symlink() && (follow || !trailing) {
+                if self.inode(child).is_symlink() && (follow != Last::NoFollow || !trailing) {
                     links += 1;
                     if links > MAXSYMLINKS {
                         return Ok(WalkEnd::Loop);
@@ -294,6 +326,7 @@ impl World {
                         at: (m, cur),
                         parent,
                         canon,
+                        slash,
                     })
                 }
             }
@@ -442,15 +475,26 @@ impl World {
         let f = "link_path_walk";
         let here = || last.map_or_else(|| "\"/\"".to_owned(), |s| self.component_shown(path, s));
         match end {
-            WalkEnd::Found { at, parent, canon } => Ok(Walk {
+            WalkEnd::Found {
+                at,
+                parent,
+                canon,
+                slash,
+            } => Ok(Walk {
                 target: Some(at),
                 parent,
                 canon,
+                slash,
             }),
-            WalkEnd::Absent { parent, canon } => Ok(Walk {
+            WalkEnd::Absent {
+                parent,
+                canon,
+                slash,
+            } => Ok(Walk {
                 target: None,
                 parent,
                 canon,
+                slash,
             }),
             WalkEnd::NotDir => {
                 tr!(t.fail(f, format!("{} is not a directory", here()), vec![]));

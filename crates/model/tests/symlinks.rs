@@ -347,3 +347,38 @@ uid = 5
         "through /m the link's owner is the follower's fsuid (100005); through /t it is 5"
     );
 }
+
+#[test]
+fn a_target_ending_in_a_slash_wants_a_directory() {
+    let ops = [
+        symlink("root", "f/", "/d/ts"),
+        op("u", "stat", "path = \"/d/ts\""),
+        op("u", "open_creat", "path = \"/d/ts\""),
+        symlink("root", "/d/", "/d/tsd"),
+        op("u", "stat", "path = \"/d/tsd\""),
+        symlink("root", "n/", "/d/tsn"),
+        op("u", "stat", "path = \"/d/tsn\""),
+        op("root", "open_creat", "path = \"/d/tsn\""),
+        symlink("root", "rel", "/d/chain"),
+        op("u", "stat", "path = \"/d/chain\""),
+        symlink("root", "ts", "/d/chain2"),
+        op("u", "stat", "path = \"/d/chain2\""),
+    ];
+    assert_eq!(
+        verdicts("", &ops),
+        vec![
+            OK,
+            no(Errno::ENOTDIR),
+            no(Errno::EISDIR),
+            OK,
+            OK,
+            OK,
+            no(Errno::ENOENT),
+            no(Errno::EISDIR),
+            OK,
+            no(Errno::ENOENT),
+            OK,
+            no(Errno::ENOTDIR),
+        ]
+    );
+}

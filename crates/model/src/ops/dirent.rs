@@ -17,6 +17,7 @@ use crate::world::{
 use credns_idmap::Errno;
 
 use super::{out, OpResult};
+use crate::walk::Last;
 
 /// The fs.protected_* sysctls the directory-entry rules read. They are global (not per user
 /// namespace); the kernel's built-in defaults are all 0 (distributions often set them to 1
@@ -78,7 +79,7 @@ impl World {
     /// `/` (no last component: `LAST_ROOT`).
     fn entry(&self, t: &mut Tracer, cred: &Cred, path: &str) -> Result<Option<Entry>, Stop> {
         // `filename_parentat`: the last component is never followed.
-        let w = self.path_walk(t, cred, path, false)?;
+        let w = self.path_walk(t, cred, path, Last::NoFollow)?;
         let normal = w.path_of(path);
         if normal == "/" {
             return Ok(None);
@@ -485,7 +486,7 @@ impl World {
     ) -> OpResult {
         let cred = self.task(task).cred.clone();
         // Without AT_SYMLINK_FOLLOW: a trailing link is linked itself.
-        let w = self.path_walk(t, &cred, from, false)?;
+        let w = self.path_walk(t, &cred, from, Last::NoFollow)?;
         let Some((om, ino)) = w.target else {
             tr!(t.fail(
                 "filename_lookup",
@@ -651,7 +652,15 @@ impl World {
         let cred = self.task(task).cred.clone();
         // Without O_EXCL, O_CREAT follows a trailing link (`open_last_lookups`): a dangling
         // one creates its target.
-        let w = self.path_walk(t, &cred, path, true)?;
+        let w = self.path_walk(t, &cred, path, Last::Creat)?;
+        if w.slash {
+            tr!(t.fail(
+                "open_last_lookups",
+                "O_CREAT of a name with a slash after it (from a link's target)",
+                vec![]
+            ));
+            return Err(Errno::EISDIR.into());
+        }
         let Some((m, ino)) = w.target else {
             return self.create_at(t, task, w, path, mode, false).map(|_| None);
         };

@@ -12,6 +12,7 @@ use crate::world::{
 use credns_idmap::Errno;
 
 use super::{out, OpResult};
+use crate::walk::Last;
 
 impl World {
     pub(super) fn walk_existing(
@@ -20,7 +21,7 @@ impl World {
         cred: &Cred,
         path: &str,
     ) -> Result<(MountRef, InodeRef), Stop> {
-        let w = self.path_walk(t, cred, path, true)?;
+        let w = self.path_walk(t, cred, path, Last::Follow)?;
         self.existing(t, w, path)
     }
 
@@ -31,7 +32,7 @@ impl World {
         cred: &Cred,
         path: &str,
     ) -> Result<(MountRef, InodeRef, String), Stop> {
-        let w = self.path_walk(t, cred, path, true)?;
+        let w = self.path_walk(t, cred, path, Last::Follow)?;
         let at = w.path_of(path);
         let (m, ino) = self.existing(t, w, path)?;
         Ok((m, ino, at))
@@ -45,6 +46,17 @@ impl World {
         path: &str,
     ) -> Result<(MountRef, InodeRef), Stop> {
         match w.target {
+            Some((_, ino)) if w.slash && !self.inode(ino).is_dir() => {
+                tr!(t.fail(
+                    "lookup_last",
+                    format!(
+                        "\"{}\" (a link's target ending in /) is not a directory",
+                        w.path_of(path)
+                    ),
+                    vec![]
+                ));
+                Err(Errno::ENOTDIR.into())
+            }
             Some(x) => Ok(x),
             None => {
                 let path = w.path_of(path);
@@ -119,7 +131,7 @@ impl World {
         eaccess: bool,
     ) -> OpResult {
         self.access_as(t, task, path, mode, eaccess, |t, cred| {
-            self.path_walk(t, cred, path, true)
+            self.path_walk(t, cred, path, Last::Follow)
         })
     }
 
@@ -281,7 +293,7 @@ impl World {
         dir: bool,
     ) -> OpResult {
         let cred = self.task(task).cred.clone();
-        let w = self.path_walk(t, &cred, path, false)?;
+        let w = self.path_walk(t, &cred, path, Last::NoFollow)?;
         self.create_at(t, task, w, path, mode, dir)
     }
 
