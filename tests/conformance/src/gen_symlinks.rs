@@ -2,10 +2,10 @@
 //! by different processes (so owned by others) in sticky world-writable directories and plain
 //! ones, on the root ext4 and on a tmpfs, with absolute and relative targets, targets on the
 //! other filesystem, chains, loops, links to directories and dangling links; then `open`,
-//! `stat`, `access`, `chmod`, `chown`, `utimes`, `truncate`, `open(O_CREAT)` (which creates a
-//! dangling link's target), `create`/`mkdir` over a link (EEXIST), `unlink` and `rmdir`
-//! through and of links.
-//! fs.protected_symlinks is this machine's (tests never change it).
+//! `stat`, `access`, `chmod`, `chown`, `utimes`, `truncate`, `setxattr`, `open(O_CREAT)`
+//! (which creates a dangling link's target), `create`/`mkdir` over a link (EEXIST), `unlink`
+//! and `rmdir` through and of links. fs.protected_symlinks is this machine's (tests never
+//! change it).
 //!
 //! Relative targets stay within the link's filesystem and never go above its mount's root:
 //! the executor realises model mounts as separate directories, where such a target would
@@ -155,6 +155,12 @@ fn links(t: &mut String, rng: &mut Rng, procs: &[String], dirs: &mut [Dir], idma
                 format!("../{}", o.path.rsplit('/').next().unwrap_or(""))
             }
         };
+        // Now and then a slash after the last component (the kernel then wants a directory).
+        let target = if rng.chance(1, 10) {
+            format!("{target}/")
+        } else {
+            target
+        };
         let target = if target.starts_with('/') {
             via(rng, idmapped, target)
         } else {
@@ -190,7 +196,7 @@ fn ops(t: &mut String, rng: &mut Rng, procs: &[String], dirs: &[Dir], idmapped: 
         let path = via(rng, idmapped, path);
         let by = &procs[rng.below(procs.len() as u64) as usize];
         let _ = writeln!(t, "\n[[op]]\nby = \"{by}\"");
-        match rng.below(16) {
+        match rng.below(17) {
             0..=2 => {
                 let _ = writeln!(
                     t,
@@ -247,6 +253,12 @@ fn ops(t: &mut String, rng: &mut Rng, procs: &[String], dirs: &[Dir], idmapped: 
                     t,
                     "op = \"utimes\"\npath = \"{path}\"\ntimes = \"{}\"",
                     rng.pick(&["now", "explicit"])
+                );
+            }
+            15 => {
+                let _ = writeln!(
+                    t,
+                    "op = \"setxattr\"\npath = \"{path}\"\nname = \"user.x\"\nvalue = \"v\""
                 );
             }
             _ => {

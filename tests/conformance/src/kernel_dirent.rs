@@ -98,7 +98,9 @@ impl Realised<'_> {
             let real = self
                 .real_path(&format!("/{abs}"))
                 .ok_or_else(|| format!("no real path for {target}"))?;
-            return Ok(real.to_string_lossy().into_owned());
+            // A slash after the last component asks for a directory: kept.
+            let tail = if target.ends_with('/') { "/" } else { "" };
+            return Ok(format!("{}{tail}", real.to_string_lossy()));
         }
         let norm = credns_model::normalise(path).unwrap_or_default();
         let mut here = parent_dir(&norm).unwrap_or("/").to_owned();
