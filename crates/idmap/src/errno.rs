@@ -28,11 +28,12 @@ pub enum Errno {
     ENOTEMPTY = 39,
     EUSERS = 87,
     EFBIG = 27,
+    ELOOP = 40,
 }
 
 impl Errno {
     /// Every errno known here, in the order `parse` tries them.
-    pub const ALL: [Errno; 21] = [
+    pub const ALL: [Errno; 22] = [
         Errno::EPERM,
         Errno::ENOENT,
         Errno::ESRCH,
@@ -54,6 +55,7 @@ impl Errno {
         Errno::ENOTEMPTY,
         Errno::EUSERS,
         Errno::EFBIG,
+        Errno::ELOOP,
     ];
 
     /// The errno's number.
@@ -90,6 +92,7 @@ impl Errno {
             Errno::ENOTEMPTY => "ENOTEMPTY",
             Errno::EUSERS => "EUSERS",
             Errno::EFBIG => "EFBIG",
+            Errno::ELOOP => "ELOOP",
         }
     }
 

@@ -77,6 +77,7 @@ mod query;
 mod scenario;
 mod semantics;
 mod vfs;
+mod walk;
 mod world;
 
 pub use capability::has_ns_capability;

@@ -44,7 +44,7 @@ impl World {
     pub fn access_query(&self, path: &str, mode: u32, eaccess: bool) -> AccessQuery {
         let normal = normal_path(path);
         let mut lookups = Vec::new();
-        let end = match self.resolve_with(normal.as_deref(), |s| {
+        let end = match self.resolve_with(normal.as_deref(), crate::walk::Last::Follow, |s| {
             lookups.push(*s);
             Ok(())
         }) {
@@ -97,7 +97,7 @@ impl World {
             for s in &q.lookups {
                 self.may_lookup(t, cred, &q.path, s)?;
             }
-            self.walk_end(t, &q.path, q.end, q.lookups.last())
+            self.walk_end(t, &q.path, q.end.clone(), q.lookups.last())
         });
         match r {
             Ok(_) => Verdict::Allowed,

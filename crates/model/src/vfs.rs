@@ -109,52 +109,7 @@ pub(crate) fn granted_to_all(mode: u32, mask: u32, has_acl: bool) -> bool {
     ((mask & 7) * 0o111) & !mode == 0 && !has_acl
 }
 
-/// The directory holding the component that starts at byte `start` of a normal path.
-fn dir_of(path: &str, start: usize) -> &str {
-    if start == 1 {
-        "/"
-    } else {
-        &path[..start - 1]
-    }
-}
-
-/// One directory a walk searches (`may_lookup`): it looks up `path[start..end]` there, a
-/// mount point when `mounted` (the walk goes on at that mount's root).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Lookup {
-    pub(crate) dir: (MountRef, InodeRef),
-    start: usize,
-    end: usize,
-    mounted: Option<MountRef>,
-}
-
-/// Where a walk ends, whoever walks: at an inode, at a missing last component, or refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum WalkEnd {
-    Found(MountRef, InodeRef),
-    /// The last component does not exist (a create may make it).
-    Absent,
-    /// After the last lookup, a component under something that is not a directory (ENOTDIR).
-    NotDir,
-    /// After the last lookup, a component under a missing one (ENOENT).
-    NoEnt,
-    /// A path the model does not take (ENOENT).
-    BadPath,
-    /// Nothing is mounted at `/` (ENOENT).
-    NoRoot,
-    /// A component before the last is a symbolic link, which the walk would follow (the
-    /// model does not follow symlinks: Unknown).
-    Symlink,
-}
-
-/// The result of walking a path.
-#[derive(Clone, Debug)]
-pub(crate) struct Walk {
-    /// The mount and inode of the last component, if it exists.
-    pub(crate) target: Option<(MountRef, InodeRef)>,
-    /// The directory holding the last component, and its mount.
-    pub(crate) parent: (MountRef, InodeRef),
-}
+pub(crate) use crate::walk::{Lookup, Walk, WalkEnd};
 
 impl World {
     pub(crate) fn idmap_name(&self, idmap: &MntIdmap) -> String {
@@ -334,7 +289,7 @@ impl World {
     /// class grants, with no ACL, is allowed by the first test of `acl_permission_check`
     /// whoever asks (most directories of a walk): `inode_permission` can answer at once.
     #[inline(always)]
-    fn allowed_to_all(&self, t: &Tracer, ino: InodeRef, mask: u32) -> bool {
+    pub(crate) fn allowed_to_all(&self, t: &Tracer, ino: InodeRef, mask: u32) -> bool {
         if t.on || mask & MAY_WRITE != 0 {
             return false;
         }
@@ -346,7 +301,7 @@ impl World {
     /// `inode_permission` from its trace line on (out of line: the common case above is
     /// small).
     #[inline(never)]
-    fn inode_permission_traced(
+    pub(crate) fn inode_permission_traced(
         &self,
         t: &mut Tracer,
         cred: &Cred,
@@ -683,170 +638,5 @@ impl World {
             }
         });
         Some(r)
-    }
-
-    /// Walk an absolute path: `may_lookup` (MAY_EXEC) on every directory that holds a
-    /// component, crossing into mounts. The last component may be missing.
-    pub(crate) fn path_walk(&self, t: &mut Tracer, cred: &Cred, path: &str) -> Result<Walk, Stop> {
-        let normal = normal_path(path);
-        let shown = normal.as_deref().unwrap_or(path);
-        let mut last = None;
-        let end = self.resolve_with(normal.as_deref(), |s| {
-            self.may_lookup(t, cred, shown, s)?;
-            last = Some(*s);
-            Ok(())
-        })?;
-        self.walk_end(t, shown, end, last.as_ref())
-    }
-
-    /// The walk of `path` (normal, or `None` for a path the model does not take) without its
-    /// permission checks, which depend on the caller: `visit` is given each directory
-    /// searched, in order, and may stop the walk; the answer is where the walk ends. It ends
-    /// where the kernel's would whoever walks: under something that is not a directory, under
-    /// a missing component, or at the last one.
-    pub(crate) fn resolve_with(
-        &self,
-        path: Option<&str>,
-        mut visit: impl FnMut(&Lookup) -> Result<(), Stop>,
-    ) -> Result<WalkEnd, Stop> {
-        let Some(path) = path else {
-            return Ok(WalkEnd::BadPath);
-        };
-        let Some(mut m) = self.root_mount() else {
-            return Ok(WalkEnd::NoRoot);
-        };
-        let mut cur = self.mount(m).root;
-        if path == "/" {
-            return Ok(WalkEnd::Found(m, cur));
-        }
-        // Components by byte: a normal path has no empty one.
-        let bytes = path.as_bytes();
-        let mut start = 1;
-        loop {
-            let end = bytes[start..]
-                .iter()
-                .position(|&b| b == b'/')
-                .map_or(bytes.len(), |p| start + p);
-            let last = end == bytes.len();
-            if !self.inode(cur).is_dir() {
-                if self.inode(cur).is_symlink() {
-                    return Ok(WalkEnd::Symlink);
-                }
-                return Ok(WalkEnd::NotDir);
-            }
-            let mounted = self.mount_at(&path[..end]);
-            visit(&Lookup {
-                dir: (m, cur),
-                start,
-                end,
-                mounted,
-            })?;
-            if let Some(i) = mounted {
-                m = i;
-                cur = self.mount(m).root;
-            } else {
-                match self.inode(cur).children.get(&path[start..end]) {
-                    Some(next) => cur = *next,
-                    None if last => return Ok(WalkEnd::Absent),
-                    None => return Ok(WalkEnd::NoEnt),
-                }
-            }
-            if last {
-                return Ok(WalkEnd::Found(m, cur));
-            }
-            start = end + 1;
-        }
-    }
-
-    /// `may_lookup`: search permission on a directory of the walk of `path`.
-    #[inline(always)]
-    pub(crate) fn may_lookup(&self, t: &mut Tracer, cred: &Cred, path: &str, s: &Lookup) -> Check {
-        if self.allowed_to_all(t, s.dir.1, MAY_EXEC) {
-            return Ok(());
-        }
-        self.may_lookup_traced(t, cred, path, s)
-    }
-
-    /// `may_lookup` with its trace.
-    #[inline(never)]
-    fn may_lookup_traced(&self, t: &mut Tracer, cred: &Cred, path: &str, s: &Lookup) -> Check {
-        tr!(t.info(
-            "may_lookup",
-            format!(
-                "search permission on \"{}\" to look up \"{}\"",
-                dir_of(path, s.start),
-                &path[s.start..s.end]
-            ),
-            vec![],
-        ));
-        // `may_lookup` has tried the answer-at-once case already.
-        t.nested(|t| self.inode_permission_traced(t, cred, s.dir.0, s.dir.1, MAY_EXEC))?;
-        if let Some(m) = s.mounted {
-            tr!(t.info(
-                "link_path_walk",
-                format!(
-                    "\"{}\" is a mount point: continue on filesystem \"{}\"",
-                    &path[..s.end],
-                    self.sb(self.mount(m).sb).name
-                ),
-                vec![],
-            ));
-        }
-        Ok(())
-    }
-
-    /// The end of the walk of `path` whose last directory searched was `last`.
-    pub(crate) fn walk_end(
-        &self,
-        t: &mut Tracer,
-        path: &str,
-        end: WalkEnd,
-        last: Option<&Lookup>,
-    ) -> Result<Walk, Stop> {
-        let f = "link_path_walk";
-        // The component after `last` (the first one when nothing was searched).
-        let next = last.map_or(1, |s| s.end + 1);
-        let parent = match (last, end) {
-            (Some(s), _) => s.dir,
-            (None, WalkEnd::Found(m, cur)) => (m, cur),
-            (None, WalkEnd::BadPath) => {
-                tr!(t.fail(
-                    f,
-                    "the model only takes absolute paths without . or ..",
-                    vec![("path", path.into())],
-                ));
-                return Err(Errno::ENOENT.into());
-            }
-            (None, _) => {
-                tr!(t.fail(f, "nothing is mounted at /", vec![]));
-                return Err(Errno::ENOENT.into());
-            }
-        };
-        match end {
-            WalkEnd::Found(m, cur) => Ok(Walk {
-                target: Some((m, cur)),
-                parent,
-            }),
-            WalkEnd::Absent => Ok(Walk {
-                target: None,
-                parent,
-            }),
-            WalkEnd::NotDir => {
-                let dir = dir_of(path, next);
-                tr!(t.fail(f, format!("\"{dir}\" is not a directory"), vec![]));
-                Err(Errno::ENOTDIR.into())
-            }
-            WalkEnd::Symlink => {
-                let here = &path[..next - 1];
-                let why = format!("\"{here}\" is a symbolic link: the model does not follow symlinks (its target and fs.protected_symlinks would decide)");
-                tr!(t.step(f, why.clone(), vec![], crate::outcome::StepVerdict::Unknown));
-                Err(Stop::unknown(why))
-            }
-            WalkEnd::NoEnt | WalkEnd::BadPath | WalkEnd::NoRoot => {
-                let here = &path[..next - 1];
-                tr!(t.fail(f, format!("\"{here}\" does not exist"), vec![]));
-                Err(Errno::ENOENT.into())
-            }
-        }
     }
 }

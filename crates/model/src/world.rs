@@ -281,6 +281,8 @@ pub struct Inode {
     pub default_acl: Option<Acl>,
     /// `security.capability`, as stored.
     pub fscaps: Option<FileCaps>,
+    /// A symbolic link's target text (`i_link`), as `symlink` stored it.
+    pub link: Option<String>,
 }
 
 /// A `security.capability` value as the filesystem stores it (`vfs_cap_data` or, for
@@ -866,6 +868,7 @@ impl World {
             append_only: false,
             default_acl: None,
             fscaps: None,
+            link: None,
         });
         InodeRef(self.inodes.len() - 1)
     }

@@ -204,6 +204,8 @@ pub struct Compared {
     pub kernel: KernelAnswer,
     /// Why they disagree, if they do.
     pub mismatch: Option<String>,
+    /// The model's walk followed a symbolic link (its trace has `pick_link`).
+    pub through_symlink: bool,
 }
 
 /// Why a scenario could not be realised.
@@ -1427,6 +1429,7 @@ pub fn run_both(
             model_output: outcome.output.as_ref().map(|o| o.to_string()),
             kernel,
             mismatch,
+            through_symlink: outcome.step("pick_link").is_some(),
         });
     }
     if has_keys {

@@ -31,18 +31,22 @@ pub fn host_protected() -> Result<Protected, String> {
 
 /// Why the scenario's fs.protected_* values cannot be had here: each sysctl that one of its
 /// operations reads (`link`: protected_hardlinks; `open_creat`: protected_regular and
-/// protected_fifos) must be this machine's value. The model never follows a symlink, so
-/// protected_symlinks is never read. Tests do not change the host's sysctls.
+/// protected_fifos; any walk once a `symlink` made a link: protected_symlinks) must be this
+/// machine's value. Tests do not change the host's sysctls.
 pub(super) fn sysctls_differ(s: &Scenario, host: &Protected) -> Option<String> {
     let w = &s.world.protected;
     let links = s.ops.iter().any(|o| matches!(o.op, Op::Link { .. }));
     let creat = s.ops.iter().any(|o| matches!(o.op, Op::OpenCreat { .. }));
+    let symlinks = s.ops.iter().any(|o| matches!(o.op, Op::Symlink { .. }));
     let differs = |name: &str, mine: u32, theirs: u32| {
         (mine != theirs).then(|| format!("fs.{name} = {mine}, this machine has {theirs}"))
     };
     let mut why = Vec::new();
     if links {
         why.extend(differs("protected_hardlinks", w.hardlinks, host.hardlinks));
+    }
+    if symlinks {
+        why.extend(differs("protected_symlinks", w.symlinks, host.symlinks));
     }
     if creat {
         why.extend(differs("protected_regular", w.regular, host.regular));
@@ -61,7 +65,76 @@ fn mount_of<'m>(r: &'m Realised, path: &str) -> Option<&'m str> {
         .or(Some("/"))
 }
 
+/// The model directory holding the symlink at `path` (a normal path, or `None`).
+fn parent_dir(path: &str) -> Option<&str> {
+    match path.rfind('/') {
+        Some(0) => Some("/"),
+        Some(i) => Some(&path[..i]),
+        None => None,
+    }
+}
+
 impl Realised<'_> {
+    /// A symlink's target as the kernel must see it: an absolute target names a model path,
+    /// which lives under the fixture's directory for its mount, so it is rewritten to that
+    /// real path; a relative one is kept. Mounts are realised as separate directories, so a
+    /// target whose walk would leave or enter a model mount by its text (`..` at a mount's
+    /// root or at `/`, a component naming a mount point, dots in an absolute target), or that
+    /// names the model's `/` itself, is refused with the reason.
+    fn real_target(&self, path: &str, target: &str) -> Result<String, String> {
+        let comps = target.split('/').filter(|c| !c.is_empty());
+        // The model's `/` holds every other mount; here it is one directory beside them, so a
+        // change made through a link to it (chmod, chown) would not reach walks to them.
+        let to_root = "a link to the model's / (realised beside the other mounts, not above them)";
+        if let Some(abs) = target.strip_prefix('/') {
+            if comps.clone().next().is_none() {
+                return Err(to_root.into());
+            }
+            if comps.clone().any(|c| c == "." || c == "..") {
+                return Err(format!(
+                    "the absolute target {target:?} has . or .. (not rewritten into the fixture)"
+                ));
+            }
+            let real = self
+                .real_path(&format!("/{abs}"))
+                .ok_or_else(|| format!("no real path for {target}"))?;
+            // A slash after the last component asks for a directory: kept.
+            let tail = if target.ends_with('/') { "/" } else { "" };
+            return Ok(format!("{}{tail}", real.to_string_lossy()));
+        }
+        let norm = credns_model::normalise(path).unwrap_or_default();
+        let mut here = parent_dir(&norm).unwrap_or("/").to_owned();
+        for c in comps {
+            match c {
+                "." => {}
+                ".." => {
+                    if here == "/" || self.mounts.contains_key(&here) {
+                        return Err(format!(
+                            "the relative target {target:?} of {path} goes above {here}, a mount's root (mounts are separate directories here)"
+                        ));
+                    }
+                    here = parent_dir(&here).unwrap_or("/").to_owned();
+                }
+                name => {
+                    here = if here == "/" {
+                        format!("/{name}")
+                    } else {
+                        format!("{here}/{name}")
+                    };
+                    if self.mounts.contains_key(&here) {
+                        return Err(format!(
+                            "the relative target {target:?} of {path} enters the mount {here} (mounts are separate directories here)"
+                        ));
+                    }
+                }
+            }
+        }
+        if here == "/" {
+            return Err(to_root.into());
+        }
+        Ok(target.to_owned())
+    }
+
     /// Why `op` cannot be compared here, if it cannot.
     fn dirent_skip(&self, world: &World, paths: &[&str]) -> Option<String> {
         for p in paths {
@@ -104,6 +177,11 @@ impl Realised<'_> {
         if let Some(why) = self.dirent_skip(world, &paths) {
             return Some(Ok(KernelAnswer::Skipped(why)));
         }
+        if let Op::Symlink { target, path } = op {
+            if let Err(why) = self.real_target(path, target) {
+                return Some(Ok(KernelAnswer::Skipped(why)));
+            }
+        }
         Some(self.dirent_call(h, op))
     }
 
@@ -125,6 +203,7 @@ impl Realised<'_> {
                 .map_err(e)?
                 .map(|()| Vec::new()),
             Op::Symlink { target, path } => {
+                let target = self.real_target(path, target)?;
                 match h.symlink(target.as_ref(), &real(path)?).map_err(e)? {
                     Ok(()) => {
                         let dp = self

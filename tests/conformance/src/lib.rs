@@ -13,6 +13,7 @@ pub mod gen_attrs;
 pub mod gen_creds;
 pub mod gen_dirent;
 pub mod gen_nstypes;
+pub mod gen_symlinks;
 pub mod kernel;
 pub mod kernel_attrs;
 pub mod kernel_creds;

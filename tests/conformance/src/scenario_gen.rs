@@ -184,6 +184,9 @@ fn perm(rng: &mut Rng) -> String {
 
 /// Scenario number `index` of `seed`, as TOML.
 pub fn generate(seed: u64, index: u64, fx: &Fixture) -> String {
+    if index % 10 == 9 {
+        return crate::gen_symlinks::generate(seed, index, fx);
+    }
     if index % 5 == 4 {
         return crate::gen_dirent::generate(seed, index, fx);
     }

@@ -85,6 +85,8 @@ struct Tally {
     unrealisable: BTreeMap<String, usize>,
     /// Per op kind: (agreed allowed, agreed denied).
     by_kind: BTreeMap<String, (usize, usize)>,
+    /// The same, of the ops whose walk followed a symbolic link.
+    by_kind_symlink: BTreeMap<String, (usize, usize)>,
     failures: Vec<String>,
     /// Scenarios set aside (unrealisable, or with an op skipped or Unknown off the allow-lists).
     dropped: Vec<String>,
@@ -106,10 +108,15 @@ impl Tally {
             let kind = op_kind(c);
             if c.mismatch.is_none() {
                 let e = self.by_kind.entry(kind.clone()).or_default();
+                let mut l = (0, 0);
                 match (&c.model, &c.kernel) {
-                    (Verdict::Allowed, KernelAnswer::Done(_)) => e.0 += 1,
-                    (Verdict::Denied(_), KernelAnswer::Refused(_)) => e.1 += 1,
+                    (Verdict::Allowed, KernelAnswer::Done(_)) => (e.0, l.0) = (e.0 + 1, 1),
+                    (Verdict::Denied(_), KernelAnswer::Refused(_)) => (e.1, l.1) = (e.1 + 1, 1),
                     _ => {}
+                }
+                if c.through_symlink {
+                    let s = self.by_kind_symlink.entry(kind.clone()).or_default();
+                    (s.0, s.1) = (s.0 + l.0, s.1 + l.1);
                 }
             }
             match (&c.model, &c.kernel) {
@@ -157,6 +164,10 @@ impl Tally {
         println!(
             "{what}: per op (agreed allowed, agreed denied): {:?}",
             self.by_kind
+        );
+        println!(
+            "{what}: per op through symbolic links (agreed allowed, agreed denied): {:?}",
+            self.by_kind_symlink
         );
         println!(
             "{what}: model unknown (per op and reason): {:?}",

@@ -3,21 +3,21 @@
 //! with the sticky bit (`check_sticky`), `may_create`, `may_linkat` (fs.protected_hardlinks)
 //! and `may_create_in_sticky` (fs.protected_regular, fs.protected_fifos).
 //!
-//! The model does not follow symbolic links: a walk through one, or an operation that would
-//! follow a trailing one, is Unknown (the link's target and fs.protected_symlinks, through
-//! `may_follow_link`, would decide). Symlinks are created and removed exactly.
+//! None of them follows a trailing symbolic link except `open(O_CREAT)` without `O_EXCL`,
+//! which creates a dangling link's target (the walk: walk.rs).
 
 use serde::Serialize;
 
 use crate::caps::Cap;
-use crate::outcome::{StepVerdict, Tracer};
-use crate::vfs::{mode_str, normal_path, Check, Stop, MAY_EXEC, MAY_WRITE};
+use crate::outcome::Tracer;
+use crate::vfs::{mode_str, Check, Stop, MAY_EXEC, MAY_WRITE};
 use crate::world::{
     Cred, InodeRef, MountRef, TaskRef, World, S_IFLNK, S_ISGID, S_ISUID, S_ISVTX, S_IXGRP,
 };
 use credns_idmap::Errno;
 
 use super::{out, OpResult};
+use crate::walk::Last;
 
 /// The fs.protected_* sysctls the directory-entry rules read. They are global (not per user
 /// namespace); the kernel's built-in defaults are all 0 (distributions often set them to 1
@@ -26,8 +26,7 @@ use super::{out, OpResult};
 pub struct Protected {
     /// `fs.protected_hardlinks` (0 or 1).
     pub hardlinks: u32,
-    /// `fs.protected_symlinks` (0 or 1): read by `may_follow_link`, which the model never
-    /// reaches (it does not follow symlinks).
+    /// `fs.protected_symlinks` (0 or 1): read by `may_follow_link` (walk.rs).
     pub symlinks: u32,
     /// `fs.protected_regular` (0, 1 or 2).
     pub regular: u32,
@@ -76,20 +75,12 @@ fn parent_of(path: &str) -> &str {
 }
 
 impl World {
-    /// The Unknown for a walk that would follow the symlink at `path`.
-    pub(super) fn follow_unknown(&self, t: &mut Tracer, path: &str) -> Stop {
-        let why = format!("\"{path}\" is a symbolic link and would be followed: the model does not follow symlinks (its target and fs.protected_symlinks, through may_follow_link, would decide)");
-        tr!(t.step("may_follow_link", why.clone(), vec![], StepVerdict::Unknown));
-        Stop::unknown(why)
-    }
-
     /// `filename_parentat` and the lookup of the last component in the parent. `None` for
     /// `/` (no last component: `LAST_ROOT`).
     fn entry(&self, t: &mut Tracer, cred: &Cred, path: &str) -> Result<Option<Entry>, Stop> {
-        let w = self.path_walk(t, cred, path)?;
-        let normal = normal_path(path)
-            .map(|p| p.into_owned())
-            .unwrap_or_default();
+        // `filename_parentat`: the last component is never followed.
+        let w = self.path_walk(t, cred, path, Last::NoFollow)?;
+        let normal = w.path_of(path);
         if normal == "/" {
             return Ok(None);
         }
@@ -494,7 +485,8 @@ impl World {
         to: &str,
     ) -> OpResult {
         let cred = self.task(task).cred.clone();
-        let w = self.path_walk(t, &cred, from)?;
+        // Without AT_SYMLINK_FOLLOW: a trailing link is linked itself.
+        let w = self.path_walk(t, &cred, from, Last::NoFollow)?;
         let Some((om, ino)) = w.target else {
             tr!(t.fail(
                 "filename_lookup",
@@ -640,7 +632,9 @@ impl World {
         let ino = self
             .add_inode(&e.path, false, ku, gid, 0o777)
             .map_err(|x| Stop::unknown(format!("model could not add the inode: {x}")))?;
-        self.inode_mut(ino).mode = S_IFLNK | 0o777;
+        let i = self.inode_mut(ino);
+        i.mode = S_IFLNK | 0o777;
+        i.link = Some(target.to_owned());
         Ok(Some(out(vec![("disk_uid", du), ("disk_gid", dg)])))
     }
 
@@ -656,18 +650,21 @@ impl World {
         mode: u32,
     ) -> OpResult {
         let cred = self.task(task).cred.clone();
-        let probe = self.path_walk(&mut Tracer::off(), &cred, path);
-        if matches!(probe, Ok(ref w) if w.target.is_none()) {
-            return self.op_create(t, task, path, mode, false).map(|_| None);
+        // Without O_EXCL, O_CREAT follows a trailing link (`open_last_lookups`): a dangling
+        // one creates its target.
+        let w = self.path_walk(t, &cred, path, Last::Creat)?;
+        if w.slash {
+            tr!(t.fail(
+                "open_last_lookups",
+                "O_CREAT of a name with a slash after it (from a link's target)",
+                vec![]
+            ));
+            return Err(Errno::EISDIR.into());
         }
-        let w = self.path_walk(t, &cred, path)?;
         let Some((m, ino)) = w.target else {
-            return Err(Stop::unknown("the walk changed between two looks"));
+            return self.create_at(t, task, w, path, mode, false).map(|_| None);
         };
         let i = self.inode(ino);
-        if i.is_symlink() {
-            return Err(self.follow_unknown(t, path));
-        }
         if i.is_dir() {
             tr!(t.fail("do_open", "O_CREAT on a directory", vec![]));
             return Err(Errno::EISDIR.into());

@@ -12,6 +12,7 @@ use crate::world::{
 use credns_idmap::Errno;
 
 use super::{out, OpResult};
+use crate::walk::Last;
 
 impl World {
     pub(super) fn walk_existing(
@@ -20,8 +21,21 @@ impl World {
         cred: &Cred,
         path: &str,
     ) -> Result<(MountRef, InodeRef), Stop> {
-        let w = self.path_walk(t, cred, path)?;
+        let w = self.path_walk(t, cred, path, Last::Follow)?;
         self.existing(t, w, path)
+    }
+
+    /// [`World::walk_existing`], with the path the walk ended at (links followed).
+    pub(super) fn walk_existing_at(
+        &self,
+        t: &mut Tracer,
+        cred: &Cred,
+        path: &str,
+    ) -> Result<(MountRef, InodeRef, String), Stop> {
+        let w = self.path_walk(t, cred, path, Last::Follow)?;
+        let at = w.path_of(path);
+        let (m, ino) = self.existing(t, w, path)?;
+        Ok((m, ino, at))
     }
 
     /// The inode the walk of `path` found, or ENOENT for a missing last component.
@@ -32,9 +46,20 @@ impl World {
         path: &str,
     ) -> Result<(MountRef, InodeRef), Stop> {
         match w.target {
-            Some((_, ino)) if self.inode(ino).is_symlink() => Err(self.follow_unknown(t, path)),
+            Some((_, ino)) if w.slash && !self.inode(ino).is_dir() => {
+                tr!(t.fail(
+                    "lookup_last",
+                    format!(
+                        "\"{}\" (a link's target ending in /) is not a directory",
+                        w.path_of(path)
+                    ),
+                    vec![]
+                ));
+                Err(Errno::ENOTDIR.into())
+            }
             Some(x) => Ok(x),
             None => {
+                let path = w.path_of(path);
                 tr!(t.fail("lookup", format!("\"{path}\" does not exist"), vec![]));
                 Err(Errno::ENOENT.into())
             }
@@ -106,7 +131,7 @@ impl World {
         eaccess: bool,
     ) -> OpResult {
         self.access_as(t, task, path, mode, eaccess, |t, cred| {
-            self.path_walk(t, cred, path)
+            self.path_walk(t, cred, path, Last::Follow)
         })
     }
 
@@ -268,8 +293,24 @@ impl World {
         dir: bool,
     ) -> OpResult {
         let cred = self.task(task).cred.clone();
+        let w = self.path_walk(t, &cred, path, Last::NoFollow)?;
+        self.create_at(t, task, w, path, mode, dir)
+    }
+
+    /// The create of `op_create` where the walk `w` of `path` ended (for `open(O_CREAT)`
+    /// without `O_EXCL`, after following a trailing link).
+    pub(super) fn create_at(
+        &mut self,
+        t: &mut Tracer,
+        task: TaskRef,
+        w: crate::vfs::Walk,
+        path: &str,
+        mode: u32,
+        dir: bool,
+    ) -> OpResult {
+        let cred = self.task(task).cred.clone();
         let umask = self.task(task).umask;
-        let w = self.path_walk(t, &cred, path)?;
+        let path = &w.path_of(path);
         let f = if dir { "may_create" } else { "may_o_create" };
         if w.target.is_some() {
             tr!(t.fail(

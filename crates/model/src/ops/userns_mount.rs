@@ -174,9 +174,12 @@ impl World {
     pub(super) fn op_umount(&mut self, t: &mut Tracer, task: TaskRef, path: &str) -> OpResult {
         let cred = self.task(task).cred.clone();
         let mnt = self.task_typed_ns(task, NsType::Mnt);
-        let norm = crate::world::normalise(path).unwrap_or_default();
+        // What lies below a mount the model does not hold is Unknown before any walk there
+        // (by the path as written, then as the walk resolved it through links).
+        let written = crate::world::normalise(path).unwrap_or_default();
+        self.new_mount_at(mnt, &written)?;
+        let (_, _, norm) = self.walk_existing_at(t, &cred, path)?;
         let new = self.new_mount_at(mnt, &norm)?;
-        self.walk_existing(t, &cred, path)?;
         let owner = self.typed_ns(mnt).owner;
         let may = self.ns_capable(t, &cred, owner, Cap::SYS_ADMIN);
         if !tr!(t.check(
@@ -254,9 +257,12 @@ impl World {
     ) -> OpResult {
         let cred = self.task(task).cred.clone();
         let mnt = self.task_typed_ns(task, NsType::Mnt);
-        let norm = crate::world::normalise(path).unwrap_or_default();
+        // What lies below a mount the model does not hold is Unknown before any walk there
+        // (by the path as written, then as the walk resolved it through links).
+        let written = crate::world::normalise(path).unwrap_or_default();
+        self.new_mount_at(mnt, &written)?;
+        let (_, _, norm) = self.walk_existing_at(t, &cred, path)?;
         let new = self.new_mount_at(mnt, &norm)?;
-        self.walk_existing(t, &cred, path)?;
         let owner = self.typed_ns(mnt).owner;
         let may = self.ns_capable(t, &cred, owner, Cap::SYS_ADMIN);
         if !tr!(t.check(
