@@ -55,7 +55,11 @@ fn an_umount_in_a_copy_leaves_the_original_its_mount() {
     );
     assert_eq!(v[0], Verdict::Allowed);
     assert_eq!(v[1], Verdict::Allowed);
-    assert!(matches!(&v[2], Verdict::Unknown(w) if w.contains("\"copy\"")), "{:?}", v[2]);
+    assert!(
+        matches!(&v[2], Verdict::Unknown(w) if w.contains("\"copy\"")),
+        "{:?}",
+        v[2]
+    );
     // The initial mount namespace still has it.
     assert_eq!(v[3], Verdict::Allowed);
 }

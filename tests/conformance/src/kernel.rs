@@ -797,6 +797,19 @@ impl<'f> Realised<'f> {
         Self::resolve(&self.disk, path)
     }
 
+    /// [`Realised::disk_path`] of `path` after the model's symlinks on it are followed (the
+    /// last component too when `follow_last`): outputs read from the filesystem's own directory
+    /// must name the inode the op reached, and a link's real target may be a mount this
+    /// process does not see (the stand-in's).
+    pub fn disk_path_through_links(
+        &self,
+        w: &World,
+        path: &str,
+        follow_last: bool,
+    ) -> Option<PathBuf> {
+        Self::resolve(&self.disk, &follow_links(w, path, follow_last)?)
+    }
+
     fn resolve(mounts: &BTreeMap<String, PathBuf>, path: &str) -> Option<PathBuf> {
         let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
         if let Some(first) = comps.first() {
@@ -895,7 +908,7 @@ impl<'f> Realised<'f> {
                     Ok(()) => {
                         let mut v = self.stat_values(h, &p)?;
                         let dp = self
-                            .disk_path(path)
+                            .disk_path_through_links(world, path, false)
                             .ok_or_else(|| format!("no real path for {path}"))?;
                         let md = std::fs::metadata(&dp)
                             .map_err(|x| format!("stat {}: {x}", dp.display()))?;
@@ -920,7 +933,7 @@ impl<'f> Realised<'f> {
                         // Root looks through the filesystem's own directory: through an
                         // idmapped mount its capabilities may not apply.
                         let dp = self
-                            .disk_path(path)
+                            .disk_path_through_links(world, path, true)
                             .ok_or_else(|| format!("no real path for {path}"))?;
                         let md = std::fs::metadata(&dp)
                             .map_err(|x| format!("stat {}: {x}", dp.display()))?;
@@ -1121,7 +1134,7 @@ impl<'f> Realised<'f> {
             | Op::OpenCreat { .. } => unreachable!("performed by perform_dirent"),
             Op::Truncate { path, .. } | Op::Utimes { path, .. } | Op::Setxattr { path, .. } => {
                 let disk = self
-                    .disk_path(path)
+                    .disk_path_through_links(world, path, true)
                     .ok_or_else(|| format!("no real path for {path}"))?;
                 match crate::kernel_attrs::perform(h, op, &path_of(path)?, &disk) {
                     Some(r) => r?,
@@ -1204,6 +1217,52 @@ impl<'f> Realised<'f> {
             Err(x) => Err(format!("stat {} after success: {x}", p.display())),
         }
     }
+}
+
+/// `path` with the model's symbolic links on it replaced by their targets, as the walk follows
+/// them (at most 40); `None` for a loop.
+fn follow_links(w: &World, path: &str, follow_last: bool) -> Option<String> {
+    let mut todo: Vec<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect();
+    todo.reverse();
+    let mut done: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let here = format!("/{}", [done.clone(), vec![c.clone()]].concat().join("/"));
+        let link = w
+            .lookup_unchecked(&here)
+            .and_then(|(_, ino)| w.inode(ino).link.clone());
+        match link {
+            Some(t) if follow_last || !todo.is_empty() => {
+                links += 1;
+                if links > 40 {
+                    return None;
+                }
+                if t.starts_with('/') {
+                    done.clear();
+                }
+                todo.extend(
+                    t.split('/')
+                        .filter(|x| !x.is_empty())
+                        .rev()
+                        .map(String::from),
+                );
+            }
+            _ => done.push(c),
+        }
+    }
+    Some(format!("/{}", done.join("/")))
 }
 
 /// The path of `ino` below `root` (relative, empty for the root itself).

@@ -182,10 +182,10 @@ impl Realised<'_> {
                 return Some(Ok(KernelAnswer::Skipped(why)));
             }
         }
-        Some(self.dirent_call(h, op))
+        Some(self.dirent_call(world, h, op))
     }
 
-    fn dirent_call(&self, h: &UsernsChild, op: &Op) -> Result<KernelAnswer, String> {
+    fn dirent_call(&self, world: &World, h: &UsernsChild, op: &Op) -> Result<KernelAnswer, String> {
         let e = |x: credns_sys::Error| x.to_string();
         let real = |p: &str| {
             self.real_path(p)
@@ -207,7 +207,7 @@ impl Realised<'_> {
                 match h.symlink(target.as_ref(), &real(path)?).map_err(e)? {
                     Ok(()) => {
                         let dp = self
-                            .disk_path(path)
+                            .disk_path_through_links(world, path, false)
                             .ok_or_else(|| format!("no disk path for {path}"))?;
                         let md = std::fs::symlink_metadata(&dp)
                             .map_err(|x| format!("lstat {}: {x}", dp.display()))?;
