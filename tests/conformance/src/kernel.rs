@@ -807,7 +807,9 @@ impl<'f> Realised<'f> {
         path: &str,
         follow_last: bool,
     ) -> Option<PathBuf> {
-        Self::resolve(&self.disk, &follow_links(w, path, follow_last)?)
+        // A loop (the op then fails with ELOOP, and nothing is read): the path as written.
+        let resolved = follow_links(w, path, follow_last).unwrap_or_else(|| path.to_string());
+        Self::resolve(&self.disk, &resolved)
     }
 
     fn resolve(mounts: &BTreeMap<String, PathBuf>, path: &str) -> Option<PathBuf> {
