@@ -239,14 +239,26 @@ fn a_path_that_changes_under_the_snapshot_is_a_clear_error() {
     );
 }
 
-/// `chattr +i` on a file of the test's own, cleared when dropped (also when an assertion fails),
-/// so the directory can go.
-struct Immutable(std::path::PathBuf);
+/// `chattr +FLAG` on a file of the test's own, cleared when dropped (also when an assertion
+/// fails), so the directory can go.
+struct Chattr(std::path::PathBuf, char);
 
-impl Drop for Immutable {
+impl Chattr {
+    fn set(path: &std::path::Path, flag: char) -> Chattr {
+        let st = std::process::Command::new("chattr")
+            .arg(format!("+{flag}"))
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "chattr +{flag}");
+        Chattr(path.to_path_buf(), flag)
+    }
+}
+
+impl Drop for Chattr {
     fn drop(&mut self) {
         let _ = std::process::Command::new("chattr")
-            .arg("-i")
+            .arg(format!("-{}", self.1))
             .arg(&self.0)
             .status();
     }
@@ -278,13 +290,7 @@ fn immutable_and_append_only_flags_and_file_capabilities_are_read() {
     let _mounted = Unmount(dir.path().to_path_buf());
     let file = dir.path().join("x");
     std::fs::write(&file, "x").unwrap();
-    let st = std::process::Command::new("chattr")
-        .arg("+i")
-        .arg(&file)
-        .status()
-        .unwrap();
-    assert!(st.success(), "chattr +i");
-    let _flag = Immutable(file.clone());
+    let _flag = Chattr::set(&file, 'i');
     let path = file.to_str().unwrap();
     let me = std::process::id();
     let e = explain_path(
@@ -321,22 +327,7 @@ fn immutable_and_append_only_flags_and_file_capabilities_are_read() {
     // Append-only: opening for writing without O_APPEND is refused, by both.
     let log = dir.path().join("log");
     std::fs::write(&log, "x").unwrap();
-    let st = std::process::Command::new("chattr")
-        .arg("+a")
-        .arg(&log)
-        .status()
-        .unwrap();
-    assert!(st.success(), "chattr +a");
-    struct Appendonly(std::path::PathBuf);
-    impl Drop for Appendonly {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("chattr")
-                .arg("-a")
-                .arg(&self.0)
-                .status();
-        }
-    }
-    let _a = Appendonly(log.clone());
+    let _a = Chattr::set(&log, 'a');
     let e = explain_path(
         &ProcFs::new(),
         me,

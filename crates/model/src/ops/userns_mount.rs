@@ -169,13 +169,18 @@ impl World {
 }
 
 impl World {
-    /// `umount(path)` (`path_umount`, `can_umount`): the path is looked up, then `may_mount`,
-    /// then it must be a mount point, then not `MNT_LOCKED`.
-    pub(super) fn op_umount(&mut self, t: &mut Tracer, task: TaskRef, path: &str) -> OpResult {
+    /// The first steps of umount and remount: the path looked up (Unknown at or below a mount
+    /// the model does not hold), then `may_mount`. Gives the caller's mount namespace, the
+    /// path the walk reached, and the new mount there, if an earlier op made one.
+    fn lookup_then_may_mount(
+        &mut self,
+        t: &mut Tracer,
+        task: TaskRef,
+        path: &str,
+    ) -> Result<(TypedNsRef, String, Option<usize>), Stop> {
         let cred = self.task(task).cred.clone();
         let mnt = self.task_typed_ns(task, NsType::Mnt);
-        // What lies below a mount the model does not hold is Unknown before any walk there
-        // (by the path as written, then as the walk resolved it through links).
+        // By the path as written, then as the walk resolved it through links.
         let written = crate::world::normalise(path).unwrap_or_default();
         self.new_mount_at(mnt, &written)?;
         let (_, _, norm) = self.walk_existing_at(t, &cred, path)?;
@@ -194,6 +199,15 @@ impl World {
         )) {
             return Err(Errno::EPERM.into());
         }
+        Ok((mnt, norm, new))
+    }
+}
+
+impl World {
+    /// `umount(path)` (`path_umount`, `can_umount`): the path is looked up, then `may_mount`,
+    /// then it must be a mount point, then not `MNT_LOCKED`.
+    pub(super) fn op_umount(&mut self, t: &mut Tracer, task: TaskRef, path: &str) -> OpResult {
+        let (mnt, norm, new) = self.lookup_then_may_mount(t, task, path)?;
         if norm == "/" {
             return Err(Stop::unknown(
                 "umount of the root of the mount namespace: whether it is the caller's root and busy (do_umount)",
@@ -255,27 +269,7 @@ impl World {
         path: &str,
         f: RemountFlags,
     ) -> OpResult {
-        let cred = self.task(task).cred.clone();
-        let mnt = self.task_typed_ns(task, NsType::Mnt);
-        // What lies below a mount the model does not hold is Unknown before any walk there
-        // (by the path as written, then as the walk resolved it through links).
-        let written = crate::world::normalise(path).unwrap_or_default();
-        self.new_mount_at(mnt, &written)?;
-        let (_, _, norm) = self.walk_existing_at(t, &cred, path)?;
-        let new = self.new_mount_at(mnt, &norm)?;
-        let owner = self.typed_ns(mnt).owner;
-        let may = self.ns_capable(t, &cred, owner, Cap::SYS_ADMIN);
-        if !tr!(t.check(
-            may,
-            "may_mount",
-            format!(
-                "CAP_SYS_ADMIN over \"{}\", the owner of the caller's mount namespace",
-                self.ns(owner).name
-            ),
-            vec![],
-        )) {
-            return Err(Errno::EPERM.into());
-        }
+        let (mnt, norm, new) = self.lookup_then_may_mount(t, task, path)?;
         if norm == "/" {
             return Err(Stop::unknown(
                 "a remount of the root of the mount namespace",
