@@ -1,6 +1,6 @@
 #!/bin/sh
 # Build the Debian package of credns (target/debian/credns_VERSION-1_ARCH.deb) from the
-# installed build: `cargo dist` (static-pie, target/dist/credns), the man pages and shell
+# installed build: `cargo dist` (static-pie, musl, target/dist/credns), the man pages and shell
 # completions that binary generates from its own clap definitions, the systemd units and
 # tmpfiles.d entry in packaging/. Needs cargo-deb (`cargo install cargo-deb --locked`).
 #   packaging/build-deb.sh               build, then package

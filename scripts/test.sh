@@ -46,6 +46,12 @@ if [ -n "$in_ci" ]; then export CREDNS_REQUIRE_ALL=1; fi
 
 cargo build --workspace --all-targets --locked
 
+# The installed build links against musl (xtask/src/main.rs says why): its standard library.
+if command -v rustup >/dev/null 2>&1 &&
+  ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+  rustup target add x86_64-unknown-linux-musl
+fi
+
 # The packaging test packages the installed build (static-pie, target/dist/credns) with cargo-deb.
 cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked
 cargo -q dist

@@ -65,11 +65,15 @@ fn build_floor() -> PathBuf {
     profile_dir().join("examples/userns_floor")
 }
 
-/// The floor linked as the installed credns is (static-pie), for a like-for-like row.
+/// The target the installed credns is linked for (xtask/src/main.rs).
+const DIST_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// The floor linked as the installed credns is (static-pie, musl), for a like-for-like row.
 fn build_floor_static() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let st = Command::new(cargo)
         .args(["rustc", "-q", "--profile", "dist", "-p", "credns-sys"])
+        .args(["--target", DIST_TARGET])
         .args([
             "--example",
             "userns_floor",
@@ -83,10 +87,11 @@ fn build_floor_static() -> PathBuf {
     let dir = profile_dir();
     dir.parent()
         .expect("target/<profile> has a parent")
+        .join(DIST_TARGET)
         .join("dist/examples/userns_floor")
 }
 
-/// The installed build, `cargo dist`: target/dist/credns, linked statically.
+/// The installed build, `cargo dist`: target/dist/credns, linked statically (musl).
 fn build_dist() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let st = Command::new(cargo)

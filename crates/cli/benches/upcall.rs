@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use credns_sys::keys::{self, session, upcall, KEY_SPEC_SESSION_KEYRING};
 
-/// The installed build, `cargo dist`: target/dist/credns, linked statically (what request-key
-/// would run on a real host).
+/// The installed build, `cargo dist`: target/dist/credns, linked statically against musl
+/// (what request-key would run on a real host).
 fn build_dist() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let st = Command::new(cargo)

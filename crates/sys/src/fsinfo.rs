@@ -186,13 +186,14 @@ pub fn mnt_ns_id(procfs: &crate::ProcFs, pid: crate::Pid) -> Result<u64, Error> 
         path: path.clone(),
         errno,
     })?;
-    const NS_GET_MNTNS_ID: libc::c_ulong = 0x8008_b705;
+    // The request's C type differs between libcs (unsigned long in glibc, int in musl).
+    const NS_GET_MNTNS_ID: u32 = 0x8008_b705;
     let mut id: u64 = 0;
     // SAFETY: NS_GET_MNTNS_ID writes one u64 into `id`.
     let r = unsafe {
         libc::ioctl(
             std::os::fd::AsRawFd::as_raw_fd(&fd),
-            NS_GET_MNTNS_ID,
+            NS_GET_MNTNS_ID as _,
             &mut id,
         )
     };

@@ -451,7 +451,7 @@ fn spawn_holder() -> Result<Holder, Error> {
     let mut pidfd: libc::c_int = -1;
     // The stack grows down: its top, 16-byte aligned.
     let top = (stack.as_mut_ptr() as usize + HOLDER_STACK) & !15;
-    // SAFETY: clone(2) through glibc runs `holder_main` in a child that shares this address
+    // SAFETY: clone(2) through the C library runs `holder_main` in a child that shares this address
     // space (CLONE_VM) on `stack`, which lives in the returned Holder until the child has been
     // killed and reaped; the child touches no memory of ours but its stack. With CLONE_PIDFD
     // the kernel stores the pidfd in `pidfd` (passed as parent_tid), a live local.
