@@ -10,8 +10,8 @@
 //!
 //! Both requests come from a thread with what the upcall sees of a container (a session keyring
 //! `_ses.credns.N` of the allocation's owner, root here, and the container root's host uid as its
-//! fsuid): on the project's VM the kernel runs request-key for no other requester than init's
-//! root (see docs/ARCHITECTURE.md, "Keys"). Every request is for a new description, so each
+//! fsuid): on the project's VM the kernel runs request-key only for requesters with
+//! CAP_SYS_ADMIN in the initial user namespace (docs/kernel-notes.md, "Upcalls"). Every request is for a new description, so each
 //! makes an upcall; the key is invalidated afterwards.
 //!
 //! `cargo bench -p credns --bench upcall` as root, with keyutils' request-key. It writes two

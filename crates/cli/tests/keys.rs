@@ -824,8 +824,9 @@ fn a_real_containers_request_reaches_its_route() {
     let Some(env) = Env::new(test) else {
         return;
     };
-    // Some kernels (this project's VM among them) give ENOENT to a request_key upcall made by
-    // anyone but init's root, before /sbin/request-key runs: nothing to route then.
+    // Some kernels (this project's VM among them) give ENOENT to a request_key upcall made
+    // without CAP_SYS_ADMIN in the initial user namespace, before /sbin/request-key runs:
+    // nothing to route then (docs/kernel-notes.md, "Upcalls").
     let probe = Command::new("setpriv")
         .args([
             "--reuid",
@@ -852,8 +853,9 @@ fn a_real_containers_request_reaches_its_route() {
         // any program of ours runs. The routed path is held end to end by
         // `a_containers_upcalls_go_to_its_routes` with a requester that looks like a
         // container to credns; this test takes over where the kernel allows it.
-        let why = "this kernel does not run /sbin/request-key for upcalls of non-root \
-                   requesters (request_key gives ENOENT before any program runs)";
+        let why = "this kernel does not run /sbin/request-key for upcalls of requesters \
+                   without CAP_SYS_ADMIN in the initial user namespace (request_key gives \
+                   ENOENT before any program runs)";
         println!("{test}: not exercisable here: {why}");
         return;
     }
