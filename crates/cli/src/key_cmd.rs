@@ -79,6 +79,11 @@ pub struct RouteArgs {
     /// Seconds the handler may take; then the key is negated for 60 s.
     #[arg(long, default_value_t = 30)]
     timeout: u32,
+    /// Run the handler inside the container instead: in the requesting process's user and
+    /// mount namespaces, as their root (uid and gid 0, no supplementary groups). Its path is
+    /// the container's, looked up when a request comes.
+    #[arg(long)]
+    inside: bool,
     #[command(flatten)]
     at: Where,
 }
@@ -559,14 +564,18 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The handler's words; its program must be an executable file.
-fn handler_words(cmd: &str) -> Result<Vec<String>> {
+/// The handler's words; its program must be an executable file (of the host's; one that runs
+/// `inside` is the container's, looked for when a request comes).
+fn handler_words(cmd: &str, inside: bool) -> Result<Vec<String>> {
     let words: Vec<String> = cmd.split_whitespace().map(str::to_string).collect();
     let Some(prog) = words.first() else {
         bail!("--handler: empty");
     };
     if !prog.starts_with('/') {
         bail!("--handler {prog:?}: give the program's absolute path");
+    }
+    if inside {
+        return Ok(words);
     }
     let meta = std::fs::metadata(prog).with_context(|| format!("--handler {prog}"))?;
     if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
@@ -580,8 +589,8 @@ fn route(a: RouteArgs) -> Result<ExitCode> {
         key_type: a.key_type,
         description: a.description,
         callout: a.callout,
-        handler: handler_words(&a.handler)?,
-        inside: false,
+        handler: handler_words(&a.handler, a.inside)?,
+        inside: a.inside,
         timeout: a.timeout,
     };
     let t = target(&a.container)?;
@@ -638,6 +647,7 @@ fn routes(a: RoutesArgs) -> Result<ExitCode> {
         "DESCRIPTION",
         "CALLOUT",
         "HANDLER",
+        "RUNS",
         "TIMEOUT",
     ]);
     for s in &all {
@@ -654,6 +664,7 @@ fn routes(a: RoutesArgs) -> Result<ExitCode> {
                 escape(&r.description),
                 escape(&r.callout),
                 escape(&r.handler.join(" ")),
+                if r.inside { "inside" } else { "on the host" }.to_string(),
                 format!("{} s", r.timeout),
             ]);
         }

@@ -23,13 +23,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use credns_idmap::{Extent, IdKind};
 use credns_registry::routes::Glob;
+use credns_service::Range;
 use credns_service::{AllocationInfo, KeyRouteInfo, KeyRoutesInfo, RegistryClient, Target};
+use credns_sys::enter::{enter_as_root, Namespaces};
+use credns_sys::keys::proc_keys::requester_pid;
 use credns_sys::keys::session::{self, KeyDescription};
 use credns_sys::keys::upcall::{assume_authority, hide_file, instantiate, negate};
 use credns_sys::keys::{self, KeySerial, KEY_SPEC_USER_KEYRING};
 use credns_sys::pidfd::{ExitWatcher, PidFd};
-use credns_sys::Pid;
+use credns_sys::{Pid, ProcFs};
 
 use crate::registry_cmd::Where;
 
@@ -293,13 +297,16 @@ fn container_of(a: &UpcallArgs) -> Result<Option<Found>> {
 pub fn upcall(a: UpcallArgs) -> Result<ExitCode> {
     // With the authority, the requester's keyrings count as this process's: its session
     // keyring can be described whoever owns it. The handler inherits the authority.
-    if let Err(e) = assume_authority(a.key) {
-        log(
-            &a,
-            &format!("handed back: taking the authority failed: {e}"),
-        );
-        return hand_back(&a);
-    }
+    let auth = match assume_authority(a.key) {
+        Ok(auth) => auth,
+        Err(e) => {
+            log(
+                &a,
+                &format!("handed back: taking the authority failed: {e}"),
+            );
+            return hand_back(&a);
+        }
+    };
     let routed = container_of(&a).unwrap_or_else(|e| {
         eprintln!("credns key upcall: {}", crate::output::error_text(&e));
         None
@@ -321,7 +328,7 @@ pub fn upcall(a: UpcallArgs) -> Result<ExitCode> {
         );
         return hand_back(&a);
     };
-    match run_handler(&a, &alloc, route) {
+    match run_handler(&a, auth, &alloc, route) {
         Ok(payload) => {
             // A handler may have instantiated the key itself (it has the authority too): then
             // this one is refused, and the key is what the handler made it.
@@ -355,6 +362,7 @@ pub fn upcall(a: UpcallArgs) -> Result<ExitCode> {
 /// within the timeout.
 fn run_handler(
     a: &UpcallArgs,
+    auth: KeySerial,
     alloc: &AllocationInfo,
     r: &KeyRouteInfo,
 ) -> Result<Vec<u8>, String> {
@@ -377,7 +385,11 @@ fn run_handler(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .current_dir("/");
-    if alloc.owner != 0 {
+    if r.inside {
+        let (requester, which) = requester_inside(a, auth, alloc)?;
+        enter_as_root(&mut cmd, &requester, which)
+            .map_err(|e| format!("entering the requester's namespaces: {e}"))?;
+    } else if alloc.owner != 0 {
         // std drops supplementary groups when it changes the uid of a root process.
         cmd.gid(owner_gid(alloc.owner)).uid(alloc.owner);
     }
@@ -429,6 +441,62 @@ fn run_handler(
         ));
     }
     Ok(payload)
+}
+
+/// The process that asked for the key, for a handler `--inside`: named by the authorisation
+/// key's line in /proc/keys, held by a pidfd, and accepted only if its user namespace maps
+/// nothing but the allocation's ids (the container's namespace, or one nested in it). Its
+/// mount namespace is entered too unless it is this process's own.
+fn requester_inside(
+    a: &UpcallArgs,
+    auth: KeySerial,
+    alloc: &AllocationInfo,
+) -> Result<(PidFd, Namespaces), String> {
+    let procfs = ProcFs::new();
+    let pid = requester_pid(&procfs, auth, a.key)
+        .map_err(|e| format!("reading /proc/keys: {e}"))?
+        .ok_or("/proc/keys names no requester for the key")?;
+    // The kernel records the requesting thread: its id, not necessarily its process's.
+    let fd = PidFd::open_thread(pid).map_err(|e| format!("the requester, pid {pid}: {e}"))?;
+    let inside = |kind: IdKind, ranges: &[Range]| -> Result<(), String> {
+        let map = procfs
+            .read_map(pid, kind)
+            .map_err(|e| format!("the requester's {kind} map: {e}"))?;
+        let within = |e: &Extent| {
+            let (lo, hi) = (u64::from(e.lower_first), e.lower_last());
+            ranges
+                .iter()
+                .any(|r| lo >= u64::from(r.start) && hi <= u64::from(r.end))
+        };
+        if map.is_empty() || !map.extents().iter().all(within) {
+            return Err(format!(
+                "the requester (pid {pid}) is not in the container: its {kind} map maps ids \
+                 outside allocation {}",
+                alloc.id
+            ));
+        }
+        Ok(())
+    };
+    let high = alloc.high.as_ref();
+    let uids: Vec<Range> = std::iter::once(alloc.uid)
+        .chain(high.map(|h| h.uid))
+        .collect();
+    let gids: Vec<Range> = std::iter::once(alloc.gid)
+        .chain(high.map(|h| h.gid))
+        .collect();
+    inside(IdKind::Uid, &uids)?;
+    inside(IdKind::Gid, &gids)?;
+    let mnt = |p: Pid| procfs.mount_ns_inode(p).map_err(|e| e.to_string());
+    let which = if mnt(pid)? == mnt(Pid::this())? {
+        Namespaces::User
+    } else {
+        Namespaces::UserAndMount
+    };
+    // What was read under /proc/PID was the pidfd's process only if it has not ended since.
+    if fd.has_exited().map_err(|e| e.to_string())? {
+        return Err(format!("the requester, pid {pid}, has exited"));
+    }
+    Ok((fd, which))
 }
 
 /// The owner's primary group from /etc/passwd, else the group of the same number.

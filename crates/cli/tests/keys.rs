@@ -652,21 +652,44 @@ fn request_as_container(
     desc: &str,
     callout: &str,
 ) -> Result<Vec<u8>, credns_sys::Errno> {
+    request_as_container_from(alloc, uid, desc, callout).0
+}
+
+/// [`request_as_container`], and the id of the thread that asked (the kernel names it to the
+/// upcall).
+fn request_as_container_from(
+    alloc: u64,
+    uid: u32,
+    desc: &str,
+    callout: &str,
+) -> (Result<Vec<u8>, credns_sys::Errno>, i32) {
     use credns_sys::keys::{self, session, upcall, KEY_SPEC_SESSION_KEYRING};
     let desc = desc.to_string();
     let callout = callout.to_string();
     // A thread of its own: its session keyring and fsuid go with it.
     std::thread::spawn(move || {
-        let name = std::ffi::CString::new(format!("_ses.credns.{alloc}")).unwrap();
-        // A new keyring each time: its default mask lets no one join it by name.
-        session::join_session_keyring(&name)?;
-        session::set_thread_fsuid(uid)?;
-        let key = upcall::request_key("user", &desc, Some(&callout), KEY_SPEC_SESSION_KEYRING);
-        session::set_thread_fsuid(0)?;
-        keys::read(key?)
+        let tid = rustix::thread::gettid().as_raw_nonzero().get();
+        let asked = || {
+            let name = std::ffi::CString::new(format!("_ses.credns.{alloc}")).unwrap();
+            // A new keyring each time: its default mask lets no one join it by name.
+            session::join_session_keyring(&name)?;
+            session::set_thread_fsuid(uid)?;
+            let key = upcall::request_key("user", &desc, Some(&callout), KEY_SPEC_SESSION_KEYRING);
+            session::set_thread_fsuid(0)?;
+            keys::read(key?)
+        };
+        (asked(), tid)
     })
     .join()
     .unwrap()
+}
+
+/// `credns key route svc --type user --desc DESC --handler HANDLER EXTRA...`, which must succeed.
+fn route_svc(env: &Env, desc: &str, handler: &str, extra: &[&str]) {
+    let mut args = vec!["key", "route", "svc", "--type", "user", "--desc", desc];
+    args.extend(["--handler", handler]);
+    args.extend(extra);
+    ok(&env.run(&args));
 }
 
 /// The first host uid of allocation `name`.
@@ -710,19 +733,7 @@ fn a_containers_upcalls_go_to_its_routes() {
         (format!("{p}fail*"), script("fail.sh", "exit 3"), "30"),
         (format!("{p}slow*"), script("slow.sh", "sleep 20"), "1"),
     ] {
-        ok(&env.run(&[
-            "key",
-            "route",
-            "svc",
-            "--type",
-            "user",
-            "--desc",
-            &desc,
-            "--handler",
-            &handler,
-            "--timeout",
-            timeout,
-        ]));
+        route_svc(&env, &desc, &handler, &["--timeout", timeout]);
     }
     let payload = request_as_container(alloc, base, &format!("{p}e"), "a").unwrap();
     let text = String::from_utf8(payload).unwrap();
@@ -786,17 +797,7 @@ fn a_containers_upcalls_go_to_its_routes() {
     // Without the copy (a file naming another store) the routes come from the daemon.
     let up2 = Upcalls::install_with(&env, "d", false).unwrap();
     let p2 = &up2.prefix;
-    ok(&env.run(&[
-        "key",
-        "route",
-        "svc",
-        "--type",
-        "user",
-        "--desc",
-        &format!("{p2}*"),
-        "--handler",
-        &good,
-    ]));
+    route_svc(&env, &format!("{p2}*"), &good, &[]);
     let payload = request_as_container(alloc, base, &format!("{p2}x"), "c").unwrap();
     assert!(String::from_utf8(payload)
         .unwrap()
@@ -814,6 +815,45 @@ fn a_containers_upcalls_go_to_its_routes() {
         text.ends_with(&format!(" desc={p}e2 callout=b uid=0")),
         "{text}"
     );
+}
+
+/// A route `--inside` runs its handler in the requesting process's namespaces, so it takes
+/// only a requester whose user namespace maps nothing but the allocation's ids: this one has
+/// the container's session keyring and fsuid but is a host process (the test's own thread),
+/// and the key is negated, the log naming the requester's pid and why. The handler's path is
+/// the container's, so it is not looked for on the host when the route is added.
+#[test]
+fn an_inside_route_takes_no_requester_from_outside_the_container() {
+    let Some(env) = Env::new("an_inside_route_takes_no_requester_from_outside_the_container")
+    else {
+        return;
+    };
+    let Some(up) = Upcalls::install(&env, "i") else {
+        return;
+    };
+    ok(&env.run(&["run", "--name", "svc", "--", "true"]));
+    let (alloc, base) = first_uid(&env, "svc");
+    let p = &up.prefix;
+    route_svc(
+        &env,
+        &format!("{p}*"),
+        "/usr/local/libexec/only-in-the-image issue",
+        &["--inside"],
+    );
+    let shown = ok(&env.run(&["key", "routes", "svc"]));
+    assert!(shown.contains("inside"), "{shown}");
+    let json: Value =
+        serde_json::from_str(&ok(&env.run(&["key", "routes", "svc", "--json"]))).unwrap();
+    assert_eq!(json[0]["routes"][0]["inside"], true, "{json}");
+
+    let (r, tid) = request_as_container_from(alloc, base, &format!("{p}e"), "a");
+    assert_eq!(r, Err(credns_sys::Errno::NOKEY), "{}", up.log());
+    let log = up.log();
+    let want = format!(
+        "allocation {alloc} (routes from the keyring copy): negated for 60 s: the requester \
+         (pid {tid}) is not in the container: its uid map maps ids outside allocation {alloc}"
+    );
+    assert!(log.lines().any(|l| l.ends_with(&want)), "{log}");
 }
 
 /// The same from inside a real container, where the kernel runs request-key for its
@@ -871,17 +911,7 @@ fn a_real_containers_request_reaches_its_route() {
     .unwrap();
     std::fs::set_permissions(&h, std::fs::Permissions::from_mode(0o755)).unwrap();
     let p = &up.prefix;
-    ok(&env.run(&[
-        "key",
-        "route",
-        "svc",
-        "--type",
-        "user",
-        "--desc",
-        &format!("{p}*"),
-        "--handler",
-        h.to_str().unwrap(),
-    ]));
+    route_svc(&env, &format!("{p}*"), h.to_str().unwrap(), &[]);
     let o = env.run(&[
         "run",
         "--name",
@@ -892,6 +922,34 @@ fn a_real_containers_request_reaches_its_route() {
         &format!("keyctl print $(keyctl request2 user {p}e a @s)"),
     ]);
     assert_eq!(ok(&o), format!("uid=0 desc={p}e\n"), "{}", up.log());
+
+    // A route `--inside` (put first): the handler runs in the container's user namespace as
+    // its root, so its own uid_map is the container's.
+    let hi = env.dir.path().join("hi.sh");
+    std::fs::write(
+        &hi,
+        "#!/bin/sh\nprintf 'id=%s map=%s' \"$(id -u)\" \"$(head -1 /proc/self/uid_map | tr -s ' ')\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    ok(&env.run(&["key", "unroute", "svc", "0"]));
+    route_svc(&env, &format!("{p}*"), hi.to_str().unwrap(), &["--inside"]);
+    let (_, base) = first_uid(&env, "svc");
+    let o = env.run(&[
+        "run",
+        "--name",
+        "svc",
+        "--",
+        "sh",
+        "-c",
+        &format!("keyctl print $(keyctl request2 user {p}in a @s)"),
+    ]);
+    assert_eq!(
+        ok(&o),
+        format!("id=0 map= 0 {base} 65536\n"),
+        "{}",
+        up.log()
+    );
 }
 
 /// Runs one right after another, on the direct path (no daemon), each get a keyring: the

@@ -15,6 +15,7 @@
 //! that does not parse) are [`Error`]s.
 
 pub mod container;
+pub mod enter;
 pub mod event;
 mod exec;
 pub mod fsflags;

@@ -35,6 +35,24 @@ impl PidFd {
         Ok(PidFd { fd, pid })
     }
 
+    /// `pidfd_open(tid, PIDFD_THREAD)` (Linux 6.9): a pidfd of one thread, which need not
+    /// lead its thread group; `setns(2)` on it enters that thread's namespaces.
+    #[doc(alias = "PIDFD_THREAD")]
+    pub fn open_thread(tid: Pid) -> Result<Self, Error> {
+        // PIDFD_THREAD has O_EXCL's value (include/uapi/linux/pidfd.h).
+        const PIDFD_THREAD: u32 = libc::O_EXCL as u32;
+        let p = tid
+            .to_rustix()
+            .ok_or_else(|| Error::Invalid(format!("tid {tid} is not a thread id")))?;
+        let flags = rustix::process::PidfdFlags::from_bits_retain(PIDFD_THREAD);
+        let fd = rustix::process::pidfd_open(p, flags).map_err(|errno| Error::Process {
+            op: "pidfd_open(PIDFD_THREAD)",
+            pid: tid,
+            errno,
+        })?;
+        Ok(PidFd { fd, pid: tid })
+    }
+
     /// Adopt a pidfd received from elsewhere (for example over `SCM_RIGHTS`); its pid, in the
     /// caller's pid namespace, is read from `/proc/self/fdinfo/FD` (`Pid:`, `proc(5)`). A pidfd
     /// of a process that already exited (`Pid: -1`) or an fd that is not a pidfd is refused.

@@ -3,6 +3,8 @@
 //! and CAP_LINUX_IMMUTABLE for the flags); without it each test prints "skipped" and returns,
 //! unless CREDNS_REQUIRE_ALL=1.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 
 use credns_sys::fsflags::{clear_inode_flags_below, set_inode_flags, InodeFlags};
@@ -10,15 +12,7 @@ use credns_sys::xattr::get_xattr;
 use credns_sys::{Errno, UnshareOptions, UsernsChild, UtimensTimes};
 
 fn needs_root(test: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    let reason = "needs root (CAP_LINUX_IMMUTABLE, helpers as root)";
-    if std::env::var("CREDNS_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{test}: {reason}, and CREDNS_REQUIRE_ALL=1 forbids skipping");
-    }
-    println!("{test}: skipped: {reason}");
-    false
+    common::needs_root(test, "CAP_LINUX_IMMUTABLE, helpers as root")
 }
 
 #[test]

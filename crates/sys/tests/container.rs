@@ -2,6 +2,8 @@
 //! extra mounts attached inside the container only, and cleanup of an unstarted container.
 //! Root is needed (maps of arbitrary ranges); see `needs_root`.
 
+mod common;
+
 use std::ffi::OsString;
 use std::os::fd::{FromRawFd, OwnedFd};
 
@@ -10,15 +12,10 @@ use credns_sys::container::{Container, ContainerSpec, ExitStatus, ExtraMount};
 use credns_sys::{Errno, Error, Pid, ProcFs};
 
 fn needs_root(test: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    let reason = "needs root (creates user namespaces and writes their maps as root)";
-    if std::env::var("CREDNS_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{test}: {reason}, and CREDNS_REQUIRE_ALL=1 forbids skipping");
-    }
-    println!("{test}: skipped: {reason}");
-    false
+    common::needs_root(
+        test,
+        "creates user namespaces and writes their maps as root",
+    )
 }
 
 fn map() -> IdMap {

@@ -5,6 +5,8 @@
 //! Without root each test prints "skipped: ..." and returns, unless CREDNS_REQUIRE_ALL=1,
 //! which turns the skip into a failure.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -13,15 +15,10 @@ use credns_sys::nsrefs::scan_userns_refs;
 use credns_sys::{DetachedMount, MappingUserns, ProcFs, UnshareOptions, UsernsChild};
 
 fn needs_root(test: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    let reason = "needs root (creates user namespaces, mounts, reads every process's fds)";
-    if std::env::var("CREDNS_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{test}: {reason}, and CREDNS_REQUIRE_ALL=1 forbids skipping");
-    }
-    println!("{test}: skipped: {reason}");
-    false
+    common::needs_root(
+        test,
+        "creates user namespaces, mounts, reads every process's fds",
+    )
 }
 
 /// Unmounts (lazily if need be) when dropped.

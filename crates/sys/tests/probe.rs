@@ -8,6 +8,8 @@
 #[path = "../../../tests/conformance/src/scratch.rs"]
 mod scratch;
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -17,15 +19,10 @@ use credns_sys::{Actor, Errno, Error, Ids, UnshareOptions, UsernsChild};
 use scratch::TempDir;
 
 fn needs_root(test: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    let reason = "needs root (creates files owned by other users and user namespaces)";
-    if std::env::var("CREDNS_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{test}: {reason}, and CREDNS_REQUIRE_ALL=1 forbids skipping");
-    }
-    println!("{test}: skipped: {reason}");
-    false
+    common::needs_root(
+        test,
+        "creates files owned by other users and user namespaces",
+    )
 }
 
 fn ids(uid: u32, gid: u32, groups: &[u32]) -> Ids {

@@ -4,6 +4,8 @@
 //! prints "skipped: needs root (...)" and returns, unless CREDNS_REQUIRE_ALL=1, which turns the
 //! skip into a failure.
 
+mod common;
+
 use std::os::fd::AsFd;
 
 use credns_idmap::{IdKind, IdMap};
@@ -13,15 +15,10 @@ use credns_sys::{
 };
 
 fn needs_root(test: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    let reason = "needs root (creates user namespaces and writes their maps as root)";
-    if std::env::var("CREDNS_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{test}: {reason}, and CREDNS_REQUIRE_ALL=1 forbids skipping");
-    }
-    println!("{test}: skipped: {reason}");
-    false
+    common::needs_root(
+        test,
+        "creates user namespaces and writes their maps as root",
+    )
 }
 
 const PLAIN: &str = "         0     100000       1000\n";

@@ -11,6 +11,7 @@ use crate::{last_errno, Errno};
 
 mod actor;
 mod actor_child;
+pub mod proc_keys;
 pub mod session;
 pub mod upcall;
 mod wire;
