@@ -33,6 +33,10 @@ pub struct FsTypeRules {
     /// `s_maxbytes`, the largest file size (`inode_newsize_ok`); `None` where another
     /// filesystem's decides (overlay takes its upper layer's).
     pub max_bytes: Option<i64>,
+    /// Its `->setattr` returns before applying anything when `truncate(2)` takes an empty file
+    /// with no data extents to length 0 (`truncate(2)` sets neither ATTR_CTIME nor
+    /// ATTR_MTIME), so the set-id bits `do_truncate` asked to kill stay (`xfs_setattr_size`).
+    pub empty_truncate_is_noop: bool,
 }
 
 /// `MAX_LFS_FILESIZE` on 64-bit: `LLONG_MAX`.
@@ -53,6 +57,7 @@ pub const FS_TYPES: &[FsTypeRules] = &[
         userns_mount: true,
         ioc_setflags: true,
         max_bytes: Some(MAX_LFS_FILESIZE),
+        empty_truncate_is_noop: false,
     },
     FsTypeRules {
         name: "ext4",
@@ -61,6 +66,7 @@ pub const FS_TYPES: &[FsTypeRules] = &[
         userns_mount: false,
         ioc_setflags: true,
         max_bytes: Some(EXT4_4K_MAX_BYTES),
+        empty_truncate_is_noop: false,
     },
     FsTypeRules {
         name: "btrfs",
@@ -69,6 +75,7 @@ pub const FS_TYPES: &[FsTypeRules] = &[
         userns_mount: false,
         ioc_setflags: true,
         max_bytes: Some(MAX_LFS_FILESIZE),
+        empty_truncate_is_noop: false,
     },
     FsTypeRules {
         name: "xfs",
@@ -77,6 +84,7 @@ pub const FS_TYPES: &[FsTypeRules] = &[
         userns_mount: false,
         ioc_setflags: true,
         max_bytes: Some(MAX_LFS_FILESIZE),
+        empty_truncate_is_noop: true,
     },
     FsTypeRules {
         name: "overlay",
@@ -85,6 +93,7 @@ pub const FS_TYPES: &[FsTypeRules] = &[
         userns_mount: true,
         ioc_setflags: true,
         max_bytes: None,
+        empty_truncate_is_noop: false,
     },
 ];
 

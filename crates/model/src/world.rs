@@ -283,6 +283,11 @@ pub struct Inode {
     pub fscaps: Option<FileCaps>,
     /// A symbolic link's target text (`i_link`), as `symlink` stored it.
     pub link: Option<String>,
+    /// `i_size`, as far as the rules need it: 0 for a file that holds nothing (every file an
+    /// op makes, and a scenario's file without an execute bit), the length of the last
+    /// truncate; a scenario's file with an execute bit holds a program (the executor copies one
+    /// there) and counts as non-empty (1). A file of size 0 has no data extents.
+    pub size: i64,
 }
 
 /// A `security.capability` value as the filesystem stores it (`vfs_cap_data` or, for
@@ -869,6 +874,7 @@ impl World {
             default_acl: None,
             fscaps: None,
             link: None,
+            size: 0,
         });
         InodeRef(self.inodes.len() - 1)
     }

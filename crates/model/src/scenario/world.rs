@@ -173,6 +173,10 @@ pub(super) fn declare_file(c: &Ctx, w: &mut World, f: &Spanned<RawFile>) -> Resu
     let ino = w
         .add_inode(path, dir, Kuid(uid), Kgid(gid), mode)
         .map_err(|e| c.model(fr.path.span(), e))?;
+    if !dir && mode & 0o111 != 0 {
+        // A program file: the executor copies a program there.
+        w.inode_mut(ino).size = 1;
+    }
     if let Some(acl) = &fr.acl {
         let mut entries = Vec::new();
         for e in acl {
