@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The installed build's allocator (musl's own is slower for the daemon; BENCHMARKS.md).
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 mod audit_cmd;
 mod explain_cmd;
 mod generate_cmd;
