@@ -1,5 +1,6 @@
 //! The varlink wire format: NUL-terminated JSON objects, calls and replies, error replies.
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 /// The interface every varlink service provides, answered by the server itself.
@@ -146,20 +147,30 @@ impl std::error::Error for ErrorReply {}
 /// The JSON text of a reply, without its NUL: `{"parameters": ...}` (with `"continues": true`
 /// if `continues`) or `{"error": ..., "parameters": ...}`.
 pub fn reply_text(r: &Result<Value, ErrorReply>, continues: bool) -> Vec<u8> {
-    let mut m = Map::new();
-    match r {
-        Ok(p) => {
-            m.insert("parameters".into(), p.clone());
-            if continues {
-                m.insert("continues".into(), Value::Bool(true));
-            }
-        }
-        Err(e) => {
-            m.insert("error".into(), Value::String(e.error.clone()));
-            m.insert("parameters".into(), e.parameters.clone());
-        }
+    // Serialized from borrows, keys in the order a JSON object map keeps them (sorted), so a
+    // large reply is not copied into a second tree first.
+    #[derive(Serialize)]
+    struct Reply<'a> {
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        continues: bool,
+        parameters: &'a Value,
     }
-    serde_json::to_vec(&Value::Object(m)).expect("JSON values serialize")
+    #[derive(Serialize)]
+    struct Failure<'a> {
+        error: &'a str,
+        parameters: &'a Value,
+    }
+    let text = match r {
+        Ok(parameters) => serde_json::to_vec(&Reply {
+            continues,
+            parameters,
+        }),
+        Err(e) => serde_json::to_vec(&Failure {
+            error: &e.error,
+            parameters: &e.parameters,
+        }),
+    };
+    text.expect("JSON values serialize")
 }
 
 /// A call as it arrives.
@@ -302,6 +313,29 @@ pub(crate) fn offending_field<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replies_are_the_objects_they_stand_for() {
+        let p = json!({"allocations": [{"id": 1, "uid": {"start": 524288, "end": 589823}}]});
+        let text = |r, c| String::from_utf8(reply_text(&r, c)).unwrap();
+        let object = |v: Value| serde_json::to_string(&v).unwrap();
+        assert_eq!(
+            text(Ok(p.clone()), false),
+            object(json!({"parameters": p.clone()}))
+        );
+        assert_eq!(
+            text(Ok(p.clone()), true),
+            object(json!({"continues": true, "parameters": p.clone()}))
+        );
+        let e = ErrorReply {
+            error: "io.credns.Registry.NotFound".into(),
+            parameters: json!({"id": 7}),
+        };
+        assert_eq!(
+            text(Err(e), false),
+            object(json!({"error": "io.credns.Registry.NotFound", "parameters": {"id": 7}}))
+        );
+    }
 
     #[test]
     fn parse_names_the_bad_field() {
