@@ -411,9 +411,7 @@ fn routes_are_kept_with_their_allocation() {
         return;
     };
     ok(&env.run(&["run", "--name", "r", "--", "true"]));
-    let handler = env.dir.path().join("h.sh");
-    std::fs::write(&handler, "#!/bin/sh\necho hi\n").unwrap();
-    std::fs::set_permissions(&handler, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let handler = handler_script(&env, "h.sh", "echo hi");
     let h = handler.to_str().unwrap();
     let o = env.run(&[
         "key",
@@ -684,6 +682,14 @@ fn request_as_container_from(
     .unwrap()
 }
 
+/// An executable `#!/bin/sh` script in the test's directory running `body`.
+fn handler_script(env: &Env, name: &str, body: &str) -> std::path::PathBuf {
+    let p = env.dir.path().join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
 /// `credns key route svc --type user --desc DESC --handler HANDLER EXTRA...`, which must succeed.
 fn route_svc(env: &Env, desc: &str, handler: &str, extra: &[&str]) {
     let mut args = vec!["key", "route", "svc", "--type", "user", "--desc", desc];
@@ -718,10 +724,10 @@ fn a_containers_upcalls_go_to_its_routes() {
     ok(&env.run(&["run", "--name", "svc", "--", "true"]));
     let (alloc, base) = first_uid(&env, "svc");
     let script = |name: &str, body: &str| {
-        let p = env.dir.path().join(name);
-        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        p.to_str().unwrap().to_string()
+        handler_script(&env, name, body)
+            .to_str()
+            .unwrap()
+            .to_string()
     };
     let good = script(
         "good.sh",
@@ -903,13 +909,11 @@ fn a_real_containers_request_reaches_its_route() {
         return;
     };
     ok(&env.run(&["run", "--name", "svc", "--", "true"]));
-    let h = env.dir.path().join("h.sh");
-    std::fs::write(
-        &h,
-        "#!/bin/sh\nprintf 'uid=%s desc=%s' \"$KEY_UID\" \"$KEY_DESC\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&h, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let h = handler_script(
+        &env,
+        "h.sh",
+        r#"printf 'uid=%s desc=%s' "$KEY_UID" "$KEY_DESC""#,
+    );
     let p = &up.prefix;
     route_svc(&env, &format!("{p}*"), h.to_str().unwrap(), &[]);
     let o = env.run(&[
@@ -925,13 +929,11 @@ fn a_real_containers_request_reaches_its_route() {
 
     // A route `--inside` (put first): the handler runs in the container's user namespace as
     // its root, so its own uid_map is the container's.
-    let hi = env.dir.path().join("hi.sh");
-    std::fs::write(
-        &hi,
-        "#!/bin/sh\nprintf 'id=%s map=%s' \"$(id -u)\" \"$(head -1 /proc/self/uid_map | tr -s ' ')\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&hi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hi = handler_script(
+        &env,
+        "hi.sh",
+        r#"printf 'id=%s map=%s' "$(id -u)" "$(head -1 /proc/self/uid_map | tr -s ' ')""#,
+    );
     ok(&env.run(&["key", "unroute", "svc", "0"]));
     route_svc(&env, &format!("{p}*"), hi.to_str().unwrap(), &["--inside"]);
     let (_, base) = first_uid(&env, "svc");
