@@ -18,7 +18,11 @@
 //! range without touching the host's files. The floor and unshare map 0..65536 onto
 //! 2000000000..; credns maps its allocation (65536 ids) from a fresh registry.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::Daemon;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -89,20 +93,6 @@ fn build_floor_static() -> PathBuf {
         .expect("target/<profile> has a parent")
         .join(DIST_TARGET)
         .join("dist/examples/userns_floor")
-}
-
-/// The installed build, `cargo dist`: target/dist/credns, linked statically (musl).
-fn build_dist() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let st = Command::new(cargo)
-        .args(["-q", "dist"])
-        .status()
-        .expect("running cargo dist to build the installed credns");
-    assert!(st.success(), "cargo dist failed");
-    let dir = profile_dir();
-    dir.parent()
-        .expect("target/<profile> has a parent")
-        .join("dist/credns")
 }
 
 fn main() {
@@ -226,47 +216,6 @@ fn mean(v: &[Duration]) -> Duration {
     v.iter().sum::<Duration>() / v.len() as u32
 }
 
-/// A `credns serve` on a socket and store under a temporary directory, stopped with SIGTERM
-/// when dropped.
-struct Daemon {
-    child: std::process::Child,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn start(credns: &str, dir: &Path) -> Self {
-        let socket = dir.join("daemon/io.credns.Registry");
-        let child = Command::new(credns)
-            .arg("serve")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--store")
-            .arg(dir.join("daemon/registry.redb"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting credns serve");
-        let t0 = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "credns serve did not answer on {}",
-                socket.display()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Daemon { child, socket }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let _ = self.child.wait();
-    }
-}
-
 fn inner() {
     let runs: usize = std::env::var("CREDNS_BENCH_RUNS")
         .ok()
@@ -274,7 +223,7 @@ fn inner() {
         .unwrap_or(300);
     let floor = build_floor();
     let credns = env!("CARGO_BIN_EXE_credns").to_string();
-    let dist = build_dist().display().to_string();
+    let dist = common::build_dist().display().to_string();
     let floor_static = build_floor_static().display().to_string();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("lib/registry.redb").display().to_string();
@@ -405,7 +354,7 @@ fn inner() {
     // in place, and the daemon releases the lease when the namespace dies.
     // The daemon is the installed build; the run command is measured both as installed
     // (static) and as `cargo build --release` makes it (dynamically linked).
-    let daemon = Daemon::start(&dist, dir.path());
+    let daemon = Daemon::start(Path::new(&dist), &dir.path().join("daemon"), &[]);
     for (label, bin) in [
         (
             "credns run via daemon -- /bin/true (installed build)",

@@ -10,67 +10,13 @@
 //! `cargo bench -p credns --bench serve`. `CREDNS_BENCH_RUNS` sets the calls per method and
 //! daemon (default 3000).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::Daemon;
 use credns_service::{AllocOptions, RegistryClient, Target};
-
-/// The installed build, `cargo dist`: target/dist/credns.
-fn build_dist() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let st = Command::new(cargo)
-        .args(["-q", "dist"])
-        .status()
-        .expect("running cargo dist to build the installed credns");
-    assert!(st.success(), "cargo dist failed");
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .expect("bench executable in target/<profile>/deps")
-        .join("dist/credns")
-}
-
-/// `credns serve` on a socket and store under `dir`, stopped with SIGTERM when dropped.
-struct Daemon {
-    child: std::process::Child,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn start(credns: &Path, dir: &Path) -> Self {
-        let socket = dir.join("io.credns.Registry");
-        let child = Command::new(credns)
-            .arg("serve")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--store")
-            .arg(dir.join("registry.redb"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting credns serve");
-        let t0 = Instant::now();
-        while RegistryClient::connect(&socket).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "{} serve did not answer",
-                credns.display()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Daemon { child, socket }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let _ = self.child.wait();
-    }
-}
 
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
@@ -99,7 +45,7 @@ fn main() {
         None => 50,
     };
     let kinds = [
-        ("installed build (musl, dlmalloc)", build_dist()),
+        ("installed build (musl, dlmalloc)", common::build_dist()),
         (
             "cargo build --release (glibc)",
             PathBuf::from(env!("CARGO_BIN_EXE_credns")),
@@ -111,7 +57,7 @@ fn main() {
     for (i, (_, bin)) in kinds.iter().enumerate() {
         let d = dir.path().join(i.to_string());
         std::fs::create_dir(&d).unwrap();
-        let daemon = Daemon::start(bin, &d);
+        let daemon = Daemon::start(bin, &d, &[]);
         let mut c = RegistryClient::connect(&daemon.socket).unwrap();
         for n in 0..50 {
             c.allocate_name(&format!("b{n}"), &AllocOptions::default())

@@ -20,29 +20,15 @@
 //! requests per kind (default 200). Figures are the median and mean per request; the ratio is
 //! of medians.
 
+mod common;
+
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Daemon;
 use credns_sys::keys::{self, session, upcall, KEY_SPEC_SESSION_KEYRING};
-
-/// The installed build, `cargo dist`: target/dist/credns, linked statically against musl
-/// (what request-key would run on a real host).
-fn build_dist() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let st = Command::new(cargo)
-        .args(["-q", "dist"])
-        .status()
-        .expect("running cargo dist to build the installed credns");
-    assert!(st.success(), "cargo dist failed");
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .expect("bench executable in target/<profile>/deps")
-        .join("dist/credns")
-}
 
 /// A file removed when dropped.
 struct Installed(PathBuf);
@@ -50,18 +36,6 @@ struct Installed(PathBuf);
 impl Drop for Installed {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// `credns serve` on a temporary socket and store, stopped with SIGTERM when dropped.
-struct Daemon(std::process::Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let _ = self.0.wait();
     }
 }
 
@@ -126,31 +100,16 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
-    let bin = build_dist();
+    let bin = common::build_dist();
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("io.credns.Registry");
-    let store = dir.path().join("registry.redb");
-    let _daemon = Daemon(
-        Command::new(&bin)
-            .arg("serve")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--store")
-            .arg(&store)
-            .arg("--etc")
-            .arg(dir.path())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting credns serve"),
+    // Its /etc is the benchmark's own directory: no host file decides its exclusions.
+    let daemon = Daemon::start(
+        &bin,
+        dir.path(),
+        &["--etc".as_ref(), dir.path().as_os_str()],
     );
-    let t0 = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "credns serve did not answer"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let socket = daemon.socket.clone();
+    let store = dir.path().join("registry.redb");
     credns(
         &bin,
         &socket,
