@@ -397,12 +397,15 @@ fn run_handler(
         .spawn()
         .map_err(|e| format!("starting handler {prog}: {e}"))?;
     let mut out = child.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || {
+    // Read on a thread of its own, handed over through a channel: a process the handler left
+    // behind may hold its output open, and the wait for it keeps the handler's deadline.
+    let (tx, output) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut buf = Vec::new();
         let r = (&mut out)
             .take(MAX_PAYLOAD as u64 + 1)
             .read_to_end(&mut buf);
-        r.map(|_| buf)
+        let _ = tx.send(r.map(|_| buf));
     });
     let deadline = Instant::now() + Duration::from_secs(u64::from(r.timeout));
     // The handler's exit, watched through a pidfd (it is not reaped before, so its pid is its).
@@ -431,10 +434,17 @@ fn run_handler(
     if !status.success() {
         return Err(format!("handler {prog} failed ({status})"));
     }
-    let payload = reader
-        .join()
-        .map_err(|_| "reading the handler's output failed".to_string())?
-        .map_err(|e| format!("reading the handler's output: {e}"))?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let payload = match output.recv_timeout(left) {
+        Ok(read) => read.map_err(|e| format!("reading the handler's output: {e}"))?,
+        Err(_) => {
+            return Err(format!(
+                "handler {prog} exited, but its output stayed open past its {} s (a process \
+                 it left behind holds it)",
+                r.timeout
+            ))
+        }
+    };
     if payload.len() > MAX_PAYLOAD {
         return Err(format!(
             "handler {prog} printed more than {MAX_PAYLOAD} bytes"

@@ -738,6 +738,18 @@ fn a_containers_upcalls_go_to_its_routes() {
         (format!("{p}e*"), good.clone(), "30"),
         (format!("{p}fail*"), script("fail.sh", "exit 3"), "30"),
         (format!("{p}slow*"), script("slow.sh", "sleep 20"), "1"),
+        // Exits at once, leaving a process that holds its output open.
+        (
+            format!("{p}linger*"),
+            script(
+                "linger.sh",
+                &format!(
+                    "sleep 30 & echo $! > {}; echo issued",
+                    env.dir.path().join("linger.pid").display()
+                ),
+            ),
+            "1",
+        ),
     ] {
         route_svc(&env, &desc, &handler, &["--timeout", timeout]);
     }
@@ -748,9 +760,18 @@ fn a_containers_upcalls_go_to_its_routes() {
         text.ends_with(&format!(" desc={p}e callout=a uid=0")),
         "{text}"
     );
-    for d in ["fail", "slow"] {
+    for d in ["fail", "slow", "linger"] {
         let r = request_as_container(alloc, base, &format!("{p}{d}"), "a");
         assert_eq!(r, Err(credns_sys::Errno::NOKEY), "{d}: {}", up.log());
+    }
+    // The process the lingering handler left behind is the test's to stop.
+    let lingering: i32 = std::fs::read_to_string(env.dir.path().join("linger.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    if let Some(pid) = rustix::process::Pid::from_raw(lingering) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
     // No route takes it: the host's configuration answers (keyutils' debug handler), whatever
     // the callout looks like.
@@ -786,6 +807,10 @@ fn a_containers_upcalls_go_to_its_routes() {
         "{log}"
     );
     assert!(line("slow").contains("ran over its 1 s"), "{log}");
+    assert!(
+        line("linger").contains("exited, but its output stayed open past its 1 s"),
+        "{log}"
+    );
     assert!(
         line("other").ends_with(&format!(
             "handed back: no route of allocation {alloc} matches (routes from the keyring copy)"
